@@ -1,0 +1,3 @@
+module github.com/rampartci/rampart/services/deployer
+
+go 1.26.8

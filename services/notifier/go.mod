@@ -1,0 +1,3 @@
+module github.com/rampartci/rampart/services/notifier
+
+go 1.26.8
