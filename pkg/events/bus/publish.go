@@ -1,0 +1,80 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/rampartci/rampart/pkg/events"
+)
+
+// The CloudEvents distributed-tracing extension attributes.
+const (
+	extTraceParent = "traceparent"
+	extTraceState  = "tracestate"
+)
+
+var traceContext = propagation.TraceContext{}
+
+// Publish validates ev and publishes it on its subject (events.SubjectOf).
+func (b *Bus) Publish(ctx context.Context, ev cloudevents.Event) (*jetstream.PubAck, error) {
+	return b.PublishTo(ctx, events.SubjectOf(ev), ev)
+}
+
+// PublishTo validates ev and publishes it on subject in binary mode. The
+// message id is the event id, so JetStream drops a repeat within its duplicate
+// window; the traceparent extension carries the current span.
+func (b *Bus) PublishTo(ctx context.Context, subject string, ev cloudevents.Event) (*jetstream.PubAck, error) {
+	ctx, span := b.tracer.Start(ctx, "publish "+events.KindOf(ev.Type()), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.destination.name", subject), attribute.String("cloudevents.event_id", ev.ID()),
+			attribute.String("cloudevents.event_type", ev.Type())))
+	defer span.End()
+
+	ev = ev.Clone()
+	InjectTrace(ctx, &ev)
+	if err := b.schemas.Validate(ev); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, fmt.Errorf("publish %s: %w", ev.ID(), err)
+	}
+	msg, err := events.ToMsg(subject, ev)
+	if err != nil {
+		return nil, err
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, ev.ID())
+	ack, err := b.js.PublishMsg(ctx, msg)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, fmt.Errorf("publish %s to %s: %w", ev.ID(), subject, err)
+	}
+	return ack, nil
+}
+
+// InjectTrace sets ev's traceparent (and tracestate) extensions from the span
+// in ctx; without a valid span it leaves ev as it is.
+func InjectTrace(ctx context.Context, ev *cloudevents.Event) {
+	carrier := propagation.MapCarrier{}
+	traceContext.Inject(ctx, carrier)
+	if tp := carrier.Get(extTraceParent); tp != "" {
+		ev.SetExtension(extTraceParent, tp)
+		if ts := carrier.Get(extTraceState); ts != "" {
+			ev.SetExtension(extTraceState, ts)
+		}
+	}
+}
+
+// ExtractTrace returns ctx carrying the remote span named by ev's traceparent.
+func ExtractTrace(ctx context.Context, ev cloudevents.Event) context.Context {
+	carrier := propagation.MapCarrier{}
+	for _, name := range []string{extTraceParent, extTraceState} {
+		if v, ok := ev.Extensions()[name].(string); ok {
+			carrier.Set(name, v)
+		}
+	}
+	return traceContext.Extract(ctx, carrier)
+}

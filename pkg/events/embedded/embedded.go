@@ -1,0 +1,79 @@
+// Package embedded runs a NATS server with JetStream inside the process: the
+// embedded default of `rampart up`, and the real server every integration test
+// runs against.
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// DefaultListen is the embedded server's address: loopback only.
+const DefaultListen = "127.0.0.1:4222"
+
+// Options configures the embedded server.
+type Options struct {
+	// Listen is host:port; the host must be a loopback address. Port 0 picks
+	// a free port.
+	Listen string
+	// StoreDir holds JetStream's data; it survives restarts.
+	StoreDir string
+	// Name of the server, shown in monitoring and advisories.
+	Name string
+	// ReadyTimeout bounds the wait for the server to accept clients (default 10s).
+	ReadyTimeout time.Duration
+}
+
+// Start runs a server and waits until it accepts clients.
+func Start(opts Options) (*server.Server, error) {
+	if opts.Listen == "" {
+		opts.Listen = DefaultListen
+	}
+	if opts.StoreDir == "" {
+		return nil, errors.New("embedded NATS: a store directory is required")
+	}
+	host, portStr, err := net.SplitHostPort(opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: listen address %q: %w", opts.Listen, err)
+	}
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("embedded NATS: listen address %q is not loopback; the embedded server is for one machine, use --nats to reach a cluster", opts.Listen)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("embedded NATS: port %q is not a port number", portStr)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if opts.Name == "" {
+		opts.Name = "rampart"
+	}
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 10 * time.Second
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: opts.Name,
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(opts.ReadyTimeout) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS on %s: not ready after %s (is the port taken?)", opts.Listen, opts.ReadyTimeout)
+	}
+	return ns, nil
+}

@@ -1,0 +1,138 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// CloudEvents types of the events Rampart emits (CDEvents v0.5.1 where one
+// exists, Rampart's own dev.cdeventsx types otherwise).
+const (
+	TypeChangeMerged        = "dev.cdevents.change.merged.0.3.0"
+	TypeChangeCreated       = "dev.cdevents.change.created.0.4.0"
+	TypeArtifactPublished   = "dev.cdevents.artifact.published.0.3.0"
+	TypeTestSuiteFinished   = "dev.cdevents.testsuiterun.finished.0.3.0"
+	TypeTestOutputPublished = "dev.cdevents.testoutput.published.0.3.0"
+	TypeReleasePromoted     = "dev.cdeventsx.rampart-release.promoted.0.1.0"
+	TypeCanaryStepped       = "dev.cdeventsx.rampart-canary.stepped.0.1.0"
+	TypeServiceDeployed     = "dev.cdevents.service.deployed.0.3.0"
+	TypeServiceUpgraded     = "dev.cdevents.service.upgraded.0.3.0"
+	TypeIncidentDetected    = "dev.cdevents.incident.detected.0.3.0"
+	TypeServiceRolledBack   = "dev.cdevents.service.rolledback.0.3.0"
+	TypeIncidentReported    = "dev.cdevents.incident.reported.0.3.0"
+)
+
+// Kinds: the second token of a Rampart NATS subject, rampart.<kind>.<app>.
+const (
+	KindCommit     = "commit"
+	KindArtifact   = "artifact"
+	KindScan       = "scan"
+	KindTestOutput = "testoutput"
+	KindPromote    = "promote"
+	KindCanaryStep = "canarystep"
+	KindRelease    = "release"
+	KindAnomaly    = "anomaly"
+	KindRollback   = "rollback"
+	KindPage       = "page"
+	// KindExternal carries valid CDEvents of types Rampart does not act on
+	// (a build or pipeline run from another tool); the ledger records them.
+	KindExternal = "external"
+	// KindDeadLetter carries copies of messages a consumer terminated.
+	KindDeadLetter = "deadletter"
+)
+
+// kindByName maps a type's name (without version) to its kind.
+var kindByName = map[string]string{
+	"dev.cdevents.change.merged":             KindCommit,
+	"dev.cdevents.change.created":            KindCommit,
+	"dev.cdevents.artifact.published":        KindArtifact,
+	"dev.cdevents.testsuiterun.finished":     KindScan,
+	"dev.cdevents.testoutput.published":      KindTestOutput,
+	"dev.cdeventsx.rampart-release.promoted": KindPromote,
+	"dev.cdeventsx.rampart-canary.stepped":   KindCanaryStep,
+	"dev.cdevents.service.deployed":          KindRelease,
+	"dev.cdevents.service.upgraded":          KindRelease,
+	"dev.cdevents.incident.detected":         KindAnomaly,
+	"dev.cdevents.service.rolledback":        KindRollback,
+	"dev.cdevents.incident.reported":         KindPage,
+}
+
+// knownVersion is the version of each type name Rampart reads.
+var knownVersion = map[string]string{}
+
+func init() {
+	for _, t := range []string{
+		TypeChangeMerged, TypeChangeCreated, TypeArtifactPublished, TypeTestSuiteFinished,
+		TypeTestOutputPublished, TypeReleasePromoted, TypeCanaryStepped, TypeServiceDeployed,
+		TypeServiceUpgraded, TypeIncidentDetected, TypeServiceRolledBack, TypeIncidentReported,
+	} {
+		name, version, _ := SplitType(t)
+		knownVersion[name] = version
+	}
+}
+
+// ErrUnsupportedVersion is returned for an event whose type or CDEvents spec
+// version has a major version this code does not read. Consumers terminate
+// such messages rather than guess at their meaning.
+var ErrUnsupportedVersion = errors.New("unsupported schema version")
+
+// SplitType splits "dev.cdevents.change.merged.0.3.0" into its name and its
+// semantic version.
+func SplitType(t string) (name, version string, err error) {
+	parts := strings.Split(t, ".")
+	if len(parts) < 4 {
+		return "", "", fmt.Errorf("type %q has no version suffix", t)
+	}
+	v := parts[len(parts)-3:]
+	for _, p := range v {
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			return "", "", fmt.Errorf("type %q does not end in a version MAJOR.MINOR.PATCH", t)
+		}
+	}
+	return strings.Join(parts[:len(parts)-3], "."), strings.Join(v, "."), nil
+}
+
+// compatible reports whether version a can be read by code written for b.
+// Per semantic versioning, in 0.x every minor version may break.
+func compatible(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	if pa[0] != pb[0] {
+		return false
+	}
+	return pa[0] != "0" || pa[1] == pb[1]
+}
+
+// CheckVersion checks that a type Rampart knows by name comes in a version
+// it reads. Types Rampart does not know pass: they are recorded, not read.
+func CheckVersion(t string) error {
+	name, version, err := SplitType(t)
+	if err != nil {
+		return err
+	}
+	if want, ok := knownVersion[name]; ok && !compatible(version, want) {
+		return fmt.Errorf("%w: %s is version %s, this Rampart reads %s", ErrUnsupportedVersion, name, version, want)
+	}
+	return nil
+}
+
+func checkSpecVersion(v string) error {
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 || !compatible(v, CDEventsVersion) {
+		return fmt.Errorf("%w: CDEvents spec version %q, this Rampart reads %s", ErrUnsupportedVersion, v, CDEventsVersion)
+	}
+	return nil
+}
+
+// KindOf returns the subject kind for a CloudEvents type: Rampart's own kinds
+// for the types it acts on, KindExternal for any other.
+func KindOf(t string) string {
+	name, _, err := SplitType(t)
+	if err != nil {
+		return KindExternal
+	}
+	if k, ok := kindByName[name]; ok {
+		return k
+	}
+	return KindExternal
+}
