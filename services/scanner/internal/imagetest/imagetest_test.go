@@ -1,0 +1,126 @@
+package imagetest_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/rampartci/rampart/services/scanner/internal/imagetest"
+)
+
+func TestGoBinaryELFCarriesBuildInfo(t *testing.T) {
+	bin := imagetest.VulnerableAlpine().GoBinaries[0]
+	info, err := buildinfo.Read(bytes.NewReader(bin.ELF()))
+	if err != nil {
+		t.Fatalf("buildinfo.Read: %v", err)
+	}
+	if info.GoVersion != "go1.26.8" || info.Main.Path != "example.com/app" {
+		t.Errorf("build info = %s", info)
+	}
+	found := false
+	for _, d := range info.Deps {
+		if d.Path == "golang.org/x/net" && d.Version == "v0.15.0" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("deps = %v, want golang.org/x/net v0.15.0", info.Deps)
+	}
+}
+
+func TestBuildIsDeterministicAndHasApkDB(t *testing.T) {
+	a, err := imagetest.VulnerableAlpine().Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := imagetest.VulnerableAlpine().Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	da, _ := a.Digest()
+	db, _ := b.Digest()
+	if da != db {
+		t.Errorf("two builds of the same spec: %s != %s", da, db)
+	}
+	clean, _ := imagetest.CleanAlpine().Build()
+	if dc, _ := clean.Digest(); dc == da {
+		t.Error("clean and vulnerable images have the same digest")
+	}
+
+	files := map[string]string{}
+	tr := tar.NewReader(mutate.Extract(a))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(tr)
+		files[hdr.Name] = string(body)
+	}
+	if got := files["etc/alpine-release"]; got != "3.22.1\n" {
+		t.Errorf("etc/alpine-release = %q", got)
+	}
+	if db := files["lib/apk/db/installed"]; !strings.Contains(db, "P:libcrypto3\nV:3.5.1-r0\nA:x86_64\n") || !strings.Contains(db, "o:openssl\n") {
+		t.Errorf("apk database lacks libcrypto3 3.5.1-r0 from openssl:\n%s", db)
+	}
+	if _, ok := files["usr/local/bin/app"]; !ok {
+		t.Error("Go binary missing")
+	}
+}
+
+func TestRegistryPushPullAndNotify(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var puts []imagetest.ManifestPut
+	reg := imagetest.StartRegistry(imagetest.RegistryOptions{
+		Username: "ci", Password: "s3cret",
+		OnManifestPut: func(p imagetest.ManifestPut) {
+			mu.Lock()
+			defer mu.Unlock()
+			puts = append(puts, p)
+		},
+	})
+	defer reg.Close()
+
+	pushed, err := reg.BuildAndPush(ctx, "team/app", "v1", imagetest.VulnerableAlpine())
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if !strings.HasPrefix(pushed.Ref(), "127.0.0.1:") || !strings.HasPrefix(pushed.Digest, "sha256:") {
+		t.Errorf("pushed = %+v", pushed)
+	}
+
+	ref, err := name.ParseReference(pushed.Ref())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Image(ref, remote.WithContext(ctx)); err == nil {
+		t.Error("anonymous pull from an authenticated registry succeeded")
+	}
+	img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: "ci", Password: "s3cret"}))
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	if d, _ := img.Digest(); d.String() != pushed.Digest {
+		t.Errorf("pulled digest %s, pushed %s", d, pushed.Digest)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(puts) != 1 || puts[0].Repository != "team/app" || puts[0].Reference != "v1" || puts[0].Digest != pushed.Digest {
+		t.Errorf("manifest puts = %+v", puts)
+	}
+}
