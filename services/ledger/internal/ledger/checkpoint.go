@@ -1,0 +1,56 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rampartci/rampart/services/ledger/checkpoint"
+	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+)
+
+// checkpointLoop signs a checkpoint at most once per interval, when the tree
+// has grown since the last one, until ctx ends.
+func (l *Ledger) checkpointLoop(ctx context.Context) {
+	t := time.NewTicker(l.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := l.signCheckpoint(ctx); err != nil && ctx.Err() == nil {
+				// The next tick tries again with the then-current tree.
+				l.log.Warn("signing checkpoint", "err", err)
+			}
+		}
+	}
+}
+
+// signCheckpoint signs the committed tree and stores the checkpoint in
+// LEDGER_CHECKPOINTS, unless no entry was committed since the last one.
+func (l *Ledger) signCheckpoint(ctx context.Context) error {
+	size, root, err := l.tree.Root()
+	if err != nil {
+		return err
+	}
+	l.mu.RLock()
+	last := l.cpSize
+	l.mu.RUnlock()
+	if size == 0 || size == last {
+		return nil
+	}
+	signed, err := l.signer.Sign(checkpoint.Checkpoint{Origin: l.signer.Name(), Size: size, Root: root})
+	if err != nil {
+		return err
+	}
+	if _, err := l.js.Publish(ctx, ledgerclient.CheckpointsSubject, signed); err != nil {
+		return fmt.Errorf("storing checkpoint at size %d: %w", size, err)
+	}
+	l.mu.Lock()
+	l.latestCP, l.cpSize = signed, size
+	l.mu.Unlock()
+	l.metrics.checkpoints.Inc()
+	l.metrics.checkpointSize.Set(float64(size))
+	return nil
+}

@@ -1,0 +1,286 @@
+// Package ledger is the ledger service component: it records every message
+// of the RAMPART stream, in stream order and exactly once, as a signed entry
+// in the LEDGER stream, keeps the Merkle tree over the entries, and signs
+// checkpoints of it into LEDGER_CHECKPOINTS.
+//
+// Three goroutines share the work:
+//   - the consumer handler (record.go) turns each RAMPART message into an
+//     entry, signs it and publishes it asynchronously, with the expected last
+//     LEDGER sequence, so that consecutive entries are pipelined but can only
+//     be stored in order;
+//   - the committer (commit.go) waits for each publish acknowledgement in
+//     order, repairs failed publishes in place, and adds committed entries to
+//     the tree;
+//   - the checkpointer (checkpoint.go) signs the tree at most once per
+//     interval when it has grown.
+//
+// The LEDGER stream is the source of truth for progress: on start the tree,
+// the duplicate index and the RAMPART cursor are rebuilt from it
+// (rebuild.go), and the durable consumer is re-created at the cursor.
+// See docs/decisions/0001-ledger-cursor.md.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/services/ledger/checkpoint"
+	"github.com/rampartci/rampart/services/ledger/internal/tree"
+	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+)
+
+// Durable is the name of the ledger's consumer on the RAMPART stream.
+const Durable = "ledger"
+
+// ErrTampered is returned by Run when the LEDGER or LEDGER_CHECKPOINTS
+// streams hold something this ledger did not write: a message that is not a
+// validly signed entry at its position, a checkpoint that does not verify or
+// does not match the entries. The ledger refuses to record on top of it.
+var ErrTampered = errors.New("ledger streams were written by someone else")
+
+// Options configures a Ledger.
+type Options struct {
+	// CheckpointInterval is the most often a checkpoint is signed (default 1s).
+	CheckpointInterval time.Duration
+	// Window bounds the entries published but not yet acknowledged by
+	// JetStream (default 512).
+	Window int
+	// Replicas of the LEDGER streams (default 1).
+	Replicas int
+	// PageSize bounds the entries one HTTP request returns (default 1000).
+	PageSize int
+	// ShutdownGrace bounds how long Run waits, after its context ends, for
+	// in-flight entries to be acknowledged and the last checkpoint to be
+	// signed (default 5s).
+	ShutdownGrace time.Duration
+	// Now is the clock for recordedAt (default time.Now).
+	Now func() time.Time
+	// Registerer receives the metrics (default: none registered).
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) defaults() {
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = time.Second
+	}
+	if o.Window <= 0 {
+		o.Window = 512
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 1000
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Ledger records the RAMPART stream. Create it with New, then call Run once.
+type Ledger struct {
+	bus      *bus.Bus
+	js       jetstream.JetStream // own context: async publish limits for LEDGER
+	entries  jetstream.Stream
+	cps      jetstream.Stream
+	signer   *checkpoint.Signer
+	verifier *checkpoint.Verifier
+	opts     Options
+	log      *slog.Logger
+	metrics  *metrics
+
+	// tree holds the committed entries (acknowledged by JetStream).
+	tree *tree.Tree
+
+	mu       sync.RWMutex
+	chains   map[string][]int64 // chainId → committed entry indexes
+	latestCP []byte             // latest signed checkpoint note
+	cpSize   int64              // its size
+
+	// Owned by the consumer handler (and by rebuild before it starts).
+	next    uint64            // index of the next entry
+	lastSeq uint64            // RAMPART sequence of the last message handled
+	dedup   map[string]uint64 // CloudEvent source + "\x00" + id → entry index
+
+	inflight chan *pending
+	ready    atomic.Bool
+}
+
+// New returns a Ledger that consumes through b and signs with signer.
+func New(b *bus.Bus, signer *checkpoint.Signer, opts Options, logger *slog.Logger) (*Ledger, error) {
+	opts.defaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(b.Conn(),
+		jetstream.WithPublishAsyncMaxPending(opts.Window),
+		jetstream.WithPublishAsyncTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("opening JetStream for the ledger: %w", err)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Ledger{
+		bus:      b,
+		js:       js,
+		signer:   signer,
+		verifier: signer.Verifier(),
+		opts:     opts,
+		log:      logger.With("component", "ledger"),
+		metrics:  m,
+		tree:     tree.New(),
+		chains:   map[string][]int64{},
+		dedup:    map[string]uint64{},
+	}, nil
+}
+
+// Ready reports whether the ledger has rebuilt its state and is consuming.
+func (l *Ledger) Ready() bool { return l.ready.Load() }
+
+// Size returns the number of committed entries.
+func (l *Ledger) Size() int64 { return l.tree.Size() }
+
+// LatestCheckpoint returns the latest signed checkpoint and its size, or nil.
+func (l *Ledger) LatestCheckpoint() ([]byte, int64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.latestCP, l.cpSize
+}
+
+// EnsureStreams creates the LEDGER and LEDGER_CHECKPOINTS streams, or
+// updates them to this configuration: file storage, no limits, and neither
+// messages nor the whole stream can be deleted.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (entries, cps jetstream.Stream, err error) {
+	cfg := func(name, subject, desc string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    []string{subject},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardNew,
+			Replicas:    max(replicas, 1),
+			DenyDelete:  true,
+			DenyPurge:   true,
+		}
+	}
+	entries, err = js.CreateOrUpdateStream(ctx, cfg(ledgerclient.EntriesStream, ledgerclient.EntriesSubject, "Rampart ledger entries, one per recorded message"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("ensuring stream %s: %w", ledgerclient.EntriesStream, err)
+	}
+	cps, err = js.CreateOrUpdateStream(ctx, cfg(ledgerclient.CheckpointsStream, ledgerclient.CheckpointsSubject, "Rampart ledger signed checkpoints"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("ensuring stream %s: %w", ledgerclient.CheckpointsStream, err)
+	}
+	return entries, cps, nil
+}
+
+// Run rebuilds the ledger's state from its streams, then records RAMPART
+// messages until ctx ends or a fatal problem (ErrTampered) occurs. On the way
+// out it lets in-flight entries commit and signs a last checkpoint, within
+// Options.ShutdownGrace.
+func (l *Ledger) Run(ctx context.Context) error {
+	var err error
+	l.entries, l.cps, err = EnsureStreams(ctx, l.js, l.opts.Replicas)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := l.rebuild(ctx); err != nil {
+		return err
+	}
+	l.log.Info("ledger state rebuilt", "entries", l.tree.Size(), "cursor", l.lastSeq, "took", time.Since(start))
+	l.warnExpired(ctx)
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// The committer outlives runCtx by up to ShutdownGrace so that entries
+	// already published can still be committed.
+	commitCtx, stopCommit := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCommit()
+
+	l.inflight = make(chan *pending, l.opts.Window)
+	commitDone := make(chan error, 1)
+	go func() {
+		err := l.commitLoop(commitCtx)
+		if err != nil {
+			cancel(err)
+		}
+		commitDone <- err
+	}()
+	var cpWG sync.WaitGroup
+	cpWG.Go(func() { l.checkpointLoop(runCtx) })
+
+	cons, err := l.bus.ConsumeRaw(runCtx, bus.ConsumerOptions{
+		Durable:        Durable,
+		FilterSubjects: []string{events.SubjectPrefix + ".>"},
+		StartSequence:  l.lastSeq + 1,
+		MaxAckPending:  4 * l.opts.Window,
+	}, l.handle)
+	if err != nil {
+		cancel(err)
+	} else {
+		l.ready.Store(true)
+		<-runCtx.Done()
+		l.ready.Store(false)
+		// Stop at once: unacknowledged messages are redelivered later, and
+		// the restart repositions at the LEDGER cursor anyway.
+		cons.Stop()
+	}
+	close(l.inflight)
+	cpWG.Wait()
+
+	grace := time.NewTimer(l.opts.ShutdownGrace)
+	defer grace.Stop()
+	var commitErr error
+	select {
+	case commitErr = <-commitDone:
+	case <-grace.C:
+		stopCommit()
+		commitErr = <-commitDone
+	}
+	if commitErr == nil {
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.ShutdownGrace)
+		if err := l.signCheckpoint(fctx); err != nil {
+			l.log.Warn("signing the last checkpoint", "err", err)
+		}
+		fcancel()
+	}
+	if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+		return cause
+	}
+	return nil
+}
+
+// warnExpired logs when RAMPART has already dropped (by age) messages after
+// the cursor: they can never be recorded.
+func (l *Ledger) warnExpired(ctx context.Context) {
+	s, err := l.bus.JetStream().Stream(ctx, bus.StreamName)
+	if err != nil {
+		return
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return
+	}
+	if first := info.State.FirstSeq; info.State.Msgs > 0 && first > l.lastSeq+1 {
+		l.log.Error("RAMPART messages expired before the ledger recorded them",
+			"from", l.lastSeq+1, "to", first-1, "count", first-1-l.lastSeq)
+		l.metrics.expired.Add(float64(first - 1 - l.lastSeq))
+	}
+}

@@ -1,0 +1,95 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/rampartci/rampart/services/ledger/entry"
+	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+)
+
+// rebuild reads LEDGER and the latest checkpoint and restores the tree, the
+// chain and duplicate indexes, the next index and the RAMPART cursor.
+//
+// Entries covered by the latest checkpoint are vouched for by its signature
+// once the rebuilt root matches it, so only the entries after it have their
+// signatures checked one by one; this keeps a restart fast on a long log.
+func (l *Ledger) rebuild(ctx context.Context) error {
+	cpBytes, err := ledgerclient.LatestCheckpoint(ctx, l.js)
+	if err != nil {
+		return err
+	}
+	var cpSize int64
+	var cp *checkpointState
+	if cpBytes != nil {
+		c, err := l.verifier.Open(cpBytes)
+		if err != nil {
+			return fmt.Errorf("%w: latest checkpoint: %w", ErrTampered, err)
+		}
+		cp = &checkpointState{size: c.Size, root: c.Root}
+		cpSize = c.Size
+	}
+
+	_, err = ledgerclient.Read(ctx, l.js, ledgerclient.EntriesStream, 1, func(seq uint64, msg jetstream.Msg) error {
+		idx := l.tree.Size()
+		if seq != uint64(idx)+1 {
+			return fmt.Errorf("%w: LEDGER message %d where entry %d (message %d) was expected", ErrTampered, seq, idx, idx+1)
+		}
+		data := msg.Data()
+		if idx >= cpSize {
+			if err := l.verifier.CheckEntry(data, msg.Headers().Get(entry.SignatureHeader)); err != nil {
+				return fmt.Errorf("%w: entry %d: %w", ErrTampered, idx, err)
+			}
+		}
+		e, err := entry.Unmarshal(data)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %w", ErrTampered, idx, err)
+		}
+		if e.Index != uint64(idx) {
+			return fmt.Errorf("%w: entry %d says index %d", ErrTampered, idx, e.Index)
+		}
+		if idx > 0 && e.StreamSeq <= l.lastSeq {
+			return fmt.Errorf("%w: entry %d records RAMPART sequence %d after %d", ErrTampered, idx, e.StreamSeq, l.lastSeq)
+		}
+		if _, err := l.tree.Append(data); err != nil {
+			return err
+		}
+		if e.Kind == entry.KindEvent {
+			l.dedup[e.Source+"\x00"+e.EventID] = e.Index
+		}
+		if e.ChainID != "" {
+			l.chains[e.ChainID] = append(l.chains[e.ChainID], idx)
+		}
+		l.lastSeq = e.StreamSeq
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuilding from %s: %w", ledgerclient.EntriesStream, err)
+	}
+	size := l.tree.Size()
+	if cp != nil {
+		if cp.size > size {
+			return fmt.Errorf("%w: latest checkpoint covers %d entries but LEDGER holds %d", ErrTampered, cp.size, size)
+		}
+		root, err := l.tree.RootAt(cp.size)
+		if err != nil {
+			return err
+		}
+		if root != cp.root {
+			return fmt.Errorf("%w: entries 0..%d do not match the latest checkpoint; run `rampart ledger verify` to find the first bad entry", ErrTampered, cp.size-1)
+		}
+	}
+	l.next = uint64(size)
+	l.latestCP, l.cpSize = cpBytes, cpSize
+	l.metrics.treeSize.Set(float64(size))
+	l.metrics.checkpointSize.Set(float64(cpSize))
+	return nil
+}
+
+type checkpointState struct {
+	size int64
+	root tlog.Hash
+}

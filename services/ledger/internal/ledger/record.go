@@ -1,0 +1,141 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/services/ledger/entry"
+	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+)
+
+// deadLetterPrefix starts the subjects of dead-lettered copies.
+var deadLetterPrefix = events.SubjectPrefix + "." + events.KindDeadLetter + "."
+
+// pending is an entry published to LEDGER and not yet committed.
+type pending struct {
+	index    uint64
+	data     []byte // canonical entry bytes
+	sig      string // base64 Ed25519 signature over data
+	kind     entry.Kind
+	chainID  string
+	fut      jetstream.PubAckFuture // nil when the async publish could not be started
+	received time.Time
+}
+
+// handle is the consumer handler. The bus calls it for one message at a time,
+// in stream order. It returns nil once the entry is handed to the committer
+// (the bus then acks the RAMPART message: the LEDGER stream, not the ack
+// floor, records progress), bus.Poison for a message that is not a
+// CloudEvent, and an error only when the ledger is stopping.
+func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
+	seq := meta.Sequence.Stream
+	if seq <= l.lastSeq {
+		// A redelivery of a message already handled.
+		return nil
+	}
+	received := time.Now()
+	e, dedupKey, err := l.entryFor(msg, seq)
+	if err != nil {
+		l.metrics.poison.Inc()
+		l.lastSeq = seq
+		return bus.Poison(err)
+	}
+	if e == nil {
+		l.metrics.duplicates.Inc()
+		l.log.Debug("event already recorded", "subject", msg.Subject(), "seq", seq, "entry", l.dedup[dedupKey])
+		l.lastSeq = seq
+		return nil
+	}
+	e.Index = l.next
+	data, err := entry.Marshal(e)
+	if err != nil {
+		l.metrics.poison.Inc()
+		l.lastSeq = seq
+		return bus.Poison(fmt.Errorf("encoding ledger entry: %w", err))
+	}
+	p := &pending{
+		index:    e.Index,
+		data:     data,
+		sig:      l.signer.SignEntry(data),
+		kind:     e.Kind,
+		chainID:  e.ChainID,
+		received: received,
+	}
+	// Entry i is LEDGER message i+1, so it may only be stored when the last
+	// message is i: a lost, repeated or foreign message can never shift
+	// entries. If the async publish cannot even start, the committer
+	// publishes the entry synchronously.
+	p.fut, err = l.js.PublishMsgAsync(l.entryMsg(p), jetstream.WithExpectLastSequence(p.index))
+	if err != nil {
+		l.log.Debug("async publish of entry failed to start", "entry", p.index, "err", err)
+		p.fut = nil
+	}
+	select {
+	case l.inflight <- p:
+	case <-ctx.Done():
+		return fmt.Errorf("recording %s seq %d: %w", msg.Subject(), seq, context.Cause(ctx))
+	}
+	l.next++
+	if dedupKey != "" {
+		l.dedup[dedupKey] = p.index
+	}
+	l.lastSeq = seq
+	return nil
+}
+
+// entryFor builds the entry for a RAMPART message, without its index. It
+// returns a nil entry for an event that is already recorded, and an error for
+// a message that is not a CloudEvent.
+func (l *Ledger) entryFor(msg jetstream.Msg, seq uint64) (e *entry.Entry, dedupKey string, err error) {
+	e = &entry.Entry{
+		RecordedAt: l.opts.Now().UTC(),
+		Subject:    msg.Subject(),
+		StreamSeq:  seq,
+	}
+	if strings.HasPrefix(msg.Subject(), deadLetterPrefix) {
+		h := msg.Headers()
+		e.Kind = entry.KindDeadLetter
+		e.Reason = h.Get(bus.HeaderDeadLetterReason)
+		if e.Reason == "" {
+			e.Reason = "(no " + bus.HeaderDeadLetterReason + " header)"
+		}
+		e.OriginalSubject = h.Get(bus.HeaderOriginalSubject)
+		e.Data = msg.Data()
+		return e, "", nil
+	}
+	ev, err := events.FromMsg(msg.Headers(), msg.Data())
+	if err != nil {
+		return nil, "", err
+	}
+	dedupKey = ev.Source() + "\x00" + ev.ID()
+	if _, dup := l.dedup[dedupKey]; dup {
+		return nil, dedupKey, nil
+	}
+	structured, err := events.Structured(ev)
+	if err != nil {
+		return nil, "", fmt.Errorf("encoding event %s in structured mode: %w", ev.ID(), err)
+	}
+	e.Kind = entry.KindEvent
+	e.EventID = ev.ID()
+	e.Source = ev.Source()
+	e.Type = ev.Type()
+	e.ChainID = events.ChainID(ev)
+	e.Event = structured
+	return e, dedupKey, nil
+}
+
+// entryMsg is the LEDGER message for p: the entry bytes, signed in a header.
+func (l *Ledger) entryMsg(p *pending) *nats.Msg {
+	return &nats.Msg{
+		Subject: ledgerclient.EntriesSubject,
+		Header:  nats.Header{entry.SignatureHeader: []string{p.sig}},
+		Data:    p.data,
+	}
+}
