@@ -175,6 +175,9 @@ func Parse(ev cloudevents.Event) (*CDEvent, error) {
 	if ct := ev.DataContentType(); ct != "" && ct != "application/json" {
 		return nil, fmt.Errorf("event %s: data content type %q, want application/json", ev.ID(), ct)
 	}
+	if err := CheckVersion(ev.Type()); err != nil {
+		return nil, fmt.Errorf("event %s: %w", ev.ID(), err)
+	}
 	var cd CDEvent
 	if err := json.Unmarshal(ev.Data(), &cd); err != nil {
 		return nil, fmt.Errorf("event %s: data is not a CDEvent: %w", ev.ID(), err)
@@ -186,9 +189,6 @@ func Parse(ev cloudevents.Event) (*CDEvent, error) {
 		return nil, fmt.Errorf("event %s: CDEvent context.type %q differs from the CloudEvent type %q", ev.ID(), cd.Context.Type, ev.Type())
 	case cd.Context.Source != ev.Source():
 		return nil, fmt.Errorf("event %s: CDEvent context.source %q differs from the CloudEvent source %q", ev.ID(), cd.Context.Source, ev.Source())
-	}
-	if err := CheckVersion(cd.Context.Type); err != nil {
-		return nil, fmt.Errorf("event %s: %w", ev.ID(), err)
 	}
 	if err := checkSpecVersion(cd.Context.SpecVersion); err != nil {
 		return nil, fmt.Errorf("event %s: %w", ev.ID(), err)
