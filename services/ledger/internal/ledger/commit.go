@@ -8,31 +8,32 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/services/ledger/entry"
 )
+
+// errStale means LEDGER holds entries, signed with this ledger's key, that
+// this process did not write: it must catch up before recording more.
+var errStale = errors.New("LEDGER is ahead of this process")
 
 // commitLoop commits published entries in order until the handler closes
 // l.inflight. It returns an ErrTampered error when LEDGER holds a message the
 // ledger did not write, and ctx's error when it is told to give up.
 func (l *Ledger) commitLoop(ctx context.Context) error {
+	prevID := l.committedID
 	for p := range l.inflight {
-		if err := l.await(ctx, p); err != nil {
-			// Keep draining so the handler never blocks on a full channel.
-			go func() {
-				for range l.inflight {
-				}
-			}()
+		if err := l.await(ctx, p, prevID); err != nil {
+			// The handler stops too: record cancels its context.
 			return err
 		}
 		l.commit(p)
+		prevID = p.id
 	}
 	return nil
 }
 
 // await returns once entry p is stored in LEDGER at its position.
-func (l *Ledger) await(ctx context.Context, p *pending) error {
+func (l *Ledger) await(ctx context.Context, p *pending, prevID string) error {
 	if p.fut != nil {
 		select {
 		case ack := <-p.fut.Ok():
@@ -48,16 +49,16 @@ func (l *Ledger) await(ctx context.Context, p *pending) error {
 			return ctx.Err()
 		}
 	}
-	return l.resolve(ctx, p)
+	return l.resolve(ctx, p, prevID)
 }
 
 // resolve makes sure entry p ends up stored at LEDGER sequence p.index+1,
 // retrying in place (never reordering) with backoff until ctx ends.
-func (l *Ledger) resolve(ctx context.Context, p *pending) error {
+func (l *Ledger) resolve(ctx context.Context, p *pending, prevID string) error {
 	delay := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := l.tryResolve(ctx, p)
-		if err == nil || errors.Is(err, ErrTampered) {
+		err := l.tryResolve(ctx, p, prevID)
+		if err == nil || errors.Is(err, ErrTampered) || errors.Is(err, errStale) {
 			return err
 		}
 		if errors.Is(err, nats.ErrConnectionClosed) || ctx.Err() != nil {
@@ -76,9 +77,10 @@ func (l *Ledger) resolve(ctx context.Context, p *pending) error {
 
 // tryResolve looks at the end of LEDGER: if p is already there (its async
 // publish was stored although its acknowledgement was lost) it is done; if
-// the end is just before p, p is published again; anything else is a message
-// the ledger did not write.
-func (l *Ledger) tryResolve(ctx context.Context, p *pending) error {
+// the end is just before p, p is published again. A different entry at p's
+// position signed with this ledger's key means another process of this ledger
+// wrote it (errStale); anything else is a message the ledger did not write.
+func (l *Ledger) tryResolve(ctx context.Context, p *pending, prevID string) error {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	info, err := l.entries.Info(rctx)
@@ -88,7 +90,7 @@ func (l *Ledger) tryResolve(ctx context.Context, p *pending) error {
 	last := info.State.LastSeq
 	switch {
 	case last == p.index:
-		ack, err := l.js.PublishMsg(rctx, l.entryMsg(p), jetstream.WithExpectLastSequence(p.index))
+		ack, err := l.js.PublishMsg(rctx, l.entryMsg(p), l.expect(p.index, prevID)...)
 		if err != nil {
 			return fmt.Errorf("publishing entry %d: %w", p.index, err)
 		}
@@ -104,6 +106,11 @@ func (l *Ledger) tryResolve(ctx context.Context, p *pending) error {
 		if bytes.Equal(m.Data, p.data) && m.Header.Get(entry.SignatureHeader) == p.sig {
 			return nil
 		}
+		if l.verifier.CheckEntry(m.Data, m.Header.Get(entry.SignatureHeader)) == nil {
+			if e, err := entry.Unmarshal(m.Data); err == nil && e.Index == p.index {
+				return fmt.Errorf("%w: LEDGER message %d is entry %d from another process", errStale, p.index+1, p.index)
+			}
+		}
 		return fmt.Errorf("%w: LEDGER message %d is not the entry %d this ledger wrote", ErrTampered, p.index+1, p.index)
 	default:
 		return fmt.Errorf("%w: LEDGER ends at sequence %d but entry %d was committed", ErrTampered, last, p.index-1)
@@ -112,7 +119,7 @@ func (l *Ledger) tryResolve(ctx context.Context, p *pending) error {
 
 // commit adds a stored entry to the tree and the indexes.
 func (l *Ledger) commit(p *pending) {
-	if _, err := l.tree.Append(p.data); err != nil {
+	if _, err := l.tree.AppendHash(p.leaf); err != nil {
 		// The tree only fails on its own inconsistency.
 		panic(fmt.Sprintf("ledger tree: %v", err))
 	}
@@ -121,6 +128,7 @@ func (l *Ledger) commit(p *pending) {
 		l.chains[p.chainID] = append(l.chains[p.chainID], int64(p.index))
 		l.mu.Unlock()
 	}
+	l.committedSeq, l.committedID = p.streamSeq, p.id
 	l.metrics.appended.WithLabelValues(string(p.kind)).Inc()
 	l.metrics.appendLatency.Observe(time.Since(p.received).Seconds())
 	l.metrics.treeSize.Set(float64(p.index + 1))

@@ -110,10 +110,16 @@ type Ledger struct {
 	latestCP []byte             // latest signed checkpoint note
 	cpSize   int64              // its size
 
-	// Owned by the consumer handler (and by rebuild before it starts).
+	// Owned by the consumer handler (and by rebuild and rollback while it
+	// does not run).
 	next    uint64            // index of the next entry
 	lastSeq uint64            // RAMPART sequence of the last message handled
+	prevID  string            // message id of the last entry handled
 	dedup   map[string]uint64 // CloudEvent source + "\x00" + id → entry index
+
+	// Owned by the committer: the last committed entry.
+	committedSeq uint64 // its RAMPART sequence
+	committedID  string // its message id
 
 	inflight chan *pending
 	ready    atomic.Bool
@@ -177,6 +183,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (e
 			Replicas:    max(replicas, 1),
 			DenyDelete:  true,
 			DenyPurge:   true,
+			// Entries carry their leaf hash as message id only so that the
+			// server can enforce the expected last message id; duplicate
+			// detection is not needed beyond a retried publish, so keep the
+			// server's id memory small.
+			Duplicates: 5 * time.Second,
 		}
 	}
 	entries, err = js.CreateOrUpdateStream(ctx, cfg(ledgerclient.EntriesStream, ledgerclient.EntriesSubject, "Rampart ledger entries, one per recorded message"))
@@ -206,7 +217,27 @@ func (l *Ledger) Run(ctx context.Context) error {
 	}
 	l.log.Info("ledger state rebuilt", "entries", l.tree.Size(), "cursor", l.lastSeq, "took", time.Since(start))
 	l.warnExpired(ctx)
+	for {
+		err := l.record(ctx)
+		if !errors.Is(err, errStale) {
+			return err
+		}
+		// Another process with this ledger's key appended entries (a
+		// previous incarnation whose last publishes landed late, or an
+		// overlapping replica). What is committed here is still a prefix
+		// of LEDGER: roll back what was in flight and read the rest.
+		l.log.Warn("LEDGER has entries this process did not write but signed with its key; catching up", "committed", l.tree.Size())
+		l.rollback()
+		if err := l.catchUp(ctx, l.tree.Size()); err != nil {
+			return err
+		}
+	}
+}
 
+// record runs the consumer, the committer and the checkpointer until ctx
+// ends (nil), LEDGER turns out to be ahead of this process (errStale), or a
+// fatal problem occurs.
+func (l *Ledger) record(ctx context.Context) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// The committer outlives runCtx by up to ShutdownGrace so that entries
@@ -239,7 +270,7 @@ func (l *Ledger) Run(ctx context.Context) error {
 		<-runCtx.Done()
 		l.ready.Store(false)
 		// Stop at once: unacknowledged messages are redelivered later, and
-		// the restart repositions at the LEDGER cursor anyway.
+		// a restart repositions at the LEDGER cursor anyway.
 		cons.Stop()
 	}
 	close(l.inflight)
@@ -254,6 +285,9 @@ func (l *Ledger) Run(ctx context.Context) error {
 		stopCommit()
 		commitErr = <-commitDone
 	}
+	for range l.inflight {
+		// Entries the committer gave up on; rollback forgets them.
+	}
 	if commitErr == nil {
 		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.ShutdownGrace)
 		if err := l.signCheckpoint(fctx); err != nil {
@@ -265,6 +299,20 @@ func (l *Ledger) Run(ctx context.Context) error {
 		return cause
 	}
 	return nil
+}
+
+// rollback forgets the entries that were handled but not committed, so the
+// handler state again describes the committed prefix.
+func (l *Ledger) rollback() {
+	size := uint64(l.tree.Size())
+	for k, i := range l.dedup {
+		if i >= size {
+			delete(l.dedup, k)
+		}
+	}
+	l.next = size
+	l.lastSeq = l.committedSeq
+	l.prevID = l.committedID
 }
 
 // warnExpired logs when RAMPART has already dropped (by age) messages after

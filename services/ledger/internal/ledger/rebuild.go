@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,7 +12,7 @@ import (
 	"github.com/rampartci/rampart/services/ledger/ledgerclient"
 )
 
-// rebuild reads LEDGER and the latest checkpoint and restores the tree, the
+// rebuild reads the latest checkpoint and LEDGER and restores the tree, the
 // chain and duplicate indexes, the next index and the RAMPART cursor.
 //
 // Entries covered by the latest checkpoint are vouched for by its signature
@@ -22,24 +23,54 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var cpSize int64
-	var cp *checkpointState
+	var cp checkpointState
 	if cpBytes != nil {
 		c, err := l.verifier.Open(cpBytes)
 		if err != nil {
 			return fmt.Errorf("%w: latest checkpoint: %w", ErrTampered, err)
 		}
-		cp = &checkpointState{size: c.Size, root: c.Root}
-		cpSize = c.Size
+		cp = checkpointState{size: c.Size, root: c.Root}
 	}
+	if err := l.catchUp(ctx, cp.size); err != nil {
+		return err
+	}
+	if cpBytes != nil {
+		if size := l.tree.Size(); cp.size > size {
+			return fmt.Errorf("%w: latest checkpoint covers %d entries but LEDGER holds %d", ErrTampered, cp.size, size)
+		}
+		root, err := l.tree.RootAt(cp.size)
+		if err != nil {
+			return err
+		}
+		if root != cp.root {
+			return fmt.Errorf("%w: entries 0..%d do not match the latest checkpoint; run `rampart ledger verify` to find the first bad entry", ErrTampered, cp.size-1)
+		}
+	}
+	l.mu.Lock()
+	l.latestCP, l.cpSize = cpBytes, cp.size
+	l.mu.Unlock()
+	l.metrics.checkpointSize.Set(float64(cp.size))
+	return nil
+}
 
-	_, err = ledgerclient.Read(ctx, l.js, ledgerclient.EntriesStream, 1, func(seq uint64, msg jetstream.Msg) error {
+type checkpointState struct {
+	size int64
+	root tlog.Hash
+}
+
+// catchUp reads the LEDGER entries after the committed ones and adds them to
+// the tree and the indexes; the handler and committer continue from the last
+// of them. Entries at or beyond trustedSize (the size of a checkpoint that is
+// compared with the tree afterwards) have their signatures checked.
+func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
+	from := uint64(l.tree.Size()) + 1
+	_, err := ledgerclient.Read(ctx, l.js, ledgerclient.EntriesStream, from, func(seq uint64, msg jetstream.Msg) error {
 		idx := l.tree.Size()
 		if seq != uint64(idx)+1 {
 			return fmt.Errorf("%w: LEDGER message %d where entry %d (message %d) was expected", ErrTampered, seq, idx, idx+1)
 		}
 		data := msg.Data()
-		if idx >= cpSize {
+		if idx >= trustedSize {
 			if err := l.verifier.CheckEntry(data, msg.Headers().Get(entry.SignatureHeader)); err != nil {
 				return fmt.Errorf("%w: entry %d: %w", ErrTampered, idx, err)
 			}
@@ -51,45 +82,30 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 		if e.Index != uint64(idx) {
 			return fmt.Errorf("%w: entry %d says index %d", ErrTampered, idx, e.Index)
 		}
-		if idx > 0 && e.StreamSeq <= l.lastSeq {
-			return fmt.Errorf("%w: entry %d records RAMPART sequence %d after %d", ErrTampered, idx, e.StreamSeq, l.lastSeq)
+		if idx > 0 && e.StreamSeq <= l.committedSeq {
+			return fmt.Errorf("%w: entry %d records RAMPART sequence %d after %d", ErrTampered, idx, e.StreamSeq, l.committedSeq)
 		}
-		if _, err := l.tree.Append(data); err != nil {
+		leaf := tlog.RecordHash(data)
+		if _, err := l.tree.AppendHash(leaf); err != nil {
 			return err
 		}
 		if e.Kind == entry.KindEvent {
 			l.dedup[e.Source+"\x00"+e.EventID] = e.Index
 		}
 		if e.ChainID != "" {
+			l.mu.Lock()
 			l.chains[e.ChainID] = append(l.chains[e.ChainID], idx)
+			l.mu.Unlock()
 		}
-		l.lastSeq = e.StreamSeq
+		l.committedSeq, l.committedID = e.StreamSeq, hex.EncodeToString(leaf[:])
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("rebuilding from %s: %w", ledgerclient.EntriesStream, err)
+		return fmt.Errorf("reading %s from message %d: %w", ledgerclient.EntriesStream, from, err)
 	}
 	size := l.tree.Size()
-	if cp != nil {
-		if cp.size > size {
-			return fmt.Errorf("%w: latest checkpoint covers %d entries but LEDGER holds %d", ErrTampered, cp.size, size)
-		}
-		root, err := l.tree.RootAt(cp.size)
-		if err != nil {
-			return err
-		}
-		if root != cp.root {
-			return fmt.Errorf("%w: entries 0..%d do not match the latest checkpoint; run `rampart ledger verify` to find the first bad entry", ErrTampered, cp.size-1)
-		}
-	}
 	l.next = uint64(size)
-	l.latestCP, l.cpSize = cpBytes, cpSize
+	l.lastSeq, l.prevID = l.committedSeq, l.committedID
 	l.metrics.treeSize.Set(float64(size))
-	l.metrics.checkpointSize.Set(float64(cpSize))
 	return nil
-}
-
-type checkpointState struct {
-	size int64
-	root tlog.Hash
 }

@@ -2,12 +2,14 @@ package ledger
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/events/bus"
@@ -20,13 +22,16 @@ var deadLetterPrefix = events.SubjectPrefix + "." + events.KindDeadLetter + "."
 
 // pending is an entry published to LEDGER and not yet committed.
 type pending struct {
-	index    uint64
-	data     []byte // canonical entry bytes
-	sig      string // base64 Ed25519 signature over data
-	kind     entry.Kind
-	chainID  string
-	fut      jetstream.PubAckFuture // nil when the async publish could not be started
-	received time.Time
+	index     uint64
+	id        string // Nats-Msg-Id: hex of the entry's leaf hash
+	leaf      tlog.Hash
+	streamSeq uint64 // RAMPART sequence of the recorded message
+	data      []byte // canonical entry bytes
+	sig       string // base64 Ed25519 signature over data
+	kind      entry.Kind
+	chainID   string
+	fut       jetstream.PubAckFuture // nil when the async publish could not be started
+	received  time.Time
 }
 
 // handle is the consumer handler. The bus calls it for one message at a time,
@@ -60,19 +65,25 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		l.lastSeq = seq
 		return bus.Poison(fmt.Errorf("encoding ledger entry: %w", err))
 	}
+	leaf := tlog.RecordHash(data)
 	p := &pending{
-		index:    e.Index,
-		data:     data,
-		sig:      l.signer.SignEntry(data),
-		kind:     e.Kind,
-		chainID:  e.ChainID,
-		received: received,
+		index:     e.Index,
+		id:        hex.EncodeToString(leaf[:]),
+		leaf:      leaf,
+		streamSeq: seq,
+		data:      data,
+		sig:       l.signer.SignEntry(data),
+		kind:      e.Kind,
+		chainID:   e.ChainID,
+		received:  received,
 	}
-	// Entry i is LEDGER message i+1, so it may only be stored when the last
-	// message is i: a lost, repeated or foreign message can never shift
-	// entries. If the async publish cannot even start, the committer
-	// publishes the entry synchronously.
-	p.fut, err = l.js.PublishMsgAsync(l.entryMsg(p), jetstream.WithExpectLastSequence(p.index))
+	// Entry i is LEDGER message i+1, and it may only be stored right after
+	// this ledger's entry i-1 (expected last sequence i and expected last
+	// message id): the server enforces the chain, so entries pipelined ahead
+	// of a failed one can never land after someone else's message. If the
+	// async publish cannot even start, the committer publishes the entry
+	// synchronously.
+	p.fut, err = l.js.PublishMsgAsync(l.entryMsg(p), l.expect(p.index, l.prevID)...)
 	if err != nil {
 		l.log.Debug("async publish of entry failed to start", "entry", p.index, "err", err)
 		p.fut = nil
@@ -83,6 +94,7 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return fmt.Errorf("recording %s seq %d: %w", msg.Subject(), seq, context.Cause(ctx))
 	}
 	l.next++
+	l.prevID = p.id
 	if dedupKey != "" {
 		l.dedup[dedupKey] = p.index
 	}
@@ -131,11 +143,25 @@ func (l *Ledger) entryFor(msg jetstream.Msg, seq uint64) (e *entry.Entry, dedupK
 	return e, dedupKey, nil
 }
 
-// entryMsg is the LEDGER message for p: the entry bytes, signed in a header.
+// entryMsg is the LEDGER message for p: the entry bytes, signed in a header,
+// with the entry's leaf hash as message id.
 func (l *Ledger) entryMsg(p *pending) *nats.Msg {
 	return &nats.Msg{
 		Subject: ledgerclient.EntriesSubject,
-		Header:  nats.Header{entry.SignatureHeader: []string{p.sig}},
-		Data:    p.data,
+		Header: nats.Header{
+			entry.SignatureHeader: []string{p.sig},
+			jetstream.MsgIDHeader: []string{p.id},
+		},
+		Data: p.data,
 	}
+}
+
+// expect returns the publish conditions for entry index: LEDGER ends with
+// message index (entry index-1), whose message id is prevID.
+func (l *Ledger) expect(index uint64, prevID string) []jetstream.PublishOpt {
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequence(index)}
+	if index > 0 {
+		opts = append(opts, jetstream.WithExpectLastMsgID(prevID))
+	}
+	return opts
 }

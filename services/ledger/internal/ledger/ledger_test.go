@@ -1,0 +1,437 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/events/natstest"
+	"github.com/rampartci/rampart/services/ledger/checkpoint"
+	"github.com/rampartci/rampart/services/ledger/entry"
+	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+	"github.com/rampartci/rampart/services/ledger/verify"
+)
+
+// instance is one running ledger process, with its own connection so that a
+// test can kill it hard.
+type instance struct {
+	l      *Ledger
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startLedger(t testing.TB, ns *server.Server, s *checkpoint.Signer, opts Options) *instance {
+	t.Helper()
+	nc := natstest.Connect(t, ns)
+	b, err := bus.New(nc, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = 50 * time.Millisecond
+	}
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 2 * time.Second
+	}
+	l, err := New(b, s, opts, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{l: l, nc: nc, cancel: cancel, done: make(chan error, 1)}
+	go func() { in.done <- l.Run(ctx) }()
+	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		select {
+		case err := <-in.done:
+			in.done <- err
+			return nil
+		default:
+		}
+		if !l.Ready() {
+			return errors.New("ledger not ready")
+		}
+		return nil
+	})
+	t.Cleanup(func() { in.stop(t) })
+	return in
+}
+
+// stop cancels the ledger and returns what Run returned.
+func (in *instance) stop(t testing.TB) error {
+	t.Helper()
+	in.cancel()
+	select {
+	case err := <-in.done:
+		in.done <- err
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("ledger did not stop")
+		return nil
+	}
+}
+
+// kill simulates a crash: the connection drops with publishes in flight and
+// nothing is flushed.
+func (in *instance) kill(t testing.TB) {
+	t.Helper()
+	in.nc.Close()
+	in.stop(t)
+}
+
+func newSigner(t testing.TB) *checkpoint.Signer {
+	t.Helper()
+	s, _, err := checkpoint.GenerateSigner(checkpoint.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// commitMsg is a valid commit event as a binary-mode message with its
+// Nats-Msg-Id set to msgID.
+func commitMsg(t testing.TB, id, msgID string) *nats.Msg {
+	t.Helper()
+	ev, err := events.NewCommit(events.Meta{
+		ID: id, Source: "/test", ChainID: "chain-" + id[len(id)-1:], App: "shop",
+		Time: time.Date(2025, 11, 26, 0, 0, 0, 0, time.UTC),
+	}, events.Commit{Repository: "github.com/acme/shop", SHA: "abc123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := events.ToMsg(events.SubjectOf(ev), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	return m
+}
+
+// publishAsync publishes msgs in order and waits for all acknowledgements.
+func publishAsync(t testing.TB, js jetstream.JetStream, msgs []*nats.Msg) {
+	t.Helper()
+	for _, m := range msgs {
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			t.Errorf("publish: %v", err)
+			return
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Error("publishes not acknowledged")
+	}
+}
+
+// waitCommitted polls until the ledger has n entries and a checkpoint of them.
+func waitCommitted(t testing.TB, l *Ledger, n int64) {
+	t.Helper()
+	natstest.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if _, size := l.LatestCheckpoint(); size != n || l.Size() != n {
+			return fmt.Errorf("ledger has %d entries, checkpoint at %d, want %d", l.Size(), size, n)
+		}
+		return nil
+	})
+}
+
+// readLog reads and verifies the whole ledger.
+func readLog(t testing.TB, js jetstream.JetStream, v *checkpoint.Verifier) ([]*entry.Entry, error) {
+	t.Helper()
+	raw, err := ledgerclient.Entries(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := ledgerclient.Checkpoints(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, verr := verify.Log(raw, cps, v)
+	out := make([]*entry.Entry, 0, len(raw))
+	for _, r := range raw {
+		if e, err := entry.Unmarshal(r.Data); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out, verr
+}
+
+func TestKillAndRestartRecordsEachEventOnce(t *testing.T) {
+	const n = 10_000
+	ns := natstest.Server(t, "")
+	pub := natstest.Bus(t, ns)
+	s := newSigner(t)
+
+	msgs := make([]*nats.Msg, n)
+	for i := range msgs {
+		id := fmt.Sprintf("ev-%05d", i)
+		msgs[i] = commitMsg(t, id, id)
+	}
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		publishAsync(t, pub.JetStream(), msgs)
+	}()
+
+	// Kill the ledger twice while events stream in, each time once it has
+	// made some progress.
+	in := startLedger(t, ns, s, Options{})
+	for _, progress := range []int64{1500, 5000} {
+		natstest.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
+			if in.l.Size() < progress {
+				return fmt.Errorf("%d entries", in.l.Size())
+			}
+			return nil
+		})
+		in.kill(t)
+		in = startLedger(t, ns, s, Options{})
+	}
+	<-published
+	waitCommitted(t, in.l, n)
+
+	got, err := readLog(t, pub.JetStream(), s.Verifier())
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if len(got) != n {
+		t.Fatalf("ledger has %d entries, want %d", len(got), n)
+	}
+	for i, e := range got {
+		if want := fmt.Sprintf("ev-%05d", i); e.EventID != want || e.StreamSeq != uint64(i+1) {
+			t.Fatalf("entry %d records %s at seq %d, want %s at seq %d", i, e.EventID, e.StreamSeq, want, i+1)
+		}
+	}
+}
+
+func TestDuplicateEventsStoredOnce(t *testing.T) {
+	ns := natstest.Server(t, "")
+	pub := natstest.Bus(t, ns)
+	s := newSigner(t)
+	in := startLedger(t, ns, s, Options{})
+	js := pub.JetStream()
+
+	tests := []struct {
+		name  string
+		msgs  []*nats.Msg
+		total int64 // entries after this step
+	}{
+		// The second copy is dropped by JetStream's duplicate window.
+		{"same message id", []*nats.Msg{commitMsg(t, "dup-1", "dup-1"), commitMsg(t, "dup-1", "dup-1")}, 1},
+		// Different message ids: both copies are in RAMPART, one entry.
+		{"different message id", []*nats.Msg{commitMsg(t, "dup-2", "dup-2"), commitMsg(t, "dup-2", "dup-2-replay")}, 2},
+		// A replay long after (outside the duplicate window, as if by
+		// `rampart replay`) of an already recorded event.
+		{"replay of an old event", []*nats.Msg{commitMsg(t, "dup-1", "replay-1")}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := in.l.metrics.duplicates
+			_ = before
+			publishAsync(t, js, tt.msgs)
+			waitCommitted(t, in.l, tt.total)
+		})
+	}
+	// The same holds across a restart: the duplicate index is rebuilt.
+	in.stop(t)
+	in = startLedger(t, ns, s, Options{})
+	publishAsync(t, js, []*nats.Msg{commitMsg(t, "dup-2", "after-restart"), commitMsg(t, "new-3", "new-3")})
+	waitCommitted(t, in.l, 3)
+	// All six RAMPART messages were handled (the last one is recorded).
+	got, err := readLog(t, js, s.Verifier())
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	var ids []string
+	for _, e := range got {
+		ids = append(ids, e.EventID)
+	}
+	if strings.Join(ids, ",") != "dup-1,dup-2,new-3" {
+		t.Fatalf("recorded events %v, want dup-1,dup-2,new-3", ids)
+	}
+}
+
+func TestMalformedMessageIsDeadLetteredAndRecorded(t *testing.T) {
+	ns := natstest.Server(t, "")
+	pub := natstest.Bus(t, ns)
+	s := newSigner(t)
+	in := startLedger(t, ns, s, Options{})
+	js := pub.JetStream()
+
+	bad := &nats.Msg{Subject: "rampart.x.y", Data: []byte("not a cloudevent"), Header: nats.Header{}}
+	publishAsync(t, js, []*nats.Msg{bad, commitMsg(t, "after-1", "after-1")})
+	// Entries: the event after the bad message, then the dead letter that
+	// the bus published for the bad one.
+	waitCommitted(t, in.l, 2)
+
+	got, err := readLog(t, js, s.Verifier())
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	var dl *entry.Entry
+	for _, e := range got {
+		if e.Kind == entry.KindDeadLetter {
+			dl = e
+		}
+	}
+	if dl == nil {
+		t.Fatalf("no dead-letter entry in %d entries", len(got))
+	}
+	if dl.OriginalSubject != "rampart.x.y" || string(dl.Data) != "not a cloudevent" || dl.Subject != bus.DeadLetterSubject(Durable) || !strings.Contains(dl.Reason, "CloudEvent") {
+		t.Fatalf("dead-letter entry = %+v", dl)
+	}
+	// The bad message itself was terminated: the consumer has nothing pending.
+	cons, err := js.Consumer(t.Context(), bus.StreamName, Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		info, err := cons.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Errorf("consumer has %d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	// And the consumer keeps going.
+	publishAsync(t, js, []*nats.Msg{commitMsg(t, "after-2", "after-2")})
+	waitCommitted(t, in.l, 3)
+}
+
+func TestForgedEntryIsCaught(t *testing.T) {
+	ns := natstest.Server(t, "")
+	pub := natstest.Bus(t, ns)
+	s := newSigner(t)
+	in := startLedger(t, ns, s, Options{})
+	js := pub.JetStream()
+
+	publishAsync(t, js, []*nats.Msg{commitMsg(t, "a-1", "a-1"), commitMsg(t, "a-2", "a-2")})
+	waitCommitted(t, in.l, 2)
+
+	// A second writer appends a plausible entry, signed with its own key.
+	forger := newSigner(t)
+	fake := &entry.Entry{Index: 2, RecordedAt: time.Now(), Subject: "rampart.commit.shop", StreamSeq: 99,
+		Kind: entry.KindEvent, EventID: "forged", Source: "/test", Type: events.TypeChangeMerged, Event: []byte(`{}`)}
+	data, err := entry.Marshal(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: ledgerclient.EntriesSubject, Data: data,
+		Header: nats.Header{entry.SignatureHeader: []string{forger.SignEntry(data)}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = readLog(t, js, s.Verifier())
+	var ve *verify.Error
+	if !errors.As(err, &ve) || ve.Index != 2 || !errors.Is(err, verify.ErrEntrySignature) {
+		t.Fatalf("verify error = %v, want a bad signature on entry 2", err)
+	}
+
+	// The running ledger refuses to append after the forged entry.
+	publishAsync(t, js, []*nats.Msg{commitMsg(t, "a-3", "a-3")})
+	select {
+	case err := <-in.done:
+		in.done <- err
+		if !errors.Is(err, ErrTampered) {
+			t.Fatalf("Run = %v, want ErrTampered", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ledger kept running on top of a forged entry")
+	}
+	// And a restarted ledger refuses to start.
+	nc := natstest.Connect(t, ns)
+	b, err := bus.New(nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(b, s, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Run(t.Context()); !errors.Is(err, ErrTampered) {
+		t.Fatalf("restart Run = %v, want ErrTampered", err)
+	}
+}
+
+func TestHTTPAPI(t *testing.T) {
+	ns := natstest.Server(t, "")
+	pub := natstest.Bus(t, ns)
+	s := newSigner(t)
+	in := startLedger(t, ns, s, Options{PageSize: 3})
+	js := pub.JetStream()
+	var msgs []*nats.Msg
+	for i := range 7 {
+		id := fmt.Sprintf("h-%d", i)
+		msgs = append(msgs, commitMsg(t, id, id))
+	}
+	publishAsync(t, js, msgs)
+	waitCommitted(t, in.l, 7)
+	srv := httptest.NewServer(in.l.Handler())
+	t.Cleanup(srv.Close)
+
+	tests := []struct {
+		path     string
+		status   int
+		contains string
+	}{
+		{"/ledger/entries?from=2&to=4", 200, `"index":3`},
+		{"/ledger/entries", 200, `"next":3`},
+		{"/ledger/entries?chainId=chain-1", 200, `"eventId":"h-1"`},
+		{"/ledger/entries?from=x", 400, "parameter from"},
+		{"/ledger/entries?from=5&to=4", 400, "after to"},
+		{"/ledger/entries?to=99", 400, "beyond the ledger size 7"},
+		{"/ledger/entries?limit=4", 400, "between 1 and 3"},
+		{"/ledger/checkpoint", 200, "rampart.ledger\n7\n"},
+		{"/ledger/key", 200, s.VerifierKey()},
+		{"/ledger/proof/inclusion?index=3&size=7", 200, `"proof":[`},
+		{"/ledger/proof/inclusion?index=3", 200, `"size":7`},
+		{"/ledger/proof/inclusion?index=7", 400, "not below size 7"},
+		{"/ledger/proof/inclusion", 400, "parameter index: required"},
+		{"/ledger/proof/inclusion?index=1&size=8", 400, "beyond the ledger size"},
+		{"/ledger/proof/consistency?from=3&to=7", 200, `"fromRoot"`},
+		{"/ledger/proof/consistency?from=0", 400, "at least 1"},
+		{"/ledger/proof/consistency?from=-1", 400, "non-negative"},
+		{"/ledger/proof/consistency?from=5&to=4", 400, "after to"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, err := http.Get(srv.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body strings.Builder
+			if _, err := fmt.Fprint(&body, readAll(t, resp)); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status || !strings.Contains(body.String(), tt.contains) {
+				t.Fatalf("GET %s = %d %q, want %d containing %q", tt.path, resp.StatusCode, body.String(), tt.status, tt.contains)
+			}
+		})
+	}
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}
