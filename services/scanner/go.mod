@@ -269,6 +269,8 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/planetscale/vtprotobuf v0.6.1-0.20240319094008-0393e58bdf10 // indirect
 	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
+	github.com/rampartci/rampart/pkg/events v0.0.0
+	github.com/rampartci/rampart/pkg/runtime v0.0.0
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9 // indirect
 	github.com/redis/go-redis/v9 v9.22.0 // indirect
 	github.com/rubenv/sql-migrate v1.8.1 // indirect
@@ -386,3 +388,7 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.3.3 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+replace github.com/rampartci/rampart/pkg/events => ../../pkg/events
+
+replace github.com/rampartci/rampart/pkg/runtime => ../../pkg/runtime

@@ -134,8 +134,9 @@ func (b *Bus) Consume(ctx context.Context, opts ConsumerOptions, h Handler) (*Co
 	})
 }
 
-// ConsumeRaw is Consume without decoding: h sees the message as stored.
-func (b *Bus) ConsumeRaw(ctx context.Context, opts ConsumerOptions, h RawHandler) (*Consumer, error) {
+// EnsureConsumer creates the durable consumer, or updates it to opts,
+// without consuming from it.
+func (b *Bus) EnsureConsumer(ctx context.Context, opts ConsumerOptions) (jetstream.Consumer, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
@@ -161,6 +162,16 @@ func (b *Bus) ConsumeRaw(ctx context.Context, opts ConsumerOptions, h RawHandler
 	if err != nil {
 		return nil, fmt.Errorf("ensure consumer %s: %w", opts.Durable, err)
 	}
+	return cons, nil
+}
+
+// ConsumeRaw is Consume without decoding: h sees the message as stored.
+func (b *Bus) ConsumeRaw(ctx context.Context, opts ConsumerOptions, h RawHandler) (*Consumer, error) {
+	cons, err := b.EnsureConsumer(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	_ = opts.defaults()
 	hctx, cancel := context.WithCancel(ctx)
 	c := &Consumer{cancel: cancel, durable: opts.Durable}
 	log := b.log.With("consumer", opts.Durable)

@@ -1,0 +1,98 @@
+package service
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rampartci/rampart/pkg/events/bus"
+)
+
+// Options configures a Host.
+type Options struct {
+	// Name is the NATS client name.
+	Name string
+	// NATSURL is the NATS server to connect to.
+	NATSURL string
+	// HTTPAddr is where /healthz, /readyz, /metrics and the routes are served.
+	HTTPAddr string
+	// Stream configures the RAMPART stream.
+	Stream bus.StreamOptions
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// BindFlags registers the options as flags on fs with the given defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.NATSURL, "nats", o.NATSURL, "NATS server URL")
+	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "HTTP listen address for health, metrics and the service's routes")
+	fs.DurationVar(&o.Stream.MaxAge, "stream-max-age", o.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
+	fs.IntVar(&o.Stream.Replicas, "stream-replicas", o.Stream.Replicas, "RAMPART stream replicas (1 embedded, 3 in a cluster)")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long a graceful shutdown may take")
+}
+
+// DefaultOptions are the options of a service on the embedded default.
+func DefaultOptions(name string) Options {
+	return Options{
+		Name:            name,
+		NATSURL:         "nats://127.0.0.1:4222",
+		HTTPAddr:        "127.0.0.1:8080",
+		Stream:          bus.StreamOptions{Replicas: 1},
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// Validate reports the first option that cannot work.
+func (o Options) Validate() error {
+	u, err := url.Parse(o.NATSURL)
+	if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+		return fmt.Errorf("--nats %q: want a URL like nats://host:4222", o.NATSURL)
+	}
+	if _, _, err := net.SplitHostPort(o.HTTPAddr); err != nil {
+		return fmt.Errorf("--http %q: %v", o.HTTPAddr, err)
+	}
+	if o.Stream.MaxAge < 0 {
+		return errors.New("--stream-max-age must not be negative")
+	}
+	if r := o.Stream.Replicas; r != 1 && r != 3 && r != 5 {
+		return fmt.Errorf("--stream-replicas %d: want 1, 3 or 5", r)
+	}
+	if o.ShutdownTimeout <= 0 {
+		return errors.New("--shutdown-timeout must be positive")
+	}
+	return nil
+}
+
+// ParseFlags parses args into fs; a flag not given on the command line takes
+// its value from the environment variable RAMPART_<FLAG> (upper case, dashes
+// as underscores) when that is set.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := EnvName(f.Name)
+		if v, ok := os.LookupEnv(env); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, serr)
+			}
+		}
+	})
+	return err
+}
+
+// EnvName is the environment variable that sets flag name.
+func EnvName(name string) string {
+	return "RAMPART_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}

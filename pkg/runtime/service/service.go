@@ -1,0 +1,221 @@
+// Package service hosts Rampart services: it connects to NATS, ensures the
+// RAMPART stream, serves /healthz, /readyz, /metrics and each component's
+// routes on one HTTP listener, starts the components, and on shutdown stops
+// them in reverse order before draining the NATS connection.
+//
+// A process runs one component (services/<svc>/cmd/<svc>) or all of them
+// (rampart up); the components are the same either way.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rampartci/rampart/pkg/events/bus"
+)
+
+// Component is one Rampart service.
+type Component interface {
+	// Name is the service's name: its durable consumer, metric prefix and logger.
+	Name() string
+	// Start creates the component's consumers and starts its work. It returns
+	// once the component is running.
+	Start(ctx context.Context, deps Deps) error
+	// Stop drains the component's consumers and stops its work.
+	Stop(ctx context.Context) error
+}
+
+// Router is a component that serves HTTP routes.
+type Router interface {
+	Routes(mux *http.ServeMux)
+}
+
+// ReadyChecker is a component that can tell whether it is ready.
+type ReadyChecker interface {
+	Ready(ctx context.Context) error
+}
+
+// Deps is what the host gives each component.
+type Deps struct {
+	Bus        *bus.Bus
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Host is a running set of components.
+type Host struct {
+	opts     Options
+	log      *slog.Logger
+	nc       *nats.Conn
+	srv      *http.Server
+	listener net.Listener
+	cleanups []cleanup
+	serveErr chan error
+}
+
+// cleanup is one named step of the shutdown stack, run last-in first-out.
+type cleanup struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// Start connects, starts every component and begins serving HTTP. On error,
+// whatever had started is stopped again.
+func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Component) (h *Host, err error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	h = &Host{opts: opts, log: logger, serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			_ = h.Shutdown(context.Background())
+		}
+	}()
+
+	nc, err := nats.Connect(opts.NATSURL,
+		nats.Name(opts.Name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", opts.NATSURL, err)
+	}
+	h.nc = nc
+	h.push("nats", func(ctx context.Context) error { return drain(ctx, nc) })
+
+	b, err := bus.New(nc, logger)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := b.EnsureStream(sctx, opts.Stream); err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	var checks []namedCheck
+	checks = append(checks, namedCheck{"nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("NATS connection is %s", nc.Status())
+		}
+		return nil
+	}})
+	for _, c := range comps {
+		deps := Deps{Bus: b, Registerer: reg, Logger: logger.With("service", c.Name())}
+		if err := c.Start(ctx, deps); err != nil {
+			return nil, fmt.Errorf("start %s: %w", c.Name(), err)
+		}
+		h.push(c.Name(), c.Stop)
+		if r, ok := c.(Router); ok {
+			r.Routes(mux)
+		}
+		if rc, ok := c.(ReadyChecker); ok {
+			checks = append(checks, namedCheck{c.Name(), rc.Ready})
+		}
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("GET /readyz", readyHandler(checks))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	ln, err := net.Listen("tcp", opts.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", opts.HTTPAddr, err)
+	}
+	h.listener = ln
+	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := h.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			h.serveErr <- err
+		}
+	}()
+	// Pushed last so it runs first: stop taking requests before stopping components.
+	h.push("http", h.srv.Shutdown)
+	return h, nil
+}
+
+// HTTPAddr is the address the HTTP listener is bound to.
+func (h *Host) HTTPAddr() string { return h.listener.Addr().String() }
+
+// NATSURL is the URL of the NATS server the host is connected to.
+func (h *Host) NATSURL() string { return h.nc.ConnectedUrlRedacted() }
+
+// Wait blocks until ctx ends or the HTTP server fails.
+func (h *Host) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-h.serveErr:
+		return fmt.Errorf("HTTP server: %w", err)
+	}
+}
+
+// Shutdown runs the cleanup stack in reverse order, each step bounded by ctx,
+// and reports every step that failed.
+func (h *Host) Shutdown(ctx context.Context) error {
+	var errs []error
+	for i := len(h.cleanups) - 1; i >= 0; i-- {
+		c := h.cleanups[i]
+		if err := c.fn(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", c.name, err))
+		}
+	}
+	h.cleanups = nil
+	return errors.Join(errs...)
+}
+
+func (h *Host) push(name string, fn func(ctx context.Context) error) {
+	h.cleanups = append(h.cleanups, cleanup{name, fn})
+}
+
+// Run starts the components, serves until ctx ends, then shuts down within
+// the configured timeout.
+func Run(ctx context.Context, opts Options, logger *slog.Logger, comps ...Component) error {
+	h, err := Start(ctx, opts, logger, comps...)
+	if err != nil {
+		return err
+	}
+	logger.Info("serving", "http", h.HTTPAddr(), "nats", h.NATSURL())
+	werr := h.Wait(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	defer cancel()
+	return errors.Join(werr, h.Shutdown(sctx))
+}
+
+// drain drains nc (pending acks and publishes are flushed) and waits for it
+// to close.
+func drain(ctx context.Context, nc *nats.Conn) error {
+	if nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		nc.Close()
+		return ctx.Err()
+	}
+}

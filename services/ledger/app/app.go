@@ -1,0 +1,122 @@
+// Package app is the ledger service as a component: the same in its own
+// binary and inside `rampart up`.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/services/ledger/checkpoint"
+	"github.com/rampartci/rampart/services/ledger/internal/ledger"
+)
+
+// Options configures the ledger service.
+type Options struct {
+	// KeyFile holds the ledger's signing key; it is generated on first start
+	// and its verifier key written beside it (KeyFile + ".pub").
+	KeyFile string
+	// Origin names the log in its checkpoints.
+	Origin string
+	// CheckpointInterval is the most often a checkpoint is signed.
+	CheckpointInterval time.Duration
+}
+
+// BindFlags registers the options as flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.KeyFile, "ledger-key", o.KeyFile, "file holding the ledger's signing key (created on first start)")
+	fs.StringVar(&o.Origin, "ledger-origin", o.Origin, "origin line of the ledger's checkpoints")
+	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", o.CheckpointInterval, "most often a checkpoint is signed")
+}
+
+// DefaultOptions keeps the key under dir.
+func DefaultOptions(dir string) Options {
+	return Options{KeyFile: dir + "/ledger.key", Origin: "rampart.ledger", CheckpointInterval: time.Second}
+}
+
+// App runs the ledger inside a service host.
+type App struct {
+	opts   Options
+	ledger *ledger.Ledger
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the ledger's Run returns
+	err    error         // what Run returned; read after done is closed
+}
+
+// New returns the ledger service.
+func New(opts Options) (*App, error) {
+	if opts.KeyFile == "" {
+		return nil, errors.New("ledger: --ledger-key is required")
+	}
+	if opts.CheckpointInterval < 10*time.Millisecond {
+		return nil, fmt.Errorf("ledger: --checkpoint-interval %s is below 10ms", opts.CheckpointInterval)
+	}
+	return &App{opts: opts}, nil
+}
+
+// Name implements service.Component.
+func (a *App) Name() string { return "ledger" }
+
+// Start loads (or creates) the signing key and starts recording.
+func (a *App) Start(ctx context.Context, deps service.Deps) error {
+	signer, created, err := checkpoint.LoadOrCreateSigner(a.opts.KeyFile, a.opts.Origin)
+	if err != nil {
+		return err
+	}
+	if created {
+		deps.Logger.Info("generated ledger signing key", "file", a.opts.KeyFile, "verifier", signer.VerifierKey())
+	}
+	a.ledger, err = ledger.New(deps.Bus, signer, ledger.Options{
+		CheckpointInterval: a.opts.CheckpointInterval,
+		Replicas:           1,
+		Registerer:         deps.Registerer,
+	}, deps.Logger)
+	if err != nil {
+		return err
+	}
+	// The ledger outlives the start-up context: it stops on Stop.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.done = make(chan struct{})
+	go func() {
+		defer close(a.done)
+		if a.err = a.ledger.Run(runCtx); a.err != nil {
+			deps.Logger.Error("ledger stopped", "err", a.err)
+		}
+	}()
+	return nil
+}
+
+// Stop ends recording; in-flight entries commit and a last checkpoint is signed.
+func (a *App) Stop(ctx context.Context) error {
+	if a.cancel == nil {
+		return nil
+	}
+	a.cancel()
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Routes serves the ledger's query API under /ledger/.
+func (a *App) Routes(mux *http.ServeMux) { mux.Handle("/ledger/", a.ledger.Handler()) }
+
+// Ready implements service.ReadyChecker.
+func (a *App) Ready(context.Context) error {
+	select {
+	case <-a.done:
+		return fmt.Errorf("ledger stopped: %v", a.err)
+	default:
+	}
+	if !a.ledger.Ready() {
+		return errors.New("rebuilding state from LEDGER")
+	}
+	return nil
+}

@@ -1,0 +1,14 @@
+// Command scanner runs Rampart's scanner service on its own.
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/services/scanner/app"
+)
+
+func main() {
+	os.Exit(service.Main("scanner", nil, func(*slog.Logger) (service.Component, error) { return app.New(), nil }))
+}
