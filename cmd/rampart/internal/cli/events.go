@@ -1,0 +1,245 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/bus"
+)
+
+func init() {
+	register("events publish", "validate and publish CloudEvents JSON (one, a batch or JSON lines)", runEventsPublish)
+	register("events tail", "print events as they arrive, one line each", runEventsTail)
+}
+
+// natsURLFlag binds the --nats flag every operator command takes.
+func natsURLFlag(fs *flag.FlagSet) *string {
+	return fs.String("nats", DefaultNATS, "NATS server `URL`")
+}
+
+// connectNATS connects to url for the command name.
+func connectNATS(url, name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, nats.Name("rampart "+name), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s (is `rampart up` running?): %w", url, err)
+	}
+	return nc, nil
+}
+
+// openEventStream returns the RAMPART stream, explaining its absence.
+func openEventStream(ctx context.Context, js jetstream.JetStream, url string) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, bus.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("NATS at %s has no %s stream: no Rampart service has started there", url, bus.StreamName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening stream %s at %s: %w", bus.StreamName, url, err)
+	}
+	return s, nil
+}
+
+func runEventsPublish(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "events publish", "FILE|-\n\n"+
+		"Publishes structured-mode CloudEvents JSON from FILE (or standard input for -):\n"+
+		"a single event, a JSON array (the CloudEvents batch format) or JSON lines.\n"+
+		"Every event is validated first; if any is invalid, none is published.")
+	natsURL := natsURLFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want one FILE, or - for standard input; got %d arguments", errUsage, fs.NArg())
+	}
+	name := fs.Arg(0)
+	data, err := readInput(e.stdin, name)
+	if err != nil {
+		return err
+	}
+	if name == "-" {
+		name = "standard input"
+	}
+	evs, err := events.ParseStructured(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w; published none", name, err)
+	}
+	var invalid []string
+	for i, ev := range evs {
+		if err := events.Validate(ev); err != nil {
+			invalid = append(invalid, fmt.Sprintf("event %d (id %q): %v", i+1, ev.ID(), err))
+		}
+	}
+	if len(invalid) > 0 {
+		for _, s := range invalid {
+			fmt.Fprintf(e.stderr, "invalid: %s\n", s)
+		}
+		return fmt.Errorf("%s: %d of %d events invalid, first %s; published none", name, len(invalid), len(evs), invalid[0])
+	}
+
+	nc, err := connectNATS(*natsURL, "events publish")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, nil)
+	if err != nil {
+		return err
+	}
+	var dups []string
+	for i, ev := range evs {
+		ack, err := b.Publish(ctx, ev)
+		if err != nil {
+			return fmt.Errorf("published %d of %d events, then event %d: %w (publishing the same input again is safe: events are de-duplicated by id)", i, len(evs), i+1, err)
+		}
+		if ack.Duplicate {
+			dups = append(dups, fmt.Sprintf("%s (stored as #%d)", ev.ID(), ack.Sequence))
+		}
+	}
+	fmt.Fprintf(e.stdout, "published %d events to %s: %d new, %d duplicates\n", len(evs), bus.StreamName, len(evs)-len(dups), len(dups))
+	for _, d := range dups {
+		fmt.Fprintf(e.stdout, "duplicate: %s\n", d)
+	}
+	return nil
+}
+
+// readInput reads the file name, or r when name is "-".
+func readInput(r io.Reader, name string) ([]byte, error) {
+	if name == "-" {
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return nil, fmt.Errorf("reading standard input: %w", err)
+		}
+		return data, nil
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading events: %w", err)
+	}
+	return data, nil
+}
+
+func runEventsTail(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "events tail", "[--subject S] [--since DURATION|TIME]\n\n"+
+		"Prints each event stored in the RAMPART stream as it arrives, one line each:\n"+
+		"time, #sequence, subject, type, id, chainId and app; dead letters show their reason.\n"+
+		"Stops on Ctrl-C.")
+	natsURL := natsURLFlag(fs)
+	subject := fs.String("subject", events.SubjectPrefix+".>", "only events on subjects matching `S` (NATS wildcards)")
+	sinceArg := fs.String("since", "", "start with the events stored since `DURATION` ago (90s, 2h, 7d) or since a time (RFC 3339); default: only new events")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if err := checkEventSubject("--subject", *subject); err != nil {
+		return err
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{*subject}, DeliverPolicy: jetstream.DeliverNewPolicy}
+	from := "new events"
+	if *sinceArg != "" {
+		since, err := parseWhen("--since", *sinceArg, time.Now())
+		if err != nil {
+			return err
+		}
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &since
+		from = "events since " + since.UTC().Format(time.RFC3339)
+	}
+
+	nc, err := connectNATS(*natsURL, "events tail")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	s, err := openEventStream(ctx, js, *natsURL)
+	if err != nil {
+		return err
+	}
+	cons, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", bus.StreamName, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", bus.StreamName, err)
+	}
+	defer it.Stop()
+	fmt.Fprintf(e.stderr, "tailing %s on %s from %s (Ctrl-C to stop)\n", *subject, *natsURL, from)
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", bus.StreamName, err)
+		}
+		line, err := formatMsg(msg)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintln(e.stdout, line); err != nil {
+			return err
+		}
+	}
+}
+
+// formatMsg is the eventline of a message read from a stream.
+func formatMsg(msg jetstream.Msg) (string, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return "", fmt.Errorf("message on %s without stream metadata: %w", msg.Subject(), err)
+	}
+	return eventline.Format(eventline.Message{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data(),
+		Sequence: meta.Sequence.Stream, Stored: meta.Timestamp}), nil
+}
+
+// checkEventSubject checks that a subject filter given as flag is a valid
+// NATS subject inside the RAMPART stream (rampart.>).
+func checkEventSubject(flagName, s string) error {
+	if err := checkSubject(s, true); err != nil {
+		return fmt.Errorf("%w: %s %q: %v", errUsage, flagName, s, err)
+	}
+	if first, _, _ := strings.Cut(s, "."); first != events.SubjectPrefix {
+		return fmt.Errorf("%w: %s %q is outside the %s stream, which holds %s.>", errUsage, flagName, s, bus.StreamName, events.SubjectPrefix)
+	}
+	return nil
+}
+
+// checkSubject checks NATS subject syntax: non-empty tokens without white
+// space; with wildcards allowed, "*" as a whole token and ">" as the last.
+func checkSubject(s string, wildcards bool) error {
+	if s == "" {
+		return errors.New("empty subject")
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return errors.New("empty token")
+		case strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			return errors.New("white space in a subject")
+		case !wildcards && strings.ContainsAny(t, "*>"):
+			return errors.New("wildcards are not allowed here")
+		case t == ">" && i != len(toks)-1:
+			return errors.New("> must be the last token")
+		case t != "*" && t != ">" && strings.ContainsAny(t, "*>"):
+			return fmt.Errorf("wildcard inside token %q", t)
+		}
+	}
+	return nil
+}
