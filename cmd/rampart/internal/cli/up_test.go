@@ -1,0 +1,246 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/events/natstest"
+	"github.com/rampartci/rampart/services/ledger/checkpoint"
+	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+)
+
+// syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var (
+	natsLine = regexp.MustCompile(`NATS\s+(nats://\S+)`)
+	httpLine = regexp.MustCompile(`HTTP\s+(http://\S+)`)
+)
+
+// addrs waits for `rampart up` to print its addresses.
+func addrs(t *testing.T, out interface{ String() string }) (natsURL, httpURL string) {
+	t.Helper()
+	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		n, h := natsLine.FindStringSubmatch(out.String()), httpLine.FindStringSubmatch(out.String())
+		if n == nil || h == nil {
+			return fmt.Errorf("rampart up has not printed its addresses; output so far:\n%s", out.String())
+		}
+		natsURL, httpURL = n[1], h[1]
+		return nil
+	})
+	return natsURL, httpURL
+}
+
+func publishCommit(t *testing.T, natsURL, id string) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.NewCommit(events.Meta{ID: id, Source: "/test/up", ChainID: "chain-up", App: "shop"},
+		events.Commit{Repository: "github.com/acme/shop", SHA: "sha-" + id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ledgerSize polls the ledger's HTTP API until it holds want entries.
+func waitLedger(t *testing.T, httpURL string, want int) {
+	t.Helper()
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		resp, err := http.Get(httpURL + "/ledger/entries?from=0")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Entries []json.RawMessage `json:"entries"`
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(raw, &body); err != nil {
+			return fmt.Errorf("%s: %s", resp.Status, raw)
+		}
+		if len(body.Entries) != want {
+			return fmt.Errorf("ledger holds %d entries, want %d", len(body.Entries), want)
+		}
+		return nil
+	})
+}
+
+func TestUpServesHealthAndRecordsEvents(t *testing.T) {
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"up", "--data", data, "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, nil, &out, &errOut)
+	}()
+	natsURL, httpURL := addrs(t, &out)
+
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
+		natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			resp, err := http.Get(httpURL + path)
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				return fmt.Errorf("%s: %s %s", path, resp.Status, body)
+			}
+			if path == "/metrics" && !bytes.Contains(body, []byte("rampart_ledger_")) {
+				return fmt.Errorf("/metrics has no rampart_ledger_ metrics")
+			}
+			return nil
+		})
+	}
+	publishCommit(t, natsURL, "up-1")
+	waitLedger(t, httpURL, 1)
+
+	// Every service holds its durable consumer.
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	for _, durable := range []string{"ledger", "scanner", "deployer", "watcher", "notifier"} {
+		if _, err := js.Consumer(t.Context(), bus.StreamName, durable); err != nil {
+			t.Errorf("consumer %s: %v", durable, err)
+		}
+	}
+	nc.Close()
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 || !bytes.Contains([]byte(out.String()), []byte("stopped cleanly")) {
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("rampart up did not stop within 20s of Ctrl-C")
+	}
+}
+
+func TestUpRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"up", "--nats-listen", "0.0.0.0:4222", "--data", t.TempDir()},
+		{"up", "--http", "nonsense", "--nats-listen", "127.0.0.1:0", "--data", t.TempDir()},
+		{"up", "--log-level", "loud"},
+		{"up", "extra"},
+	} {
+		var out, errOut syncBuffer
+		if code := Main(t.Context(), args, nil, &out, &errOut); code == 0 {
+			t.Errorf("%v: exit 0, want failure", args)
+		} else if errOut.String() == "" {
+			t.Errorf("%v: no error message", args)
+		}
+	}
+}
+
+// The child process of TestUpSurvivesKill9 runs `rampart up` from the test binary.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("RAMPART_TEST_UP_ARGS"); args != "" {
+		var argv []string
+		if err := json.Unmarshal([]byte(args), &argv); err != nil {
+			panic(err)
+		}
+		os.Exit(Main(context.Background(), argv, os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func startUpProcess(t *testing.T, data string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	argv, _ := json.Marshal([]string{"up", "--data", data, "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0"})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "RAMPART_TEST_UP_ARGS="+string(argv))
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, out
+}
+
+func TestUpSurvivesKill9(t *testing.T) {
+	data := t.TempDir()
+	cmd, out := startUpProcess(t, data)
+	natsURL, httpURL := addrs(t, out)
+	publishCommit(t, natsURL, "before-kill")
+	waitLedger(t, httpURL, 1)
+
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	_, out2 := startUpProcess(t, data)
+	natsURL, httpURL = addrs(t, out2)
+	publishCommit(t, natsURL, "after-kill")
+	waitLedger(t, httpURL, 2)
+
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	pub, err := os.ReadFile(data + "/ledger/ledger.key.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := checkpoint.NewVerifier(string(bytes.TrimSpace(pub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		res, err := ledgerclient.Verify(t.Context(), js, v)
+		if err != nil {
+			return err
+		}
+		if res.Entries != 2 {
+			return fmt.Errorf("verified %d entries, want 2", res.Entries)
+		}
+		return nil
+	})
+}
