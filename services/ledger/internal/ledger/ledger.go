@@ -121,8 +121,10 @@ type Ledger struct {
 	committedSeq uint64 // its RAMPART sequence
 	committedID  string // its message id
 
-	inflight chan *pending
-	ready    atomic.Bool
+	inflight   chan *pending
+	sendMu     sync.RWMutex // held by the handler; taken to close inflight
+	sendClosed bool
+	ready      atomic.Bool
 }
 
 // New returns a Ledger that consumes through b and signs with signer.
@@ -245,7 +247,10 @@ func (l *Ledger) record(ctx context.Context) error {
 	commitCtx, stopCommit := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCommit()
 
+	l.sendMu.Lock()
 	l.inflight = make(chan *pending, l.opts.Window)
+	l.sendClosed = false
+	l.sendMu.Unlock()
 	commitDone := make(chan error, 1)
 	go func() {
 		err := l.commitLoop(commitCtx)
@@ -273,7 +278,12 @@ func (l *Ledger) record(ctx context.Context) error {
 		// a restart repositions at the LEDGER cursor anyway.
 		cons.Stop()
 	}
+	// The handler's context is cancelled, so a handler blocked on a full
+	// channel returns and releases sendMu.
+	l.sendMu.Lock()
+	l.sendClosed = true
 	close(l.inflight)
+	l.sendMu.Unlock()
 	cpWG.Wait()
 
 	grace := time.NewTimer(l.opts.ShutdownGrace)

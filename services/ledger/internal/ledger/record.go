@@ -40,9 +40,23 @@ type pending struct {
 // floor, records progress), bus.Poison for a message that is not a
 // CloudEvent, and an error only when the ledger is stopping.
 func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
+	// A callback that arrives after record stopped the consumer must not
+	// touch the state or send on the closed channel.
+	l.sendMu.RLock()
+	defer l.sendMu.RUnlock()
+	if l.sendClosed {
+		return fmt.Errorf("recording %s: %w", msg.Subject(), context.Canceled)
+	}
 	seq := meta.Sequence.Stream
 	if seq <= l.lastSeq {
-		// A redelivery of a message already handled.
+		// A redelivery of a message already handled. A message that was
+		// poison is poison again, so that the bus retries dead-lettering it
+		// when that is what failed.
+		if !strings.HasPrefix(msg.Subject(), deadLetterPrefix) {
+			if _, err := events.FromMsg(msg.Headers(), msg.Data()); err != nil {
+				return bus.Poison(err)
+			}
+		}
 		return nil
 	}
 	received := time.Now()
