@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
+	"github.com/rampartci/rampart/services/ledger/checkpoint"
+	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+	"github.com/rampartci/rampart/services/ledger/verify"
+)
+
+// defaultLedgerKey is the verifier key `rampart up` writes with its default
+// --data directory.
+var defaultLedgerKey = filepath.Join(".rampart", "ledger", "ledger.key.pub")
+
+func init() {
+	register("ledger verify", "recompute the ledger's Merkle tree and check every signature and checkpoint", runLedgerVerify)
+	register("ledger show", "print the ledger entries of one release (chainId), in order", runLedgerShow)
+}
+
+func runLedgerVerify(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "ledger verify", "[--key FILE]\n\n"+
+		"Reads the whole LEDGER and LEDGER_CHECKPOINTS streams and checks that every entry\n"+
+		"is signed by the ledger key, sits at its index and records a new event, that the\n"+
+		"Merkle tree of the entries matches every signed checkpoint, and that successive\n"+
+		"checkpoints are consistent. Exits 1 naming the first entry that does not match.")
+	natsURL := natsURLFlag(fs)
+	keyFile := fs.String("key", defaultLedgerKey, "the ledger's verifier key `FILE` (the .pub beside the ledger key), or the ledger key file itself")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	v, err := loadLedgerVerifier(*keyFile)
+	if err != nil {
+		return err
+	}
+	nc, err := connectNATS(*natsURL, "ledger verify")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	res, err := ledgerclient.Verify(ctx, js, v)
+	var verr *verify.Error
+	if errors.As(err, &verr) {
+		fmt.Fprintf(e.stdout, "checked %d entries and %d checkpoints with key %s\n", res.Entries, res.Checkpoints, v.Key())
+		return fmt.Errorf("the ledger does NOT verify: %w", verr)
+	}
+	if err != nil {
+		return fmt.Errorf("reading the ledger: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "ledger verified: %d entries and %d checkpoints checked with key %s\n", res.Entries, res.Checkpoints, v.Key())
+	if res.Latest != nil {
+		fmt.Fprintf(e.stdout, "latest checkpoint: size %d, root %s\n", res.Latest.Size, base64.StdEncoding.EncodeToString(res.Latest.Root[:]))
+	}
+	if res.Unanchored > 0 {
+		fmt.Fprintf(e.stdout, "%d entries after the latest checkpoint are covered by their own signatures only\n", res.Unanchored)
+	}
+	return nil
+}
+
+// loadLedgerVerifier reads a verifier key file, or derives the verifier from
+// a signer key file.
+func loadLedgerVerifier(path string) (*checkpoint.Verifier, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the ledger's verifier key (--key): %w", err)
+	}
+	text := strings.TrimSpace(string(b))
+	if strings.HasPrefix(text, "PRIVATE+KEY+") {
+		s, err := checkpoint.NewSigner(text)
+		if err != nil {
+			return nil, fmt.Errorf("--key %s: %w", path, err)
+		}
+		return s.Verifier(), nil
+	}
+	v, err := checkpoint.NewVerifier(text)
+	if err != nil {
+		return nil, fmt.Errorf("--key %s: %w", path, err)
+	}
+	return v, nil
+}
+
+func runLedgerShow(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "ledger show", "--chain ID\n\n"+
+		"Prints the ledger entries of one release, those whose event carries chainId ID,\n"+
+		"in ledger order: index, recorded time, type, event id and subject. It does not\n"+
+		"check signatures: run `rampart ledger verify` for that.")
+	natsURL := natsURLFlag(fs)
+	chain := fs.String("chain", "", "the release's correlation `ID` (CDEvents chainId; required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *chain == "" {
+		return fmt.Errorf("%w: --chain is required", errUsage)
+	}
+	nc, err := connectNATS(*natsURL, "ledger show")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	entries, err := ledgerclient.Chain(ctx, js, *chain)
+	if err != nil {
+		return fmt.Errorf("reading the ledger: %w", err)
+	}
+	if len(entries) == 0 {
+		return fmt.Errorf("no ledger entry has chainId %q", *chain)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tRECORDED\tTYPE\tID\tSUBJECT")
+	for _, en := range entries {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", en.Index, en.RecordedAt.UTC().Format(eventline.TimeFormat),
+			eventline.ShortType(en.Type), en.EventID, en.Subject)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d entries\n", len(entries))
+	return nil
+}
