@@ -105,7 +105,31 @@ type Consumer struct {
 	cc      jetstream.ConsumeContext
 	cancel  context.CancelFunc
 	durable string
+
+	// mu guards stopped and wg.Add: once stopped, no handler starts, so
+	// Stop and Drain can wait for the running one and be sure it is the last.
+	mu      sync.Mutex
+	stopped bool
 	wg      sync.WaitGroup
+}
+
+// begin registers a handler run; it reports false once the consumer stopped.
+func (c *Consumer) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
+// halt stops new handler runs and waits for the running one.
+func (c *Consumer) halt() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.wg.Wait()
 }
 
 // Consume runs h for every event the durable consumer receives, in order,
@@ -176,7 +200,9 @@ func (b *Bus) ConsumeRaw(ctx context.Context, opts ConsumerOptions, h RawHandler
 	c := &Consumer{cancel: cancel, durable: opts.Durable}
 	log := b.log.With("consumer", opts.Durable)
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		c.wg.Add(1)
+		if !c.begin() {
+			return // stopped: the message is redelivered later
+		}
 		defer c.wg.Done()
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -270,9 +296,10 @@ func (c *Consumer) Drain(ctx context.Context) error {
 	case <-c.cc.Closed():
 	case <-ctx.Done():
 		c.cancel()
+		c.halt()
 		return fmt.Errorf("drain consumer %s: %w", c.durable, ctx.Err())
 	}
-	c.wg.Wait()
+	c.halt()
 	c.cancel()
 	return nil
 }
@@ -282,6 +309,6 @@ func (c *Consumer) Drain(ctx context.Context) error {
 func (c *Consumer) Stop() {
 	c.cancel()
 	c.cc.Stop()
+	c.halt()
 	<-c.cc.Closed()
-	c.wg.Wait()
 }
