@@ -55,13 +55,14 @@ func runEventsPublish(ctx context.Context, e *env, args []string) error {
 		"a single event, a JSON array (the CloudEvents batch format) or JSON lines.\n"+
 		"Every event is validated first; if any is invalid, none is published.")
 	natsURL := natsURLFlag(fs)
-	if err := parse(fs, args); err != nil {
+	files, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: want one FILE, or - for standard input; got %d arguments", errUsage, fs.NArg())
+	if len(files) != 1 {
+		return fmt.Errorf("%w: want one FILE, or - for standard input; got %d arguments", errUsage, len(files))
 	}
-	name := fs.Arg(0)
+	name := files[0]
 	data, err := readInput(e.stdin, name)
 	if err != nil {
 		return err
@@ -110,6 +111,26 @@ func runEventsPublish(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "duplicate: %s\n", d)
 	}
 	return nil
+}
+
+// parseInterspersed parses flags before and after the positional arguments
+// ("events publish FILE --nats URL"), which it returns; "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parse(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 // readInput reads the file name, or r when name is "-".

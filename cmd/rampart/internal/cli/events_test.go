@@ -101,7 +101,7 @@ func TestEventsPublishFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(jsonArray(t, commit(t, "f1", "shop", "c1"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := rampart(t, t.Context(), "", "events", "publish", "--nats", m.url, path); r.code != 0 {
+	if r := rampart(t, t.Context(), "", "events", "publish", path, "--nats", m.url); r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	if got := m.subjects(t, bus.StreamName); len(got) != 1 || got[0] != "rampart.commit.shop" {

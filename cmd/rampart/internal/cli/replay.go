@@ -447,7 +447,9 @@ func (s *coreSink) send(_ context.Context, subject string, seq uint64, ev cloude
 }
 
 func (s *coreSink) flush(ctx context.Context, _ *replayStats) error {
-	if err := s.nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.nc.FlushWithContext(fctx); err != nil {
 		return fmt.Errorf("flushing to NATS: %w", err)
 	}
 	return nil
