@@ -66,6 +66,22 @@ type GatewayAPIRouter struct {
 	Kubeconfig string `yaml:"kubeconfig"`
 }
 
+// MetricsURL is where the local router serves its per-version metrics: a
+// path under "/-/", which the router keeps for itself and never proxies.
+func (l *LocalRouter) MetricsURL() string { return "http://" + l.Listen + RouterMetricsPath }
+
+// The local router's metrics: the contract between the deployer's router and
+// the watcher's scrape provider. Labels: app, version ("stable" or
+// "canary"), and for requests code (the HTTP status, e.g. "503").
+const (
+	RouterMetricsPath  = "/-/metrics"
+	RouterRequests     = "rampart_router_requests_total"
+	RouterLatency      = "rampart_router_request_duration_seconds"
+	RouterCanaryWeight = "rampart_router_canary_weight"
+	VersionStable      = "stable"
+	VersionCanary      = "canary"
+)
+
 // Canary is the rollout's traffic steps.
 type Canary struct {
 	// Steps are canary weights in percent, ascending, ending at 100.
@@ -85,23 +101,17 @@ type Analysis struct {
 	Provider string        `yaml:"provider"`
 	Interval time.Duration `yaml:"interval"`
 	// Prometheus is the server queried with PromQL (provider prometheus).
-	Prometheus *Prometheus `yaml:"prometheus"`
-	// Scrape lists /metrics endpoints read directly (provider scrape); empty
-	// means the local router's own.
-	Scrape    *Scrape       `yaml:"scrape"`
-	ErrorRate ErrorRateRule `yaml:"errorRate"`
-	Memory    MemoryRule    `yaml:"memory"`
-	SIEM      SIEMRule      `yaml:"siem"`
+	// Provider scrape reads the local router's metrics (error rate) and each
+	// upstream's /metrics (memory) directly.
+	Prometheus *Prometheus   `yaml:"prometheus"`
+	ErrorRate  ErrorRateRule `yaml:"errorRate"`
+	Memory     MemoryRule    `yaml:"memory"`
+	SIEM       SIEMRule      `yaml:"siem"`
 }
 
 // Prometheus is a Prometheus server's HTTP API.
 type Prometheus struct {
 	URL string `yaml:"url"`
-}
-
-// Scrape lists the endpoints the scrape provider reads.
-type Scrape struct {
-	URLs []string `yaml:"urls"`
 }
 
 // ErrorRateRule aborts when the canary's HTTP 5xx ratio exceeds Max, once it
@@ -114,6 +124,10 @@ type ErrorRateRule struct {
 // MemoryRule aborts when canary memory exceeds MaxRatio × stable memory.
 type MemoryRule struct {
 	MaxRatio float64 `yaml:"maxRatio"`
+	// Metric is the gauge of a version's memory in bytes: read from each
+	// upstream's /metrics (scrape) or selected by app and version labels
+	// (prometheus). Default process_resident_memory_bytes.
+	Metric string `yaml:"metric"`
 }
 
 // SIEMRule aborts on any SIEM alert for the application.

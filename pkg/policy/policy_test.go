@@ -80,7 +80,7 @@ func TestParseProblems(t *testing.T) {
 		{"duplicates", head + "  - name: shop\n    image: r/shop\n    environment: prod\n    router: {type: local, local: {listen: 127.0.0.1:1, stable: http://a, canary: http://b}}\n", []string{
 			`p.yaml:7: apps[1].name: "shop" is already used by apps[0]`, `p.yaml:8: apps[1].image: "r/shop" is already used`}},
 		{"gatewayapi", "version: 1\napps:\n  - name: a\n    image: r/a\n    environment: e\n    router:\n      type: gatewayapi\n      gatewayapi: {namespace: n, route: r, stableBackend: s, canaryBackend: s}\n", []string{
-			"apps[0].router.gatewayapi.canaryBackend: must differ", "apps[0].analysis.scrape.urls: is required unless the router is local"}},
+			"apps[0].router.gatewayapi.canaryBackend: must differ", "apps[0].analysis.provider: scrape reads the local router's metrics"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ var (
 	DefaultInterval  = 5 * time.Second
 	MinInterval      = time.Second
 	DefaultErrorRate = ErrorRateRule{Max: 0.01, MinRequests: 20}
-	DefaultMemory    = MemoryRule{MaxRatio: 1.9}
+	DefaultMemory    = MemoryRule{MaxRatio: 1.9, Metric: "process_resident_memory_bytes"}
 )
 
 func applyDefaults(p *Policy) {
@@ -41,8 +41,11 @@ func applyDefaults(p *Policy) {
 		if an.ErrorRate == (ErrorRateRule{}) {
 			an.ErrorRate = DefaultErrorRate
 		}
-		if an.Memory == (MemoryRule{}) {
-			an.Memory = DefaultMemory
+		if an.Memory.MaxRatio == 0 {
+			an.Memory.MaxRatio = DefaultMemory.MaxRatio
+		}
+		if an.Memory.Metric == "" {
+			an.Memory.Metric = DefaultMemory.Metric
 		}
 		if a.Notify.PagerDuty != nil && a.Notify.PagerDuty.Severity == "" {
 			a.Notify.PagerDuty.Severity = "critical"
@@ -169,15 +172,8 @@ func validateAnalysis(at string, a Analysis, r Router) []violation {
 			add(at+".prometheus.url", "an http(s) URL of the Prometheus server is required for provider prometheus")
 		}
 	case ProviderScrape:
-		if a.Scrape != nil {
-			for i, u := range a.Scrape.URLs {
-				if !isHTTPURL(u) {
-					add(fmt.Sprintf("%s.scrape.urls[%d]", at, i), "%q is not an http(s) URL", u)
-				}
-			}
-		}
-		if (a.Scrape == nil || len(a.Scrape.URLs) == 0) && r.Type != RouterLocal {
-			add(at+".scrape.urls", "is required unless the router is local (whose metrics are scraped by default)")
+		if r.Type != RouterLocal {
+			add(at+".provider", "scrape reads the local router's metrics; with router %s use provider prometheus", r.Type)
 		}
 	default:
 		add(at+".provider", "%q is not a metrics provider; want scrape or prometheus", a.Provider)
