@@ -6,6 +6,7 @@ require (
 	github.com/cloudevents/sdk-go/v2 v2.16.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/rampartci/rampart/pkg/events v0.0.0
+	github.com/rampartci/rampart/pkg/ledger v0.0.0
 	github.com/rampartci/rampart/pkg/runtime v0.0.0
 	github.com/rampartci/rampart/services/deployer v0.0.0
 	github.com/rampartci/rampart/services/ledger v0.0.0
@@ -24,3 +25,5 @@ replace (
 	github.com/rampartci/rampart/services/scanner => ../../services/scanner
 	github.com/rampartci/rampart/services/watcher => ../../services/watcher
 )
+
+replace github.com/rampartci/rampart/pkg/ledger => ../../pkg/ledger

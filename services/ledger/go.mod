@@ -41,7 +41,13 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rampartci/rampart/pkg/events v0.0.0
+	github.com/rampartci/rampart/pkg/ledger v0.0.0
+	github.com/rampartci/rampart/pkg/runtime v0.0.0
 	golang.org/x/mod v0.43.0
 )
 
 replace github.com/rampartci/rampart/pkg/events => ../../pkg/events
+
+replace github.com/rampartci/rampart/pkg/ledger => ../../pkg/ledger
+
+replace github.com/rampartci/rampart/pkg/runtime => ../../pkg/runtime

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/runtime/service"
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/services/ledger/internal/ledger"
 )
 

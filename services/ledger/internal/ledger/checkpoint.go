@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
-	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 )
 
 // checkpointLoop signs a checkpoint at most once per interval, when the tree

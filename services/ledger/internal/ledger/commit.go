@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/rampartci/rampart/services/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
 )
 
 // errStale means LEDGER holds entries, signed with this ledger's key, that

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/rampartci/rampart/services/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
 )
 
 // Handler serves the ledger's query API under /ledger/:

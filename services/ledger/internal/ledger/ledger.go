@@ -34,9 +34,9 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/events/bus"
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
-	"github.com/rampartci/rampart/services/ledger/internal/tree"
-	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/tree"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 )
 
 // Durable is the name of the ledger's consumer on the RAMPART stream.

@@ -18,10 +18,10 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/events/bus"
 	"github.com/rampartci/rampart/pkg/events/natstest"
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
-	"github.com/rampartci/rampart/services/ledger/entry"
-	"github.com/rampartci/rampart/services/ledger/ledgerclient"
-	"github.com/rampartci/rampart/services/ledger/verify"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/verify"
 )
 
 // instance is one running ledger process, with its own connection so that a

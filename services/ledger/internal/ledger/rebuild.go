@@ -8,8 +8,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/rampartci/rampart/services/ledger/entry"
-	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 )
 
 // rebuild reads the latest checkpoint and LEDGER and restores the tree, the

@@ -13,8 +13,8 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/events/bus"
-	"github.com/rampartci/rampart/services/ledger/entry"
-	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 )
 
 // deadLetterPrefix starts the subjects of dead-lettered copies.

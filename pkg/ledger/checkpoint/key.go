@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/rampartci/rampart/services/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
 )
 
 // The ledger key is one Ed25519 key pair. Its file holds exactly one line,

@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
-	"github.com/rampartci/rampart/services/ledger/entry"
-	"github.com/rampartci/rampart/services/ledger/internal/tree"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/tree"
 )
 
 // Entry is one LEDGER stream message: the canonical entry bytes and the value

@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
-	"github.com/rampartci/rampart/services/ledger/entry"
-	"github.com/rampartci/rampart/services/ledger/internal/tree"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/tree"
 )
 
 var t0 = time.Date(2025, 11, 26, 17, 0, 0, 0, time.UTC)

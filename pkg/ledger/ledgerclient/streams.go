@@ -11,9 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
-	"github.com/rampartci/rampart/services/ledger/entry"
-	"github.com/rampartci/rampart/services/ledger/verify"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/verify"
 )
 
 // The ledger's streams and subjects.
