@@ -21,8 +21,8 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/events/bus"
 	"github.com/rampartci/rampart/pkg/events/natstest"
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
-	"github.com/rampartci/rampart/services/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
