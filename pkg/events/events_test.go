@@ -29,7 +29,7 @@ func ptr(f float64) *float64 { return &f }
 // sample builds one event of every type Rampart emits.
 func sample(t *testing.T) map[string]cloudevents.Event {
 	t.Helper()
-	anomaly := Anomaly{App: "shop", Environment: "prod", ArtifactID: "pkg:oci/shop@sha256:bb", RolloutID: "r-1",
+	anomaly := Anomaly{Target: TargetCanary, App: "shop", Environment: "prod", ArtifactID: "pkg:oci/shop@sha256:bb", RolloutID: "r-1",
 		Rule: "http-5xx-ratio", Origin: "scrape", Description: "5xx ratio 3.2% > 1%", Observed: ptr(0.032), Threshold: ptr(0.01), DetectedAt: fixedTime}
 	build := map[string]func() (cloudevents.Event, error){
 		"commit": func() (cloudevents.Event, error) {

@@ -284,6 +284,11 @@ func ReleaseOf(ev cloudevents.Event) (Release, error) {
 // Anomaly is something wrong with a live release: a metric over its threshold,
 // a firing alert, a SIEM alert or a new CVE in a live digest.
 type Anomaly struct {
+	// Target is what the anomaly is against: TargetCanary (a live canary: the
+	// deployer aborts it), TargetRelease (the live stable release: the
+	// deployer rolls back to the previous clean one or pages), or TargetNone
+	// (nothing live matched: recorded, not acted on).
+	Target      string    `json:"target"`
 	App         string    `json:"app"`
 	Environment string    `json:"environment"`
 	ArtifactID  string    `json:"artifactId,omitempty"`
@@ -296,10 +301,20 @@ type Anomaly struct {
 	DetectedAt  time.Time `json:"detectedAt"`
 }
 
+// Anomaly targets.
+const (
+	TargetCanary  = "canary"
+	TargetRelease = "release"
+	TargetNone    = "none"
+)
+
 // NewAnomaly builds an incident.detected event.
 func NewAnomaly(m Meta, a Anomaly) (cloudevents.Event, error) {
 	if a.App == "" || a.Environment == "" || a.Rule == "" {
 		return cloudevents.Event{}, errors.New("anomaly: app, environment and rule are required")
+	}
+	if a.Target != TargetCanary && a.Target != TargetRelease && a.Target != TargetNone {
+		return cloudevents.Event{}, fmt.Errorf("anomaly: target %q is not canary, release or none", a.Target)
 	}
 	content := map[string]any{"environment": Ref{ID: a.Environment}, "service": Ref{ID: a.App}}
 	if a.Description != "" {
