@@ -106,7 +106,7 @@ func runEventsPublish(ctx context.Context, e *env, args []string) error {
 			dups = append(dups, fmt.Sprintf("%s (stored as #%d)", ev.ID(), ack.Sequence))
 		}
 	}
-	fmt.Fprintf(e.stdout, "published %d events to %s: %d new, %d duplicates\n", len(evs), bus.StreamName, len(evs)-len(dups), len(dups))
+	fmt.Fprintf(e.stdout, "published %s to %s: %d new, %s\n", nouns(len(evs), "event", "events"), bus.StreamName, len(evs)-len(dups), nouns(len(dups), "duplicate", "duplicates"))
 	for _, d := range dups {
 		fmt.Fprintf(e.stdout, "duplicate: %s\n", d)
 	}
@@ -131,6 +131,14 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// nouns is n with the noun in singular or plural: "1 event", "2 events".
+func nouns[N int | int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // readInput reads the file name, or r when name is "-".
@@ -201,6 +209,7 @@ func runEventsTail(ctx context.Context, e *env, args []string) error {
 	}
 	defer it.Stop()
 	fmt.Fprintf(e.stderr, "tailing %s on %s from %s (Ctrl-C to stop)\n", *subject, *natsURL, from)
+	var last uint64 // stream sequence of the last line printed
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if ctx.Err() != nil {
@@ -209,6 +218,16 @@ func runEventsTail(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", bus.StreamName, err)
 		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("message on %s without stream metadata: %w", msg.Subject(), err)
+		}
+		// Stream order is the contract: a message seen again after the
+		// ordered consumer recreated itself is not printed twice.
+		if meta.Sequence.Stream <= last {
+			continue
+		}
+		last = meta.Sequence.Stream
 		line, err := formatMsg(msg)
 		if err != nil {
 			return err

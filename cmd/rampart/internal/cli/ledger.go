@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
-	"github.com/rampartci/rampart/services/ledger/checkpoint"
-	"github.com/rampartci/rampart/services/ledger/ledgerclient"
-	"github.com/rampartci/rampart/services/ledger/verify"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/verify"
 )
 
 // defaultLedgerKey is the verifier key `rampart up` writes with its default
@@ -57,13 +57,13 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	res, err := ledgerclient.Verify(ctx, js, v)
 	var verr *verify.Error
 	if errors.As(err, &verr) {
-		fmt.Fprintf(e.stdout, "checked %d entries and %d checkpoints with key %s\n", res.Entries, res.Checkpoints, v.Key())
+		fmt.Fprintf(e.stdout, "checked %s and %s with key %s\n", nouns(res.Entries, "entry", "entries"), nouns(res.Checkpoints, "checkpoint", "checkpoints"), v.Key())
 		return fmt.Errorf("the ledger does NOT verify: %w", verr)
 	}
 	if err != nil {
 		return fmt.Errorf("reading the ledger: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "ledger verified: %d entries and %d checkpoints checked with key %s\n", res.Entries, res.Checkpoints, v.Key())
+	fmt.Fprintf(e.stdout, "ledger verified: %s and %s checked with key %s\n", nouns(res.Entries, "entry", "entries"), nouns(res.Checkpoints, "checkpoint", "checkpoints"), v.Key())
 	if res.Latest != nil {
 		fmt.Fprintf(e.stdout, "latest checkpoint: size %d, root %s\n", res.Latest.Size, base64.StdEncoding.EncodeToString(res.Latest.Root[:]))
 	}
@@ -136,6 +136,6 @@ func runLedgerShow(ctx context.Context, e *env, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%d entries\n", len(entries))
+	fmt.Fprintln(e.stdout, nouns(len(entries), "entry", "entries"))
 	return nil
 }

@@ -187,17 +187,17 @@ func replay(ctx context.Context, e *env, o replayOptions) error {
 	if o.dryRun {
 		verb = "dry run: would replay"
 	}
-	fmt.Fprintf(e.stdout, "%s %d events from %s %s to %s in %s (%.0f events/s)", verb, st.events, o.subject, window, dest,
+	fmt.Fprintf(e.stdout, "%s %s from %s %s to %s in %s (%.0f events/s)", verb, nouns(st.events, "event", "events"), o.subject, window, dest,
 		elapsed.Round(time.Millisecond), rate)
 	var notes []string
 	if st.duplicates > 0 {
 		notes = append(notes, fmt.Sprintf("%d already there, dropped as duplicates", st.duplicates))
 	}
 	if st.deadLetters > 0 {
-		notes = append(notes, fmt.Sprintf("%d dead letters skipped", st.deadLetters))
+		notes = append(notes, nouns(st.deadLetters, "dead letter", "dead letters")+" skipped")
 	}
 	if st.undecodable > 0 {
-		notes = append(notes, fmt.Sprintf("%d undecodable messages skipped", st.undecodable))
+		notes = append(notes, nouns(st.undecodable, "undecodable message", "undecodable messages")+" skipped")
 	}
 	if len(notes) > 0 {
 		fmt.Fprintf(e.stdout, "; %s", strings.Join(notes, ", "))
@@ -230,6 +230,7 @@ func readWindow(ctx context.Context, e *env, s jetstream.Stream, o replayOptions
 	}
 	total := ci.NumPending // an upper bound: --until may stop earlier
 	nextProgress := time.Now().Add(time.Second)
+	var prev uint64 // sequence of the last message handled
 	for {
 		nctx, cancel := context.WithTimeout(ctx, replayIdle)
 		msg, err := it.Next(jetstream.NextContext(nctx))
@@ -245,6 +246,10 @@ func readWindow(ctx context.Context, e *env, s jetstream.Stream, o replayOptions
 			return fmt.Errorf("message on %s without stream metadata: %w", msg.Subject(), err)
 		}
 		seq := meta.Sequence.Stream
+		if seq <= prev {
+			continue // seen before the ordered consumer recreated itself
+		}
+		prev = seq
 		if seq > last || (!o.until.IsZero() && !meta.Timestamp.Before(o.until)) {
 			return nil
 		}

@@ -69,19 +69,19 @@ func TestReplayDryRun(t *testing.T) {
 		args:    []string{"--since", "1h"},
 		summary: "dry run: would replay 5 events from rampart.> since ",
 		ids:     []string{"e1", "e2", "e3", "e4", "e5"},
-		notes:   []string{"1 dead letters skipped", "1 undecodable messages skipped"},
+		notes:   []string{"1 dead letter skipped", "1 undecodable message skipped"},
 	}, {
 		name:    "a time window",
 		args:    []string{"--since", at(2), "--until", at(6)},
 		summary: "dry run: would replay 2 events from rampart.> since " + at(2) + " until " + at(6),
 		ids:     []string{"e2", "e3"},
-		notes:   []string{"1 dead letters skipped", "1 undecodable messages skipped"},
+		notes:   []string{"1 dead letter skipped", "1 undecodable message skipped"},
 	}, {
 		name:    "from a time to the end",
 		args:    []string{"--since", at(4)},
 		summary: "would replay 2 events",
 		ids:     []string{"e4", "e5"},
-		notes:   []string{"1 undecodable messages skipped"},
+		notes:   []string{"1 undecodable message skipped"},
 	}, {
 		name:    "one subject",
 		args:    []string{"--since", "7d", "--subject", "rampart.commit.web"},

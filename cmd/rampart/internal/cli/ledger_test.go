@@ -1,0 +1,237 @@
+package cli_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/events/natstest"
+	"github.com/rampartci/rampart/pkg/runtime/service"
+	ledgerapp "github.com/rampartci/rampart/services/ledger/app"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+)
+
+// startLedger runs the real ledger service against m, its key in a temporary
+// directory; it returns the key file and a stop function.
+func startLedger(t *testing.T, m *mesh) (keyFile string, stop func()) {
+	t.Helper()
+	opts := ledgerapp.DefaultOptions(t.TempDir())
+	opts.CheckpointInterval = 10 * time.Millisecond
+	led, err := ledgerapp.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sopts := service.DefaultOptions("ledger-test")
+	sopts.NATSURL = m.url
+	sopts.HTTPAddr = "127.0.0.1:0"
+	h, err := service.Start(t.Context(), sopts, slog.New(slog.DiscardHandler), led)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("stopping the ledger: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return opts.KeyFile, stop
+}
+
+// waitRecorded waits until the ledger has handled every RAMPART message and
+// signed a checkpoint over entries entries.
+func waitRecorded(t *testing.T, m *mesh, entries int64) {
+	t.Helper()
+	natstest.CheckFor(t, 15*time.Second, 10*time.Millisecond, func() error {
+		s, err := m.js.Stream(t.Context(), bus.StreamName)
+		if err != nil {
+			return err
+		}
+		si, err := s.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		c, err := m.js.Consumer(t.Context(), bus.StreamName, "ledger")
+		if err != nil {
+			return err
+		}
+		ci, err := c.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if ci.AckFloor.Stream < si.State.LastSeq {
+			return fmt.Errorf("ledger acknowledged up to #%d of #%d", ci.AckFloor.Stream, si.State.LastSeq)
+		}
+		signed, err := ledgerclient.LatestCheckpoint(t.Context(), m.js)
+		if err != nil || signed == nil {
+			return fmt.Errorf("no checkpoint yet (%v)", err)
+		}
+		cp, err := checkpoint.Parse(checkpoint.Text(signed))
+		if err != nil {
+			return err
+		}
+		if cp.Size != entries {
+			return fmt.Errorf("checkpoint size %d, want %d", cp.Size, entries)
+		}
+		return nil
+	})
+}
+
+func TestLedgerVerifyAndShow(t *testing.T) {
+	m := newMesh(t)
+	keyFile, stop := startLedger(t, m)
+
+	in := jsonLines(t, commit(t, "e1", "shop", "rel-1"), commit(t, "e2", "shop", "rel-1"), commit(t, "e3", "web", "rel-2"))
+	if r := rampart(t, t.Context(), in, "events", "publish", "--nats", m.url, "-"); r.code != 0 {
+		t.Fatalf("publish: %s", r.stderr)
+	}
+	// An event stored without a message id, then replayed onto the live
+	// subjects: RAMPART holds it twice, the ledger records it once.
+	msg, err := events.ToMsg("rampart.commit.api", commit(t, "x1", "api", "rel-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	if r := rampart(t, t.Context(), "", "replay", "--nats", m.url, "--since", "1h", "--subject", "rampart.commit.api", "--to", "rampart"); r.code != 0 || !strings.Contains(r.stdout, "replayed 1 event ") {
+		t.Fatalf("replay: %s%s", r.stdout, r.stderr)
+	}
+	if n := m.count(t, bus.StreamName, "rampart.commit.api"); n != 2 {
+		t.Fatalf("RAMPART holds %d copies of x1, want 2", n)
+	}
+	waitRecorded(t, m, 4)
+
+	for _, key := range []string{keyFile + ".pub", keyFile} {
+		r := rampart(t, t.Context(), "", "ledger", "verify", "--nats", m.url, "--key", key)
+		if r.code != 0 || !regexp.MustCompile(`ledger verified: 4 entries and \d+ checkpoints? checked with key rampart\.ledger\+`).MatchString(r.stdout) ||
+			!strings.Contains(r.stdout, "latest checkpoint: size 4, root ") {
+			t.Fatalf("verify with %s: exit %d:\n%s%s", filepath.Base(key), r.code, r.stdout, r.stderr)
+		}
+	}
+
+	r := rampart(t, t.Context(), "", "ledger", "show", "--nats", m.url, "--chain", "rel-1")
+	if r.code != 0 {
+		t.Fatalf("show: exit %d: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	rows := regexp.MustCompile(`^(\d+)\s+\S+Z\s+change\.merged\s+(\S+)\s+(\S+)$`)
+	var got []string
+	for _, l := range lines[1 : len(lines)-1] {
+		mm := rows.FindStringSubmatch(l)
+		if mm == nil {
+			t.Fatalf("row %q in:\n%s", l, r.stdout)
+		}
+		got = append(got, strings.Join(mm[1:], " "))
+	}
+	want := "[0 e1 rampart.commit.shop 1 e2 rampart.commit.shop 3 x1 rampart.commit.api]"
+	if !strings.HasPrefix(lines[0], "INDEX") || fmt.Sprint(got) != want || lines[len(lines)-1] != "3 entries" {
+		t.Fatalf("show printed %v, want %s:\n%s", got, want, r.stdout)
+	}
+	if r := rampart(t, t.Context(), "", "ledger", "show", "--nats", m.url, "--chain", "rel-9"); r.code != 1 || !strings.Contains(r.stderr, `no ledger entry has chainId "rel-9"`) {
+		t.Fatalf("show of an unknown chain: exit %d: %s", r.code, r.stderr)
+	}
+
+	// Another key did not sign this ledger.
+	other, _, err := checkpoint.GenerateSigner("rampart.ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey := filepath.Join(t.TempDir(), "other.pub")
+	if err := os.WriteFile(otherKey, []byte(other.VerifierKey()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = rampart(t, t.Context(), "", "ledger", "verify", "--nats", m.url, "--key", otherKey)
+	if r.code != 1 || !strings.Contains(r.stderr, "the ledger does NOT verify: ledger entry 0: ") {
+		t.Fatalf("verify with another key: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// A second writer appends a forged entry: a copy of the last entry moved
+	// to the next index, with the last entry's signature.
+	stop()
+	s, err := m.js.Stream(t.Context(), ledgerclient.EntriesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := s.GetLastMsgForSubject(t.Context(), ledgerclient.EntriesSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := entry.Unmarshal(last.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Index++
+	forged, err := entry.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm := nats.NewMsg(ledgerclient.EntriesSubject)
+	fm.Data = forged
+	fm.Header.Set(entry.SignatureHeader, last.Header.Get(entry.SignatureHeader))
+	if _, err := m.js.PublishMsg(t.Context(), fm); err != nil {
+		t.Fatal(err)
+	}
+	r = rampart(t, t.Context(), "", "ledger", "verify", "--nats", m.url, "--key", keyFile+".pub")
+	if r.code != 1 || !strings.Contains(r.stdout, "checked 5 entries") ||
+		!strings.Contains(r.stderr, "the ledger does NOT verify: ledger entry 4: ") {
+		t.Fatalf("verify of a forged entry: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestLedgerVerifyFailures(t *testing.T) {
+	m := newMesh(t)
+	signer, _, err := checkpoint.GenerateSigner("rampart.ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "ledger.key.pub")
+	if err := os.WriteFile(key, []byte(signer.VerifierKey()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.pub")
+	if err := os.WriteFile(garbage, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no ledger yet", []string{"--key", key}, "reading the ledger: opening stream LEDGER"},
+		{"missing key file", []string{"--key", filepath.Join(dir, "absent.pub")}, "reading the ledger's verifier key (--key): open "},
+		{"not a key", []string{"--key", garbage}, "--key " + garbage + ": parsing ledger verifier key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rampart(t, t.Context(), "", append([]string{"ledger", "verify", "--nats", m.url}, tt.args...)...)
+			if r.code != 1 || !strings.Contains(r.stderr, tt.want) {
+				t.Fatalf("exit %d, want 1 with %q:\n%s", r.code, tt.want, r.stderr)
+			}
+		})
+	}
+	if _, err := m.js.Stream(t.Context(), ledgerclient.EntriesStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("verify created the LEDGER stream: %v", err)
+	}
+}
