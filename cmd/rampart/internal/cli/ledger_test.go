@@ -18,11 +18,11 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/events/bus"
 	"github.com/rampartci/rampart/pkg/events/natstest"
-	"github.com/rampartci/rampart/pkg/runtime/service"
-	ledgerapp "github.com/rampartci/rampart/services/ledger/app"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/runtime/service"
+	ledgerapp "github.com/rampartci/rampart/services/ledger/app"
 )
 
 // startLedger runs the real ledger service against m, its key in a temporary
