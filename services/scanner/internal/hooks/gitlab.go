@@ -1,0 +1,107 @@
+package hooks
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+)
+
+// GitLab delivery headers.
+const (
+	GitLabEventHeader = "X-Gitlab-Event"
+	GitLabTokenHeader = "X-Gitlab-Token"
+)
+
+type gitlabPush struct {
+	ObjectKind  string  `json:"object_kind"`
+	Ref         string  `json:"ref"`
+	Before      string  `json:"before"`
+	After       string  `json:"after"`
+	CheckoutSHA *string `json:"checkout_sha"`
+	UserName    string  `json:"user_username"`
+	ProjectID   int64   `json:"project_id"`
+	Project     *struct {
+		PathWithNamespace string `json:"path_with_namespace"`
+		GitHTTPURL        string `json:"git_http_url"`
+	} `json:"project"`
+}
+
+// VerifyGitLabToken compares X-Gitlab-Token with the configured secret token
+// in constant time. An empty configured token never verifies.
+func VerifyGitLabToken(want, got string) error {
+	if want == "" {
+		return fmt.Errorf("%w: no GitLab webhook token configured", ErrUnauthorized)
+	}
+	if got == "" {
+		return fmt.Errorf("%w: %s missing", ErrUnauthorized, GitLabTokenHeader)
+	}
+	if subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 {
+		return fmt.Errorf("%w: %s does not match", ErrUnauthorized, GitLabTokenHeader)
+	}
+	return nil
+}
+
+// ParseGitLab verifies and decodes a GitLab push or tag push hook into a
+// Commit. Branch and tag deletions are ErrIgnored; other hooks are
+// ErrUnsupported.
+func ParseGitLab(h http.Header, body []byte, token string) (Commit, error) {
+	if err := VerifyGitLabToken(token, h.Get(GitLabTokenHeader)); err != nil {
+		return Commit{}, err
+	}
+	if mt := mediaType(h.Get("Content-Type")); mt != "application/json" {
+		return Commit{}, fmt.Errorf("%w: content type %q, want application/json", ErrUnsupported, h.Get("Content-Type"))
+	}
+	var kind string
+	switch ev := h.Get(GitLabEventHeader); ev {
+	case "Push Hook":
+		kind = "push"
+	case "Tag Push Hook":
+		kind = "tag_push"
+	case "":
+		return Commit{}, fmt.Errorf("%w: %s header missing", ErrMalformed, GitLabEventHeader)
+	default:
+		return Commit{}, fmt.Errorf("%w: GitLab event %q (want Push Hook or Tag Push Hook)", ErrUnsupported, ev)
+	}
+
+	var p gitlabPush
+	if err := decodeJSON(body, &p); err != nil {
+		return Commit{}, err
+	}
+	if p.ObjectKind != kind {
+		return Commit{}, fmt.Errorf("%w: object_kind %q does not match %s %q", ErrMalformed, p.ObjectKind, GitLabEventHeader, h.Get(GitLabEventHeader))
+	}
+	if err := checkRef("ref", p.Ref); err != nil {
+		return Commit{}, err
+	}
+	if zeroSHA(p.After) {
+		return Commit{}, fmt.Errorf("%w: %s deleted", ErrIgnored, p.Ref)
+	}
+	// checkout_sha is the commit the ref points at after the push (for an
+	// annotated tag, the tagged commit rather than the tag object).
+	sha := p.After
+	if p.CheckoutSHA != nil && *p.CheckoutSHA != "" {
+		sha = *p.CheckoutSHA
+	}
+	if err := checkSHA("checkout_sha", sha); err != nil {
+		return Commit{}, err
+	}
+	if p.Project == nil {
+		return Commit{}, fmt.Errorf("%w: project: missing", ErrMalformed)
+	}
+	if p.Project.PathWithNamespace == "" {
+		return Commit{}, fmt.Errorf("%w: project.path_with_namespace: missing", ErrMalformed)
+	}
+	if err := checkCloneURL("project.git_http_url", p.Project.GitHTTPURL); err != nil {
+		return Commit{}, err
+	}
+	return Commit{
+		ID:         stableID(SourceGitLab, kind, p.Project.PathWithNamespace, p.Ref, p.Before, p.After),
+		Source:     SourceGitLab,
+		Event:      kind,
+		Repository: p.Project.PathWithNamespace,
+		RepoURL:    p.Project.GitHTTPURL,
+		SHA:        sha,
+		Ref:        p.Ref,
+		Sender:     p.UserName,
+	}, nil
+}
