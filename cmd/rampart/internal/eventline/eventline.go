@@ -47,7 +47,7 @@ func Format(m Message) string {
 	if err != nil {
 		return fmt.Sprintf("%s UNDECODABLE %s", prefix(time.Time{}), quote(err.Error()))
 	}
-	return fmt.Sprintf("%s %s id=%s chain=%s app=%s", prefix(ev.Time()), ShortType(ev.Type()),
+	return fmt.Sprintf("%s %s id=%s chain=%s app=%s", prefix(ev.Time()), value(ShortType(ev.Type())),
 		value(ev.ID()), value(events.ChainID(ev)), value(events.App(ev)))
 }
 
@@ -56,17 +56,17 @@ func deadLetter(m Message) string {
 	var b strings.Builder
 	b.WriteString("DEAD-LETTER")
 	if orig := h.Get(bus.HeaderOriginalSubject); orig != "" {
-		fmt.Fprintf(&b, " of=%s", orig)
+		fmt.Fprintf(&b, " of=%s", value(orig))
 		if seq := h.Get(bus.HeaderOriginalSequence); seq != "" {
-			fmt.Fprintf(&b, "#%s", seq)
+			fmt.Fprintf(&b, "#%s", value(seq))
 		}
 	}
 	if c := h.Get(bus.HeaderConsumer); c != "" {
-		fmt.Fprintf(&b, " consumer=%s", c)
+		fmt.Fprintf(&b, " consumer=%s", value(c))
 	}
 	// The copy keeps the original's headers: name the event when it was one.
 	if ev, err := events.FromMsg(h, m.Data); err == nil {
-		fmt.Fprintf(&b, " type=%s id=%s", ShortType(ev.Type()), value(ev.ID()))
+		fmt.Fprintf(&b, " type=%s id=%s", value(ShortType(ev.Type())), value(ev.ID()))
 	}
 	fmt.Fprintf(&b, " reason=%s", quote(h.Get(bus.HeaderDeadLetterReason)))
 	return b.String()
