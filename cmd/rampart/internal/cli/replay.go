@@ -134,7 +134,7 @@ type replayStats struct {
 	events      int // read and re-published (or printed)
 	duplicates  int // dropped by the destination stream's duplicate window
 	deadLetters int // skipped: dead letters are not replayed
-	undecodable int // skipped: not a valid event
+	invalid     int // skipped: not a valid event
 }
 
 func replay(ctx context.Context, e *env, o replayOptions) error {
@@ -196,8 +196,8 @@ func replay(ctx context.Context, e *env, o replayOptions) error {
 	if st.deadLetters > 0 {
 		notes = append(notes, nouns(st.deadLetters, "dead letter", "dead letters")+" skipped")
 	}
-	if st.undecodable > 0 {
-		notes = append(notes, nouns(st.undecodable, "undecodable message", "undecodable messages")+" skipped")
+	if st.invalid > 0 {
+		notes = append(notes, nouns(st.invalid, "invalid message", "invalid messages")+" skipped")
 	}
 	if len(notes) > 0 {
 		fmt.Fprintf(e.stdout, "; %s", strings.Join(notes, ", "))
@@ -272,8 +272,11 @@ func replayOne(ctx context.Context, e *env, msg jetstream.Msg, meta *jetstream.M
 		return nil
 	}
 	ev, err := events.FromMsg(msg.Headers(), msg.Data())
+	if err == nil {
+		err = events.Validate(ev)
+	}
 	if err != nil {
-		st.undecodable++
+		st.invalid++
 		fmt.Fprintf(e.stderr, "replay: skipping #%d on %s: %v\n", meta.Sequence.Stream, msg.Subject(), err)
 		return nil
 	}

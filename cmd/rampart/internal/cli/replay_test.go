@@ -69,19 +69,19 @@ func TestReplayDryRun(t *testing.T) {
 		args:    []string{"--since", "1h"},
 		summary: "dry run: would replay 5 events from rampart.> since ",
 		ids:     []string{"e1", "e2", "e3", "e4", "e5"},
-		notes:   []string{"1 dead letter skipped", "1 undecodable message skipped"},
+		notes:   []string{"1 dead letter skipped", "1 invalid message skipped"},
 	}, {
 		name:    "a time window",
 		args:    []string{"--since", at(2), "--until", at(6)},
 		summary: "dry run: would replay 2 events from rampart.> since " + at(2) + " until " + at(6),
 		ids:     []string{"e2", "e3"},
-		notes:   []string{"1 dead letter skipped", "1 undecodable message skipped"},
+		notes:   []string{"1 dead letter skipped", "1 invalid message skipped"},
 	}, {
 		name:    "from a time to the end",
 		args:    []string{"--since", at(4)},
 		summary: "would replay 2 events",
 		ids:     []string{"e4", "e5"},
-		notes:   []string{"1 undecodable message skipped"},
+		notes:   []string{"1 invalid message skipped"},
 	}, {
 		name:    "one subject",
 		args:    []string{"--since", "7d", "--subject", "rampart.commit.web"},
@@ -246,12 +246,24 @@ func TestReplayToLiveSubjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A future major version decodes but is not valid here: it is skipped,
+	// never re-published to the live consumers.
+	future := commit(t, "x3", "api", "c-api")
+	future.SetType("dev.cdevents.change.merged.1.0.0")
+	fmsg, err := events.ToMsg("rampart.commit.api", future)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.js.PublishMsg(t.Context(), fmsg); err != nil {
+		t.Fatal(err)
+	}
 	r = rampart(t, t.Context(), "", "replay", "--nats", m.url, "--since", "1h", "--subject", "rampart.commit.api", "--to", "rampart")
-	if r.code != 0 || !strings.Contains(r.stdout, "replayed 2 events from rampart.commit.api") || strings.Contains(r.stdout, "duplicates") {
+	if r.code != 0 || !strings.Contains(r.stdout, "replayed 2 events from rampart.commit.api") || strings.Contains(r.stdout, "duplicates") ||
+		!strings.Contains(r.stdout, "1 invalid message skipped") || !strings.Contains(r.stderr, "skipping #10 on rampart.commit.api: event x3: unsupported schema version") {
 		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}
 	got := m.subjects(t, bus.StreamName)
-	if want := "rampart.commit.api rampart.commit.api rampart.commit.api rampart.commit.api]"; !strings.HasSuffix(fmt.Sprint(got), want) || len(got) != 11 {
+	if want := "rampart.commit.api rampart.commit.api rampart.commit.api rampart.commit.api rampart.commit.api]"; !strings.HasSuffix(fmt.Sprint(got), want) || len(got) != 12 {
 		t.Fatalf("RAMPART holds %v", got)
 	}
 }
