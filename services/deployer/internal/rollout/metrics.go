@@ -1,0 +1,41 @@
+package rollout
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	rollouts           *prometheus.CounterVec
+	weight             *prometheus.GaugeVec
+	rollbackLatency    prometheus.Histogram
+	verdictsRefused    *prometheus.CounterVec
+	duplicateAnomalies prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_deployer_rollouts_total", Help: "Rollouts by what happened: started, completed, rolledback.",
+		}, []string{"result"}),
+		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rampart_deployer_canary_weight", Help: "Canary traffic weight in percent, by application.",
+		}, []string{"app"}),
+		rollbackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rampart_deployer_rollback_seconds",
+			Help:    "From an anomaly reaching the deployer to the canary weight being 0.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
+		verdictsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_deployer_verdicts_refused_total", Help: "Scan verdicts refused, by reason: unsigned, bad_signature.",
+		}, []string{"reason"}),
+		duplicateAnomalies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_deployer_duplicate_anomalies_total", Help: "Anomalies for rollouts that had already ended.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.rollouts, m.weight, m.rollbackLatency, m.verdictsRefused, m.duplicateAnomalies} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

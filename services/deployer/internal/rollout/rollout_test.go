@@ -1,0 +1,462 @@
+package rollout
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/events/natstest"
+	"github.com/rampartci/rampart/pkg/policy"
+)
+
+// fakeRouter records every weight it is given. The real routers have their
+// own tests; here the rollout's decisions are what is checked.
+type fakeRouter struct {
+	mu      sync.Mutex
+	weights []int
+}
+
+func (f *fakeRouter) SetWeight(_ context.Context, w int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.weights); n == 0 || f.weights[n-1] != w {
+		f.weights = append(f.weights, w)
+	}
+	return nil
+}
+
+func (f *fakeRouter) history() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.weights)
+}
+
+func (f *fakeRouter) current() int {
+	h := f.history()
+	if len(h) == 0 {
+		return 0
+	}
+	return h[len(h)-1]
+}
+
+const image = "127.0.0.1:5000/shop"
+
+type harness struct {
+	t      *testing.T
+	ns     *server.Server
+	bus    *bus.Bus
+	kv     jetstream.KeyValue
+	policy *policy.Store
+	pub    ed25519.PublicKey
+	priv   ed25519.PrivateKey
+}
+
+func newHarness(t *testing.T, pause time.Duration) *harness {
+	t.Helper()
+	ns := natstest.Server(t, "")
+	b := natstest.Bus(t, ns)
+	kv, err := b.EnsureKV(t.Context(), jetstream.KeyValueConfig{Bucket: Bucket, History: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse("test.yaml", fmt.Appendf(nil, `version: 1
+apps:
+  - name: shop
+    image: %s
+    environment: prod
+    router: {type: local, local: {listen: 127.0.0.1:1, stable: http://127.0.0.1:2, canary: http://127.0.0.1:3}}
+    canary: {steps: [5, 25, 50, 100], pause: %s}
+`, image, pause))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	return &harness{t: t, ns: ns, bus: b, kv: kv, policy: policy.StoreOf(pol), pub: pub, priv: priv}
+}
+
+// manager starts a Manager named owner consuming through the durable
+// "deployer", as the service does. stop kills it (no drain).
+func (h *harness) manager(owner string, rt Router) (stop func()) {
+	h.t.Helper()
+	m, err := NewManager(h.kv, h.bus, h.policy, map[string]Router{"shop": rt},
+		Options{ScannerKey: h.pub, Owner: owner, Lease: 2 * time.Second}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := m.Start(h.t.Context()); err != nil {
+		h.t.Fatal(err)
+	}
+	c, err := h.bus.Consume(h.t.Context(), bus.ConsumerOptions{Durable: "deployer",
+		FilterSubjects: []string{"rampart.scan.>", "rampart.anomaly.>"}, Backoff: []time.Duration{50 * time.Millisecond}}, m.Handle)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { c.Stop(); m.Stop() }) }
+	h.t.Cleanup(stop)
+	return stop
+}
+
+func digest(n int) string { return "sha256:" + strings.Repeat(fmt.Sprintf("%02x", n), 32) }
+
+func artifact(t *testing.T, n int) string {
+	o, err := events.NewOCI(image, digest(n), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.String()
+}
+
+func (h *harness) verdict(id string, n int, outcome string, sign bool) {
+	h.t.Helper()
+	s := events.Scan{Target: artifact(h.t, n), TargetKind: "image", Environment: "prod", Outcome: outcome}
+	m := events.Meta{ID: id, Source: "/rampart/scanner", ChainID: "chain-" + id, App: "shop"}
+	var ev cloudevents.Event
+	var err error
+	if sign {
+		ev, err = events.SignScan(m, s, h.priv)
+	} else {
+		ev, err = events.NewScanFinished(m, s)
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.bus.Publish(h.t.Context(), ev); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) anomaly(id, target, rolloutID string, n int) {
+	h.t.Helper()
+	ev, err := events.NewAnomaly(events.Meta{ID: id, Source: "/rampart/watcher", App: "shop"}, events.Anomaly{
+		Target: target, App: "shop", Environment: "prod", ArtifactID: artifact(h.t, n), RolloutID: rolloutID,
+		Rule: "http-5xx-ratio", Origin: "test", Description: "5xx ratio 4% > 1%", DetectedAt: time.Now()})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.bus.Publish(h.t.Context(), ev); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// published returns the events on subject pattern, in stream order.
+func (h *harness) published(pattern string) []cloudevents.Event {
+	h.t.Helper()
+	cons, err := h.bus.JetStream().OrderedConsumer(h.t.Context(), bus.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{pattern}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []cloudevents.Event
+	for {
+		batch, err := cons.FetchNoWait(100)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			ev, err := events.FromMsg(msg.Headers(), msg.Data())
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			out = append(out, ev)
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+func (h *harness) waitFor(what string, f func() error) {
+	h.t.Helper()
+	natstest.CheckFor(h.t, 15*time.Second, 10*time.Millisecond, func() error {
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	})
+}
+
+func (h *harness) waitPhase(id string, want Phase) *Rollout {
+	var r *Rollout
+	h.waitFor("rollout "+id+" "+string(want), func() error {
+		var err error
+		r, err = (&Store{kv: h.kv}).Rollout(h.t.Context(), id)
+		if err != nil {
+			return err
+		}
+		if r.Phase != want {
+			return fmt.Errorf("phase %s", r.Phase)
+		}
+		return nil
+	})
+	return r
+}
+
+func TestRolloutStepsToCompletion(t *testing.T) {
+	h := newHarness(t, 20*time.Millisecond)
+	rt := &fakeRouter{}
+	h.manager("d1", rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	id := rolloutID("shop", "scan-1")
+	h.waitPhase(id, PhaseCompleted)
+	h.waitFor("release event", func() error {
+		if n := len(h.published("rampart.release.shop")); n != 1 {
+			return fmt.Errorf("%d release events", n)
+		}
+		return nil
+	})
+	if got := rt.history(); !slices.Equal(got, []int{5, 25, 50, 100, 0}) {
+		t.Fatalf("weights %v, want 5 25 50 100 then 0 (the stable slot now runs the release)", got)
+	}
+	var weights []int
+	for _, ev := range h.published("rampart.canarystep.shop") {
+		s, err := events.CanaryStepOf(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		weights = append(weights, s.Weight)
+		if events.ChainID(ev) != "chain-scan-1" {
+			t.Fatalf("step event lost the release's chain: %q", events.ChainID(ev))
+		}
+	}
+	if !slices.Equal(weights, []int{5, 25, 50, 100}) {
+		t.Fatalf("canary-step events %v", weights)
+	}
+	if p := h.published("rampart.promote.shop"); len(p) != 1 {
+		t.Fatalf("%d promote events", len(p))
+	}
+	state, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+	if state.Active != "" || state.Live() == nil || state.Live().Artifact != artifact(t, 1) {
+		t.Fatalf("app state %+v", state)
+	}
+}
+
+func TestUnsignedAndForgedVerdictsAreRefused(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	rt := &fakeRouter{}
+	h.manager("d1", rt)
+	h.verdict("unsigned", 1, events.OutcomePass, false)
+	other := *h
+	other.pub, other.priv, _ = ed25519.GenerateKey(nil)
+	other.verdict("forged", 2, events.OutcomePass, true)
+	h.waitFor("both verdicts dead-lettered with the reason", func() error {
+		dl := h.published(bus.DeadLetterSubject("deployer"))
+		if len(dl) != 2 {
+			return fmt.Errorf("%d dead letters", len(dl))
+		}
+		return nil
+	})
+	if len(rt.history()) != 0 || len(h.published("rampart.promote.>")) != 0 {
+		t.Fatalf("a refused verdict moved traffic: %v", rt.history())
+	}
+}
+
+func TestAnomalyRollsBackOnce(t *testing.T) {
+	h := newHarness(t, time.Hour) // hold at 5%
+	rt := &fakeRouter{}
+	h.manager("d1", rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	id := rolloutID("shop", "scan-1")
+	h.waitFor("canary at 5%", func() error {
+		if rt.current() != 5 {
+			return fmt.Errorf("weight %d", rt.current())
+		}
+		return nil
+	})
+	for i := range 20 {
+		h.anomaly(fmt.Sprintf("anomaly-%d", i), events.TargetCanary, id, 1)
+	}
+	r := h.waitPhase(id, PhaseRolledBack)
+	if r.TrafficAtAbort != 5 || r.Trigger == nil || r.Trigger.Rule != "http-5xx-ratio" {
+		t.Fatalf("rollback record %+v", r)
+	}
+	h.waitFor("rollback event", func() error {
+		if n := len(h.published("rampart.rollback.shop")); n != 1 {
+			return fmt.Errorf("%d rollback events", n)
+		}
+		return nil
+	})
+	// Every anomaly was handled (acked) and still only one rollback exists.
+	h.waitFor("all anomalies handled", func() error {
+		c, err := h.bus.JetStream().Consumer(t.Context(), bus.StreamName, "deployer")
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("pending %d, ack pending %d", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	if n := len(h.published("rampart.rollback.shop")); n != 1 {
+		t.Fatalf("%d rollback events after 20 anomalies", n)
+	}
+	if rt.current() != 0 {
+		t.Fatalf("weight %d after rollback", rt.current())
+	}
+	ev := h.published("rampart.rollback.shop")[0]
+	rb, err := events.RollbackOf(ev)
+	if err != nil || rb.TrafficAtAbort != 5 || rb.From != artifact(t, 1) {
+		t.Fatalf("rollback event %+v %v", rb, err)
+	}
+}
+
+// A deployer killed in the middle of a canary and started again resumes the
+// rollout; an anomaly published while it was down still rolls back once.
+func TestRestartResumesAndRollsBackOnce(t *testing.T) {
+	h := newHarness(t, 300*time.Millisecond)
+	rt1 := &fakeRouter{}
+	stop := h.manager("deployer-0", rt1)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	id := rolloutID("shop", "scan-1")
+	h.waitFor("step 25%", func() error {
+		if rt1.current() != 25 {
+			return fmt.Errorf("weight %d", rt1.current())
+		}
+		return nil
+	})
+	stop()
+
+	// A new process (same name, as a restarted pod keeps its name) with a
+	// fresh router, which starts at 0.
+	rt2 := &fakeRouter{}
+	stop = h.manager("deployer-0", rt2)
+	h.waitFor("resumed at 50%", func() error {
+		if rt2.current() < 50 {
+			return fmt.Errorf("weights %v", rt2.history())
+		}
+		return nil
+	})
+	if h2 := rt2.history(); h2[0] != 25 {
+		t.Fatalf("the restarted deployer did not first restore the recorded weight 25: %v", h2)
+	}
+	stop()
+
+	// Down again; anomalies arrive while nothing runs.
+	h.anomaly("anomaly-down", events.TargetCanary, id, 1)
+	h.anomaly("anomaly-down-again", events.TargetCanary, id, 1)
+	rt3 := &fakeRouter{}
+	h.manager("deployer-0", rt3)
+	h.waitPhase(id, PhaseRolledBack)
+	h.waitFor("one rollback", func() error {
+		if n := len(h.published("rampart.rollback.shop")); n != 1 {
+			return fmt.Errorf("%d rollback events", n)
+		}
+		return nil
+	})
+	if rt3.current() != 0 {
+		t.Fatalf("weight %d", rt3.current())
+	}
+}
+
+// Two replicas share the consumer and the state; only one drives a rollout.
+func TestReplicasNeverBothDrive(t *testing.T) {
+	h := newHarness(t, 30*time.Millisecond)
+	a, b := &fakeRouter{}, &fakeRouter{}
+	h.manager("replica-a", a)
+	h.manager("replica-b", b)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	h.waitPhase(rolloutID("shop", "scan-1"), PhaseCompleted)
+	ha, hb := a.history(), b.history()
+	if (len(ha) == 0) == (len(hb) == 0) {
+		t.Fatalf("both or neither replica moved traffic: a=%v b=%v", ha, hb)
+	}
+	if n := len(h.published("rampart.canarystep.shop")); n != 4 {
+		t.Fatalf("%d step events, want 4", n)
+	}
+}
+
+func TestBlockedVerdictHaltsInflightCandidate(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	rt := &fakeRouter{}
+	h.manager("d1", rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	id := rolloutID("shop", "scan-1")
+	h.waitFor("canary at 5%", func() error {
+		if rt.current() != 5 {
+			return fmt.Errorf("weight %d", rt.current())
+		}
+		return nil
+	})
+	h.verdict("rescan-1", 1, events.OutcomeBlocked, true)
+	r := h.waitPhase(id, PhaseRolledBack)
+	if r.Trigger == nil || r.Trigger.Origin != "scanner" || rt.current() != 0 {
+		t.Fatalf("halt: %+v weight %d", r, rt.current())
+	}
+}
+
+func TestQueuedCandidateFollowsActive(t *testing.T) {
+	h := newHarness(t, 20*time.Millisecond)
+	rt := &fakeRouter{}
+	h.manager("d1", rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	h.verdict("scan-2", 2, events.OutcomePass, true)
+	r2 := h.waitPhase(rolloutID("shop", "scan-2"), PhaseCompleted)
+	if r2.Stable != artifact(t, 1) {
+		t.Fatalf("the second rollout measured against %q, want the first release", r2.Stable)
+	}
+	if n := len(h.published("rampart.release.shop")); n != 2 {
+		t.Fatalf("%d releases", n)
+	}
+}
+
+// A new Critical CVE in the live digest rolls back to the previous clean
+// release; with no clean release to return to, traffic stays.
+func TestLiveAnomalyRollsBackToPreviousCleanRelease(t *testing.T) {
+	h := newHarness(t, 10*time.Millisecond)
+	rt := &fakeRouter{}
+	h.manager("d1", rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	h.waitPhase(rolloutID("shop", "scan-1"), PhaseCompleted)
+	h.verdict("scan-2", 2, events.OutcomePass, true)
+	h.waitPhase(rolloutID("shop", "scan-2"), PhaseCompleted)
+
+	h.anomaly("cve-on-2", events.TargetRelease, "", 2)
+	h.waitFor("rollback to release 1", func() error {
+		rbs := h.published("rampart.rollback.shop")
+		if len(rbs) != 1 {
+			return fmt.Errorf("%d rollbacks", len(rbs))
+		}
+		rb, err := events.RollbackOf(rbs[0])
+		if err != nil {
+			return err
+		}
+		if rb.ArtifactID != artifact(t, 1) || rb.From != artifact(t, 2) {
+			return fmt.Errorf("rolled back from %s to %s", rb.From, rb.ArtifactID)
+		}
+		return nil
+	})
+	state, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+	if state.Live().Artifact != artifact(t, 1) {
+		t.Fatalf("live is %s", state.Live().Artifact)
+	}
+
+	// Now release 1 is found vulnerable too: nothing clean is left.
+	h.anomaly("cve-on-1", events.TargetRelease, "", 1)
+	h.waitFor("anomaly handled", func() error {
+		s, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+		if !s.Live().Vulnerable {
+			return fmt.Errorf("live release not marked vulnerable")
+		}
+		return nil
+	})
+	if n := len(h.published("rampart.rollback.shop")); n != 1 {
+		t.Fatalf("%d rollbacks; with no clean release traffic must stay", n)
+	}
+}
