@@ -54,14 +54,14 @@ type Rollout struct {
 	StepStartedAt time.Time `json:"stepStartedAt"`
 	Phase         Phase     `json:"phase"`
 	// Reason says why the rollout ended or was paused.
-	Reason     string    `json:"reason,omitempty"`
-	AnomalyID  string    `json:"anomalyId,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	AnomalyID string `json:"anomalyId,omitempty"`
 	// Trigger and TrafficAtAbort describe a rollback.
 	Trigger        *events.Anomaly `json:"trigger,omitempty"`
 	TrafficAtAbort int             `json:"trafficAtAbort,omitempty"`
-	CreatedAt  time.Time `json:"createdAt"`
-	UpdatedAt  time.Time `json:"updatedAt"`
-	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	CreatedAt      time.Time       `json:"createdAt"`
+	UpdatedAt      time.Time       `json:"updatedAt"`
+	FinishedAt     time.Time       `json:"finishedAt,omitzero"`
 	// Owner is the deployer process driving the rollout until LeaseUntil.
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
