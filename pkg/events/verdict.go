@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 )
@@ -97,4 +100,49 @@ func compact(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// LoadOrCreateVerdictKey reads the scanner's Ed25519 signing key from path
+// (base64 of the 32-byte seed), creating it with mode 0600 on first use. The
+// public key is written beside it as path + ".pub" (base64), for deployers.
+func LoadOrCreateVerdictKey(path string) (ed25519.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, priv, gerr := ed25519.GenerateKey(nil)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("verdict key: %w", err)
+		}
+		if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(priv.Seed())+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("verdict key: %w", err)
+		}
+		pub := base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
+		if err := os.WriteFile(path+".pub", []byte(pub+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("verdict key: %w", err)
+		}
+		return priv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("verdict key: %w", err)
+	}
+	seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("verdict key %s: not the base64 of a %d-byte Ed25519 seed", path, ed25519.SeedSize)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// LoadVerdictPublicKey reads a scanner public key (base64) from path.
+func LoadVerdictPublicKey(path string) (ed25519.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("scanner public key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(key) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("scanner public key %s: not the base64 of a %d-byte Ed25519 public key", path, ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(key), nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -56,5 +58,28 @@ func TestScanSignature(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestVerdictKeyFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scanner", "verdict.key")
+	priv, err := LoadOrCreateVerdictKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadOrCreateVerdictKey(path)
+	if err != nil || !again.Equal(priv) {
+		t.Fatalf("reload gave another key: %v", err)
+	}
+	pub, err := LoadVerdictPublicKey(path + ".pub")
+	if err != nil || !pub.Equal(priv.Public()) {
+		t.Fatalf("public key: %v", err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v", fi.Mode())
+	}
+	_ = os.WriteFile(path+".bad", []byte("nope"), 0o600)
+	if _, err := LoadVerdictPublicKey(path + ".bad"); err == nil {
+		t.Fatal("garbage accepted as a public key")
 	}
 }
