@@ -153,7 +153,7 @@ func decodeBinary(h nats.Header, ct string, data []byte) (cloudevents.Event, err
 		if ct == "" {
 			ct = "application/json"
 		}
-		if err := ev.SetData(ct, data); err != nil {
+		if err := setData(&ev, ct, data); err != nil {
 			return cloudevents.Event{}, fmt.Errorf("%w: data: %v", ErrMalformed, err)
 		}
 	}

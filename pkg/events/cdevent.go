@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -148,13 +149,25 @@ func newEvent(m Meta, typ string, subjectID string, content, custom any) (cloude
 	if m.App != "" {
 		ev.SetExtension(AppExtension, m.App)
 	}
-	if err := ev.SetData("application/json", data); err != nil {
+	if err := setData(&ev, "application/json", data); err != nil {
 		return cloudevents.Event{}, fmt.Errorf("set %s data: %w", typ, err)
 	}
 	if err := ev.Validate(); err != nil {
 		return cloudevents.Event{}, fmt.Errorf("%s: %w", typ, err)
 	}
 	return ev, nil
+}
+
+// setData sets ev's data to the encoded bytes. JSON data stays JSON in the
+// structured format ("data", not "data_base64"), so event files are readable.
+func setData(ev *cloudevents.Event, contentType string, data []byte) error {
+	if err := ev.SetData(contentType, data); err != nil {
+		return err
+	}
+	if strings.HasSuffix(ev.DataMediaType(), "json") && json.Valid(data) {
+		ev.DataBase64 = false
+	}
+	return nil
 }
 
 // marshal encodes v as compact JSON without HTML escaping, so the bytes are

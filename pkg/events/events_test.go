@@ -398,3 +398,20 @@ func FuzzFromMsg(f *testing.F) {
 		_ = Validate(ev)
 	})
 }
+
+func TestStructuredDataIsReadableJSON(t *testing.T) {
+	ev := sample(t)["commit"]
+	for _, e := range []cloudevents.Event{ev, func() cloudevents.Event {
+		msg, _ := ToMsg(SubjectOf(ev), ev)
+		back, _ := FromMsg(msg.Header, msg.Data)
+		return back
+	}()} {
+		data, err := Structured(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(data, []byte("data_base64")) || !bytes.Contains(data, []byte(`"data":{"context"`)) {
+			t.Fatalf("structured form hides the data: %s", data)
+		}
+	}
+}
