@@ -22,6 +22,7 @@ import (
 // The vulnerability DB is process-global, so the whole test binary shares one
 // fixture DB and one registry, set up in TestMain.
 var env struct {
+	cacheDir   string
 	db         *vulndb.DB
 	reg        *imagetest.Registry
 	vulnerable imagetest.Pushed
@@ -46,6 +47,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(cache)
+	env.cacheDir = cache
 	if err := vulndb.Build(cache, time.Date(2026, 8, 13, 0, 0, 0, 0, time.UTC)); err != nil {
 		fmt.Fprintln(os.Stderr, "build fixture DB:", err)
 		return 1

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
@@ -295,4 +296,16 @@ func (s *Scanner) cacheForScan() (cache.Cache, func()) {
 	}
 	c := cache.NewMemoryCache()
 	return c, func() { _ = c.Close() }
+}
+
+// CacheKey is the key a scan result is cached under: the image digest and
+// the DB contents it was matched against, so a digest is scanned again only
+// when the DB changes. It only uses characters valid in a NATS KV key,
+// e.g. "sha256_fea8….db_0e03…".
+func CacheKey(digest string, db vulndb.Version) string {
+	d := db.Digest
+	if len(d) > 32 {
+		d = d[:32]
+	}
+	return strings.Replace(digest, ":", "_", 1) + ".db_" + d
 }

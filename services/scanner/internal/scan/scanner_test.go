@@ -1,0 +1,87 @@
+package scan_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"sync"
+	"testing"
+
+	trivylog "github.com/aquasecurity/trivy/pkg/log"
+
+	"github.com/rampartci/rampart/services/scanner/internal/scan"
+	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
+)
+
+func TestConcurrentScans(t *testing.T) {
+	s := newScanner(t, env.opts)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			img, wantCritical := env.vulnerable, 2
+			if i%2 == 1 {
+				img, wantCritical = env.clean, 0
+			}
+			res, err := s.ScanImage(context.Background(), img.Ref())
+			if err != nil {
+				errs <- err
+				return
+			}
+			if res.Counts.Critical != wantCritical || res.Digest != img.Digest {
+				errs <- errors.New("wrong result for " + img.Ref())
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestScanCanceledContext(t *testing.T) {
+	s := newScanner(t, env.opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := s.ScanImage(ctx, env.vulnerable.Ref())
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestScanAfterDBClosedFails(t *testing.T) {
+	// A second reference to the shared DB, closed: the shared one stays open.
+	db, err := vulndb.Open(env.cacheDir, nil)
+	if err != nil {
+		t.Fatalf("reopen the shared DB: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newScanner(t, env.opts).ScanImage(context.Background(), env.clean.Ref()); err != nil {
+		t.Errorf("scan after closing a second reference: %v", err)
+	}
+}
+
+func TestTrivyLogsAreRouted(t *testing.T) {
+	newScanner(t, env.opts)
+	if _, buffering := slog.Default().Handler().(*trivylog.DeferredHandler); buffering {
+		t.Error("Trivy's buffering default logger is still installed after scan.New")
+	}
+}
+
+func TestCacheKey(t *testing.T) {
+	key := scan.CacheKey(imagetestDigest, env.db.Version())
+	if !regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`).MatchString(key) {
+		t.Errorf("CacheKey %q is not a valid NATS KV key", key)
+	}
+	other := env.db.Version()
+	other.Digest = "ffff" + other.Digest[4:]
+	if scan.CacheKey(imagetestDigest, other) == key {
+		t.Error("a different DB gave the same cache key")
+	}
+}
+
+const imagetestDigest = "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf"
