@@ -3,16 +3,221 @@
 package app
 
 import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
 	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/services/watcher/internal/watcher"
 )
 
-// Consumer is the watcher's durable consumer: canary steps tell it what is live.
+// Consumer is the watcher's durable consumer: canary steps tell it what is
+// live; rollbacks and completed releases tell it what no longer is.
 var Consumer = bus.ConsumerOptions{
 	Durable:        "watcher",
-	FilterSubjects: []string{"rampart.canarystep.>"},
+	FilterSubjects: []string{"rampart.canarystep.>", "rampart.rollback.>", "rampart.release.>"},
 }
 
-// New returns the watcher. It holds its durable consumer so that no canary
-// step published before it analyses canaries is missed.
-func New() service.Component { return service.NewDurable("watcher", Consumer) }
+// Options configures the watcher service. Secrets are references
+// ("env:NAME" or "file:PATH"), resolved by New; their values never appear in
+// flags, logs or errors.
+type Options struct {
+	// PolicyFile is rampart.yaml; it is reloaded when it changes. Empty:
+	// no application has metric analysis, webhooks still work.
+	PolicyFile string
+	// Policy, when set, is used instead of PolicyFile (rampart up and tests
+	// share one store between services).
+	Policy *policy.Store
+	// PolicyReload is how often PolicyFile is checked for changes.
+	PolicyReload time.Duration
+	// AlertmanagerToken is the bearer token Alertmanager's http_config
+	// sends (authorization.credentials_file or bearer_token_file).
+	AlertmanagerToken policy.Secret
+	// AlertmanagerUser and AlertmanagerPassword are the basic_auth pair.
+	AlertmanagerUser     string
+	AlertmanagerPassword policy.Secret
+	// SIEMSecret keys the HMAC-SHA256 signature of /hooks/siem.
+	SIEMSecret policy.Secret
+	// Interval, when set, replaces every application's analysis interval
+	// (at least policy.MinInterval).
+	Interval time.Duration
+}
+
+// DefaultOptions are the options of the embedded default: no policy file
+// and no webhook credentials (both webhooks refuse every request).
+func DefaultOptions() Options { return Options{PolicyReload: 2 * time.Second} }
+
+// BindFlags registers the options as flags; service.ParseFlags also reads
+// them from RAMPART_<FLAG> environment variables.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the applications and their analysis rules")
+	fs.DurationVar(&o.PolicyReload, "policy-reload", o.PolicyReload, "how often the policy file is checked for changes")
+	fs.Var(secretFlag{&o.AlertmanagerToken}, "alertmanager-token", "bearer token Alertmanager sends, by reference: env:NAME or file:PATH")
+	fs.StringVar(&o.AlertmanagerUser, "alertmanager-user", o.AlertmanagerUser, "basic-auth user Alertmanager sends")
+	fs.Var(secretFlag{&o.AlertmanagerPassword}, "alertmanager-password", "basic-auth password Alertmanager sends, by reference: env:NAME or file:PATH")
+	fs.Var(secretFlag{&o.SIEMSecret}, "siem-secret", "HMAC-SHA256 key of /hooks/siem signatures, by reference: env:NAME or file:PATH")
+	fs.DurationVar(&o.Interval, "analysis-interval", o.Interval, "replace every application's analysis interval (0: the policy's)")
+}
+
+// secretFlag reads a secret reference, env:NAME or file:PATH.
+type secretFlag struct{ s *policy.Secret }
+
+func (f secretFlag) String() string {
+	if f.s == nil || f.s.IsZero() {
+		return ""
+	}
+	return f.s.String()
+}
+
+func (f secretFlag) Set(v string) error {
+	kind, ref, ok := strings.Cut(v, ":")
+	switch {
+	case v == "":
+		*f.s = policy.Secret{}
+	case ok && kind == "env" && ref != "":
+		*f.s = policy.Secret{Env: ref}
+	case ok && kind == "file" && ref != "":
+		*f.s = policy.Secret{File: ref}
+	default:
+		return errors.New("want a reference, env:NAME or file:PATH, never the secret itself")
+	}
+	return nil
+}
+
+// App runs the watcher inside a service host.
+type App struct {
+	opts   Options
+	store  *policy.Store
+	cfg    watcher.Config
+	w      atomic.Pointer[watcher.Watcher]
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New checks the options, resolves the secrets and loads the policy.
+func New(opts Options) (*App, error) {
+	if opts.Interval != 0 && opts.Interval < policy.MinInterval {
+		return nil, fmt.Errorf("watcher: --analysis-interval %s is below the minimum of %s", opts.Interval, policy.MinInterval)
+	}
+	if opts.PolicyReload <= 0 {
+		opts.PolicyReload = 2 * time.Second
+	}
+	a := &App{opts: opts, store: opts.Policy}
+	if a.store == nil && opts.PolicyFile != "" {
+		s, err := policy.NewStore(opts.PolicyFile)
+		if err != nil {
+			return nil, fmt.Errorf("watcher: %w", err)
+		}
+		a.store = s
+	}
+	resolve := func(flag string, s policy.Secret) (string, error) {
+		if s.IsZero() {
+			return "", nil
+		}
+		v, err := s.Resolve()
+		if err != nil {
+			return "", fmt.Errorf("watcher: --%s: %w", flag, err)
+		}
+		return v, nil
+	}
+	var err error
+	if a.cfg.Alertmanager.Bearer, err = resolve("alertmanager-token", opts.AlertmanagerToken); err != nil {
+		return nil, err
+	}
+	if a.cfg.Alertmanager.Password, err = resolve("alertmanager-password", opts.AlertmanagerPassword); err != nil {
+		return nil, err
+	}
+	if (opts.AlertmanagerUser == "") != opts.AlertmanagerPassword.IsZero() {
+		return nil, errors.New("watcher: --alertmanager-user and --alertmanager-password go together")
+	}
+	a.cfg.Alertmanager.Username = opts.AlertmanagerUser
+	siem, err := resolve("siem-secret", opts.SIEMSecret)
+	if err != nil {
+		return nil, err
+	}
+	a.cfg.SIEMSecret = []byte(siem)
+	a.cfg.Interval = opts.Interval
+	a.cfg.Policy = a.store
+	a.cfg.Consumer = Consumer
+	return a, nil
+}
+
+// Name implements service.Component.
+func (a *App) Name() string { return "watcher" }
+
+// Start rebuilds the live canaries from the stream and begins analysing
+// them and taking alerts.
+func (a *App) Start(ctx context.Context, deps service.Deps) error {
+	cfg := a.cfg
+	cfg.Bus, cfg.Registerer, cfg.Logger = deps.Bus, deps.Registerer, deps.Logger
+	w, err := watcher.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	a.w.Store(w)
+	if cfg.Alertmanager.IsZero() {
+		deps.Logger.Warn("no Alertmanager credential configured: " + watcher.PathAlertmanager + " refuses every request")
+	}
+	if len(cfg.SIEMSecret) == 0 {
+		deps.Logger.Warn("no SIEM secret configured: " + watcher.PathSIEM + " refuses every request")
+	}
+	if a.store == nil {
+		deps.Logger.Warn("no policy: canaries are not analysed by their metrics, only alerts apply")
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel, a.done = cancel, make(chan struct{})
+	go func() {
+		defer close(a.done)
+		if a.opts.Policy == nil && a.store != nil {
+			a.store.Watch(runCtx, a.opts.PolicyReload, deps.Logger)
+		}
+	}()
+	return nil
+}
+
+// Stop drains the consumer and ends the analyses.
+func (a *App) Stop(ctx context.Context) error {
+	if a.cancel != nil {
+		a.cancel()
+		<-a.done
+	}
+	if w := a.w.Load(); w != nil {
+		return w.Stop(ctx)
+	}
+	return nil
+}
+
+// Routes serves the webhooks, POST /hooks/alertmanager and /hooks/siem.
+// The host registers routes after Start; until the watcher runs they answer
+// 503, so a sender retries.
+func (a *App) Routes(mux *http.ServeMux) {
+	h := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w := a.w.Load()
+		if w == nil {
+			http.Error(rw, "watcher is not started", http.StatusServiceUnavailable)
+			return
+		}
+		w.ServeHTTP(rw, r)
+	})
+	mux.Handle("POST "+watcher.PathAlertmanager, h)
+	mux.Handle("POST "+watcher.PathSIEM, h)
+}
+
+// Ready implements service.ReadyChecker.
+func (a *App) Ready(ctx context.Context) error {
+	w := a.w.Load()
+	if w == nil {
+		return errors.New("not started")
+	}
+	return w.Ready(ctx)
+}

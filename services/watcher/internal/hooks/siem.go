@@ -1,0 +1,69 @@
+package hooks
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// SIEMAlert is the alert a SIEM posts to /hooks/siem. The format is
+// Rampart's, so decoding is strict: unknown fields are an error.
+type SIEMAlert struct {
+	// ID is the SIEM's id of the alert; a redelivery carries the same one.
+	ID  string `json:"id"`
+	App string `json:"app"`
+	// Severity is info, low, medium, high or critical.
+	Severity   string    `json:"severity"`
+	Title      string    `json:"title"`
+	OccurredAt time.Time `json:"occurredAt"`
+	// Optional context.
+	Description string `json:"description,omitempty"`
+	Environment string `json:"environment,omitempty"`
+	Source      string `json:"source,omitempty"` // the SIEM or rule that raised it
+	URL         string `json:"url,omitempty"`
+	// Digest, when given, names the image version the alert is about
+	// (sha256:…); an alert naming another digest than the canary's is not
+	// about the canary.
+	Digest string            `json:"digest,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// SIEM severities.
+var siemSeverities = []string{"info", "low", "medium", "high", "critical"}
+
+var (
+	siemIDRE  = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	digestRE  = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+)
+
+// ParseSIEM decodes and validates a SIEM alert.
+func ParseSIEM(body []byte) (*SIEMAlert, error) {
+	var a SIEMAlert
+	if err := decodeOne(body, &a, true); err != nil {
+		return nil, err
+	}
+	switch {
+	case a.ID == "":
+		return nil, fmt.Errorf("%w: id is required", ErrMalformed)
+	case !siemIDRE.MatchString(a.ID):
+		return nil, fmt.Errorf("%w: id must be 1 to 128 letters, digits or ._:-", ErrMalformed)
+	case a.App == "":
+		return nil, fmt.Errorf("%w: app is required", ErrMalformed)
+	case !appNameRE.MatchString(a.App):
+		return nil, fmt.Errorf("%w: app %q must be lower-case letters, digits and dashes", ErrMalformed, a.App)
+	case a.Severity == "":
+		return nil, fmt.Errorf("%w: severity is required", ErrMalformed)
+	case !slices.Contains(siemSeverities, a.Severity):
+		return nil, fmt.Errorf("%w: severity %q is not one of %s", ErrMalformed, a.Severity, strings.Join(siemSeverities, ", "))
+	case strings.TrimSpace(a.Title) == "":
+		return nil, fmt.Errorf("%w: title is required", ErrMalformed)
+	case a.OccurredAt.IsZero():
+		return nil, fmt.Errorf("%w: occurredAt is required (RFC 3339)", ErrMalformed)
+	case a.Digest != "" && !digestRE.MatchString(a.Digest):
+		return nil, fmt.Errorf("%w: digest %q is not sha256:<64 hex>", ErrMalformed, a.Digest)
+	}
+	return &a, nil
+}
