@@ -46,42 +46,72 @@ const (
 
 var fingerprintRE = regexp.MustCompile(`^[0-9A-Za-z]{1,64}$`)
 
+// wireAlert is Alert as sent: times are read by hand so that an error names
+// the field.
+type wireAlert struct {
+	Alert
+	StartsAt string `json:"startsAt"`
+	EndsAt   string `json:"endsAt"`
+}
+
 // ParseAlertmanager decodes a version 4 notification. Alertmanager owns the
 // format and adds fields over time, so unknown fields are ignored; what the
 // watcher reads is checked: the version, each alert's status, labels and
 // start, and the fingerprint. An alert without a fingerprint (Alertmanager
-// before 0.19) gets one derived from its labels, as Alertmanager derives it.
+// before 0.19) gets one derived from its labels.
 func ParseAlertmanager(body []byte) (*AlertmanagerMessage, error) {
-	var m AlertmanagerMessage
-	if err := decodeOne(body, &m, false); err != nil {
+	var wire struct {
+		AlertmanagerMessage
+		Alerts []wireAlert `json:"alerts"`
+	}
+	if err := decodeOne(body, &wire, false); err != nil {
 		return nil, err
 	}
+	m := wire.AlertmanagerMessage
 	if m.Version != "4" {
 		return nil, fmt.Errorf("%w: version %q, want \"4\"", ErrMalformed, m.Version)
 	}
-	if m.Alerts == nil {
+	if wire.Alerts == nil {
 		return nil, fmt.Errorf("%w: alerts is missing", ErrMalformed)
 	}
-	for i := range m.Alerts {
-		a := &m.Alerts[i]
+	m.Alerts = make([]Alert, len(wire.Alerts))
+	for i, w := range wire.Alerts {
+		a := w.Alert
 		at := fmt.Sprintf("alerts[%d]", i)
-		if a.Status != StatusFiring && a.Status != StatusResolved {
-			return nil, fmt.Errorf("%w: %s.status %q is not firing or resolved", ErrMalformed, at, a.Status)
+		var err error
+		if a.StartsAt, err = parseTime(at+".startsAt", w.StartsAt); err != nil {
+			return nil, err
 		}
-		if len(a.Labels) == 0 {
-			return nil, fmt.Errorf("%w: %s.labels is missing", ErrMalformed, at)
-		}
-		if a.StartsAt.IsZero() {
-			return nil, fmt.Errorf("%w: %s.startsAt is missing", ErrMalformed, at)
+		if w.EndsAt != "" {
+			if a.EndsAt, err = parseTime(at+".endsAt", w.EndsAt); err != nil {
+				return nil, err
+			}
 		}
 		switch {
+		case a.Status != StatusFiring && a.Status != StatusResolved:
+			return nil, fmt.Errorf("%w: %s.status %q is not firing or resolved", ErrMalformed, at, a.Status)
+		case len(a.Labels) == 0:
+			return nil, fmt.Errorf("%w: %s.labels is missing", ErrMalformed, at)
 		case a.Fingerprint == "":
 			a.Fingerprint = LabelsFingerprint(a.Labels)
 		case !fingerprintRE.MatchString(a.Fingerprint):
 			return nil, fmt.Errorf("%w: %s.fingerprint %q is not 1 to 64 letters and digits", ErrMalformed, at, a.Fingerprint)
 		}
+		m.Alerts[i] = a
 	}
 	return &m, nil
+}
+
+// parseTime reads an RFC 3339 time; a missing one is an error.
+func parseTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, fmt.Errorf("%w: %s is missing", ErrMalformed, field)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s %q is not an RFC 3339 time", ErrMalformed, field, s)
+	}
+	return t, nil
 }
 
 // LabelsFingerprint is a stable hash of a label set: 16 hex digits.

@@ -41,9 +41,19 @@ var (
 
 // ParseSIEM decodes and validates a SIEM alert.
 func ParseSIEM(body []byte) (*SIEMAlert, error) {
-	var a SIEMAlert
-	if err := decodeOne(body, &a, true); err != nil {
+	var wire struct {
+		SIEMAlert
+		OccurredAt string `json:"occurredAt"`
+	}
+	if err := decodeOne(body, &wire, true); err != nil {
 		return nil, err
+	}
+	a := wire.SIEMAlert
+	var err error
+	if wire.OccurredAt != "" {
+		if a.OccurredAt, err = parseTime("occurredAt", wire.OccurredAt); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case a.ID == "":
