@@ -73,7 +73,7 @@ func (r *Router) Local() *policy.LocalRouter {
 }
 
 // Policy is a valid policy application analysed by provider through this
-// router, with the default rules.
+// router, with the default rules and the SIEM rule on.
 func (r *Router) Policy(provider string) policy.App {
 	return policy.App{
 		Name: r.App, Image: "registry.example.com/" + r.App, Environment: "prod",
@@ -84,6 +84,7 @@ func (r *Router) Policy(provider string) policy.App {
 			Interval:  policy.DefaultInterval,
 			ErrorRate: policy.DefaultErrorRate,
 			Memory:    policy.DefaultMemory,
+			SIEM:      policy.SIEMRule{Enabled: true},
 		},
 	}
 }
