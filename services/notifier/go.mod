@@ -6,8 +6,10 @@ require (
 	github.com/PagerDuty/go-pagerduty v1.8.0
 	github.com/cloudevents/sdk-go/v2 v2.16.2
 	github.com/nats-io/nats.go v1.55.0
+	github.com/prometheus/client_golang v1.25.0
 	github.com/rampartci/rampart/pkg/events v0.0.0
 	github.com/rampartci/rampart/pkg/ledger v0.0.0
+	github.com/rampartci/rampart/pkg/policy v0.0.0-00010101000000-000000000000
 	github.com/rampartci/rampart/pkg/runtime v0.0.0
 )
 
@@ -30,7 +32,6 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.3 // indirect
 	github.com/nats-io/nkeys v0.4.17 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
@@ -46,6 +47,7 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 replace (

@@ -3,17 +3,321 @@
 package app
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/services/notifier/internal/incident"
+	"github.com/rampartci/rampart/services/notifier/internal/notifier"
+	"github.com/rampartci/rampart/services/notifier/internal/notify"
+	"github.com/rampartci/rampart/services/notifier/internal/report"
 )
 
-// Consumer is the notifier's durable consumer: rollbacks and anomalies page
-// on-call; blocked scans and completed releases go to chat.
+// Consumer is the notifier's durable consumer: rollbacks page on-call,
+// anomalies are a chat heads-up, blocked scans and completed releases go to
+// chat. A rollback waits for the ledger, so its deliveries are few and far
+// apart; on the last one the report is built without the ledger.
 var Consumer = bus.ConsumerOptions{
 	Durable:        "notifier",
 	FilterSubjects: []string{"rampart.rollback.>", "rampart.anomaly.>", "rampart.scan.>", "rampart.release.>"},
+	MaxDeliver:     5,
+	AckWait:        30 * time.Second,
 }
 
-// New returns the notifier. It holds its durable consumer so that no
-// rollback published before it pages is missed.
-func New() service.Component { return service.NewDurable("notifier", Consumer) }
+// Options configures the notifier.
+type Options struct {
+	// PolicyFile is rampart.yaml, where the apps' notification routes are;
+	// empty means no routes (rollbacks are reported, nobody is notified).
+	PolicyFile string
+	// PolicyReload is how often the policy file is checked for changes.
+	PolicyReload time.Duration
+	// ReportDir, when set, also receives each report as <rollout>.md and
+	// <rollout>.json.
+	ReportDir string
+	// LedgerWait is how long one delivery of a rollback waits for the
+	// ledger to record it before the message is retried later.
+	LedgerWait time.Duration
+	// IncidentLease is how long a notifier instance's claim on an incident
+	// holds before another may presume it crashed and take over.
+	IncidentLease time.Duration
+	// Replicas of the notifier's key-value buckets (1 embedded, 3 in a
+	// cluster).
+	Replicas int
+	// RetryAttempts bounds the in-place attempts of one delivery to
+	// PagerDuty or Slack; RetryInitial is the first wait, doubling.
+	RetryAttempts int
+	RetryInitial  time.Duration
+
+	// Policy, when set, is used instead of PolicyFile (tests, the demo).
+	Policy *policy.Store
+	// HTTPClient, when set, carries PagerDuty and Slack requests.
+	HTTPClient *http.Client
+	// Now, when set, is the clock of reports and incidents.
+	Now func() time.Time
+	// Consumer, when set, replaces the consumer's delivery settings
+	// (MaxDeliver, AckWait, Backoff); its durable and subjects stay.
+	Consumer *bus.ConsumerOptions
+}
+
+// DefaultOptions writes no report files and reads no policy.
+func DefaultOptions() Options {
+	return Options{
+		PolicyReload:  2 * time.Second,
+		LedgerWait:    10 * time.Second,
+		IncidentLease: 2 * time.Minute,
+		Replicas:      1,
+		RetryAttempts: notify.DefaultBackoff().Attempts,
+		RetryInitial:  notify.DefaultBackoff().Initial,
+	}
+}
+
+// BindFlags registers the options as flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "policy file (rampart.yaml) with the apps' notification routes")
+	fs.DurationVar(&o.PolicyReload, "policy-reload", o.PolicyReload, "how often the policy file is checked for changes")
+	fs.StringVar(&o.ReportDir, "report-dir", o.ReportDir, "directory that also receives each rollback report as <rollout>.md and <rollout>.json")
+	fs.DurationVar(&o.LedgerWait, "ledger-wait", o.LedgerWait, "how long a rollback waits for the ledger to record it before it is retried")
+	fs.DurationVar(&o.IncidentLease, "incident-lease", o.IncidentLease, "how long an instance's claim on an incident holds before another may take over")
+	fs.IntVar(&o.Replicas, "kv-replicas", o.Replicas, "replicas of the notifier's key-value buckets (1 embedded, 3 in a cluster)")
+	fs.IntVar(&o.RetryAttempts, "retry-attempts", o.RetryAttempts, "attempts of one delivery to PagerDuty or Slack before the message is retried later")
+	fs.DurationVar(&o.RetryInitial, "retry-initial", o.RetryInitial, "first wait between delivery attempts; it doubles")
+}
+
+// withDefaults fills the options left zero from DefaultOptions, so that a
+// caller sets only what it cares about.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.PolicyReload == 0 {
+		o.PolicyReload = d.PolicyReload
+	}
+	if o.LedgerWait == 0 {
+		o.LedgerWait = d.LedgerWait
+	}
+	if o.IncidentLease == 0 {
+		o.IncidentLease = d.IncidentLease
+	}
+	if o.Replicas == 0 {
+		o.Replicas = d.Replicas
+	}
+	if o.RetryAttempts == 0 {
+		o.RetryAttempts = d.RetryAttempts
+	}
+	if o.RetryInitial == 0 {
+		o.RetryInitial = d.RetryInitial
+	}
+	return o
+}
+
+// Validate reports the first option that cannot work; zero values stand
+// for their defaults.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	switch {
+	case o.LedgerWait < 0:
+		return errors.New("notifier: --ledger-wait must be positive")
+	case o.IncidentLease <= o.LedgerWait:
+		return fmt.Errorf("notifier: --incident-lease %s must be longer than --ledger-wait %s", o.IncidentLease, o.LedgerWait)
+	case o.Replicas != 1 && o.Replicas != 3 && o.Replicas != 5:
+		return fmt.Errorf("notifier: --kv-replicas %d: want 1, 3 or 5", o.Replicas)
+	case o.RetryAttempts < 1:
+		return errors.New("notifier: --retry-attempts must be at least 1")
+	case o.RetryInitial < 0:
+		return errors.New("notifier: --retry-initial must be positive")
+	case o.PolicyReload < 0:
+		return errors.New("notifier: --policy-reload must be positive")
+	}
+	return nil
+}
+
+// App runs the notifier inside a service host.
+type App struct {
+	opts     Options
+	bus      *bus.Bus
+	consumer *bus.Consumer
+	cancel   context.CancelFunc
+	watching chan struct{} // closed when the policy watcher returns
+}
+
+// New returns the notifier configured by opts, whose zero fields take their
+// defaults. The policy is loaded at Start, so that an invalid policy fails
+// the start with its problems.
+func New(opts Options) (*App, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return &App{opts: opts.withDefaults()}, nil
+}
+
+// Name implements service.Component.
+func (a *App) Name() string { return "notifier" }
+
+// Start opens the notifier's buckets, loads the policy and starts consuming.
+func (a *App) Start(ctx context.Context, deps service.Deps) error {
+	a.bus = deps.Bus
+	log := deps.Logger
+	reports, err := deps.Bus.EnsureKV(ctx, report.KVConfig(a.opts.Replicas))
+	if err != nil {
+		return err
+	}
+	incidents, err := deps.Bus.EnsureKV(ctx, incident.KVConfig(a.opts.Replicas))
+	if err != nil {
+		return err
+	}
+	if a.opts.ReportDir != "" {
+		if err := os.MkdirAll(a.opts.ReportDir, 0o755); err != nil {
+			return fmt.Errorf("notifier: report directory: %w", err)
+		}
+	}
+	store := a.opts.Policy
+	if store == nil && a.opts.PolicyFile != "" {
+		if store, err = policy.NewStore(a.opts.PolicyFile); err != nil {
+			return fmt.Errorf("notifier: %w", err)
+		}
+		log.Info("policy loaded", "file", a.opts.PolicyFile, "digest", store.Current().Digest, "apps", len(store.Current().Apps))
+	}
+	if store == nil {
+		log.Warn("no policy: rollbacks are reported but nobody is notified")
+	}
+	metrics, err := notifier.NewMetrics(deps.Registerer)
+	if err != nil {
+		return err
+	}
+	now := a.opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	holder, err := holderName()
+	if err != nil {
+		return err
+	}
+	copts := Consumer
+	if c := a.opts.Consumer; c != nil {
+		copts.MaxDeliver, copts.AckWait, copts.Backoff = c.MaxDeliver, c.AckWait, c.Backoff
+	}
+	n, err := notifier.New(notifier.Config{
+		Policy:     store,
+		Reports:    report.NewStore(reports, a.opts.ReportDir),
+		Incidents:  incident.NewStore(incidents, a.opts.IncidentLease, now),
+		Chains:     notifier.LedgerChains{JS: deps.Bus.JetStream()},
+		Publisher:  deps.Bus,
+		Holder:     holder,
+		HTTPClient: a.opts.HTTPClient,
+		Backoff:    notify.Backoff{Attempts: a.opts.RetryAttempts, Initial: a.opts.RetryInitial, Max: 8 * a.opts.RetryInitial},
+		LedgerWait: a.opts.LedgerWait,
+		// Beat well inside the ack wait so a long ledger wait is never
+		// redelivered to another replica meanwhile.
+		ProgressEvery: max(copts.AckWait/3, time.Second),
+		MaxDeliver:    copts.MaxDeliver,
+		Now:           now,
+		Metrics:       metrics,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	// The consumer and the watcher outlive the start-up context: they end
+	// in Stop, after in-flight notifications finish.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.watching = make(chan struct{})
+	go func() {
+		defer close(a.watching)
+		if store != nil && a.opts.Policy == nil {
+			store.Watch(runCtx, a.opts.PolicyReload, log)
+		}
+	}()
+	a.consumer, err = deps.Bus.Consume(runCtx, copts, n.Handle)
+	if err != nil {
+		cancel()
+		<-a.watching
+		return err
+	}
+	log.Info("notifier consuming", "holder", holder, "report_dir", a.opts.ReportDir)
+	return nil
+}
+
+// Stop drains the consumer (the notification in flight finishes) and stops
+// watching the policy.
+func (a *App) Stop(ctx context.Context) error {
+	if a.cancel == nil {
+		return nil
+	}
+	var err error
+	if a.consumer != nil {
+		err = a.consumer.Drain(ctx)
+	}
+	a.cancel()
+	<-a.watching
+	return err
+}
+
+// Ready implements service.ReadyChecker: the durable consumer exists.
+func (a *App) Ready(ctx context.Context) error {
+	if a.bus == nil {
+		return errors.New("not started")
+	}
+	if _, err := a.bus.JetStream().Consumer(ctx, bus.StreamName, Consumer.Durable); err != nil {
+		return fmt.Errorf("consumer %s: %w", Consumer.Durable, err)
+	}
+	return nil
+}
+
+var (
+	_ service.Component    = (*App)(nil)
+	_ service.ReadyChecker = (*App)(nil)
+)
+
+// holderName names this instance in incident claims: host, process and a
+// random part, so two notifiers never take each other for themselves.
+func holderName() (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("notifier: instance name: %w", err)
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b)), nil
+}
+
+// ReportsBucket is the key-value bucket that holds the rollback reports.
+const ReportsBucket = report.Bucket
+
+// ErrNoReport is returned by ReadReport when no report is stored for the
+// rollout.
+var ErrNoReport = report.ErrNotFound
+
+// Report formats.
+const (
+	FormatMarkdown = "md"
+	FormatJSON     = "json"
+)
+
+// ReadReport returns the stored rollback report of rolloutID in format
+// FormatMarkdown or FormatJSON, reading the bucket on js without creating
+// it. The CLI's `rampart report rollback` uses it.
+func ReadReport(ctx context.Context, js jetstream.JetStream, rolloutID, format string) ([]byte, error) {
+	if format != FormatMarkdown && format != FormatJSON {
+		return nil, fmt.Errorf("report format %q: want %s or %s", format, FormatMarkdown, FormatJSON)
+	}
+	rd, err := report.Read(ctx, js, rolloutID)
+	if err != nil {
+		return nil, err
+	}
+	if format == FormatJSON {
+		return rd.JSON, nil
+	}
+	return rd.Markdown, nil
+}

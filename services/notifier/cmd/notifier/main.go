@@ -10,5 +10,8 @@ import (
 )
 
 func main() {
-	os.Exit(service.Main("notifier", nil, func(*slog.Logger) (service.Component, error) { return app.New(), nil }))
+	opts := app.DefaultOptions()
+	os.Exit(service.Main("notifier", opts.BindFlags, func(*slog.Logger) (service.Component, error) {
+		return app.New(opts)
+	}))
 }
