@@ -29,7 +29,7 @@ func (n *Notifier) rollback(ctx context.Context, ev cloudevents.Event, last bool
 	}
 	log := n.log.With("app", rb.App, "environment", rb.Environment, "rollout", rb.RolloutID, "event", ev.ID())
 
-	claim, err := n.cfg.Incidents.Claim(ctx, rb.RolloutID, ev.ID(), n.cfg.Holder)
+	claim, err := n.claim(ctx, rb.RolloutID, ev.ID(), inProgress)
 	switch {
 	case errors.Is(err, incident.ErrCompleted):
 		n.metrics.duplicates.Inc()
@@ -88,6 +88,31 @@ func (n *Notifier) rollback(ctx context.Context, ev cloudevents.Event, last bool
 	}
 	log.Info("rollback notified", "paged", !claim.Incident.PagedAt.IsZero(), "posted", !claim.Incident.PostedAt.IsZero())
 	return nil
+}
+
+// claim takes the rollout's incident. While another instance holds it (a
+// duplicate rollback on another replica), it waits for that one to finish,
+// up to the ledger wait, rather than retry the message blindly.
+func (n *Notifier) claim(ctx context.Context, rolloutID, eventID string, inProgress func()) (*incident.Claim, error) {
+	deadline := time.Now().Add(n.cfg.LedgerWait)
+	beat := time.Now()
+	for {
+		claim, err := n.cfg.Incidents.Claim(ctx, rolloutID, eventID, n.cfg.Holder)
+		if !errors.Is(err, incident.ErrHeld) || time.Now().After(deadline) {
+			return claim, err
+		}
+		if time.Since(beat) >= n.cfg.ProgressEvery {
+			inProgress()
+			beat = time.Now()
+		}
+		t := time.NewTimer(n.cfg.LedgerPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("waiting for incident %s: %w", rolloutID, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // rendered is a stored report and its model.
