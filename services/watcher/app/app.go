@@ -48,6 +48,11 @@ type Options struct {
 	// Interval, when set, replaces every application's analysis interval
 	// (at least policy.MinInterval).
 	Interval time.Duration
+
+	// inline names the secret flags given a value instead of a reference:
+	// New refuses them. (The flag package would echo the value in its own
+	// error, so Set does not fail.)
+	inline []string
 }
 
 // DefaultOptions are the options of the embedded default: no policy file
@@ -59,15 +64,19 @@ func DefaultOptions() Options { return Options{PolicyReload: 2 * time.Second} }
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the applications and their analysis rules")
 	fs.DurationVar(&o.PolicyReload, "policy-reload", o.PolicyReload, "how often the policy file is checked for changes")
-	fs.Var(secretFlag{&o.AlertmanagerToken}, "alertmanager-token", "bearer token Alertmanager sends, by reference: env:NAME or file:PATH")
+	fs.Var(secretFlag{&o.AlertmanagerToken, "alertmanager-token", &o.inline}, "alertmanager-token", "bearer token Alertmanager sends, by reference: env:NAME or file:PATH")
 	fs.StringVar(&o.AlertmanagerUser, "alertmanager-user", o.AlertmanagerUser, "basic-auth user Alertmanager sends")
-	fs.Var(secretFlag{&o.AlertmanagerPassword}, "alertmanager-password", "basic-auth password Alertmanager sends, by reference: env:NAME or file:PATH")
-	fs.Var(secretFlag{&o.SIEMSecret}, "siem-secret", "HMAC-SHA256 key of /hooks/siem signatures, by reference: env:NAME or file:PATH")
+	fs.Var(secretFlag{&o.AlertmanagerPassword, "alertmanager-password", &o.inline}, "alertmanager-password", "basic-auth password Alertmanager sends, by reference: env:NAME or file:PATH")
+	fs.Var(secretFlag{&o.SIEMSecret, "siem-secret", &o.inline}, "siem-secret", "HMAC-SHA256 key of /hooks/siem signatures, by reference: env:NAME or file:PATH")
 	fs.DurationVar(&o.Interval, "analysis-interval", o.Interval, "replace every application's analysis interval (0: the policy's)")
 }
 
 // secretFlag reads a secret reference, env:NAME or file:PATH.
-type secretFlag struct{ s *policy.Secret }
+type secretFlag struct {
+	s      *policy.Secret
+	name   string
+	inline *[]string
+}
 
 func (f secretFlag) String() string {
 	if f.s == nil || f.s.IsZero() {
@@ -86,7 +95,8 @@ func (f secretFlag) Set(v string) error {
 	case ok && kind == "file" && ref != "":
 		*f.s = policy.Secret{File: ref}
 	default:
-		return errors.New("want a reference, env:NAME or file:PATH, never the secret itself")
+		*f.s = policy.Secret{}
+		*f.inline = append(*f.inline, f.name)
 	}
 	return nil
 }
@@ -103,6 +113,9 @@ type App struct {
 
 // New checks the options, resolves the secrets and loads the policy.
 func New(opts Options) (*App, error) {
+	if len(opts.inline) > 0 {
+		return nil, fmt.Errorf("watcher: --%s: want a reference, env:NAME or file:PATH, never the secret itself", opts.inline[0])
+	}
 	if opts.Interval != 0 && opts.Interval < policy.MinInterval {
 		return nil, fmt.Errorf("watcher: --analysis-interval %s is below the minimum of %s", opts.Interval, policy.MinInterval)
 	}
