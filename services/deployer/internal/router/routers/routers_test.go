@@ -1,0 +1,92 @@
+package routers_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/fake"
+
+	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/services/deployer/internal/router/gatewayapi"
+	"github.com/rampartci/rampart/services/deployer/internal/router/local"
+	"github.com/rampartci/rampart/services/deployer/internal/router/routers"
+)
+
+func TestNewLocal(t *testing.T) {
+	app := policy.App{Name: "shop", Router: policy.Router{Type: policy.RouterLocal,
+		Local: &policy.LocalRouter{Listen: "127.0.0.1:0", Stable: "http://127.0.0.1:1", Canary: "http://127.0.0.1:2"}}}
+	host := prometheus.NewRegistry()
+	r, err := routers.New(app, routers.Options{Registerer: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, ok := r.(*local.Router)
+	if !ok {
+		t.Fatalf("New gave a %T", r)
+	}
+	ctx := context.Background()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + lr.Addr() + local.HealthzPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := r.SetWeight(ctx, 5); err != nil || r.Weight() != 5 {
+		t.Fatalf("SetWeight: %v, Weight %d", err, r.Weight())
+	}
+	if err := r.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fams, err := host.Gather(); err != nil || len(fams) == 0 {
+		t.Fatalf("host registry: %d families, %v", len(fams), err)
+	}
+}
+
+func TestNewGatewayAPI(t *testing.T) {
+	app := policy.App{Name: "shop", Router: policy.Router{Type: policy.RouterGatewayAPI,
+		GatewayAPI: &policy.GatewayAPIRouter{Namespace: "shop", Route: "shop", StableBackend: "s", CanaryBackend: "c", Kubeconfig: "/etc/kube"}}}
+	var asked string
+	client := fake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{gatewayapi.HTTPRoutes: "HTTPRouteList"})
+	r, err := routers.New(app, routers.Options{Kubernetes: func(kubeconfig string) (dynamic.Interface, error) {
+		asked = kubeconfig
+		return client, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.(*gatewayapi.Router); !ok || asked != "/etc/kube" {
+		t.Fatalf("New gave a %T for kubeconfig %q", r, asked)
+	}
+
+	boom := errors.New("no cluster")
+	_, err = routers.New(app, routers.Options{Kubernetes: func(string) (dynamic.Interface, error) { return nil, boom }})
+	if !errors.Is(err, boom) {
+		t.Fatalf("client error: %v", err)
+	}
+}
+
+func TestNewRefusesIncompletePolicies(t *testing.T) {
+	for name, app := range map[string]policy.App{
+		"unknown type":      {Name: "shop", Router: policy.Router{Type: "istio"}},
+		"local, no conf":    {Name: "shop", Router: policy.Router{Type: policy.RouterLocal}},
+		"gateway, no conf":  {Name: "shop", Router: policy.Router{Type: policy.RouterGatewayAPI}},
+		"local, bad stable": {Name: "shop", Router: policy.Router{Type: policy.RouterLocal, Local: &policy.LocalRouter{Stable: "x", Canary: "http://c"}}},
+	} {
+		_, err := routers.New(app, routers.Options{})
+		if err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+		if name == "unknown type" && !errors.Is(err, routers.ErrUnknownType) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
