@@ -1,10 +1,41 @@
 // Package app is the deployer service as a component: the same in its own
-// binary and inside `rampart up`.
+// binary and inside `rampart up`. It runs each application's traffic router,
+// drives rollouts from signed scan verdicts, rolls back on anomalies and
+// serves the operator API.
 package app
 
 import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/services/deployer/internal/admin"
+	"github.com/rampartci/rampart/services/deployer/internal/rollout"
+	"github.com/rampartci/rampart/services/deployer/internal/router/routers"
+)
+
+// Workload makes an artifact run in an application's slot; see Options.Workload.
+type Workload = rollout.Workload
+
+// Slot names where a version runs.
+type Slot = rollout.Slot
+
+// The two slots.
+const (
+	SlotStable = rollout.SlotStable
+	SlotCanary = rollout.SlotCanary
 )
 
 // Consumer is the deployer's durable consumer: scan verdicts to promote, and
@@ -12,9 +43,169 @@ import (
 var Consumer = bus.ConsumerOptions{
 	Durable:        "deployer",
 	FilterSubjects: []string{"rampart.scan.>", "rampart.anomaly.>"},
+	// Verdicts wait for a lost rollout lease at most a few seconds; give
+	// transient failures room before dead-lettering.
+	MaxDeliver: 10,
+	Backoff:    []time.Duration{200 * time.Millisecond, time.Second, 5 * time.Second},
 }
 
-// New returns the deployer. It holds its durable consumer so that no verdict
-// or anomaly published before it acts on them is missed; the rollout logic
-// consumes from it.
-func New() service.Component { return service.NewDurable("deployer", Consumer) }
+// Options configures the deployer.
+type Options struct {
+	// PolicyFile is rampart.yaml; without one the deployer delivers nothing.
+	PolicyFile string
+	// ScannerKeyFile holds the scanner's public key (base64 Ed25519).
+	ScannerKeyFile string
+	// Owner names this deployer in rollout leases (default: host name).
+	Owner string
+	// AdminToken, when set, is required as a bearer token by the operator API.
+	AdminToken policy.Secret
+
+	// Set by an embedding program instead of the files above.
+	Policy     *policy.Store
+	ScannerKey ed25519.PublicKey
+	// Workload deploys candidates to the slots; nil leaves that to others.
+	Workload Workload
+}
+
+// BindFlags registers the options as flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the applications to deliver")
+	fs.StringVar(&o.ScannerKeyFile, "scanner-key", o.ScannerKeyFile, "file with the scanner's public key, to verify scan verdicts")
+	fs.StringVar(&o.Owner, "owner", o.Owner, "name of this deployer in rollout leases (default: host name)")
+	fs.StringVar(&o.AdminToken.Env, "admin-token-env", o.AdminToken.Env, "environment variable holding the operator API's bearer token")
+	fs.StringVar(&o.AdminToken.File, "admin-token-file", o.AdminToken.File, "file holding the operator API's bearer token")
+}
+
+// App is the deployer component.
+type App struct {
+	opts     Options
+	token    string
+	policy   *policy.Store
+	routers  map[string]routers.Router // by application
+	manager  *rollout.Manager
+	consumer *bus.Consumer
+	cancel   context.CancelFunc
+	log      *slog.Logger
+}
+
+// New checks the options; the work starts in Start.
+func New(opts Options) (*App, error) {
+	a := &App{opts: opts}
+	if !opts.AdminToken.IsZero() {
+		t, err := opts.AdminToken.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("deployer: admin token: %w", err)
+		}
+		a.token = t
+	}
+	switch {
+	case opts.Policy != nil:
+		a.policy = opts.Policy
+	case opts.PolicyFile != "":
+		s, err := policy.NewStore(opts.PolicyFile)
+		if err != nil {
+			return nil, fmt.Errorf("deployer: %w", err)
+		}
+		a.policy = s
+	default:
+		a.policy = policy.StoreOf(&policy.Policy{Version: 1})
+	}
+	if a.opts.ScannerKey == nil {
+		if opts.ScannerKeyFile == "" {
+			return nil, errors.New("deployer: --scanner-key is required: verdicts are trusted only when signed by the scanner")
+		}
+		key, err := events.LoadVerdictPublicKey(opts.ScannerKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("deployer: %w", err)
+		}
+		a.opts.ScannerKey = key
+	}
+	return a, nil
+}
+
+// Name implements service.Component.
+func (a *App) Name() string { return "deployer" }
+
+// Start runs the routers, resumes unfinished rollouts and starts consuming.
+func (a *App) Start(ctx context.Context, deps service.Deps) error {
+	a.log = deps.Logger
+	kv, err := deps.Bus.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: rollout.Bucket, History: 10,
+		Description: "Rampart rollouts and application release history"})
+	if err != nil {
+		return err
+	}
+	byApp := map[string]rollout.Router{}
+	a.routers = map[string]routers.Router{}
+	for _, app := range a.policy.Current().Apps {
+		rt, err := routers.New(app, routers.Options{Logger: deps.Logger, Registerer: deps.Registerer})
+		if err != nil {
+			return err
+		}
+		if err := rt.Start(ctx); err != nil {
+			return fmt.Errorf("start router of %s: %w", app.Name, err)
+		}
+		a.routers[app.Name] = rt
+		byApp[app.Name] = rt
+	}
+	a.manager, err = rollout.NewManager(kv, deps.Bus, a.policy, byApp, rollout.Options{
+		ScannerKey: a.opts.ScannerKey, Owner: a.opts.Owner, Workload: a.opts.Workload, Registerer: deps.Registerer,
+	}, deps.Logger)
+	if err != nil {
+		return err
+	}
+	if err := a.manager.Start(ctx); err != nil {
+		return fmt.Errorf("resume rollouts: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.consumer, err = deps.Bus.Consume(runCtx, Consumer, a.manager.Handle)
+	if err != nil {
+		return err
+	}
+	go a.policy.Watch(runCtx, 2*time.Second, deps.Logger)
+	names := make([]string, 0, len(byApp))
+	for n := range byApp {
+		names = append(names, n)
+	}
+	deps.Logger.Info("deployer ready", "applications", strings.Join(names, ","))
+	return nil
+}
+
+// Stop drains the consumer, stops driving rollouts (their state stays for
+// the next start) and shuts the routers down.
+func (a *App) Stop(ctx context.Context) error {
+	var errs []error
+	if a.consumer != nil {
+		errs = append(errs, a.consumer.Drain(ctx))
+	}
+	if a.manager != nil {
+		a.manager.Stop()
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	for _, rt := range a.routers {
+		errs = append(errs, rt.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Routes serves the operator API under /deployer/.
+func (a *App) Routes(mux *http.ServeMux) { admin.Routes(mux, a.manager, a.token) }
+
+// Ready implements service.ReadyChecker.
+func (a *App) Ready(context.Context) error {
+	if a.manager == nil || a.consumer == nil {
+		return errors.New("starting")
+	}
+	return nil
+}
+
+// RouterAddr is the address app's local router listens on, for embedding
+// programs that send traffic through it; "" when it has none.
+func (a *App) RouterAddr(app string) string {
+	if l, ok := a.routers[app].(interface{ Addr() string }); ok {
+		return l.Addr()
+	}
+	return ""
+}

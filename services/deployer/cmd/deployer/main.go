@@ -10,5 +10,8 @@ import (
 )
 
 func main() {
-	os.Exit(service.Main("deployer", nil, func(*slog.Logger) (service.Component, error) { return app.New(), nil }))
+	var opts app.Options
+	os.Exit(service.Main("deployer", opts.BindFlags, func(*slog.Logger) (service.Component, error) {
+		return app.New(opts)
+	}))
 }
