@@ -220,12 +220,12 @@ func (n *Notifier) publishPage(ctx context.Context, log *slog.Logger, claim *inc
 		Channels:    channels,
 	})
 	if err != nil {
-		return &notify.Error{Channel: "event", Err: fmt.Errorf("build page event: %w", err)}
+		return &notify.Error{Channel: notify.ChannelEvent, Err: fmt.Errorf("build page event: %w", err)}
 	}
-	err = n.deliver(ctx, log, "event", events.KindRollback, func(ctx context.Context) error {
+	err = n.deliver(ctx, log, notify.ChannelEvent, events.KindRollback, func(ctx context.Context) error {
 		_, err := n.cfg.Publisher.Publish(ctx, page)
 		if err != nil {
-			return &notify.Error{Channel: "event", Retryable: true, Err: err}
+			return &notify.Error{Channel: notify.ChannelEvent, Retryable: true, Err: err}
 		}
 		return nil
 	})

@@ -16,6 +16,8 @@ import (
 const (
 	ChannelPagerDuty = "pagerduty"
 	ChannelSlack     = "slack"
+	// ChannelEvent is the bus: the page event announcing a page.
+	ChannelEvent = "event"
 )
 
 // Error is a delivery a channel's endpoint refused or could not take.
