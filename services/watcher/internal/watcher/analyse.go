@@ -89,6 +89,9 @@ func (w *Watcher) analyse(ctx context.Context, c live.Canary) {
 		win      analysis.Window
 		provider string
 		warned   bool
+		// last result by rule: no data is logged at info when it begins,
+		// and at debug while it lasts, so a 1s interval does not flood the log.
+		last = map[string]analysis.Result{}
 	)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -117,7 +120,7 @@ func (w *Watcher) analyse(ctx context.Context, c live.Canary) {
 			}
 			continue // the window starts now; the first reading is one interval on
 		}
-		w.evaluate(ctx, log, c, p, provider, win, interval)
+		w.evaluate(ctx, log, c, p, provider, win, interval, last)
 	}
 }
 
@@ -149,7 +152,8 @@ func (w *Watcher) noData(log *slog.Logger, provider string, err error) {
 }
 
 // evaluate reads the window once and judges it by every metric rule.
-func (w *Watcher) evaluate(ctx context.Context, log *slog.Logger, c live.Canary, p policy.App, provider string, win analysis.Window, interval time.Duration) {
+func (w *Watcher) evaluate(ctx context.Context, log *slog.Logger, c live.Canary, p policy.App, provider string, win analysis.Window,
+	interval time.Duration, last map[string]analysis.Result) {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, interval)
 	reading, err := win.Read(rctx)
@@ -167,9 +171,15 @@ func (w *Watcher) evaluate(ctx context.Context, log *slog.Logger, c live.Canary,
 	w.metrics.latency.WithLabelValues(provider).Observe(time.Since(start).Seconds())
 	for _, v := range verdicts {
 		w.metrics.evaluations.WithLabelValues(v.Rule, string(v.Result)).Inc()
+		prev := last[v.Rule]
+		last[v.Rule] = v.Result
 		switch v.Result {
 		case analysis.NoData:
-			log.Info("no data", "rule", v.Rule, "reason", v.Description)
+			level := slog.LevelInfo
+			if prev == analysis.NoData {
+				level = slog.LevelDebug
+			}
+			log.Log(ctx, level, "no data: not a pass", "rule", v.Rule, "reason", v.Description)
 		case analysis.Breach:
 			if w.alreadyReported(c.RolloutID, v.Rule) {
 				continue
