@@ -409,8 +409,8 @@ func TestPagerDutyRefusal(t *testing.T) {
 	if e.pd.Requests() != 1 {
 		t.Errorf("PagerDuty got %d requests, want 1 (a 400 is not retried)", e.pd.Requests())
 	}
-	if len(e.slack.Messages()) != 1 {
-		t.Errorf("Slack got %d messages, want the rollback report", len(e.slack.Messages()))
+	if ms := e.slack.Messages(); len(ms) != 1 || !strings.Contains(string(mustJSON(t, ms[0])), "the PagerDuty page failed") {
+		t.Errorf("Slack got %+v, want the rollback report saying the page failed", ms)
 	}
 	inc := e.incident("r-42")
 	if inc == nil || !inc.CompletedAt.IsZero() || !inc.PagedAt.IsZero() || inc.PostedAt.IsZero() || !strings.Contains(inc.LastError, "HTTP 400") {
@@ -562,4 +562,13 @@ func TestInvalidPolicyFailsStart(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rampart.yaml") {
 		t.Fatalf("start with an invalid policy: %v", err)
 	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

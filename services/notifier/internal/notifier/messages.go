@@ -17,18 +17,15 @@ func pageSummary(r *report.Report) string {
 }
 
 // rollbackMessage is the Slack form of a rollback report: a header, the key
-// facts as fields, the timeline and the scans.
-func rollbackMessage(r *report.Report, dedupKey string) slack.Message {
+// facts as fields, the timeline and the scans. onCall says (in mrkdwn)
+// whether on-call was paged.
+func rollbackMessage(r *report.Report, onCall string) slack.Message {
 	t := r.Trigger
 	value := func(v *float64) string {
 		if v == nil {
 			return "–"
 		}
 		return report.Number(*v)
-	}
-	paged := "not configured"
-	if dedupKey != "" {
-		paged = "PagerDuty, dedup key " + slack.Code(dedupKey)
 	}
 	fields := slack.Fields(
 		slack.Field{Label: "Rolled back from", Value: slack.Code(digestOr(r.Versions.From))},
@@ -38,7 +35,7 @@ func rollbackMessage(r *report.Report, dedupKey string) slack.Message {
 		slack.Field{Label: "Observed", Value: value(t.Observed)},
 		slack.Field{Label: "Threshold", Value: value(t.Threshold)},
 		slack.Field{Label: "Rollout", Value: slack.Code(r.RolloutID)},
-		slack.Field{Label: "On-call", Value: paged},
+		slack.Field{Label: "On-call", Value: onCall},
 	)
 	var tl strings.Builder
 	tl.WriteString("*Timeline*")

@@ -59,7 +59,7 @@ func TestMessagesFitLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := json.Marshal(rollbackMessage(r, pagerduty.DedupKey(r.RolloutID)))
+	body, err := json.Marshal(rollbackMessage(r, "paged on PagerDuty, dedup key "+pagerduty.DedupKey(r.RolloutID)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rampartci/rampart/services/notifier/internal/incident"
 	"github.com/rampartci/rampart/services/notifier/internal/notify"
 	"github.com/rampartci/rampart/services/notifier/internal/notify/pagerduty"
+	"github.com/rampartci/rampart/services/notifier/internal/notify/slack"
 	"github.com/rampartci/rampart/services/notifier/internal/report"
 )
 
@@ -69,8 +70,15 @@ func (n *Notifier) rollback(ctx context.Context, ev cloudevents.Event, last bool
 	sl, err := n.slack(r)
 	errs = append(errs, err)
 	if sl != nil && claim.Incident.PostedAt.IsZero() {
+		onCall := "no PagerDuty route"
+		switch {
+		case !claim.Incident.PagedAt.IsZero():
+			onCall = "paged on PagerDuty, dedup key " + slack.Code(claim.Incident.DedupKey)
+		case pd != nil:
+			onCall = "*the PagerDuty page failed*: page on-call by hand"
+		}
 		err := n.deliver(ctx, log, notify.ChannelSlack, events.KindRollback, func(ctx context.Context) error {
-			return sl.Post(ctx, rollbackMessage(rd.report, claim.Incident.DedupKey))
+			return sl.Post(ctx, rollbackMessage(rd.report, onCall))
 		})
 		if err == nil {
 			err = claim.Update(ctx, func(i *incident.Incident) { i.PostedAt = n.cfg.Now().UTC() })
