@@ -65,7 +65,11 @@ func (n *Notifier) rollback(ctx context.Context, ev cloudevents.Event, last bool
 	pd, err := n.pagerDuty(r)
 	errs = append(errs, err)
 	if pd != nil && claim.Incident.PagedAt.IsZero() {
-		errs = append(errs, n.page(ctx, log, claim, pd, rb, rd))
+		err := n.page(ctx, log, claim, pd, rb, rd)
+		if errors.Is(err, incident.ErrLost) {
+			return err // another instance took over: it does the rest
+		}
+		errs = append(errs, err)
 	}
 	sl, err := n.slack(r)
 	errs = append(errs, err)
@@ -82,6 +86,9 @@ func (n *Notifier) rollback(ctx context.Context, ev cloudevents.Event, last bool
 		})
 		if err == nil {
 			err = claim.Update(ctx, func(i *incident.Incident) { i.PostedAt = n.cfg.Now().UTC() })
+		}
+		if errors.Is(err, incident.ErrLost) {
+			return err
 		}
 		errs = append(errs, err)
 	}
