@@ -5,18 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
 	"github.com/rampartci/rampart/pkg/events/embedded"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
-	deployer "github.com/rampartci/rampart/services/deployer/app"
-	ledger "github.com/rampartci/rampart/services/ledger/app"
-	notifier "github.com/rampartci/rampart/services/notifier/app"
-	scanner "github.com/rampartci/rampart/services/scanner/app"
-	watcher "github.com/rampartci/rampart/services/watcher/app"
 )
 
 func init() {
@@ -24,16 +19,16 @@ func init() {
 }
 
 func runUp(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "up", "[--data DIR] [--nats-listen ADDR | --nats URL] [--http ADDR]")
-	data := fs.String("data", ".rampart", "data directory: JetStream store and the ledger's key; survives restarts")
-	listen := fs.String("nats-listen", embedded.DefaultListen, "address of the embedded NATS server (loopback only)")
-	natsURL := fs.String("nats", "", "connect to this NATS server instead of embedding one")
+	fs := newFlags(e, "up", "[--data DIR] [--nats-listen ADDR | --nats URL] [--http ADDR] [--policy FILE]")
+	opts := mesh.Options{Service: service.DefaultOptions("rampart-up")}
+	fs.StringVar(&opts.DataDir, "data", ".rampart", "data directory: JetStream store, keys, webhook secrets, reports; survives restarts")
+	fs.StringVar(&opts.NATSListen, "nats-listen", embedded.DefaultListen, "address of the embedded NATS server (loopback only)")
+	fs.StringVar(&opts.NATSURL, "nats", "", "connect to this NATS server instead of embedding one")
+	fs.StringVar(&opts.Service.HTTPAddr, "http", opts.Service.HTTPAddr, "HTTP address for /healthz, /readyz, /metrics and the services' routes")
+	fs.DurationVar(&opts.Service.Stream.MaxAge, "stream-max-age", opts.Service.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
+	fs.DurationVar(&opts.Ledger.CheckpointInterval, "checkpoint-interval", time.Second, "most often the ledger signs a checkpoint")
+	policyFile := fs.String("policy", "", "rampart.yaml: the applications to deliver (none without it)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	opts := service.DefaultOptions("rampart-up")
-	fs.StringVar(&opts.HTTPAddr, "http", opts.HTTPAddr, "HTTP address for /healthz, /readyz, /metrics and the services' routes")
-	fs.DurationVar(&opts.Stream.MaxAge, "stream-max-age", opts.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
-	lopts := ledger.DefaultOptions("")
-	fs.DurationVar(&lopts.CheckpointInterval, "checkpoint-interval", lopts.CheckpointInterval, "most often the ledger signs a checkpoint")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -44,53 +39,39 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
 	}
-	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-
-	if err := os.MkdirAll(filepath.Join(*data, "ledger"), 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if err := opts.Service.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	lopts.KeyFile = filepath.Join(*data, "ledger", "ledger.key")
-
-	start := time.Now()
-	if *natsURL == "" {
-		ns, err := embedded.Start(embedded.Options{Listen: *listen, StoreDir: filepath.Join(*data, "nats")})
+	if *policyFile != "" {
+		store, err := policy.NewStore(*policyFile)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
-		opts.NATSURL = ns.ClientURL()
-	} else {
-		opts.NATSURL = *natsURL
+		opts.Policy = store
 	}
+	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
-	led, err := ledger.New(lopts)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	comps := []service.Component{led, scanner.New(), deployer.New(), watcher.New(), notifier.New()}
-	h, err := service.Start(ctx, opts, logger, comps...)
+	start := time.Now()
+	m, err := mesh.Start(ctx, opts, logger)
 	if err != nil {
 		return err
 	}
-	names := make([]string, len(comps))
-	for i, c := range comps {
-		names[i] = c.Name()
+	where := ""
+	if m.NATS != nil {
+		where = " (embedded, data in " + opts.DataDir + ")"
 	}
 	fmt.Fprintf(e.stdout, "rampart is up in %s\n", time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(e.stdout, "  NATS      %s%s\n", opts.NATSURL, map[bool]string{true: " (embedded, data in " + *data + ")", false: ""}[*natsURL == ""])
-	fmt.Fprintf(e.stdout, "  HTTP      http://%s  (/healthz /readyz /metrics /ledger/)\n", h.HTTPAddr())
-	fmt.Fprintf(e.stdout, "  services  %s\n", strings.Join(names, ", "))
-	fmt.Fprintf(e.stdout, "  ledger    verifier key %s.pub\n", lopts.KeyFile)
+	fmt.Fprintf(e.stdout, "  NATS      %s%s\n", m.NATSURL, where)
+	fmt.Fprintf(e.stdout, "  HTTP      http://%s  (/healthz /readyz /metrics /ledger/ /deployer/ /hooks/)\n", m.Host.HTTPAddr())
+	fmt.Fprintln(e.stdout, "  services  ledger, scanner, deployer, watcher, notifier")
+	fmt.Fprintf(e.stdout, "  ledger    verifier key %s\n", filepath.Join(opts.DataDir, "ledger", "ledger.key.pub"))
+	fmt.Fprintf(e.stdout, "  scanner   verdict key %s.pub\n", m.ScannerKeyFile)
 	fmt.Fprintln(e.stdout, "Press Ctrl-C to stop.")
 
-	werr := h.Wait(ctx)
-	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	werr := m.Host.Wait(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), opts.Service.ShutdownTimeout)
 	defer cancel()
-	serr := h.Shutdown(sctx)
-	if err := errors.Join(werr, serr); err != nil {
+	if err := errors.Join(werr, m.Shutdown(sctx)); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, "rampart stopped cleanly")

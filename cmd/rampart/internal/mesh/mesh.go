@@ -1,0 +1,182 @@
+// Package mesh assembles the embedded default: a NATS server with JetStream
+// (unless an external one is given) and all five services in one process on
+// one HTTP listener. `rampart up`, `rampart demo` and the end-to-end tests
+// all start it here, so they run the same thing.
+package mesh
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/embedded"
+	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/service"
+	deployer "github.com/rampartci/rampart/services/deployer/app"
+	ledger "github.com/rampartci/rampart/services/ledger/app"
+	notifier "github.com/rampartci/rampart/services/notifier/app"
+	scanner "github.com/rampartci/rampart/services/scanner/app"
+	watcher "github.com/rampartci/rampart/services/watcher/app"
+)
+
+// Options configures the mesh.
+type Options struct {
+	// DataDir holds JetStream's store, the ledger's and scanner's keys and
+	// the reports; it survives restarts.
+	DataDir string
+	// NATSListen is the embedded server's address (loopback only).
+	NATSListen string
+	// NATSURL, when set, is an external NATS server used instead.
+	NATSURL string
+	// Service configures the host: HTTP address, stream, shutdown.
+	Service service.Options
+	// Policy is the applications to deliver; nil delivers none.
+	Policy *policy.Store
+	// Ledger, Deployer, Watcher and Notifier are each service's options;
+	// the mesh fills in the keys, the policy and the data paths.
+	Ledger   ledger.Options
+	Deployer deployer.Options
+	Watcher  watcher.Options
+	Notifier notifier.Options
+}
+
+// Mesh is the running embedded default.
+type Mesh struct {
+	Host     *service.Host
+	NATS     *server.Server // nil when connected to an external server
+	NATSURL  string
+	Deployer *deployer.App
+	Watcher  *watcher.App
+	Notifier *notifier.App
+	Ledger   *ledger.App
+	// ScannerKeyFile is the scanner's verdict-signing key; its public half
+	// is ScannerKeyFile + ".pub".
+	ScannerKeyFile string
+}
+
+// Start brings the mesh up. On error, whatever had started is stopped.
+func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("mesh: a data directory is required")
+	}
+	for _, dir := range []string{"ledger", "scanner", "reports", "watcher"} {
+		if err := os.MkdirAll(filepath.Join(opts.DataDir, dir), 0o700); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+	}
+	m := &Mesh{ScannerKeyFile: filepath.Join(opts.DataDir, "scanner", "verdict.key")}
+	defer func() {
+		if err != nil {
+			m.Shutdown(context.Background())
+		}
+	}()
+
+	m.NATSURL = opts.NATSURL
+	if m.NATSURL == "" {
+		listen := opts.NATSListen
+		if listen == "" {
+			listen = embedded.DefaultListen
+		}
+		if m.NATS, err = embedded.Start(embedded.Options{Listen: listen, StoreDir: filepath.Join(opts.DataDir, "nats")}); err != nil {
+			return nil, err
+		}
+		m.NATSURL = m.NATS.ClientURL()
+	}
+
+	// The scanner signs verdicts with this key; the deployer trusts its public half.
+	priv, err := events.LoadOrCreateVerdictKey(m.ScannerKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	pol := opts.Policy
+	if pol == nil {
+		pol = policy.StoreOf(&policy.Policy{Version: 1})
+	}
+
+	lopts := opts.Ledger
+	if lopts.KeyFile == "" {
+		lopts = ledger.DefaultOptions(filepath.Join(opts.DataDir, "ledger"))
+		if opts.Ledger.CheckpointInterval > 0 {
+			lopts.CheckpointInterval = opts.Ledger.CheckpointInterval
+		}
+	}
+	if m.Ledger, err = ledger.New(lopts); err != nil {
+		return nil, err
+	}
+	dopts := opts.Deployer
+	dopts.Policy, dopts.ScannerKey = pol, priv.Public().(ed25519.PublicKey)
+	if m.Deployer, err = deployer.New(dopts); err != nil {
+		return nil, err
+	}
+	wopts := opts.Watcher
+	wopts.Policy = pol
+	// Webhooks refuse requests without credentials; give the embedded
+	// default its own, kept in the data directory.
+	if wopts.AlertmanagerToken.IsZero() && wopts.AlertmanagerUser == "" {
+		if wopts.AlertmanagerToken.File, err = secretFile(filepath.Join(opts.DataDir, "watcher", "alertmanager.token")); err != nil {
+			return nil, err
+		}
+	}
+	if wopts.SIEMSecret.IsZero() {
+		if wopts.SIEMSecret.File, err = secretFile(filepath.Join(opts.DataDir, "watcher", "siem.secret")); err != nil {
+			return nil, err
+		}
+	}
+	if m.Watcher, err = watcher.New(wopts); err != nil {
+		return nil, err
+	}
+	nopts := opts.Notifier
+	nopts.Policy = pol
+	if nopts.ReportDir == "" {
+		nopts.ReportDir = filepath.Join(opts.DataDir, "reports")
+	}
+	if m.Notifier, err = notifier.New(nopts); err != nil {
+		return nil, err
+	}
+
+	sopts := opts.Service
+	sopts.NATSURL = m.NATSURL
+	m.Host, err = service.Start(ctx, sopts, logger, m.Ledger, scanner.New(), m.Deployer, m.Watcher, m.Notifier)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Shutdown stops the services in reverse order, then the embedded server.
+func (m *Mesh) Shutdown(ctx context.Context) error {
+	var err error
+	if m.Host != nil {
+		err = m.Host.Shutdown(ctx)
+	}
+	if m.NATS != nil {
+		m.NATS.Shutdown()
+		m.NATS.WaitForShutdown()
+	}
+	return err
+}
+
+// secretFile returns path, first writing a random secret there (mode 0600)
+// if it does not exist yet.
+func secretFile(path string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("webhook secret: %w", err)
+	}
+	return path, nil
+}
