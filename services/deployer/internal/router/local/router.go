@@ -76,7 +76,8 @@ type Router struct {
 	// (SetWeight, SetUpstreams) so that none of their changes is lost.
 	route atomic.Pointer[route]
 	mu    sync.Mutex
-	// seq numbers the requests that are split, for the chooser.
+	// seq is the position of the next split request in its window of 100
+	// (see choose).
 	seq atomic.Uint64
 
 	srvMu     sync.Mutex
@@ -215,12 +216,24 @@ func (r *Router) choose(rt *route) *backend {
 	case router.MaxWeight:
 		return rt.canary
 	}
-	n := (r.seq.Add(1) - 1) % 100
+	n := r.next()
 	w := uint64(rt.weight)
 	if (n+1)*w/100 > n*w/100 {
 		return rt.canary
 	}
 	return rt.stable
+}
+
+// next numbers the request within the current window of 100, 0..99. The
+// counter itself wraps at 100 (not at 2^64, which 100 does not divide), so
+// every window is whole however long the router runs.
+func (r *Router) next() uint64 {
+	for {
+		n := r.seq.Load()
+		if r.seq.CompareAndSwap(n, (n+1)%100) {
+			return n
+		}
+	}
 }
 
 func (r *Router) newRoute(stable, canary string, weight int) (*route, error) {
