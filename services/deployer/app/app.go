@@ -209,3 +209,12 @@ func (a *App) RouterAddr(app string) string {
 	}
 	return ""
 }
+
+// Weight is app's canary weight at its router right now.
+func (a *App) Weight(app string) (int, bool) {
+	rt, ok := a.routers[app]
+	if !ok {
+		return 0, false
+	}
+	return rt.Weight(), true
+}
