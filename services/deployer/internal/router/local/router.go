@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,7 +197,7 @@ func (r *Router) Upstreams() (stable, canary string) {
 // ServeHTTP serves the router's own paths under /-/ and proxies every
 // other request to the version the weight chooses.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if len(req.URL.Path) >= len(reservedPrefix) && req.URL.Path[:len(reservedPrefix)] == reservedPrefix {
+	if strings.HasPrefix(req.URL.Path, reservedPrefix) {
 		r.mux.ServeHTTP(w, req)
 		return
 	}
