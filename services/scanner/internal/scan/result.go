@@ -44,8 +44,8 @@ type Result struct {
 // Top returns the n most severe findings.
 func (r *Result) Top(n int) []finding.Finding { return finding.Top(r.Findings, n) }
 
-// newResult converts Trivy's report into a Result with its SBOM.
-func newResult(ctx context.Context, report types.Report, version vulndb.Version) (*Result, error) {
+// newResult converts Trivy's report into a Result (without an SBOM).
+func newResult(report types.Report, version vulndb.Version) *Result {
 	res := &Result{DBVersion: version}
 	if dist := report.Metadata.OS; dist != nil && dist.Detected() {
 		res.OS = fmt.Sprintf("%s %s", dist.Family, dist.Name)
@@ -74,13 +74,7 @@ func newResult(ctx context.Context, report types.Report, version vulndb.Version)
 	}
 	finding.Sort(res.Findings)
 	res.Counts = finding.Count(res.Findings)
-
-	sbom, err := inventorySBOM(ctx, report)
-	if err != nil {
-		return nil, err
-	}
-	res.SBOM = sbom
-	return res, nil
+	return res
 }
 
 // inventorySBOM writes the report as CycloneDX JSON with the vulnerabilities

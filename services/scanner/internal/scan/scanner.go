@@ -8,6 +8,7 @@
 package scan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/scan/ospkg"
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
+	xhttp "github.com/aquasecurity/trivy/pkg/x/http"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
@@ -78,7 +80,16 @@ type Options struct {
 
 	// TempDir holds SBOMs while they are re-scanned; empty = os.TempDir().
 	TempDir string
+
+	// Timeout bounds one image scan, pull included; 0 = DefaultTimeout.
+	Timeout time.Duration
 }
+
+// DefaultTimeout bounds an image scan when Options.Timeout is not set.
+const DefaultTimeout = 5 * time.Minute
+
+// userAgent is sent to registries.
+const userAgent = "rampart-scanner (trivy/0.74.0)"
 
 // Scanner scans images and SBOMs against the open vulnerability DB. It is
 // safe for concurrent use.
@@ -123,14 +134,15 @@ func (s *Scanner) Close() error {
 
 // ScanImage pulls ref (host/repo:tag or host/repo@sha256:…) from its registry
 // and scans its OS and language packages. The returned error wraps
-// ErrReference, ErrPull or ErrScan, or is the context's error.
-func (s *Scanner) ScanImage(ctx context.Context, ref string) (*Result, error) {
+// ErrReference, ErrPull or ErrScan, or is the caller's context error. A
+// registry that does not answer within Options.Timeout is ErrPull.
+func (s *Scanner) ScanImage(parent context.Context, ref string) (*Result, error) {
 	start := time.Now()
 	parsed, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("scan %q: %w: %w", ref, ErrReference, err)
 	}
-	logger := s.logger.With("image", ref)
+	host := parsed.Context().RegistryStr()
 
 	version, release, err := s.db.Acquire()
 	if err != nil {
@@ -138,17 +150,30 @@ func (s *Scanner) ScanImage(ctx context.Context, ref string) (*Result, error) {
 	}
 	defer release()
 
+	ctx, cancel := context.WithTimeout(parent, cmp.Or(s.opts.Timeout, DefaultTimeout))
+	defer cancel()
+	// go-containerregistry, as Trivy calls it, sends registry requests with
+	// a background context; this transport ties them to ctx so a hung
+	// registry cannot stall a scan past its deadline.
+	ctx = xhttp.WithTransport(ctx, ctxTransport{
+		ctx:  ctx,
+		base: xhttp.NewTransport(xhttp.Options{Insecure: s.opts.Registries[host].Insecure, UserAgent: userAgent}),
+	})
+	fail := func(sentinel error, what string, err error) (*Result, error) {
+		if perr := parent.Err(); perr != nil {
+			return nil, fmt.Errorf("%s %s: %w", what, ref, perr)
+		}
+		return nil, fmt.Errorf("%s %s: %w: %w", what, ref, sentinel, err)
+	}
+
 	imgOpts := ftypes.ImageOptions{
 		ImageSources:    ftypes.ImageSources{ftypes.RemoteImageSource},
-		RegistryOptions: s.registryOptions(parsed.Context().RegistryStr()),
+		RegistryOptions: s.registryOptions(host),
 		MaxImageSize:    s.opts.MaxImageSize,
 	}
 	img, cleanup, err := image.NewContainerImage(ctx, ref, imgOpts)
 	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("pull %s: %w", ref, ctxErr)
-		}
-		return nil, fmt.Errorf("pull %s: %w: %w", ref, ErrPull, err)
+		return fail(ErrPull, "pull", err)
 	}
 	defer cleanup()
 
@@ -161,26 +186,23 @@ func (s *Scanner) ScanImage(ctx context.Context, ref string) (*Result, error) {
 
 	c, closeCache := s.cacheForScan()
 	defer closeCache()
-	opt := s.artifactOption(imageDisabledAnalyzers())
+	opt := artifactOption(imageDisabledAnalyzers())
 	opt.ImageOption = imgOpts
 	art, err := imageartifact.NewArtifact(img, c, opt)
 	if err != nil {
-		return nil, fmt.Errorf("scan %s: %w: prepare image: %w", ref, ErrScan, err)
+		return fail(ErrScan, "prepare", err)
 	}
 	report, err := run(ctx, art, c)
 	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("scan %s: %w", ref, ctxErr)
-		}
-		return nil, fmt.Errorf("scan %s: %w: %w", ref, ErrScan, err)
+		return fail(ErrScan, "scan", err)
 	}
 
-	res, err := newResult(ctx, report, version)
-	if err != nil {
-		return nil, fmt.Errorf("scan %s: %w: %w", ref, ErrScan, err)
+	res := newResult(report, version)
+	if res.SBOM, err = inventorySBOM(ctx, report); err != nil {
+		return fail(ErrScan, "scan", err)
 	}
 	res.Ref, res.Digest, res.Duration = ref, digest, time.Since(start)
-	logger.Debug("image scanned", "digest", digest, "findings", len(res.Findings),
+	s.logger.Debug("image scanned", "image", ref, "digest", digest, "findings", len(res.Findings),
 		"critical", res.Counts.Critical, "high", res.Counts.High, "db_version", version.String(), "duration", res.Duration)
 	return res, nil
 }
@@ -212,7 +234,7 @@ func (s *Scanner) ScanSBOM(ctx context.Context, sbom []byte) (*Result, error) {
 
 	c, closeCache := s.cacheForScan()
 	defer closeCache()
-	art, err := sbomartifact.NewArtifact(f.Name(), c, s.artifactOption(nil))
+	art, err := sbomartifact.NewArtifact(f.Name(), c, artifactOption(nil))
 	if err != nil {
 		return nil, fmt.Errorf("scan SBOM: %w: %w", ErrScan, err)
 	}
@@ -220,10 +242,7 @@ func (s *Scanner) ScanSBOM(ctx context.Context, sbom []byte) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan SBOM: %w: %w", ErrScan, err)
 	}
-	res, err := newResult(ctx, report, version)
-	if err != nil {
-		return nil, fmt.Errorf("scan SBOM: %w: %w", ErrScan, err)
-	}
+	res := newResult(report, version)
 	res.SBOM, res.Duration = sbom, time.Since(start)
 	return res, nil
 }
@@ -248,7 +267,7 @@ var scanOptions = types.ScanOptions{
 	VulnSeveritySources: []dbtypes.SourceID{"auto"},
 }
 
-func (s *Scanner) artifactOption(disabled []analyzer.Type) artifact.Option {
+func artifactOption(disabled []analyzer.Type) artifact.Option {
 	return artifact.Option{
 		DisabledAnalyzers: disabled,
 		NoProgress:        true,

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	trivylog "github.com/aquasecurity/trivy/pkg/log"
 
@@ -51,7 +55,25 @@ func TestScanCanceledContext(t *testing.T) {
 	}
 }
 
-func TestScanAfterDBClosedFails(t *testing.T) {
+func TestHungRegistryTimesOut(t *testing.T) {
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // accept the connection, never answer
+	}))
+	defer hung.Close()
+	opts := env.opts
+	opts.Timeout = 300 * time.Millisecond
+	s := newScanner(t, opts)
+	start := time.Now()
+	_, err := s.ScanImage(context.Background(), strings.TrimPrefix(hung.URL, "http://")+"/team/app@"+env.vulnerable.Digest)
+	if !errors.Is(err, scan.ErrPull) {
+		t.Errorf("err = %v, want ErrPull", err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("scan of a hung registry took %v", elapsed)
+	}
+}
+
+func TestClosingASecondDBReferenceKeepsScanning(t *testing.T) {
 	// A second reference to the shared DB, closed: the shared one stays open.
 	db, err := vulndb.Open(env.cacheDir, nil)
 	if err != nil {
