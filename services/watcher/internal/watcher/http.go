@@ -34,6 +34,7 @@ func (w *Watcher) ServeHTTP(rw http.ResponseWriter, r *http.Request) { w.mux.Ser
 
 // pending is one anomaly a request will publish.
 type pending struct {
+	key    string // the alert itself: a redelivery has the same key
 	id     string
 	canary *live.Canary
 	a      events.Anomaly
@@ -43,7 +44,9 @@ type pending struct {
 type Response struct {
 	Published []string `json:"published,omitempty"` // anomaly ids
 	Ignored   []string `json:"ignored,omitempty"`   // why each ignored alert was
-	Error     string   `json:"error,omitempty"`
+	// Duplicates are the anomaly ids of alerts delivered before.
+	Duplicates []string `json:"duplicates,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // errUnavailable: the watcher cannot take alerts yet (HTTP 503, so the
@@ -95,12 +98,17 @@ func (w *Watcher) hook(name string, parse func(r *http.Request) ([]pending, []st
 		}
 		resp.Ignored = ignored
 		for _, p := range todo {
+			if id, seen := w.alerts.lookup(p.key, time.Now()); seen {
+				resp.Duplicates = append(resp.Duplicates, id)
+				continue
+			}
 			if err := w.publish(r.Context(), p.id, p.canary, p.a); err != nil {
 				// What was published stays: ids are deterministic, so the
 				// sender's retry publishes the rest and repeats nothing.
 				fail(http.StatusServiceUnavailable, fmt.Errorf("publish anomaly %s: %w", p.id, err))
 				return
 			}
+			w.alerts.remember(p.key, p.id, time.Now())
 			resp.Published = append(resp.Published, p.id)
 		}
 	})
@@ -153,13 +161,13 @@ func (w *Watcher) matchAlert(app string, al hooks.Alert) pending {
 		a.Target, a.Environment, a.ArtifactID, a.RolloutID = events.TargetCanary, c.Environment, c.ArtifactID, c.RolloutID
 		a.Description = clip(fmt.Sprintf("%s (firing since %s) on the live canary of %s, step %d at %d%%",
 			what, al.StartsAt.UTC().Format(time.RFC3339), app, c.Step, c.Weight))
-		return pending{id: idBase + ":" + c.RolloutID, canary: &c, a: a}
+		return pending{key: idBase, id: idBase + ":" + c.RolloutID, canary: &c, a: a}
 	}
 	a.Target = events.TargetNone
 	a.Environment = w.environment(app, firstOf(al.Labels, "environment", "env"))
 	a.Description = clip(fmt.Sprintf("%s (firing since %s) matches no live canary of %s: recorded, not acted on",
 		what, al.StartsAt.UTC().Format(time.RFC3339), app))
-	return pending{id: idBase + ":none", a: a}
+	return pending{key: idBase, id: idBase + ":none", a: a}
 }
 
 // aboutCanary reports whether alert labels name the canary: a version or
@@ -209,7 +217,7 @@ func (w *Watcher) siem(r *http.Request) ([]pending, []string, error) {
 		a.Description = clip(fmt.Sprintf("%s, at %s, on the live canary of %s, step %d at %d%%",
 			what, al.OccurredAt.UTC().Format(time.RFC3339), al.App, c.Step, c.Weight))
 		w.metrics.evaluations.WithLabelValues(analysis.RuleSIEM, string(analysis.Breach)).Inc()
-		return []pending{{id: "siem:" + al.ID + ":" + c.RolloutID, canary: &c, a: a}}, nil, nil
+		return []pending{{key: "siem:" + al.ID, id: "siem:" + al.ID + ":" + c.RolloutID, canary: &c, a: a}}, nil, nil
 	case live && !enabled:
 		a.Description = clip(fmt.Sprintf("%s, at %s: the SIEM rule is off for %s, so its live canary is not stopped; recorded",
 			what, al.OccurredAt.UTC().Format(time.RFC3339), al.App))
@@ -219,7 +227,7 @@ func (w *Watcher) siem(r *http.Request) ([]pending, []string, error) {
 	}
 	a.Target = events.TargetNone
 	a.Environment = w.environment(al.App, al.Environment)
-	return []pending{{id: "siem:" + al.ID + ":none", a: a}}, nil, nil
+	return []pending{{key: "siem:" + al.ID, id: "siem:" + al.ID + ":none", a: a}}, nil, nil
 }
 
 // environment names the environment of an anomaly against nothing live:

@@ -108,6 +108,8 @@ type Watcher struct {
 
 	repMu    sync.Mutex
 	reported map[string]map[string]bool // metric rules that published, by rollout
+
+	alerts *alertMemory
 }
 
 // loop is one canary step's analysis goroutine.
@@ -138,7 +140,8 @@ func New(cfg Config) (*Watcher, error) {
 			policy.ProviderPrometheus: promql.New(client),
 		}
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, live: live.NewSet(), loops: map[string]*loop{}, reported: map[string]map[string]bool{}}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, live: live.NewSet(), loops: map[string]*loop{}, reported: map[string]map[string]bool{},
+		alerts: newAlertMemory(time.Hour, 10000)}
 	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(len(w.live.Canaries())) })
 	if err != nil {
 		return nil, fmt.Errorf("watcher metrics: %w", err)
