@@ -1,0 +1,144 @@
+package demo
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampartci/rampart/pkg/events"
+)
+
+func startEnv(t *testing.T, pause time.Duration, rps int) *Env {
+	t.Helper()
+	e, err := Start(t.Context(), Config{DataDir: t.TempDir(), Pause: pause, Interval: time.Second, RPS: rps,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func (e *Env) release(t *testing.T, version string, failRatio float64) Approved {
+	t.Helper()
+	artifact, err := e.Push(t.Context(), Image{Version: version, FailRatio: failRatio})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.ApproveAndWait(t.Context(), artifact, "chain-"+version, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Each fault, injected into the canary at a different step, is detected and
+// rolled back, with traffic back on the stable version and on-call paged.
+func TestInjectedFailuresAreRolledBack(t *testing.T) {
+	e := startEnv(t, time.Hour, 200) // steps advance only when the test promotes them
+	v1 := e.release(t, "v1", 0)
+	if err := e.PromoteThrough(t.Context(), v1, 4, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		failure Failure
+		step    int
+		rule    string
+	}{
+		{Fail5xx, 0, "http-5xx-ratio"},
+		{FailMemory, 1, "memory-ratio"},
+		{FailSIEM, 2, "siem"},
+	} {
+		t.Run(string(tc.failure), func(t *testing.T) {
+			a := e.release(t, fmt.Sprintf("v%d", i+2), 0)
+			for s := 0; s < tc.step; s++ {
+				if err := e.WaitStep(t.Context(), a, s, 20*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.Promote(t.Context(), a.RolloutID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := e.WaitStep(t.Context(), a, tc.step, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Inject(t.Context(), tc.failure, "siem-alert-"+a.RolloutID); err != nil {
+				t.Fatal(err)
+			}
+			end, err := e.WaitEnd(t.Context(), a, 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, err := events.RollbackOf(end.Event)
+			if err != nil {
+				t.Fatalf("rollout completed despite %s: %v", tc.failure, err)
+			}
+			if rb.Trigger.Rule != tc.rule || rb.TrafficAtAbort != []int{5, 25, 50, 100}[tc.step] {
+				t.Fatalf("rollback trigger %q at %d%%, want %q at step %d", rb.Trigger.Rule, rb.TrafficAtAbort, tc.rule, tc.step)
+			}
+			if w, _ := e.Mesh.Deployer.Weight(App); w != 0 {
+				t.Fatalf("canary weight %d after rollback", w)
+			}
+			if e.work.stable.Version() != "v1" {
+				t.Fatalf("stable slot runs %q", e.work.stable.Version())
+			}
+			if err := waitUntil(t.Context(), 20*time.Second, "a page for "+a.RolloutID, func() bool {
+				for _, p := range e.pager.pages() {
+					if p["dedup_key"] == a.RolloutID {
+						return true
+					}
+				}
+				return false
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A flood of duplicate Alertmanager deliveries of one alert is one anomaly,
+// one rollback and one page.
+func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
+	e := startEnv(t, time.Hour, 0)
+	v1 := e.release(t, "v1", 0)
+	if err := e.PromoteThrough(t.Context(), v1, 4, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a := e.release(t, "v2", 0)
+	if err := e.WaitStep(t.Context(), a, 0, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.waitWatcherLive(t.Context(), 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	startsAt := time.Now().Add(-time.Minute)
+	for range 100 {
+		if err := e.Alert(t.Context(), "f00dfeed", startsAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.WaitEnd(t.Context(), a, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitUntil(t.Context(), 20*time.Second, "the page", func() bool { return len(e.pager.pages()) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	// Let the page event land, then count: everything after the flood is settled.
+	if _, _, err := e.rec.wait(t.Context(), 20*time.Second, 0, ofKind(events.KindPage)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.rec.count(ofKind(events.KindAnomaly)); n != 1 {
+		t.Fatalf("%d anomalies from 100 deliveries of one alert", n)
+	}
+	if n := e.rec.count(ofKind(events.KindRollback)); n != 1 {
+		t.Fatalf("%d rollbacks", n)
+	}
+	if n := len(e.pager.pages()); n != 1 {
+		t.Fatalf("%d pages", n)
+	}
+	if !strings.Contains(fmt.Sprint(e.pager.pages()[0]["payload"]), App) {
+		t.Fatalf("page does not name the app: %v", e.pager.pages()[0])
+	}
+}

@@ -1,0 +1,262 @@
+package demo
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/nats-io/nats.go"
+
+	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/service"
+	deployer "github.com/rampartci/rampart/services/deployer/app"
+)
+
+// App is the demo application's name; its image repository is
+// <registry>/demo/shop.
+const App = "shop"
+
+// Config shapes a demo environment.
+type Config struct {
+	// DataDir holds the mesh's data; it must exist.
+	DataDir string
+	// Pause is how long each canary step holds.
+	Pause time.Duration
+	// Interval is the watcher's analysis interval.
+	Interval time.Duration
+	// RPS is the traffic generator's request rate (0: no traffic).
+	RPS    int
+	Logger *slog.Logger
+	// OnEvent, when set, sees every event on the bus as it arrives.
+	OnEvent func(Seen)
+}
+
+// Env is a running demo environment: the mesh, an OCI registry, the demo
+// application's two slots behind the deployer's local router, PagerDuty and
+// Slack stand-ins, and user traffic.
+type Env struct {
+	Mesh     *mesh.Mesh
+	Registry string // host:port of the in-memory OCI registry
+	Router   string // host:port of the local router users reach the app at
+	work     *workload
+	pager    *pagerSink
+	chat     *chatSink
+	reg      *httptest.Server
+	traffic  traffic
+	stop     context.CancelFunc
+	verdicts ed25519.PrivateKey
+	policy   *policy.Policy
+	nc       *nats.Conn
+	bus      *bus.Bus
+	rec      *recorder
+	dataDir  string
+}
+
+// Start brings a demo environment up.
+func Start(ctx context.Context, cfg Config) (_ *Env, err error) {
+	e := &Env{pager: newPagerSink(), chat: newChatSink(), dataDir: cfg.DataDir}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	e.reg = httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	e.Registry = strings.TrimPrefix(e.reg.URL, "http://")
+	if e.work, err = newWorkload(); err != nil {
+		return nil, err
+	}
+
+	// The watcher scrapes the router at the address the policy names, so it
+	// must be a real port, not ":0".
+	routerAddr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	keyFile := filepath.Join(cfg.DataDir, "pagerduty.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("d", 32)), 0o600); err != nil {
+		return nil, err
+	}
+	hookFile := filepath.Join(cfg.DataDir, "slack.webhook")
+	if err := os.WriteFile(hookFile, []byte(e.chat.srv.URL), 0o600); err != nil {
+		return nil, err
+	}
+	doc := fmt.Sprintf(`version: 1
+apps:
+  - name: %s
+    image: %s/demo/shop
+    environment: demo
+    router:
+      type: local
+      local: {listen: %q, stable: %q, canary: %q}
+    canary: {steps: [5, 25, 50, 100], pause: %s}
+    analysis:
+      provider: scrape
+      interval: %s
+      errorRate: {max: 0.01, minRequests: 20}
+      memory: {maxRatio: 1.9, metric: %s}
+      siem: {enabled: true}
+    notify:
+      pagerduty: {routingKey: {file: %q}, severity: critical, url: %q}
+      slack: {webhook: {file: %q}}
+`, App, e.Registry, routerAddr, e.work.stable.URL(), e.work.canary.URL(), cfg.Pause, cfg.Interval, MemoryMetric, keyFile, e.pager.srv.URL, hookFile)
+	if e.policy, err = policy.Parse("demo.yaml", []byte(doc)); err != nil {
+		return nil, err
+	}
+	svc := service.DefaultOptions("rampart-demo")
+	svc.HTTPAddr = "127.0.0.1:0"
+	e.Mesh, err = mesh.Start(ctx, mesh.Options{
+		DataDir:    cfg.DataDir,
+		NATSListen: "127.0.0.1:0",
+		Service:    svc,
+		Policy:     policy.StoreOf(e.policy),
+		Deployer:   deployer.Options{Workload: e.work},
+	}, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if e.verdicts, err = events.LoadOrCreateVerdictKey(e.Mesh.ScannerKeyFile); err != nil {
+		return nil, err
+	}
+	e.Router = e.Mesh.Deployer.RouterAddr(App)
+	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.stop = cancel
+	if e.nc, err = nats.Connect(e.Mesh.NATSURL, nats.Name("rampart-demo")); err != nil {
+		return nil, err
+	}
+	if e.bus, err = bus.New(e.nc, cfg.Logger); err != nil {
+		return nil, err
+	}
+	e.rec = newRecorder(cfg.OnEvent)
+	if err := e.rec.run(tctx, e.bus); err != nil {
+		return nil, err
+	}
+	if cfg.RPS > 0 {
+		go e.traffic.run(tctx, "http://"+e.Router+"/", cfg.RPS)
+	}
+	return e, nil
+}
+
+// Close stops everything.
+func (e *Env) Close() {
+	if e.stop != nil {
+		e.stop()
+	}
+	if e.nc != nil {
+		e.nc.Close()
+	}
+	if e.Mesh != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		_ = e.Mesh.Shutdown(ctx)
+		cancel()
+	}
+	if e.work != nil {
+		e.work.close()
+	}
+	for _, s := range []*httptest.Server{e.reg, e.pager.srv, e.chat.srv} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// Image describes a demo version to build.
+type Image struct {
+	Version   string
+	FailRatio float64
+}
+
+// Push builds the version's image and pushes it to the registry as
+// demo/shop:<version>; it returns the artifact's purl.
+func (e *Env) Push(ctx context.Context, im Image) (string, error) {
+	cfg, err := empty.Image.ConfigFile()
+	if err != nil {
+		return "", err
+	}
+	cfg = cfg.DeepCopy()
+	cfg.Config.Labels = map[string]string{LabelVersion: im.Version}
+	if im.FailRatio > 0 {
+		cfg.Config.Labels[LabelFailRatio] = strconv.FormatFloat(im.FailRatio, 'f', -1, 64)
+	}
+	img, err := mutate.ConfigFile(empty.Image, cfg)
+	if err != nil {
+		return "", err
+	}
+	repo := e.Registry + "/demo/shop"
+	tag, err := name.NewTag(repo+":"+im.Version, name.Insecure)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(tag, img, remote.WithContext(ctx)); err != nil {
+		return "", fmt.Errorf("push %s: %w", tag, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	o, err := events.NewOCI(repo, d.String(), im.Version)
+	if err != nil {
+		return "", err
+	}
+	return o.String(), nil
+}
+
+// Approve publishes the scanner's signed passing verdict for artifact, as
+// the scanner does after a clean scan.
+func (e *Env) Approve(ctx context.Context, artifact, chainID string) error {
+	ev, err := events.SignScan(events.Meta{Source: "/rampart/scanner", ChainID: chainID, App: App},
+		events.Scan{Target: artifact, TargetKind: "image", Environment: "demo", Outcome: events.OutcomePass,
+			Counts: map[string]int{}, DBVersion: "demo", PolicyVersion: e.policy.Digest}, e.verdicts)
+	if err != nil {
+		return err
+	}
+	_, err = e.bus.Publish(ctx, ev)
+	return err
+}
+
+// ErrTimeout is returned when something the demo waits for does not happen.
+var ErrTimeout = errors.New("timed out")
+
+// waitUntil polls f until it is true or the deadline passes.
+func waitUntil(ctx context.Context, timeout time.Duration, what string, f func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w after %s waiting for %s", ErrTimeout, timeout, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// freePort finds a loopback port nothing listens on.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
