@@ -6,9 +6,9 @@ package mesh
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
