@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/rampartci/rampart/services/scanner/internal/hooks"
 	"github.com/rampartci/rampart/services/scanner/internal/imagetest"
 )
 
@@ -122,5 +124,45 @@ func TestRegistryPushPullAndNotify(t *testing.T) {
 	defer mu.Unlock()
 	if len(puts) != 1 || puts[0].Repository != "team/app" || puts[0].Reference != "v1" || puts[0].Digest != pushed.Digest {
 		t.Errorf("manifest puts = %+v", puts)
+	}
+}
+
+func TestDistributionEnvelopeParses(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var puts []imagetest.ManifestPut
+	reg := imagetest.StartRegistry(imagetest.RegistryOptions{OnManifestPut: func(p imagetest.ManifestPut) {
+		mu.Lock()
+		defer mu.Unlock()
+		puts = append(puts, p)
+	}})
+	defer reg.Close()
+	img, err := imagetest.CleanAlpine().Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushed, err := reg.PushIndex(ctx, "team/app", "multi", img)
+	if err != nil {
+		t.Fatalf("PushIndex: %v", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	// The image manifest first (by digest), then the index (by tag).
+	if len(puts) != 2 {
+		t.Fatalf("manifest puts = %+v", puts)
+	}
+	last := puts[1]
+	body, err := last.DistributionEnvelope(reg.Host, "evt-1", time.Date(2026, 8, 14, 9, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := hooks.ParseDistribution(hooks.DistributionMediaType, body)
+	if err != nil {
+		t.Fatalf("ParseDistribution of the rendered envelope: %v\n%s", err, body)
+	}
+	if len(got) != 1 || got[0].Ref() != pushed.Ref() || got[0].Tag != "multi" ||
+		got[0].MediaType != "application/vnd.oci.image.index.v1+json" {
+		t.Errorf("parsed = %+v, want %s tagged multi", got, pushed.Ref())
 	}
 }

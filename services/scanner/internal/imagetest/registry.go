@@ -15,7 +15,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // RegistryOptions configures StartRegistry.
@@ -99,6 +102,29 @@ func (r *Registry) Push(ctx context.Context, repo, tag string, img v1.Image) (Pu
 		return Pushed{}, fmt.Errorf("push %s: %w", ref, err)
 	}
 	d, err := img.Digest()
+	if err != nil {
+		return Pushed{}, fmt.Errorf("digest of %s: %w", ref, err)
+	}
+	return Pushed{Repository: ref.Context().Name(), Tag: tag, Digest: d.String()}, nil
+}
+
+// PushIndex uploads a multi-platform image index of the given linux/amd64
+// image (with img as its only manifest) as repo:tag and returns the index
+// digest.
+func (r *Registry) PushIndex(ctx context.Context, repo, tag string, img v1.Image) (Pushed, error) {
+	ref, err := name.NewTag(fmt.Sprintf("%s/%s:%s", r.Host, repo, tag))
+	if err != nil {
+		return Pushed{}, fmt.Errorf("parse reference: %w", err)
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+		Add:        img,
+		Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}},
+	})
+	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx), remote.WithAuth(r.auth)); err != nil {
+		return Pushed{}, fmt.Errorf("push index %s: %w", ref, err)
+	}
+	d, err := idx.Digest()
 	if err != nil {
 		return Pushed{}, fmt.Errorf("digest of %s: %w", ref, err)
 	}

@@ -186,6 +186,26 @@ func TestScanByTagResolvesDigest(t *testing.T) {
 	}
 }
 
+func TestScanImageIndex(t *testing.T) {
+	img, err := imagetest.VulnerableAlpine().Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := env.reg.PushIndex(context.Background(), "team/multi", "v1", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := newScanner(t, env.opts).ScanImage(context.Background(), idx.Ref())
+	if err != nil {
+		t.Fatalf("ScanImage(index): %v", err)
+	}
+	// The linux/amd64 image of the index is scanned; the digest stays the
+	// index's, which is what the registry notified.
+	if res.Digest != idx.Digest || res.Counts.Critical != 2 {
+		t.Errorf("index scan: digest %s (want %s), counts %+v", res.Digest, idx.Digest, res.Counts)
+	}
+}
+
 func TestScanErrors(t *testing.T) {
 	// A port nothing listens on.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
