@@ -3,11 +3,16 @@
 // in the LEDGER stream, keeps the Merkle tree over the entries, and signs
 // checkpoints of it into LEDGER_CHECKPOINTS.
 //
-// Three goroutines share the work:
-//   - the consumer handler (record.go) turns each RAMPART message into an
-//     entry, signs it and publishes it asynchronously, with the expected last
-//     LEDGER sequence, so that consecutive entries are pipelined but can only
-//     be stored in order;
+// A pipeline of goroutines shares the work:
+//   - the consumer handler (record.go) decides, in stream order, what each
+//     RAMPART message becomes (an entry, a duplicate, poison) and gives the
+//     entry its index;
+//   - sign workers (publish.go, GOMAXPROCS of them) encode, hash and sign
+//     entries in parallel;
+//   - the publisher (publish.go) publishes the signed entries in index order,
+//     asynchronously and with the expected last LEDGER sequence and message
+//     id, so that consecutive entries are pipelined but can only be stored
+//     in order;
 //   - the committer (commit.go) waits for each publish acknowledgement in
 //     order, repairs failed publishes in place, and adds committed entries to
 //     the tree;
@@ -25,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,8 +41,8 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/events/bus"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
-	"github.com/rampartci/rampart/pkg/ledger/tree"
 	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/tree"
 )
 
 // Durable is the name of the ledger's consumer on the RAMPART stream.
@@ -114,15 +120,23 @@ type Ledger struct {
 	// does not run).
 	next    uint64            // index of the next entry
 	lastSeq uint64            // RAMPART sequence of the last message handled
-	prevID  string            // message id of the last entry handled
 	dedup   map[string]uint64 // CloudEvent source + "\x00" + id → entry index
+
+	// Owned by the publisher (and by rebuild and rollback while it does not
+	// run): the message id of the last entry published.
+	prevID string
 
 	// Owned by the committer: the last committed entry.
 	committedSeq uint64 // its RAMPART sequence
 	committedID  string // its message id
 
+	// The pipeline, made anew by each record: handler → toSign (sign
+	// workers) and toPublish (publisher, in handler order) → inflight
+	// (committer).
+	toSign     chan *pending
+	toPublish  chan *pending
 	inflight   chan *pending
-	sendMu     sync.RWMutex // held by the handler; taken to close inflight
+	sendMu     sync.RWMutex // held by the handler; taken to close toSign and toPublish
 	sendClosed bool
 	ready      atomic.Bool
 }
@@ -248,17 +262,33 @@ func (l *Ledger) record(ctx context.Context) error {
 	defer stopCommit()
 
 	l.sendMu.Lock()
+	l.toSign = make(chan *pending, l.opts.Window)
+	l.toPublish = make(chan *pending, l.opts.Window)
 	l.inflight = make(chan *pending, l.opts.Window)
 	l.sendClosed = false
 	l.sendMu.Unlock()
+	// The publisher stops when the committer does: nothing would read what
+	// it hands on.
+	pubCtx, stopPub := context.WithCancel(commitCtx)
+	defer stopPub()
 	commitDone := make(chan error, 1)
 	go func() {
 		err := l.commitLoop(commitCtx)
+		stopPub()
 		if err != nil {
 			cancel(err)
 		}
 		commitDone <- err
 	}()
+	var stages sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		stages.Go(l.signLoop)
+	}
+	stages.Go(func() {
+		if err := l.publishLoop(pubCtx); err != nil {
+			cancel(err)
+		}
+	})
 	var cpWG sync.WaitGroup
 	cpWG.Go(func() { l.checkpointLoop(runCtx) })
 
@@ -279,10 +309,13 @@ func (l *Ledger) record(ctx context.Context) error {
 		cons.Stop()
 	}
 	// The handler's context is cancelled, so a handler blocked on a full
-	// channel returns and releases sendMu.
+	// channel returns and releases sendMu. Closing the handler's channels
+	// lets the sign workers finish and the publisher hand on what is
+	// already queued, then close inflight.
 	l.sendMu.Lock()
 	l.sendClosed = true
-	close(l.inflight)
+	close(l.toSign)
+	close(l.toPublish)
 	l.sendMu.Unlock()
 	cpWG.Wait()
 
@@ -295,6 +328,10 @@ func (l *Ledger) record(ctx context.Context) error {
 		stopCommit()
 		commitErr = <-commitDone
 	}
+	// The committer has returned, so the publisher stops too; after it, no
+	// goroutine of this record touches the state that rollback resets.
+	stopPub()
+	stages.Wait()
 	for range l.inflight {
 		// Entries the committer gave up on; rollback forgets them.
 	}

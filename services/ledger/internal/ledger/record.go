@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -20,28 +19,44 @@ import (
 // deadLetterPrefix starts the subjects of dead-lettered copies.
 var deadLetterPrefix = events.SubjectPrefix + "." + events.KindDeadLetter + "."
 
-// pending is an entry published to LEDGER and not yet committed.
+// pending is one entry on its way through the pipeline: built by the
+// handler, encoded and signed by a sign worker, published by the publisher
+// and committed by the committer.
 type pending struct {
+	// Set by the handler.
 	index     uint64
-	id        string // Nats-Msg-Id: hex of the entry's leaf hash
-	leaf      tlog.Hash
-	streamSeq uint64 // RAMPART sequence of the recorded message
-	data      []byte // canonical entry bytes
-	sig       string // base64 Ed25519 signature over data
+	streamSeq uint64       // RAMPART sequence of the recorded message
+	entry     *entry.Entry // until signed
 	kind      entry.Kind
 	chainID   string
-	fut       jetstream.PubAckFuture // nil when the async publish could not be started
 	received  time.Time
+	signed    chan struct{} // closed by the sign worker when the fields below are set
+
+	// Set by the sign worker.
+	data []byte // canonical entry bytes
+	leaf tlog.Hash
+	id   string // Nats-Msg-Id: hex of the entry's leaf hash
+	sig  string // base64 Ed25519 signature over data
+	err  error  // encoding failed (a bug: the handler builds only valid entries)
+
+	// Set by the publisher.
+	fut jetstream.PubAckFuture // nil when the async publish could not be started
 }
 
 // handle is the consumer handler. The bus calls it for one message at a time,
-// in stream order. It returns nil once the entry is handed to the committer
-// (the bus then acks the RAMPART message: the LEDGER stream, not the ack
-// floor, records progress), bus.Poison for a message that is not a
-// CloudEvent, and an error only when the ledger is stopping.
+// in stream order. It decides, in order, what the message becomes (an entry,
+// a duplicate or poison), gives the entry its index and hands it to the sign
+// workers and, in the same order, to the publisher. It returns nil once the
+// entry is handed on (the bus then acks the RAMPART message: the LEDGER
+// stream, not the ack floor, records progress), bus.Poison for a message that
+// is not a CloudEvent, and an error only when the ledger is stopping.
+//
+// The per-entry work that does not depend on other entries (canonical
+// encoding, leaf hash, Ed25519 signature) happens in the sign workers, so
+// this handler, which is the only serial step before JetStream, stays short.
 func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
 	// A callback that arrives after record stopped the consumer must not
-	// touch the state or send on the closed channel.
+	// touch the state or send on the closed channels.
 	l.sendMu.RLock()
 	defer l.sendMu.RUnlock()
 	if l.sendClosed {
@@ -73,42 +88,24 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return nil
 	}
 	e.Index = l.next
-	data, err := entry.Marshal(e)
-	if err != nil {
-		l.metrics.poison.Inc()
-		l.lastSeq = seq
-		return bus.Poison(fmt.Errorf("encoding ledger entry: %w", err))
-	}
-	leaf := tlog.RecordHash(data)
-	p := &pending{
-		index:     e.Index,
-		id:        hex.EncodeToString(leaf[:]),
-		leaf:      leaf,
-		streamSeq: seq,
-		data:      data,
-		sig:       l.signer.SignEntry(data),
-		kind:      e.Kind,
-		chainID:   e.ChainID,
-		received:  received,
-	}
-	// Entry i is LEDGER message i+1, and it may only be stored right after
-	// this ledger's entry i-1 (expected last sequence i and expected last
-	// message id): the server enforces the chain, so entries pipelined ahead
-	// of a failed one can never land after someone else's message. If the
-	// async publish cannot even start, the committer publishes the entry
-	// synchronously.
-	p.fut, err = l.js.PublishMsgAsync(l.entryMsg(p), l.expect(p.index, l.prevID)...)
-	if err != nil {
-		l.log.Debug("async publish of entry failed to start", "entry", p.index, "err", err)
-		p.fut = nil
-	}
+	p := &pending{index: e.Index, streamSeq: seq, entry: e, kind: e.Kind, chainID: e.ChainID,
+		received: received, signed: make(chan struct{})}
+	// The publisher takes entries in the order they are queued here; the
+	// sign workers may finish them in any order. Both channels hold at most
+	// Window entries, so a slow JetStream holds the handler back.
 	select {
-	case l.inflight <- p:
+	case l.toSign <- p:
 	case <-ctx.Done():
 		return fmt.Errorf("recording %s seq %d: %w", msg.Subject(), seq, context.Cause(ctx))
 	}
+	select {
+	case l.toPublish <- p:
+	case <-ctx.Done():
+		// The sign workers may still sign p; nobody publishes it, and the
+		// message is redelivered.
+		return fmt.Errorf("recording %s seq %d: %w", msg.Subject(), seq, context.Cause(ctx))
+	}
 	l.next++
-	l.prevID = p.id
 	if dedupKey != "" {
 		l.dedup[dedupKey] = p.index
 	}
