@@ -144,12 +144,6 @@ func (s *Scanner) ScanImage(parent context.Context, ref string) (*Result, error)
 	}
 	host := parsed.Context().RegistryStr()
 
-	version, release, err := s.db.Acquire()
-	if err != nil {
-		return nil, fmt.Errorf("scan %s: %w: %w", ref, ErrScan, err)
-	}
-	defer release()
-
 	ctx, cancel := context.WithTimeout(parent, cmp.Or(s.opts.Timeout, DefaultTimeout))
 	defer cancel()
 	// go-containerregistry, as Trivy calls it, sends registry requests with
@@ -192,7 +186,7 @@ func (s *Scanner) ScanImage(parent context.Context, ref string) (*Result, error)
 	if err != nil {
 		return fail(ErrScan, "prepare", err)
 	}
-	report, err := run(ctx, art, c)
+	report, version, err := s.run(ctx, art, c)
 	if err != nil {
 		return fail(ErrScan, "scan", err)
 	}
@@ -212,12 +206,6 @@ func (s *Scanner) ScanImage(parent context.Context, ref string) (*Result, error)
 // result's SBOM is the input, unchanged. Errors wrap ErrScan.
 func (s *Scanner) ScanSBOM(ctx context.Context, sbom []byte) (*Result, error) {
 	start := time.Now()
-	version, release, err := s.db.Acquire()
-	if err != nil {
-		return nil, fmt.Errorf("scan SBOM: %w: %w", ErrScan, err)
-	}
-	defer release()
-
 	// Trivy's SBOM artifact reads from a file.
 	f, err := os.CreateTemp(s.opts.TempDir, "rampart-sbom-*.json")
 	if err != nil {
@@ -238,7 +226,7 @@ func (s *Scanner) ScanSBOM(ctx context.Context, sbom []byte) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan SBOM: %w: %w", ErrScan, err)
 	}
-	report, err := run(ctx, art, c)
+	report, version, err := s.run(ctx, art, c)
 	if err != nil {
 		return nil, fmt.Errorf("scan SBOM: %w: %w", ErrScan, err)
 	}
@@ -247,12 +235,36 @@ func (s *Scanner) ScanSBOM(ctx context.Context, sbom []byte) (*Result, error) {
 	return res, nil
 }
 
-// run is Trivy's own scan pipeline: inspect the artifact into the cache, then
-// apply its layers and detect vulnerabilities in OS and language packages.
-func run(ctx context.Context, art artifact.Artifact, c cache.Cache) (types.Report, error) {
-	backend := local.NewService(applier.NewApplier(c), ospkg.NewScanner(), langpkg.NewScanner(),
-		vulnerability.NewClient(trivydb.Config{}))
-	return trivyscan.NewService(backend, art).ScanArtifact(ctx, scanOptions)
+// run is Trivy's own scan pipeline: inspect the artifact into the cache
+// (pulling and analysing layers), then apply its layers and detect
+// vulnerabilities in OS and language packages. It returns the DB version the
+// detection read.
+func (s *Scanner) run(ctx context.Context, art artifact.Artifact, c cache.Cache) (types.Report, vulndb.Version, error) {
+	backend := &leasedBackend{db: s.db, next: local.NewService(applier.NewApplier(c), ospkg.NewScanner(),
+		langpkg.NewScanner(), vulnerability.NewClient(trivydb.Config{}))}
+	report, err := trivyscan.NewService(backend, art).ScanArtifact(ctx, scanOptions)
+	return report, backend.version, err
+}
+
+// leasedBackend holds a read lease on the vulnerability DB only while Trivy
+// matches packages against it, not while layers are pulled and analysed, so
+// a slow registry never holds up a DB reload (and the scans queued behind it).
+type leasedBackend struct {
+	db      *vulndb.DB
+	next    trivyscan.Backend
+	version vulndb.Version // the DB the detection read
+}
+
+var _ trivyscan.Backend = (*leasedBackend)(nil)
+
+func (b *leasedBackend) Scan(ctx context.Context, target, artifactKey string, blobKeys []string, opts types.ScanOptions) (types.ScanResponse, error) {
+	v, release, err := b.db.Acquire()
+	if err != nil {
+		return types.ScanResponse{}, err
+	}
+	defer release()
+	b.version = v
+	return b.next.Scan(ctx, target, artifactKey, blobKeys, opts)
 }
 
 // scanOptions asks for vulnerabilities in OS and language packages with every

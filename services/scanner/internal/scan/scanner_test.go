@@ -73,6 +73,39 @@ func TestHungRegistryTimesOut(t *testing.T) {
 	}
 }
 
+func TestReloadDoesNotWaitForAPull(t *testing.T) {
+	reached := make(chan struct{}, 1)
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case reached <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done()
+	}))
+	defer hung.Close()
+	s := newScanner(t, env.opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.ScanImage(ctx, strings.TrimPrefix(hung.URL, "http://")+"/team/app@"+env.vulnerable.Digest)
+		done <- err
+	}()
+	<-reached // the scan is now waiting on the registry
+
+	start := time.Now()
+	if _, _, err := env.db.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("Reload waited %v for a scan that was still pulling", elapsed)
+	}
+	cancel() // the caller gives up: the scan returns promptly with the context's error
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled scan of the hung registry: err = %v, want context.Canceled", err)
+	}
+}
+
 func TestClosingASecondDBReferenceKeepsScanning(t *testing.T) {
 	// A second reference to the shared DB, closed: the shared one stays open.
 	db, err := vulndb.Open(env.cacheDir, nil)

@@ -49,9 +49,10 @@ func (v Version) IsZero() bool { return v.Digest == "" }
 // DB is the process-wide handle to the vulnerability DB Trivy reads.
 //
 // Trivy's detectors read the DB through package-level state, so a DB here does
-// not hold a connection object; it owns that global state. Scans hold a read
-// lease (Acquire) for their whole run so that Reload, which closes and reopens
-// the file after a refresh, never pulls the DB out from under a running scan.
+// not hold a connection object; it owns that global state. A scan holds a
+// read lease (Acquire) while it matches packages against the DB, so that
+// Reload, which closes and reopens the file after a refresh, never pulls the
+// DB out from under it.
 type DB struct {
 	dir    string
 	logger *slog.Logger
@@ -143,9 +144,10 @@ func (d *DB) Version() Version {
 	return d.version
 }
 
-// Acquire takes a read lease on the DB for one scan and returns the version the
-// scan will see. The caller must call release when the scan is done; Reload
-// waits for outstanding leases.
+// Acquire takes a read lease on the DB and returns the version the holder
+// sees. The caller must call release when done reading; Reload waits for
+// outstanding leases, so hold one only while matching (milliseconds), not
+// while pulling images.
 func (d *DB) Acquire() (v Version, release func(), err error) {
 	d.mu.RLock()
 	if d.closed {
