@@ -1,6 +1,7 @@
 package entry
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,45 @@ func deadLetterEntry() *Entry {
 	}
 }
 
+// binaryDeadLetterEntry is a dead letter of a binary-mode message whose
+// ce-* headers claimed to be an event.
+func binaryDeadLetterEntry() *Entry {
+	e := deadLetterEntry()
+	e.Index = 9
+	e.Headers = map[string][]string{
+		"ce-specversion":            {"1.0"},
+		"ce-id":                     {"e-9"},
+		"ce-source":                 {"/scanner%20x"},
+		"ce-type":                   {"dev.cdevents.artifact.published.0.2.0"},
+		"content-type":              {"application/json"},
+		"Rampart-Original-Sequence": {"17"},
+		"Rampart-Consumer":          {"ledger"},
+		"X-Multi":                   {"b", "a"},
+	}
+	return e
+}
+
+// referenceMarshal is the encoding/json definition of the canonical form,
+// which Marshal writes by hand: the tests hold Marshal to it byte for byte.
+func referenceMarshal(e *Entry) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	w := wire{
+		Index: e.Index, RecordedAt: e.RecordedAt.UTC().Format(time.RFC3339Nano), Subject: e.Subject,
+		StreamSeq: e.StreamSeq, Kind: e.Kind, EventID: e.EventID, Source: e.Source, Type: e.Type,
+		ChainID: e.ChainID, Event: e.Event, Reason: e.Reason, OriginalSubject: e.OriginalSubject,
+		Headers: e.Headers, Data: e.Data,
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&w); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 func TestMarshalCanonical(t *testing.T) {
 	tests := []struct {
 		name string
@@ -54,6 +94,20 @@ func TestMarshalCanonical(t *testing.T) {
 			name: "dead letter",
 			in:   deadLetterEntry(),
 			want: `{"index":8,"recordedAt":"2025-11-26T17:00:00.123456789Z","subject":"rampart.deadletter.x","streamSeq":43,"kind":"deadletter","reason":"not a CloudEvent","originalSubject":"rampart.x.y","data":"AGdhcmJhZ2U8Pg=="}`,
+		},
+		{
+			name: "dead letter of a binary-mode message, with its headers",
+			in:   binaryDeadLetterEntry(),
+			want: `{"index":9,"recordedAt":"2025-11-26T17:00:00.123456789Z","subject":"rampart.deadletter.x","streamSeq":43,"kind":"deadletter","reason":"not a CloudEvent","originalSubject":"rampart.x.y","headers":{"Rampart-Consumer":["ledger"],"Rampart-Original-Sequence":["17"],"X-Multi":["b","a"],"ce-id":["e-9"],"ce-source":["/scanner%20x"],"ce-specversion":["1.0"],"ce-type":["dev.cdevents.artifact.published.0.2.0"],"content-type":["application/json"]},"data":"AGdhcmJhZ2U8Pg=="}`,
+		},
+		{
+			name: "strings that need escaping",
+			in: func() *Entry {
+				e := eventEntry()
+				e.Source = "/a\"q\\\b\f\n\r\t\x01\x7f<>&\u2028\u2029é\xff"
+				return e
+			}(),
+			want: `{"index":7,"recordedAt":"2025-11-26T17:00:00.123456789Z","subject":"rampart.scan.shop","streamSeq":42,"kind":"event","eventId":"e-1","source":"/a\"q\\\b\f\n\r\t\u0001` + "\x7f" + `<>&\u2028\u2029é\ufffd","type":"dev.cdevents.testsuiterun.finished.0.3.0","chainId":"chain-1","event":{"specversion":"1.0","id":"e-1","data":{"html":"<b>&"}}}`,
 		},
 		{
 			name: "non-UTC time is written in UTC",
@@ -74,6 +128,12 @@ func TestMarshalCanonical(t *testing.T) {
 			}
 			if string(got) != tt.want {
 				t.Fatalf("Marshal:\n got %s\nwant %s", got, tt.want)
+			}
+			if ref, err := referenceMarshal(tt.in); err != nil || string(ref) != tt.want {
+				t.Fatalf("encoding/json writes %s (%v), want %s", ref, err, tt.want)
+			}
+			if strings.Contains(tt.want, "\\ufffd") {
+				return // invalid UTF-8 does not round trip, so Unmarshal rejects it
 			}
 			back, err := Unmarshal(got)
 			if err != nil {
@@ -111,7 +171,38 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"unknown kind", strings.Replace(s, `"kind":"event"`, `"kind":"other"`, 1)},
 		{"event without id", strings.Replace(s, `"eventId":"e-1",`, ``, 1)},
 		{"event with reason", strings.Replace(s, `"chainId":"chain-1",`, `"chainId":"chain-1","reason":"x",`, 1)},
+		{"event with headers", strings.Replace(s, `"chainId":"chain-1",`, `"chainId":"chain-1","headers":{"ce-id":["x"]},`, 1)},
 		{"duplicate key", strings.Replace(s, `"subject":"rampart.scan.shop",`, `"subject":"rampart.scan.shop","subject":"rampart.scan.shop",`, 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Unmarshal([]byte(tt.in)); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Unmarshal(%q) error = %v, want ErrInvalid", tt.in, err)
+			}
+		})
+	}
+}
+
+func TestUnmarshalRejectsDeadLetter(t *testing.T) {
+	good, err := Marshal(binaryDeadLetterEntry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Unmarshal(good); err != nil {
+		t.Fatalf("Unmarshal of a good dead letter: %v", err)
+	}
+	s := string(good)
+	tests := []struct {
+		name string
+		in   string
+	}{
+		{"header names not sorted", strings.Replace(s, `"Rampart-Consumer":["ledger"],"Rampart-Original-Sequence":["17"]`, `"Rampart-Original-Sequence":["17"],"Rampart-Consumer":["ledger"]`, 1)},
+		{"header without values", strings.Replace(s, `"X-Multi":["b","a"]`, `"X-Multi":[]`, 1)},
+		{"header with null values", strings.Replace(s, `"X-Multi":["b","a"]`, `"X-Multi":null`, 1)},
+		{"header with an empty name", strings.Replace(s, `"X-Multi":["b","a"]`, `"":["b","a"]`, 1)},
+		{"empty headers", strings.Replace(s, `"headers":{`, `"headers":{},"x":{`, 1)},
+		{"duplicate header name", strings.Replace(s, `"X-Multi":["b","a"]`, `"X-Multi":["b"],"X-Multi":["a"]`, 1)},
+		{"event fields", strings.Replace(s, `"kind":"deadletter",`, `"kind":"deadletter","eventId":"x",`, 1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,7 +259,7 @@ func TestSignature(t *testing.T) {
 // FuzzUnmarshal checks that whatever Unmarshal accepts re-encodes to exactly
 // the same bytes, the property the Merkle leaves depend on.
 func FuzzUnmarshal(f *testing.F) {
-	for _, e := range []*Entry{eventEntry(), deadLetterEntry()} {
+	for _, e := range []*Entry{eventEntry(), deadLetterEntry(), binaryDeadLetterEntry()} {
 		b, err := Marshal(e)
 		if err != nil {
 			f.Fatal(err)
@@ -187,6 +278,31 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 		if string(again) != string(b) {
 			t.Fatalf("accepted non-canonical bytes:\n in %q\nout %q", b, again)
+		}
+	})
+}
+
+// FuzzMarshalMatchesEncodingJSON checks the hand-written encoder against
+// encoding/json on entries with arbitrary strings, event JSON, headers and
+// data: the canonical form of existing ledgers must not change.
+func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
+	f.Add(uint64(7), "rampart.scan.shop", "e-1", "/src\u2028\xff", `{"a": [1, 2.5e3, "<&>"] }`, "ce-id", "v\x00", []byte("data"), false)
+	f.Add(uint64(8), "rampart.deadletter.x", "", "", "", "ce-source", "%20x", []byte("\x00garbage<>"), true)
+	f.Fuzz(func(t *testing.T, index uint64, subject, id, source, event, hname, hvalue string, data []byte, dead bool) {
+		e := &Entry{Index: index, RecordedAt: fixedTime, Subject: subject, StreamSeq: index + 1}
+		if dead {
+			e.Kind, e.Reason, e.OriginalSubject, e.Data = KindDeadLetter, source, id, data
+			e.Headers = map[string][]string{hname: {hvalue, id}, "ce-type": {source}}
+		} else {
+			e.Kind, e.EventID, e.Source, e.Type, e.ChainID, e.Event = KindEvent, id, source, subject, hvalue, json.RawMessage(event)
+		}
+		got, gotErr := Marshal(e)
+		want, wantErr := referenceMarshal(e)
+		if (gotErr != nil) != (wantErr != nil) {
+			t.Fatalf("Marshal error %v, encoding/json error %v", gotErr, wantErr)
+		}
+		if gotErr == nil && !bytes.Equal(got, want) {
+			t.Fatalf("Marshal:\n got %s\nwant %s", got, want)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -269,26 +270,55 @@ func TestMalformedMessageIsDeadLetteredAndRecorded(t *testing.T) {
 	js := pub.JetStream()
 
 	bad := &nats.Msg{Subject: "rampart.x.y", Data: []byte("not a cloudevent"), Header: nats.Header{}}
-	publishAsync(t, js, []*nats.Msg{bad, commitMsg(t, "after-1", "after-1")})
-	// Entries: the event after the bad message, then the dead letter that
-	// the bus published for the bad one.
-	waitCommitted(t, in.l, 2)
+	// A binary-mode message whose ce-* headers claim an event the binding
+	// does not read (CloudEvents 0.3).
+	claims := commitMsg(t, "claims-1", "claims-1")
+	claims.Subject = "rampart.x.z"
+	claims.Header.Set("ce-specversion", "0.3")
+	publishAsync(t, js, []*nats.Msg{bad, commitMsg(t, "after-1", "after-1"), claims})
+	// Entries: the event after the bad messages, then the dead letters that
+	// the bus published for the bad ones.
+	waitCommitted(t, in.l, 3)
 
 	got, err := readLog(t, js, s.Verifier())
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
-	var dl *entry.Entry
+	dead := map[string]*entry.Entry{}
 	for _, e := range got {
 		if e.Kind == entry.KindDeadLetter {
-			dl = e
+			dead[e.OriginalSubject] = e
 		}
 	}
+	dl := dead["rampart.x.y"]
 	if dl == nil {
-		t.Fatalf("no dead-letter entry in %d entries", len(got))
+		t.Fatalf("no dead-letter entry for rampart.x.y in %d entries", len(got))
 	}
-	if dl.OriginalSubject != "rampart.x.y" || string(dl.Data) != "not a cloudevent" || dl.Subject != bus.DeadLetterSubject(Durable) || !strings.Contains(dl.Reason, "CloudEvent") {
+	if string(dl.Data) != "not a cloudevent" || dl.Subject != bus.DeadLetterSubject(Durable) || !strings.Contains(dl.Reason, "CloudEvent") {
 		t.Fatalf("dead-letter entry = %+v", dl)
+	}
+	// The entry keeps what the bus adds besides the reason and subject.
+	wantHeaders := map[string][]string{bus.HeaderOriginalSequence: {"1"}, bus.HeaderConsumer: {Durable}}
+	if !reflect.DeepEqual(dl.Headers, wantHeaders) {
+		t.Fatalf("dead-letter headers = %v, want %v", dl.Headers, wantHeaders)
+	}
+	// The binary-mode one keeps what it claimed to be.
+	dl = dead["rampart.x.z"]
+	if dl == nil {
+		t.Fatalf("no dead-letter entry for rampart.x.z in %d entries", len(got))
+	}
+	for name, want := range map[string]string{
+		"ce-specversion": "0.3", "ce-id": "claims-1", "ce-source": "/test", "ce-type": events.TypeChangeMerged,
+		bus.HeaderOriginalSequence: "3", bus.HeaderConsumer: Durable,
+	} {
+		if v := dl.Headers[name]; len(v) != 1 || v[0] != want {
+			t.Errorf("dead-letter header %s = %q, want %q", name, v, want)
+		}
+	}
+	for name := range dl.Headers {
+		if strings.HasPrefix(strings.ToLower(name), "nats-") || name == bus.HeaderDeadLetterReason || name == bus.HeaderOriginalSubject {
+			t.Errorf("dead-letter entry keeps header %s", name)
+		}
 	}
 	// The bad message itself was terminated: the consumer has nothing pending.
 	cons, err := js.Consumer(t.Context(), bus.StreamName, Durable)
@@ -307,7 +337,7 @@ func TestMalformedMessageIsDeadLetteredAndRecorded(t *testing.T) {
 	})
 	// And the consumer keeps going.
 	publishAsync(t, js, []*nats.Msg{commitMsg(t, "after-2", "after-2")})
-	waitCommitted(t, in.l, 3)
+	waitCommitted(t, in.l, 4)
 }
 
 func TestForgedEntryIsCaught(t *testing.T) {

@@ -130,6 +130,7 @@ func (l *Ledger) entryFor(msg jetstream.Msg, seq uint64) (e *entry.Entry, dedupK
 			e.Reason = "(no " + bus.HeaderDeadLetterReason + " header)"
 		}
 		e.OriginalSubject = h.Get(bus.HeaderOriginalSubject)
+		e.Headers = deadLetterHeaders(h)
 		e.Data = msg.Data()
 		return e, "", nil
 	}
@@ -152,6 +153,29 @@ func (l *Ledger) entryFor(msg jetstream.Msg, seq uint64) (e *entry.Entry, dedupK
 	e.ChainID = events.ChainID(ev)
 	e.Event = structured
 	return e, dedupKey, nil
+}
+
+// deadLetterHeaders returns the headers of a dead-lettered message that its
+// entry records besides the reason and the original subject: what the poison
+// message claimed to be (its ce-* attributes, content-type, traceparent, ...)
+// and where the bus found it. JetStream's own headers (Nats-*, such as the
+// dead letter's Nats-Msg-Id) are left out, and so are names without values.
+func deadLetterHeaders(h nats.Header) map[string][]string {
+	out := make(map[string][]string, len(h))
+	for name, values := range h {
+		switch {
+		case len(values) == 0,
+			len(name) >= 5 && strings.EqualFold(name[:5], "Nats-"),
+			strings.EqualFold(name, bus.HeaderDeadLetterReason),
+			strings.EqualFold(name, bus.HeaderOriginalSubject):
+			continue
+		}
+		out[name] = values
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // entryMsg is the LEDGER message for p: the entry bytes, signed in a header,
