@@ -50,8 +50,9 @@ func (e *Env) Inject(ctx context.Context, f Failure, alertID string) error {
 }
 
 // Alert sends an Alertmanager v4 webhook with one firing alert about the
-// canary, as Alertmanager would.
-func (e *Env) Alert(ctx context.Context, fingerprint string, startsAt time.Time) error {
+// canary, as Alertmanager would, and returns the ids of the anomalies the
+// watcher published (or had published for the same alert before).
+func (e *Env) Alert(ctx context.Context, fingerprint string, startsAt time.Time) ([]string, error) {
 	body, _ := json.Marshal(map[string]any{
 		"version": "4", "groupKey": "{}:{alertname=\"HighErrorRate\"}", "truncatedAlerts": 0, "status": "firing",
 		"receiver": "rampart", "groupLabels": map[string]string{"alertname": "HighErrorRate"},
@@ -65,9 +66,14 @@ func (e *Env) Alert(ctx context.Context, fingerprint string, startsAt time.Time)
 	})
 	token, err := e.secret("alertmanager.token")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.post(ctx, "/hooks/alertmanager", body, map[string]string{"Authorization": "Bearer " + token})
+	var resp struct {
+		Published  []string `json:"published"`
+		Duplicates []string `json:"duplicates"`
+	}
+	err = e.postJSON(ctx, "/hooks/alertmanager", body, map[string]string{"Authorization": "Bearer " + token}, &resp)
+	return append(resp.Published, resp.Duplicates...), err
 }
 
 // Promote ends the rollout's current pause now (the operator API).
@@ -85,10 +91,15 @@ func (e *Env) get(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	return do(req)
+	return do(req, nil)
 }
 
 func (e *Env) post(ctx context.Context, path string, body []byte, headers map[string]string) error {
+	return e.postJSON(ctx, path, body, headers, nil)
+}
+
+// postJSON posts body to the mesh's HTTP path and decodes the answer into out.
+func (e *Env) postJSON(ctx context.Context, path string, body []byte, headers map[string]string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+e.Mesh.Host.HTTPAddr()+path, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -97,10 +108,10 @@ func (e *Env) post(ctx context.Context, path string, body []byte, headers map[st
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	return do(req)
+	return do(req, out)
 }
 
-func do(req *http.Request) error {
+func do(req *http.Request, out any) error {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -109,6 +120,9 @@ func do(req *http.Request) error {
 	if resp.StatusCode >= 300 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(msg))
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil

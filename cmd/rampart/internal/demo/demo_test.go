@@ -115,7 +115,7 @@ func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
 	}
 	startsAt := time.Now().Add(-time.Minute)
 	for range 100 {
-		if err := e.Alert(t.Context(), "f00dfeed", startsAt); err != nil {
+		if _, err := e.Alert(t.Context(), "f00dfeed", startsAt); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -25,6 +25,9 @@ func (m *Manager) handleAnomaly(ctx context.Context, ev cloudevents.Event) error
 	}
 	switch a.Target {
 	case events.TargetCanary:
+		if a.RolloutID != "" && m.cutTraffic(ctx, a.App, a.RolloutID, received) {
+			received = time.Time{} // measured already
+		}
 		id := a.RolloutID
 		if id == "" {
 			state, err := m.store.App(ctx, a.App)
@@ -47,6 +50,32 @@ func (m *Manager) handleAnomaly(ctx context.Context, ev cloudevents.Event) error
 	return nil // TargetNone: recorded by the ledger, nothing to do
 }
 
+// cutTraffic sets the canary weight to 0 at once when rollout id is the one
+// this process knows to be in flight for app: the anomaly's fast path,
+// taken before any state is read. abort then records the rollback (and sets
+// the weight again, which changes nothing). Weight 0 sends everything to the
+// stable slot, so acting on a stale hint costs at most a canary step that
+// the driver re-applies.
+//
+// It does not take the application's lock: a step being recorded at the same
+// moment may raise the weight again, and abort's final SetWeight(0), made
+// once the rollback is recorded and no step can follow, settles it.
+func (m *Manager) cutTraffic(ctx context.Context, app, id string, received time.Time) bool {
+	if active, ok := m.active.Load(app); !ok || active != id {
+		return false
+	}
+	rt, ok := m.routers[app]
+	if !ok {
+		return false
+	}
+	if err := rt.SetWeight(ctx, 0); err != nil {
+		m.log.Error("fast rollback: set canary weight 0", "app", app, "rollout", id, "err", err)
+		return false
+	}
+	m.metrics.rollbackLatency.Observe(time.Since(received).Seconds())
+	return true
+}
+
 // abort rolls rollout id back: the canary's weight goes to 0 first, then the
 // rollback is recorded and announced. An anomaly for a rollout that already
 // ended does nothing, so a duplicate never rolls back twice.
@@ -67,7 +96,9 @@ func (m *Manager) abort(ctx context.Context, id string, trigger events.Anomaly, 
 			unlock()
 			return fmt.Errorf("rollback %s: set canary weight 0: %w", id, err)
 		}
-		m.metrics.rollbackLatency.Observe(time.Since(received).Seconds())
+		if !received.IsZero() {
+			m.metrics.rollbackLatency.Observe(time.Since(received).Seconds())
+		}
 	}
 	var trafficAtAbort int
 	r, changed, err := m.store.updateRollout(ctx, id, func(r *Rollout) (bool, error) {

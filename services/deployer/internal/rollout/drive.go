@@ -250,6 +250,7 @@ func (m *Manager) finish(ctx context.Context, r *Rollout) error {
 	default:
 		return fmt.Errorf("rollout %s is %s, not finished", r.ID, r.Phase)
 	}
+	m.active.CompareAndDelete(r.App, r.ID)
 	var next *Candidate
 	state, err := m.store.updateApp(ctx, r.App, func(a *AppState) (bool, error) {
 		if a.Active != r.ID {

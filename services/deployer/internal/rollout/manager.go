@@ -78,6 +78,10 @@ type Manager struct {
 
 	mu      sync.Mutex
 	drivers map[string]chan struct{} // rollout id → wake-up channel, for rollouts driven here
+	// active is each application's rollout in flight as this process last
+	// saw it, so an anomaly against it can cut traffic before any state is
+	// read. The bucket stays the record; this is only a hint.
+	active sync.Map // app name → rollout id
 }
 
 // NewManager returns a Manager over the bucket kv. routers holds one Router
@@ -117,6 +121,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	for _, r := range all {
 		if !r.Phase.Terminal() {
+			m.active.Store(r.App, r.ID)
 			m.startDriver(r.ID)
 			continue
 		}
@@ -250,6 +255,7 @@ func (m *Manager) begin(ctx context.Context, app policy.App, id string, c Candid
 		return err
 	}
 	m.metrics.rollouts.WithLabelValues("started").Inc()
+	m.active.Store(app.Name, id)
 	m.startDriver(id)
 	return nil
 }
