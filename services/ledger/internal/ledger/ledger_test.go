@@ -121,10 +121,13 @@ func commitMsg(t testing.TB, id, msgID string) *nats.Msg {
 }
 
 // publishAsync publishes msgs in order and waits for all acknowledgements.
+// A full async window waits up to 10s for room instead of nats.go's default
+// 200ms: on a loaded machine (-race, other tests) the server can fall that
+// far behind, and the test is about the ledger, not about the publisher.
 func publishAsync(t testing.TB, js jetstream.JetStream, msgs []*nats.Msg) {
 	t.Helper()
 	for _, m := range msgs {
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
 			t.Errorf("publish: %v", err)
 			return
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 )
 
-// signLoop encodes, hashes and signs entries from l.toSign until the channel
+// signLoop completes, encodes, hashes and signs entries from l.toSign until the channel
 // is closed. Several run at once (GOMAXPROCS): an entry does not depend on any
 // other, and the Ed25519 signature is most of the ledger's own CPU per entry.
 func (l *Ledger) signLoop() {
@@ -23,6 +23,9 @@ func (l *Ledger) signLoop() {
 // then closes p.signed.
 func (l *Ledger) sign(p *pending) {
 	defer close(p.signed)
+	if p.event != nil {
+		completeEvent(p)
+	}
 	data, err := entry.Marshal(p.entry)
 	if err != nil {
 		p.err = fmt.Errorf("encoding ledger entry %d: %w", p.index, err)
@@ -32,7 +35,8 @@ func (l *Ledger) sign(p *pending) {
 	p.leaf = tlog.RecordHash(data)
 	p.id = hex.EncodeToString(p.leaf[:])
 	p.sig = l.signer.SignEntry(data)
-	p.entry = nil // only the bytes are needed from here on
+	// Only the bytes are needed from here on.
+	p.entry, p.event, p.msg = nil, nil, nil
 }
 
 // publishLoop takes entries in handler order from l.toPublish, waits until

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
@@ -25,19 +26,21 @@ var deadLetterPrefix = events.SubjectPrefix + "." + events.KindDeadLetter + "."
 type pending struct {
 	// Set by the handler.
 	index     uint64
-	streamSeq uint64       // RAMPART sequence of the recorded message
-	entry     *entry.Entry // until signed
+	streamSeq uint64             // RAMPART sequence of the recorded message
+	entry     *entry.Entry       // until signed
+	event     *cloudevents.Event // the decoded event, for completeEvent; nil for a dead letter
+	msg       jetstream.Msg      // the RAMPART message, until signed
 	kind      entry.Kind
-	chainID   string
 	received  time.Time
 	signed    chan struct{} // closed by the sign worker when the fields below are set
 
 	// Set by the sign worker.
-	data []byte // canonical entry bytes
-	leaf tlog.Hash
-	id   string // Nats-Msg-Id: hex of the entry's leaf hash
-	sig  string // base64 Ed25519 signature over data
-	err  error  // encoding failed (a bug: the handler builds only valid entries)
+	chainID string
+	data    []byte // canonical entry bytes
+	leaf    tlog.Hash
+	id      string // Nats-Msg-Id: hex of the entry's leaf hash
+	sig     string // base64 Ed25519 signature over data
+	err     error  // encoding failed (a bug: the handler builds only valid entries)
 
 	// Set by the publisher.
 	fut jetstream.PubAckFuture // nil when the async publish could not be started
@@ -75,7 +78,7 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return nil
 	}
 	received := time.Now()
-	e, dedupKey, err := l.entryFor(msg, seq)
+	e, dedupKey, ev, err := l.entryFor(msg, seq)
 	if err != nil {
 		l.metrics.poison.Inc()
 		l.lastSeq = seq
@@ -88,7 +91,7 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return nil
 	}
 	e.Index = l.next
-	p := &pending{index: e.Index, streamSeq: seq, entry: e, kind: e.Kind, chainID: e.ChainID,
+	p := &pending{index: e.Index, streamSeq: seq, entry: e, event: ev, msg: msg, kind: e.Kind,
 		received: received, signed: make(chan struct{})}
 	// The publisher takes entries in the order they are queued here; the
 	// sign workers may finish them in any order. Both channels hold at most
@@ -113,10 +116,11 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	return nil
 }
 
-// entryFor builds the entry for a RAMPART message, without its index. It
-// returns a nil entry for an event that is already recorded, and an error for
-// a message that is not a CloudEvent.
-func (l *Ledger) entryFor(msg jetstream.Msg, seq uint64) (e *entry.Entry, dedupKey string, err error) {
+// entryFor builds the entry for a RAMPART message, without its index and,
+// for an event, without the parts completeEvent adds from the returned
+// CloudEvent. It returns a nil entry for an event that is already recorded,
+// and an error for a message that is not a CloudEvent.
+func (l *Ledger) entryFor(msg jetstream.Msg, seq uint64) (e *entry.Entry, dedupKey string, ev *cloudevents.Event, err error) {
 	e = &entry.Entry{
 		RecordedAt: l.opts.Now().UTC(),
 		Subject:    msg.Subject(),
@@ -132,27 +136,52 @@ func (l *Ledger) entryFor(msg jetstream.Msg, seq uint64) (e *entry.Entry, dedupK
 		e.OriginalSubject = h.Get(bus.HeaderOriginalSubject)
 		e.Headers = deadLetterHeaders(h)
 		e.Data = msg.Data()
-		return e, "", nil
+		return e, "", nil, nil
 	}
-	ev, err := events.FromMsg(msg.Headers(), msg.Data())
+	decoded, err := events.FromMsg(msg.Headers(), msg.Data())
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	dedupKey = ev.Source() + "\x00" + ev.ID()
+	dedupKey = decoded.Source() + "\x00" + decoded.ID()
 	if _, dup := l.dedup[dedupKey]; dup {
-		return nil, dedupKey, nil
+		return nil, dedupKey, nil, nil
 	}
-	structured, err := events.Structured(ev)
-	if err != nil {
-		return nil, "", fmt.Errorf("encoding event %s in structured mode: %w", ev.ID(), err)
-	}
+	// The structured encoding and the chain id are left to the sign
+	// workers (completeEvent): they depend on nothing but the event.
 	e.Kind = entry.KindEvent
-	e.EventID = ev.ID()
-	e.Source = ev.Source()
-	e.Type = ev.Type()
-	e.ChainID = events.ChainID(ev)
-	e.Event = structured
-	return e, dedupKey, nil
+	e.EventID = decoded.ID()
+	e.Source = decoded.Source()
+	e.Type = decoded.Type()
+	return e, dedupKey, &decoded, nil
+}
+
+// completeEvent fills in the structured-mode event and the chain id of an
+// event entry; a sign worker calls it before encoding the entry. An event
+// that FromMsg decoded always encodes; should it ever not, the message is
+// recorded as a dead-letter entry with the reason, so that it still has its
+// place in the ledger (it is not terminated on the bus: it was already
+// acknowledged).
+func completeEvent(p *pending) {
+	e := p.entry
+	structured, err := events.Structured(*p.event)
+	if err == nil {
+		e.Event = structured
+		e.ChainID = events.ChainID(*p.event)
+		p.chainID = e.ChainID
+		return
+	}
+	*e = entry.Entry{
+		Index:           e.Index,
+		RecordedAt:      e.RecordedAt,
+		Subject:         e.Subject,
+		StreamSeq:       e.StreamSeq,
+		Kind:            entry.KindDeadLetter,
+		Reason:          fmt.Sprintf("ledger: encoding event %s in structured mode: %v", e.EventID, err),
+		OriginalSubject: e.Subject,
+		Headers:         deadLetterHeaders(p.msg.Headers()),
+		Data:            p.msg.Data(),
+	}
+	p.kind = entry.KindDeadLetter
 }
 
 // deadLetterHeaders returns the headers of a dead-lettered message that its
