@@ -572,3 +572,28 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// A new finding in the live release pages on-call: whether or not the
+// deployer found a clean release to return to, a human has to know.
+func TestLiveReleaseFindingPages(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	live := chaintest.Purl(chaintest.StableDigest, "v1")
+	ev, err := events.NewAnomaly(events.Meta{ID: "cve-live", Source: "/rampart/scanner", Time: chaintest.T0, App: "shop"}, events.Anomaly{
+		Target: events.TargetRelease, App: "shop", Environment: "prod", ArtifactID: live, Rule: "cve", Origin: "scanner",
+		Description: "CVE-2026-0002 (CRITICAL) in openssl 3.5.0-r0", DetectedAt: chaintest.T0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish(ev)
+	e.waitFor("the page", func() error {
+		if e.pd.Requests() != 1 {
+			return fmt.Errorf("%d PagerDuty requests", e.pd.Requests())
+		}
+		return nil
+	})
+	got := e.pd.Events()[0]
+	if got.DedupKey != "live:shop:"+live || got.Payload.Severity != "critical" || !strings.Contains(got.Payload.Summary, "CVE-2026-0002") {
+		t.Fatalf("page %+v", got)
+	}
+}

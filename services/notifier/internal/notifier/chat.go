@@ -17,9 +17,9 @@ import (
 	"github.com/rampartci/rampart/services/notifier/internal/report"
 )
 
-// anomaly posts a Slack heads-up for an anomaly against something live. The
-// rollback that may follow is what pages; anomalies against nothing live
-// are only recorded (by the ledger).
+// anomaly posts a Slack heads-up for an anomaly against a live canary (the
+// rollback that follows is what pages) and pages for one against the live
+// release; anomalies against nothing live are only recorded (by the ledger).
 func (n *Notifier) anomaly(ctx context.Context, ev cloudevents.Event) error {
 	a, err := events.AnomalyOf(ev)
 	if err != nil {
@@ -29,6 +29,23 @@ func (n *Notifier) anomaly(ctx context.Context, ev cloudevents.Event) error {
 		return nil
 	}
 	log := n.log.With("app", a.App, "environment", a.Environment, "rule", a.Rule, "event", ev.ID())
+	if a.Target == events.TargetRelease {
+		// A finding in the live release (a new CVE in its digest) pages
+		// whether or not the deployer could roll back: with no clean
+		// release to return to, traffic stays and only a human can act.
+		r := n.routes(a.App)
+		return n.toChannels(ctx, log, r, []string{notify.ChannelPagerDuty, notify.ChannelSlack}, events.KindAnomaly, anomalyMessage(a), pagerduty.Alert{
+			DedupKey:  "live:" + a.App + ":" + a.ArtifactID,
+			Summary:   fmt.Sprintf("Live release of %s in %s: %s", a.App, a.Environment, a.Description),
+			Source:    a.App + " (" + a.Environment + ")",
+			Component: a.App,
+			Group:     a.Environment,
+			Class:     a.Rule,
+			Timestamp: ev.Time(),
+			Severity:  "critical",
+			Details:   a,
+		})
+	}
 	sl, err := n.slack(n.routes(a.App))
 	if sl == nil || err != nil {
 		return outcome([]error{err})
