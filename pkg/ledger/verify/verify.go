@@ -8,6 +8,7 @@
 package verify
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -69,7 +70,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Result describes what was verified. It is filled in as far as verification
-// got, also when Log returns an error.
+// got, also when Log or Checker.Result returns an error.
 type Result struct {
 	Entries     int64     // entries checked
 	Root        tlog.Hash // root over all entries
@@ -87,8 +88,172 @@ type entryCheck struct {
 	leaf      tlog.Hash
 	index     uint64
 	streamSeq uint64
-	dedupKey  string // source + "\x00" + eventId for events
+	dedupKey  eventKey // for events; zero for dead letters
+	isEvent   bool
 	err       *Error
+}
+
+// eventKey identifies an event by a hash of its source and id, so that the
+// duplicate check keeps 16 bytes per event rather than the strings.
+type eventKey [16]byte
+
+func keyOf(source, id string) eventKey {
+	h := sha256.New()
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	var k eventKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// batchSize is how many entries a Checker holds before checking them, in
+// parallel: enough to keep GOMAXPROCS workers busy, small enough that
+// memory does not grow with the log. A variable so that tests can cross
+// batch boundaries with small logs.
+var batchSize = 4096
+
+// Checker verifies a ledger streamed to it: every entry in LEDGER order with
+// Entry, then every checkpoint in LEDGER_CHECKPOINTS order with Checkpoint,
+// then Result. It holds one batch of entries at a time, so its memory is the
+// Merkle tree's stored hashes (about 64 bytes per entry) and a 16-byte key
+// per event for the duplicate check, however long the log.
+type Checker struct {
+	v      *checkpoint.Verifier
+	tree   *tree.Tree
+	batch  []Entry
+	checks []entryCheck
+
+	// Entry results.
+	entries  int64 // entries added to the tree
+	entryErr *Error
+	seen     map[eventKey]int64
+	lastSeq  uint64
+
+	// Checkpoint results.
+	cpErr       *Error
+	cpEnd       int64 // size of the range the failing checkpoint covers
+	covered     int64 // size of the largest checkpoint that matched so far
+	prev        *checkpoint.Checkpoint
+	checkpoints int
+	entriesDone bool
+
+	err error // a failure of the tree itself
+}
+
+// NewChecker returns a Checker for a ledger signed by v's key.
+func NewChecker(v *checkpoint.Verifier) *Checker {
+	return &Checker{
+		v:      v,
+		tree:   tree.New(),
+		batch:  make([]Entry, 0, batchSize),
+		checks: make([]entryCheck, batchSize), // reused by every batch
+		seen:   map[eventKey]int64{},
+	}
+}
+
+// Entry adds the next LEDGER message. The Checker keeps e until its batch is
+// checked; the caller must not change e.Data afterwards.
+func (c *Checker) Entry(e Entry) {
+	if c.entriesDone {
+		panic("verify: Checker.Entry after Checkpoint or Result")
+	}
+	c.batch = append(c.batch, e)
+	if len(c.batch) == batchSize {
+		c.flush()
+	}
+}
+
+// flush checks the buffered entries: signatures, parsing and hashing in
+// parallel, then the checks that depend on earlier entries in order. The
+// tree is built over the bytes as stored, also the bad ones: checkpoints are
+// compared with what is really in the log.
+func (c *Checker) flush() {
+	if len(c.batch) == 0 || c.err != nil {
+		c.batch = c.batch[:0]
+		return
+	}
+	checks := c.checks[:len(c.batch)]
+	checkEntries(c.entries, c.batch, checks, c.v)
+	for i := range checks {
+		ck := &checks[i]
+		pos := c.entries
+		if _, err := c.tree.AppendHash(ck.leaf); err != nil {
+			c.err = fmt.Errorf("building tree at entry %d: %w", pos, err)
+			break
+		}
+		c.entries++
+		if c.entryErr != nil {
+			continue
+		}
+		switch {
+		case ck.err != nil:
+			c.entryErr = ck.err
+		case ck.index != uint64(pos):
+			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryIndex,
+				Reason: fmt.Sprintf("entry at position %d says index %d", pos, ck.index)}
+		case pos > 0 && ck.streamSeq <= c.lastSeq:
+			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryOrder,
+				Reason: fmt.Sprintf("stream sequence %d after %d", ck.streamSeq, c.lastSeq)}
+		case ck.isEvent:
+			if first, dup := c.seen[ck.dedupKey]; dup {
+				c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrDuplicateEvent,
+					Reason: fmt.Sprintf("event already recorded as entry %d", first)}
+			} else {
+				c.seen[ck.dedupKey] = pos
+			}
+		}
+		c.lastSeq = ck.streamSeq
+	}
+	// Drop the references to the entry bytes.
+	clear(c.batch)
+	c.batch = c.batch[:0]
+}
+
+// Checkpoint checks the next signed checkpoint against the entries. It must
+// come after the last Entry. After the first bad checkpoint the rest are
+// not looked at.
+func (c *Checker) Checkpoint(signed []byte) {
+	c.endEntries()
+	if c.cpErr != nil || c.err != nil {
+		return
+	}
+	c.cpErr, c.cpEnd, c.err = c.checkCheckpoint(signed)
+}
+
+func (c *Checker) endEntries() {
+	if !c.entriesDone {
+		c.flush()
+		c.entriesDone = true
+	}
+}
+
+// Result reports what was verified and the first problem found, as a *Error
+// (see Log for which problem is first).
+func (c *Checker) Result() (*Result, error) {
+	c.endEntries()
+	res := &Result{Entries: c.entries, Checkpoints: c.checkpoints, Latest: c.prev}
+	if c.err != nil {
+		return res, c.err
+	}
+	size, root, err := c.tree.Root()
+	if err != nil {
+		return res, err
+	}
+	res.Root = root
+	res.Unanchored = size
+	if c.prev != nil {
+		res.Unanchored = size - c.prev.Size
+	}
+	switch {
+	case c.entryErr != nil && (c.cpErr == nil || c.cpErr.Index < 0 || c.entryErr.Index < c.cpEnd):
+		// A bad checkpoint root over a range that holds a bad entry is
+		// explained by that entry, which is the more precise report.
+		return res, c.entryErr
+	case c.cpErr != nil:
+		return res, c.cpErr
+	}
+	return res, nil
 }
 
 // Log verifies entries (in LEDGER stream order) and signed checkpoints (in
@@ -96,89 +261,36 @@ type entryCheck struct {
 // a *Error for the first problem found. An entry problem is reported unless
 // a checkpoint fails over a range that ends before the bad entry: entry
 // checks name the exact entry, a checkpoint only a range.
+//
+// Log is a Checker fed from slices; to verify a log without holding it in
+// memory, feed a Checker from the streams (ledgerclient.Verify does).
 func Log(entries []Entry, checkpoints [][]byte, v *checkpoint.Verifier) (*Result, error) {
-	res := &Result{}
-	checks := checkEntries(entries, v)
-
-	// Sequential checks, and the tree over the bytes as stored (also the
-	// bad ones: checkpoints are compared with what is really in the log).
-	t := tree.New()
-	var entryErr *Error
-	seen := make(map[string]int64, len(entries))
-	var lastSeq uint64
-	for i := range checks {
-		c := &checks[i]
-		if _, err := t.AppendHash(c.leaf); err != nil {
-			return res, fmt.Errorf("building tree at entry %d: %w", i, err)
-		}
-		if entryErr != nil {
-			continue
-		}
-		pos := int64(i)
-		switch {
-		case c.err != nil:
-			entryErr = c.err
-		case c.index != uint64(pos):
-			entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryIndex,
-				Reason: fmt.Sprintf("entry at position %d says index %d", pos, c.index)}
-		case pos > 0 && c.streamSeq <= lastSeq:
-			entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryOrder,
-				Reason: fmt.Sprintf("stream sequence %d after %d", c.streamSeq, lastSeq)}
-		default:
-			if c.dedupKey != "" {
-				if first, dup := seen[c.dedupKey]; dup {
-					entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrDuplicateEvent,
-						Reason: fmt.Sprintf("event already recorded as entry %d", first)}
-				}
-				seen[c.dedupKey] = pos
-			}
-		}
-		lastSeq = c.streamSeq
+	c := NewChecker(v)
+	for _, e := range entries {
+		c.Entry(e)
 	}
-	res.Entries = int64(len(entries))
-	size, root, err := t.Root()
-	if err != nil {
-		return res, err
+	for _, cp := range checkpoints {
+		c.Checkpoint(cp)
 	}
-	res.Root = root
-
-	cpErr, cpEnd, err := checkCheckpoints(checkpoints, v, t, res)
-	if err != nil {
-		return res, err
-	}
-	if res.Latest != nil {
-		res.Unanchored = size - res.Latest.Size
-	} else {
-		res.Unanchored = size
-	}
-	switch {
-	case entryErr != nil && (cpErr == nil || cpErr.Index < 0 || entryErr.Index < cpEnd):
-		// A bad checkpoint root over a range that holds a bad entry is
-		// explained by that entry, which is the more precise report.
-		return res, entryErr
-	case cpErr != nil:
-		return res, cpErr
-	}
-	return res, nil
+	return c.Result()
 }
 
-// checkEntries parses, signature-checks and hashes every entry, spreading the
-// work over GOMAXPROCS goroutines (Ed25519 verification dominates).
-func checkEntries(entries []Entry, v *checkpoint.Verifier) []entryCheck {
-	checks := make([]entryCheck, len(entries))
+// checkEntries parses, signature-checks and hashes entries (the first of
+// which is at position first) into checks, spreading the work over
+// GOMAXPROCS goroutines (Ed25519 verification dominates).
+func checkEntries(first int64, entries []Entry, checks []entryCheck, v *checkpoint.Verifier) {
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(entries)/256))
-	chunk := (len(entries) + workers - 1) / max(1, workers)
+	chunk := (len(entries) + workers - 1) / workers
 	var wg sync.WaitGroup
 	for lo := 0; lo < len(entries); lo += chunk {
 		hi := min(lo+chunk, len(entries))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				checks[i] = checkEntry(int64(i), entries[i], v)
+				checks[i] = checkEntry(first+int64(i), entries[i], v)
 			}
 		})
 	}
 	wg.Wait()
-	return checks
 }
 
 func checkEntry(pos int64, in Entry, v *checkpoint.Verifier) entryCheck {
@@ -196,64 +308,59 @@ func checkEntry(pos int64, in Entry, v *checkpoint.Verifier) entryCheck {
 	}
 	c.index, c.streamSeq = e.Index, e.StreamSeq
 	if e.Kind == entry.KindEvent {
-		c.dedupKey = e.Source + "\x00" + e.EventID
+		c.dedupKey, c.isEvent = keyOf(e.Source, e.EventID), true
 	}
 	return c
 }
 
-// checkCheckpoints opens each checkpoint and compares it with the tree. It
-// returns the first problem as a *Error with the end (size) of the range of
-// entries the failing checkpoint covers; the error result is for failures of
-// the tree itself.
-func checkCheckpoints(checkpoints [][]byte, v *checkpoint.Verifier, t *tree.Tree, res *Result) (*Error, int64, error) {
-	size := t.Size()
-	// covered is the size of the largest checkpoint that matched so far:
-	// entries below it are vouched for by a good checkpoint.
-	var covered int64
-	var prev *checkpoint.Checkpoint
-	for k, signed := range checkpoints {
-		res.Checkpoints = k + 1
-		c, err := v.Open(signed)
-		if err != nil {
-			return &Error{Index: -1, Checkpoint: k, Err: fmt.Errorf("%w: %w", ErrCheckpointSignature, err), Reason: err.Error()}, 0, nil
+// checkCheckpoint opens checkpoint number c.checkpoints and compares it with
+// the tree. It returns the problem as a *Error with the end (size) of the
+// range of entries the failing checkpoint covers; the error result is for
+// failures of the tree itself.
+func (c *Checker) checkCheckpoint(signed []byte) (*Error, int64, error) {
+	k := c.checkpoints
+	c.checkpoints++
+	size := c.tree.Size()
+	cp, err := c.v.Open(signed)
+	if err != nil {
+		return &Error{Index: -1, Checkpoint: k, Err: fmt.Errorf("%w: %w", ErrCheckpointSignature, err), Reason: err.Error()}, 0, nil
+	}
+	prev := c.prev
+	if prev != nil && cp.Size < prev.Size {
+		return &Error{Index: -1, Checkpoint: k, Err: ErrCheckpointOrder,
+			Reason: fmt.Sprintf("size %d after size %d", cp.Size, prev.Size)}, 0, nil
+	}
+	if cp.Size > size {
+		return &Error{Index: size, Checkpoint: k, Err: ErrCheckpointBeyondLog,
+			Reason: fmt.Sprintf("checkpoint covers %d entries but the log has %d: entries are missing from %d on", cp.Size, size, size)}, size, nil
+	}
+	root, err := c.tree.RootAt(cp.Size)
+	if err != nil {
+		return nil, 0, err
+	}
+	if root != cp.Root {
+		e := &Error{Index: -1, Checkpoint: k, Err: ErrCheckpointRoot,
+			Reason: fmt.Sprintf("signed root at size %d does not match the entries", cp.Size)}
+		if cp.Size > c.covered {
+			e.Index = c.covered
+			e.Reason = fmt.Sprintf("signed root at size %d does not match entries %d..%d (the ones no earlier checkpoint vouches for)", cp.Size, c.covered, cp.Size-1)
 		}
-		if prev != nil && c.Size < prev.Size {
-			return &Error{Index: -1, Checkpoint: k, Err: ErrCheckpointOrder,
-				Reason: fmt.Sprintf("size %d after size %d", c.Size, prev.Size)}, 0, nil
-		}
-		if c.Size > size {
-			return &Error{Index: size, Checkpoint: k, Err: ErrCheckpointBeyondLog,
-				Reason: fmt.Sprintf("checkpoint covers %d entries but the log has %d: entries are missing from %d on", c.Size, size, size)}, size, nil
-		}
-		root, err := t.RootAt(c.Size)
+		return e, cp.Size, nil
+	}
+	if prev != nil && prev.Size > 0 {
+		// Both roots match the recomputed tree, so this holds unless the
+		// tree code is wrong; it is the check a client holding only the
+		// two checkpoints would run.
+		p, err := c.tree.ConsistencyProof(prev.Size, cp.Size)
 		if err != nil {
 			return nil, 0, err
 		}
-		if root != c.Root {
-			e := &Error{Index: -1, Checkpoint: k, Err: ErrCheckpointRoot,
-				Reason: fmt.Sprintf("signed root at size %d does not match the entries", c.Size)}
-			if c.Size > covered {
-				e.Index = covered
-				e.Reason = fmt.Sprintf("signed root at size %d does not match entries %d..%d (the ones no earlier checkpoint vouches for)", c.Size, covered, c.Size-1)
-			}
-			return e, c.Size, nil
+		if err := tlog.CheckTree(p, cp.Size, cp.Root, prev.Size, prev.Root); err != nil {
+			return &Error{Index: prev.Size, Checkpoint: k, Err: fmt.Errorf("%w: %w", ErrCheckpointConsistency, err),
+				Reason: fmt.Sprintf("size %d is not consistent with size %d: %v", cp.Size, prev.Size, err)}, cp.Size, nil
 		}
-		if prev != nil && prev.Size > 0 {
-			// Both roots match the recomputed tree, so this holds unless
-			// the tree code is wrong; it is the check a client holding
-			// only the two checkpoints would run.
-			p, err := t.ConsistencyProof(prev.Size, c.Size)
-			if err != nil {
-				return nil, 0, err
-			}
-			if err := tlog.CheckTree(p, c.Size, c.Root, prev.Size, prev.Root); err != nil {
-				return &Error{Index: prev.Size, Checkpoint: k, Err: fmt.Errorf("%w: %w", ErrCheckpointConsistency, err),
-					Reason: fmt.Sprintf("size %d is not consistent with size %d: %v", c.Size, prev.Size, err)}, c.Size, nil
-			}
-		}
-		covered = c.Size
-		prev = &c
-		res.Latest = &c
 	}
+	c.covered = cp.Size
+	c.prev = &cp
 	return nil, 0, nil
 }

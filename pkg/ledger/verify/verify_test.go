@@ -85,15 +85,7 @@ func TestLog(t *testing.T) {
 	}
 	const n = 20
 
-	tests := []struct {
-		name string
-		// mutate changes copies of a good log of n entries with
-		// checkpoints at sizes 5, 12 and 20.
-		mutate         func(es []Entry, cps [][]byte) ([]Entry, [][]byte)
-		wantErr        error
-		wantIndex      int64
-		wantCheckpoint int
-	}{
+	tests := []logTest{
 		{
 			name:   "good log",
 			mutate: func(es []Entry, cps [][]byte) ([]Entry, [][]byte) { return es, cps },
@@ -235,6 +227,29 @@ func TestLog(t *testing.T) {
 			wantErr: ErrEntrySignature, wantIndex: 1, wantCheckpoint: -1,
 		},
 	}
+	// Batches of 3 put every bad entry and checkpoint boundary in a later
+	// batch than the first; 4096 is the default, one batch for all.
+	for _, batch := range []int{3, 4096} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) {
+			defer func(old int) { batchSize = old }(batchSize)
+			batchSize = batch
+			testLog(t, s, tests)
+		})
+	}
+}
+
+type logTest struct {
+	name string
+	// mutate changes copies of a good log of n entries with
+	// checkpoints at sizes 5, 12 and 20.
+	mutate         func(es []Entry, cps [][]byte) ([]Entry, [][]byte)
+	wantErr        error
+	wantIndex      int64
+	wantCheckpoint int
+}
+
+func testLog(t *testing.T, s *checkpoint.Signer, tests []logTest) {
+	const n = 20
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			es, cps := goodLog(t, s, n, 5, 12, 20)
@@ -294,7 +309,7 @@ func BenchmarkVerify100k(b *testing.B) {
 	const n = 100_000
 	es, cps := goodLog(b, s, n, 25_000, 50_000, 75_000, n)
 	v := s.Verifier()
-	b.ResetTimer()
+	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Log(es, cps, v); err != nil {
 			b.Fatal(err)
