@@ -22,6 +22,12 @@ const (
 	EntriesSubject     = "ledger.entries"
 	CheckpointsStream  = "LEDGER_CHECKPOINTS"
 	CheckpointsSubject = "ledger.checkpoints"
+	// ChainsStream is the chain index (chains.go): on ChainSubject(id),
+	// the indexes of the entries of chain id; on ChainsMarkSubject, how far
+	// the index is complete.
+	ChainsStream      = "LEDGER_CHAINS"
+	ChainsSubjects    = "ledger.chain.>"
+	ChainsMarkSubject = "ledger.chains.indexed"
 )
 
 // readBatch is how many messages one pull asks for.
@@ -32,6 +38,12 @@ const readBatch = 1000
 // that last sequence. An ordered consumer keeps the reading cheap for the
 // server and restarts itself on gaps.
 func Read(ctx context.Context, js jetstream.JetStream, stream string, from uint64, fn func(seq uint64, msg jetstream.Msg) error) (uint64, error) {
+	return ReadTo(ctx, js, stream, from, 0, fn)
+}
+
+// ReadTo is Read up to sequence to at most (0: the last sequence when ReadTo
+// started). It returns the last sequence it read up to.
+func ReadTo(ctx context.Context, js jetstream.JetStream, stream string, from, to uint64, fn func(seq uint64, msg jetstream.Msg) error) (uint64, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("opening stream %s: %w", stream, err)
@@ -41,6 +53,9 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, from uint6
 		return 0, fmt.Errorf("reading stream %s info: %w", stream, err)
 	}
 	last := info.State.LastSeq
+	if to > 0 {
+		last = min(last, to)
+	}
 	if info.State.Msgs == 0 || last < max(from, 1) {
 		return last, nil
 	}
@@ -68,10 +83,13 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, from uint6
 			return 0, fmt.Errorf("reading stream %s: %w", stream, err)
 		}
 		seq := meta.Sequence.Stream
+		if seq > last {
+			return last, nil
+		}
 		if err := fn(seq, msg); err != nil {
 			return 0, err
 		}
-		if seq >= last {
+		if seq == last {
 			return last, nil
 		}
 	}
@@ -114,27 +132,48 @@ func LatestCheckpoint(ctx context.Context, js jetstream.JetStream) ([]byte, erro
 	return m.Data, nil
 }
 
-// Verify reads the whole ledger and verifies it with v (see verify.Log).
-// The key must come from a trusted place (the key file's .pub, or a value
-// pinned by the operator), never from the streams being verified.
+// Verify reads the whole ledger and verifies it with v (see verify.Log),
+// streaming it through a verify.Checker so that memory does not grow with
+// the entries beyond the Merkle tree's hashes. It returns what verify
+// returns, or an error for a stream that cannot be read.
+//
+// The checkpoints are read up to the last one that existed before the entries
+// were read, so a checkpoint signed while Verify runs cannot cover entries it
+// did not read. The key must come from a trusted place (the key file's .pub,
+// or a value pinned by the operator), never from the streams being verified.
 func Verify(ctx context.Context, js jetstream.JetStream, v *checkpoint.Verifier) (*verify.Result, error) {
-	entries, err := Entries(ctx, js)
+	cps, err := js.Stream(ctx, CheckpointsStream)
 	if err != nil {
+		return nil, fmt.Errorf("opening stream %s: %w", CheckpointsStream, err)
+	}
+	info, err := cps.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading stream %s info: %w", CheckpointsStream, err)
+	}
+	cpLast := info.State.LastSeq
+	c := verify.NewChecker(v)
+	if _, err := Read(ctx, js, EntriesStream, 1, func(_ uint64, msg jetstream.Msg) error {
+		c.Entry(verify.Entry{Data: msg.Data(), Signature: msg.Headers().Get(entry.SignatureHeader)})
+		return nil
+	}); err != nil {
 		return nil, err
 	}
-	cps, err := Checkpoints(ctx, js)
-	if err != nil {
-		return nil, err
+	if cpLast > 0 {
+		if _, err := ReadTo(ctx, js, CheckpointsStream, 1, cpLast, func(_ uint64, msg jetstream.Msg) error {
+			c.Checkpoint(msg.Data())
+			return nil
+		}); err != nil {
+			return nil, err
+		}
 	}
-	return verify.Log(entries, cps, v)
+	return c.Result()
 }
 
-// Chain returns the entries whose chainId is chainID, in ledger order. It
-// reads the whole LEDGER stream and does not verify signatures; run Verify
-// for that.
-func Chain(ctx context.Context, js jetstream.JetStream, chainID string) ([]*entry.Entry, error) {
+// scanChain returns the entries of chain chainID among LEDGER messages from
+// sequence from on, reading them all.
+func scanChain(ctx context.Context, js jetstream.JetStream, chainID string, from uint64) ([]*entry.Entry, error) {
 	var out []*entry.Entry
-	_, err := Read(ctx, js, EntriesStream, 1, func(seq uint64, msg jetstream.Msg) error {
+	_, err := Read(ctx, js, EntriesStream, from, func(seq uint64, msg jetstream.Msg) error {
 		e, err := entry.Unmarshal(msg.Data())
 		if err != nil {
 			return fmt.Errorf("LEDGER message %d: %w", seq, err)

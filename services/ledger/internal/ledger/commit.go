@@ -128,6 +128,7 @@ func (l *Ledger) commit(p *pending) {
 		l.chains[p.chainID] = append(l.chains[p.chainID], int64(p.index))
 		l.mu.Unlock()
 	}
+	l.queueChainIndex(p.chainID, int64(p.index), int64(p.index)+1)
 	l.committedSeq, l.committedID = p.streamSeq, p.id
 	l.metrics.appended.WithLabelValues(string(p.kind)).Inc()
 	l.metrics.appendLatency.Observe(time.Since(p.received).Seconds())

@@ -133,8 +133,16 @@ type Ledger struct {
 	// The pipeline, made anew by each record: handler → toSign (sign
 	// workers) and toPublish (publisher, in handler order) → inflight
 	// (committer).
-	toSign     chan *pending
-	toPublish  chan *pending
+	toSign    chan *pending
+	toPublish chan *pending
+	// The chain index queue (chains.go), filled by the committer and
+	// catchUp and emptied by indexLoop.
+	idxMu     sync.Mutex
+	idxQueue  []chainRef
+	idxFrom   int64 // entries below this index were indexed by an earlier process
+	idxSize   int64 // committed size when idxQueue was last appended to
+	idxMarked int64 // size of the last published mark
+
 	inflight   chan *pending
 	sendMu     sync.RWMutex // held by the handler; taken to close toSign and toPublish
 	sendClosed bool
@@ -184,9 +192,9 @@ func (l *Ledger) LatestCheckpoint() ([]byte, int64) {
 	return l.latestCP, l.cpSize
 }
 
-// EnsureStreams creates the LEDGER and LEDGER_CHECKPOINTS streams, or
-// updates them to this configuration: file storage, no limits, and neither
-// messages nor the whole stream can be deleted.
+// EnsureStreams creates the LEDGER, LEDGER_CHECKPOINTS and LEDGER_CHAINS
+// streams, or updates them to this configuration: file storage, no limits,
+// and neither messages nor the whole stream can be deleted.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (entries, cps jetstream.Stream, err error) {
 	cfg := func(name, subject, desc string) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
@@ -213,6 +221,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (e
 	cps, err = js.CreateOrUpdateStream(ctx, cfg(ledgerclient.CheckpointsStream, ledgerclient.CheckpointsSubject, "Rampart ledger signed checkpoints"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("ensuring stream %s: %w", ledgerclient.CheckpointsStream, err)
+	}
+	chains := cfg(ledgerclient.ChainsStream, ledgerclient.ChainsSubjects, "Rampart ledger chain index: entry indexes by chain id (a convenience for readers, not verified)")
+	chains.Subjects = append(chains.Subjects, ledgerclient.ChainsMarkSubject)
+	if _, err := js.CreateOrUpdateStream(ctx, chains); err != nil {
+		return nil, nil, fmt.Errorf("ensuring stream %s: %w", ledgerclient.ChainsStream, err)
 	}
 	return entries, cps, nil
 }
@@ -291,6 +304,7 @@ func (l *Ledger) record(ctx context.Context) error {
 	})
 	var cpWG sync.WaitGroup
 	cpWG.Go(func() { l.checkpointLoop(runCtx) })
+	cpWG.Go(func() { l.indexLoop(runCtx) })
 
 	cons, err := l.bus.ConsumeRaw(runCtx, bus.ConsumerOptions{
 		Durable:        Durable,
@@ -339,6 +353,9 @@ func (l *Ledger) record(ctx context.Context) error {
 		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.ShutdownGrace)
 		if err := l.signCheckpoint(fctx); err != nil {
 			l.log.Warn("signing the last checkpoint", "err", err)
+		}
+		if err := l.publishChainIndex(fctx); err != nil {
+			l.log.Warn("publishing the chain index", "err", err)
 		}
 		fcancel()
 	}

@@ -208,6 +208,11 @@ func TestKillAndRestartRecordsEachEventOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
+	// The streaming verifier that the CLI runs agrees.
+	res, err := ledgerclient.Verify(t.Context(), pub.JetStream(), s.Verifier())
+	if err != nil || res.Entries != n || res.Latest == nil || res.Latest.Size != n {
+		t.Fatalf("ledgerclient.Verify = %+v, %v; want %d entries, all checkpointed", res, err, n)
+	}
 	if len(got) != n {
 		t.Fatalf("ledger has %d entries, want %d", len(got), n)
 	}
@@ -370,6 +375,10 @@ func TestForgedEntryIsCaught(t *testing.T) {
 	var ve *verify.Error
 	if !errors.As(err, &ve) || ve.Index != 2 || !errors.Is(err, verify.ErrEntrySignature) {
 		t.Fatalf("verify error = %v, want a bad signature on entry 2", err)
+	}
+	_, err = ledgerclient.Verify(t.Context(), js, s.Verifier())
+	if !errors.As(err, &ve) || ve.Index != 2 || !errors.Is(err, verify.ErrEntrySignature) {
+		t.Fatalf("ledgerclient.Verify error = %v, want a bad signature on entry 2", err)
 	}
 
 	// The running ledger refuses to append after the forged entry.

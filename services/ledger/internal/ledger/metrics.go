@@ -16,6 +16,7 @@ type metrics struct {
 	expired        prometheus.Counter
 	treeSize       prometheus.Gauge
 	checkpointSize prometheus.Gauge
+	chainIndexSize prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -57,12 +58,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rampart_ledger_checkpoint_size",
 			Help: "Tree size of the latest signed checkpoint.",
 		}),
+		chainIndexSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rampart_ledger_chain_index_size",
+			Help: "Entries the chain index in LEDGER_CHAINS is complete for (its latest mark).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.appended, m.appendLatency, m.appendRetries, m.checkpoints,
-		m.duplicates, m.poison, m.expired, m.treeSize, m.checkpointSize} {
+		m.duplicates, m.poison, m.expired, m.treeSize, m.checkpointSize, m.chainIndexSize} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering ledger metrics: %w", err)
 		}

@@ -31,6 +31,16 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 		}
 		cp = checkpointState{size: c.Size, root: c.Root}
 	}
+	// Entries below the chain index mark were indexed by an earlier
+	// process; catchUp queues the ones after it.
+	mark, err := ledgerclient.IndexMark(ctx, l.js)
+	if err != nil {
+		l.log.Warn("reading the chain index mark; indexing every chain again", "err", err)
+		mark = 0
+	}
+	l.idxMu.Lock()
+	l.idxFrom, l.idxMarked = mark, mark
+	l.idxMu.Unlock()
 	if err := l.catchUp(ctx, cp.size); err != nil {
 		return err
 	}
@@ -97,6 +107,7 @@ func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 			l.chains[e.ChainID] = append(l.chains[e.ChainID], idx)
 			l.mu.Unlock()
 		}
+		l.queueChainIndex(e.ChainID, idx, idx+1)
 		l.committedSeq, l.committedID = e.StreamSeq, hex.EncodeToString(leaf[:])
 		return nil
 	})
