@@ -102,11 +102,17 @@ func newSigner(t testing.TB) *checkpoint.Signer {
 }
 
 // commitMsg is a valid commit event as a binary-mode message with its
-// Nats-Msg-Id set to msgID.
+// Nats-Msg-Id set to msgID, in chain "chain-<last character of id>".
 func commitMsg(t testing.TB, id, msgID string) *nats.Msg {
 	t.Helper()
+	return chainMsg(t, id, msgID, "chain-"+id[len(id)-1:])
+}
+
+// chainMsg is commitMsg in chain chainID.
+func chainMsg(t testing.TB, id, msgID, chainID string) *nats.Msg {
+	t.Helper()
 	ev, err := events.NewCommit(events.Meta{
-		ID: id, Source: "/test", ChainID: "chain-" + id[len(id)-1:], App: "shop",
+		ID: id, Source: "/test", ChainID: chainID, App: "shop",
 		Time: time.Date(2025, 11, 26, 0, 0, 0, 0, time.UTC),
 	}, events.Commit{Repository: "github.com/acme/shop", SHA: "abc123"})
 	if err != nil {
