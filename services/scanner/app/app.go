@@ -1,19 +1,391 @@
 // Package app is the scanner service as a component: the same in its own
-// binary and inside `rampart up`.
+// binary and inside `rampart up`. It serves the registry and Git webhooks,
+// scans pushed images with Trivy in-process, publishes signed verdicts, and
+// re-scans the stored SBOMs of live releases when the vulnerability DB
+// changes.
 package app
 
 import (
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"context"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/services/scanner/internal/ingress"
+	"github.com/rampartci/rampart/services/scanner/internal/pipeline"
+	"github.com/rampartci/rampart/services/scanner/internal/scan"
+	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 
-// Consumer is the scanner's durable consumer: commits to scan at source and
-// pushed artifacts to scan as images.
-var Consumer = bus.ConsumerOptions{
-	Durable:        "scanner",
-	FilterSubjects: []string{"rampart.commit.>", "rampart.artifact.>"},
+// Consumer is the scanner's durable consumer: pushed artifacts to scan as
+// images and commits to scan at source.
+var Consumer = pipeline.Consumer
+
+// TargetsConsumer follows promotions, releases and rollbacks, to know what
+// a zero-day re-scan must look at.
+var TargetsConsumer = pipeline.TargetsConsumer
+
+// Registry is how the scanner reaches one image registry.
+type Registry = scan.Registry
+
+// CommitHandler scans commits at source; see Options.Commits.
+type CommitHandler = pipeline.CommitHandler
+
+// FixtureDBTime is the UpdatedAt of the fixture DB --fixture-db builds, so
+// its version is the same on every start.
+var FixtureDBTime = time.Date(2026, 8, 13, 0, 0, 0, 0, time.UTC)
+
+// Options configures the scanner.
+type Options struct {
+	// PolicyFile is rampart.yaml: which application (and environment) an
+	// image belongs to. Empty: verdicts name no application.
+	PolicyFile string
+	// GatePolicyFile is the gate policy (blocking severities, waivers).
+	// Empty: block on Critical and High.
+	GatePolicyFile string
+	// VerdictKeyFile is the Ed25519 key verdicts are signed with; it is
+	// created on first start with its public half in VerdictKeyFile+".pub".
+	VerdictKeyFile string
+	// CacheDir holds the vulnerability DB (<CacheDir>/db). Trivy's DB is
+	// process-global: every scanner in one process must use the same dir.
+	CacheDir string
+	// FixtureDB builds the shipped fixture DB into CacheDir at start and
+	// skips DB downloads: tests, the demo and the embedded default.
+	FixtureDB bool
+	// RegistriesFile is a YAML file of registry credentials, see
+	// LoadRegistries.
+	RegistriesFile string
+	// Registry webhook credential: a bearer token, a basic-auth pair, or a
+	// verbatim Authorization header (Harbor's auth_header).
+	RegistryToken    policy.Secret
+	RegistryUser     string
+	RegistryPassword policy.Secret
+	RegistryHeader   policy.Secret
+	// GitHubSecret keys X-Hub-Signature-256; GitLabToken is X-Gitlab-Token.
+	GitHubSecret policy.Secret
+	GitLabToken  policy.Secret
+	// AdminToken is the bearer token of POST /scanner/rescan; without one
+	// the route is disabled.
+	AdminToken policy.Secret
+	// DBCheckInterval is how often the DB files are checked for a new
+	// version (which triggers the zero-day re-scan).
+	DBCheckInterval time.Duration
+	// ScanTimeout bounds one image scan, pull included.
+	ScanTimeout time.Duration
+	// PullAttempts is how many deliveries an unpullable image is tried
+	// before its verdict is "error".
+	PullAttempts int
+
+	// Set by embedding programs instead of the files above.
+	Policy     *policy.Store
+	VerdictKey ed25519.PrivateKey
+	Registries map[string]Registry
+	// Commits scans commits at source; nil acknowledges them with a log
+	// line until source scans are wired in.
+	Commits CommitHandler
+	// RetryBackoff overrides the consumer's retry delays (tests).
+	RetryBackoff []time.Duration
+
+	// inline names secret flags given a value instead of a reference.
+	inline []string
 }
 
-// New returns the scanner. It holds its durable consumer so that no commit
-// or push published before it scans them is missed.
-func New() service.Component { return service.NewDurable("scanner", Consumer) }
+// DefaultOptions are the scanner's defaults.
+func DefaultOptions() Options {
+	return Options{DBCheckInterval: time.Minute, ScanTimeout: scan.DefaultTimeout, PullAttempts: 3}
+}
+
+// BindFlags registers the options as flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the application and environment of each image")
+	fs.StringVar(&o.GatePolicyFile, "gate-policy", o.GatePolicyFile, "gate policy: blocking severities and waivers (default: block Critical and High)")
+	fs.StringVar(&o.VerdictKeyFile, "verdict-key", o.VerdictKeyFile, "Ed25519 key that signs verdicts (created on first start; public half in <file>.pub)")
+	fs.StringVar(&o.CacheDir, "cache-dir", o.CacheDir, "directory of the vulnerability DB (<dir>/db)")
+	fs.BoolVar(&o.FixtureDB, "fixture-db", o.FixtureDB, "build the shipped fixture DB into --cache-dir and skip DB updates (tests, demo)")
+	fs.StringVar(&o.RegistriesFile, "registries", o.RegistriesFile, "YAML file of registry credentials for pulling images")
+	fs.Var(secretFlag{&o.RegistryToken, "registry-webhook-token", &o.inline}, "registry-webhook-token", "bearer token the registry's notifications carry, by reference: env:NAME or file:PATH")
+	fs.StringVar(&o.RegistryUser, "registry-webhook-user", o.RegistryUser, "basic-auth user the registry's notifications carry")
+	fs.Var(secretFlag{&o.RegistryPassword, "registry-webhook-password", &o.inline}, "registry-webhook-password", "basic-auth password of the registry's notifications, by reference: env:NAME or file:PATH")
+	fs.Var(secretFlag{&o.RegistryHeader, "registry-webhook-header", &o.inline}, "registry-webhook-header", "verbatim Authorization header of the registry's notifications (Harbor auth_header), by reference: env:NAME or file:PATH")
+	fs.Var(secretFlag{&o.GitHubSecret, "github-webhook-secret", &o.inline}, "github-webhook-secret", "GitHub webhook secret (X-Hub-Signature-256), by reference: env:NAME or file:PATH")
+	fs.Var(secretFlag{&o.GitLabToken, "gitlab-webhook-token", &o.inline}, "gitlab-webhook-token", "GitLab webhook secret token (X-Gitlab-Token), by reference: env:NAME or file:PATH")
+	fs.Var(secretFlag{&o.AdminToken, "admin-token", &o.inline}, "admin-token", "bearer token of POST /scanner/rescan, by reference: env:NAME or file:PATH")
+	fs.DurationVar(&o.DBCheckInterval, "db-check-interval", o.DBCheckInterval, "how often the vulnerability DB files are checked for a new version")
+	fs.DurationVar(&o.ScanTimeout, "scan-timeout", o.ScanTimeout, "bound on one image scan, pull included")
+	fs.IntVar(&o.PullAttempts, "pull-attempts", o.PullAttempts, "deliveries an unpullable image is tried before its verdict is error")
+}
+
+// secretFlag reads a secret reference, env:NAME or file:PATH. A value that
+// is neither is recorded, not echoed, and refused by New.
+type secretFlag struct {
+	s      *policy.Secret
+	name   string
+	inline *[]string
+}
+
+func (f secretFlag) String() string {
+	if f.s == nil || f.s.IsZero() {
+		return ""
+	}
+	return f.s.String()
+}
+
+func (f secretFlag) Set(v string) error {
+	kind, ref, ok := strings.Cut(v, ":")
+	switch {
+	case v == "":
+		*f.s = policy.Secret{}
+	case ok && kind == "env" && ref != "":
+		*f.s = policy.Secret{Env: ref}
+	case ok && kind == "file" && ref != "":
+		*f.s = policy.Secret{File: ref}
+	default:
+		*f.s = policy.Secret{}
+		*f.inline = append(*f.inline, f.name)
+	}
+	return nil
+}
+
+// App is the scanner component.
+type App struct {
+	opts       Options
+	key        ed25519.PrivateKey
+	policy     *policy.Store
+	gate       *gate.Policy
+	registries map[string]Registry
+	admin      string
+	hooks      ingress.Config
+
+	db       *vulndb.DB
+	scanner  *scan.Scanner
+	pipeline *pipeline.Pipeline
+	ingress  *ingress.Handler
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the background loops returned
+	log      *slog.Logger
+}
+
+// New checks the options and loads the key, policies and credentials; the
+// work starts in Start.
+func New(opts Options) (*App, error) {
+	if len(opts.inline) > 0 {
+		return nil, fmt.Errorf("scanner: --%s take a reference (env:NAME or file:PATH), not the secret itself", strings.Join(opts.inline, ", --"))
+	}
+	if opts.CacheDir == "" {
+		return nil, errors.New("scanner: --cache-dir is required: it holds the vulnerability DB")
+	}
+	if opts.DBCheckInterval <= 0 {
+		opts.DBCheckInterval = time.Minute
+	}
+	a := &App{opts: opts, key: opts.VerdictKey, policy: opts.Policy, registries: opts.Registries}
+	var err error
+	if a.key == nil {
+		if opts.VerdictKeyFile == "" {
+			return nil, errors.New("scanner: --verdict-key is required: the deployer only trusts signed verdicts")
+		}
+		if a.key, err = events.LoadOrCreateVerdictKey(opts.VerdictKeyFile); err != nil {
+			return nil, fmt.Errorf("scanner: %w", err)
+		}
+	}
+	if a.policy == nil && opts.PolicyFile != "" {
+		if a.policy, err = policy.NewStore(opts.PolicyFile); err != nil {
+			return nil, fmt.Errorf("scanner: %w", err)
+		}
+	}
+	a.gate = gate.Default()
+	if opts.GatePolicyFile != "" {
+		if a.gate, err = gate.LoadFile(opts.GatePolicyFile); err != nil {
+			return nil, fmt.Errorf("scanner: %w", err)
+		}
+	}
+	if opts.RegistriesFile != "" {
+		file, err := LoadRegistries(opts.RegistriesFile)
+		if err != nil {
+			return nil, fmt.Errorf("scanner: %w", err)
+		}
+		merged := map[string]Registry{}
+		for h, r := range file {
+			merged[h] = r
+		}
+		for h, r := range opts.Registries {
+			merged[h] = r
+		}
+		a.registries = merged
+	}
+	if !opts.AdminToken.IsZero() {
+		if a.admin, err = opts.AdminToken.Resolve(); err != nil {
+			return nil, fmt.Errorf("scanner: admin token: %w", err)
+		}
+	}
+	a.hooks = ingress.Config{
+		RegistryToken: opts.RegistryToken, RegistryUser: opts.RegistryUser, RegistryPassword: opts.RegistryPassword,
+		RegistryHeader: opts.RegistryHeader, GitHubSecret: opts.GitHubSecret, GitLabToken: opts.GitLabToken,
+	}
+	// Resolve the webhook secrets now, so a missing one fails at start-up
+	// rather than as 401s later.
+	for what, s := range map[string]policy.Secret{"registry webhook token": opts.RegistryToken, "registry webhook password": opts.RegistryPassword,
+		"registry webhook header": opts.RegistryHeader, "GitHub webhook secret": opts.GitHubSecret, "GitLab webhook token": opts.GitLabToken} {
+		if !s.IsZero() {
+			if _, err := s.Resolve(); err != nil {
+				return nil, fmt.Errorf("scanner: %s: %w", what, err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// Name implements service.Component.
+func (a *App) Name() string { return "scanner" }
+
+// Start opens the vulnerability DB (building the fixture DB first if asked),
+// starts the pipeline's consumers, the webhook handler, and the DB and
+// policy watchers.
+func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
+	a.log = deps.Logger
+	defer func() {
+		if err != nil {
+			_ = a.Stop(context.Background())
+		}
+	}()
+	if a.opts.FixtureDB {
+		if err := ensureFixtureDB(a.opts.CacheDir, a.log); err != nil {
+			return err
+		}
+	}
+	if a.db, err = vulndb.Open(a.opts.CacheDir, a.log); err != nil {
+		return fmt.Errorf("open vulnerability DB: %w", err)
+	}
+	if a.scanner, err = scan.New(a.db, scan.Options{Registries: a.registries, Timeout: a.opts.ScanTimeout}, a.log); err != nil {
+		return err
+	}
+	a.pipeline, err = pipeline.New(deps.Bus, a.scanner, a.db, pipeline.Options{
+		Key: a.key, Policy: a.policy, Gate: a.gate, Commits: a.opts.Commits, PullAttempts: a.opts.PullAttempts,
+		RetryBackoff: a.opts.RetryBackoff, DBDir: vulndb.Dir(a.opts.CacheDir), Registerer: deps.Registerer,
+	}, a.log)
+	if err != nil {
+		return err
+	}
+	if a.ingress, err = ingress.New(a.hooks, deps.Bus, deps.Registerer, a.log); err != nil {
+		return err
+	}
+	if err := a.pipeline.Start(ctx); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.done = make(chan struct{})
+	var wg sync.WaitGroup
+	if a.opts.PolicyFile != "" && a.opts.Policy == nil {
+		wg.Go(func() { a.policy.Watch(runCtx, 2*time.Second, a.log) })
+	}
+	wg.Go(func() { a.pipeline.WatchDB(runCtx, a.opts.DBCheckInterval) })
+	go func() { wg.Wait(); close(a.done) }()
+	a.log.Info("scanner ready", "db_version", a.db.Version().String(), "fixture_db", a.opts.FixtureDB,
+		"gate_policy", a.gate.Version, "registries", len(a.registries))
+	return nil
+}
+
+// Stop drains the consumers (the scan in hand finishes), stops the
+// watchers and closes the DB.
+func (a *App) Stop(ctx context.Context) error {
+	var errs []error
+	if a.pipeline != nil {
+		errs = append(errs, a.pipeline.Stop(ctx))
+	}
+	if a.cancel != nil {
+		a.cancel()
+		<-a.done
+	}
+	if a.scanner != nil {
+		errs = append(errs, a.scanner.Close())
+	}
+	if a.db != nil {
+		errs = append(errs, a.db.Close())
+		a.db = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Ready implements service.ReadyChecker.
+func (a *App) Ready(context.Context) error {
+	if a.pipeline == nil {
+		return errors.New("starting")
+	}
+	return a.pipeline.Ready()
+}
+
+// Routes serves the webhooks and the re-scan trigger:
+//
+//	POST /hooks/registry   registry push notifications
+//	POST /hooks/git        GitHub and GitLab pushes and pull requests
+//	POST /scanner/rescan   reload the vulnerability DB and re-scan what is
+//	                       live and in flight (bearer --admin-token)
+func (a *App) Routes(mux *http.ServeMux) {
+	a.ingress.Routes(mux)
+	mux.HandleFunc("POST /scanner/rescan", a.serveRescan)
+}
+
+// serveRescan is the explicit "vulnerability DB updated" trigger: it
+// reloads the DB and re-scans the stored SBOMs of every live and in-flight
+// artifact, whether or not the DB version changed, and answers the report.
+func (a *App) serveRescan(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if a.admin == "" {
+		w.WriteHeader(http.StatusForbidden)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "re-scan trigger disabled: no --admin-token configured"})
+		return
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.admin)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart-scanner"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "authentication failed"})
+		return
+	}
+	rep, err := a.pipeline.Refresh(r.Context(), true)
+	if err != nil {
+		a.log.Error("re-scan", "err", err)
+		w.WriteHeader(http.StatusInternalServerError)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": err.Error(), "report": rep})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(rep)
+}
+
+// ensureFixtureDB builds the shipped fixture DB into cacheDir unless that
+// exact DB (same UpdatedAt) is already there: rebuilding a DB this process
+// has open would make it a new version.
+func ensureFixtureDB(cacheDir string, log *slog.Logger) error {
+	dir := vulndb.Dir(cacheDir)
+	var meta struct{ UpdatedAt time.Time }
+	if b, err := os.ReadFile(filepath.Join(dir, "metadata.json")); err == nil && json.Unmarshal(b, &meta) == nil && meta.UpdatedAt.Equal(FixtureDBTime) {
+		if _, err := os.Stat(filepath.Join(dir, "trivy.db")); err == nil {
+			return nil
+		}
+	}
+	if err := vulndb.Build(cacheDir, FixtureDBTime); err != nil {
+		return fmt.Errorf("build fixture DB: %w", err)
+	}
+	log.Info("fixture vulnerability DB built", "dir", dir)
+	return nil
+}
+
+var (
+	_ service.Component    = (*App)(nil)
+	_ service.Router       = (*App)(nil)
+	_ service.ReadyChecker = (*App)(nil)
+)

@@ -10,5 +10,6 @@ import (
 )
 
 func main() {
-	os.Exit(service.Main("scanner", nil, func(*slog.Logger) (service.Component, error) { return app.New(), nil }))
+	opts := app.DefaultOptions()
+	os.Exit(service.Main("scanner", opts.BindFlags, func(*slog.Logger) (service.Component, error) { return app.New(opts) }))
 }
