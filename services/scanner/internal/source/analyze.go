@@ -188,15 +188,18 @@ func (a *treeScanner) scanSecrets(ctx context.Context, dir string) ([]finding.Fi
 	return out, nil
 }
 
-// SecretFinding is a secret as a scanner finding: the rule is the id, the
-// file and line the target.
+// SecretFinding is a secret as a scanner finding. Source findings are "in"
+// a place in the tree, so the file and line stand where an image finding has
+// its package: verdicts, gate reasons and waivers (id + package) then name
+// the exact spot, e.g. "aws-access-key-id (CRITICAL) in deploy/creds.env:2".
 func SecretFinding(s secrets.Finding) finding.Finding {
+	where := fmt.Sprintf("%s:%d", s.Path, s.Line)
 	return finding.Finding{
 		ID:       s.RuleID,
-		Package:  "secret",
+		Package:  where,
 		Severity: severityOf(s.Severity),
-		Title:    s.Title,
-		Target:   fmt.Sprintf("%s:%d", s.Path, s.Line),
+		Title:    "secret: " + s.Title,
+		Target:   where,
 	}
 }
 
@@ -228,13 +231,15 @@ func reportFindings(report types.Report) []finding.Finding {
 			if m.CauseMetadata.StartLine > 0 {
 				target = fmt.Sprintf("%s:%d", r.Target, m.CauseMetadata.StartLine)
 			}
-			title := m.Title
+			// e.g. "dockerfile: Image user should not be 'root': Specify at
+			// least 1 USER command in Dockerfile with non-root user as argument"
+			title := strings.ToLower(string(r.Type)) + ": " + m.Title
 			if m.Message != "" {
-				title = m.Title + ": " + m.Message
+				title += ": " + m.Message
 			}
 			out = append(out, finding.Finding{
 				ID:       m.ID,
-				Package:  strings.ToLower(string(r.Type)), // dockerfile, kubernetes, terraform
+				Package:  target, // the place, as for secrets
 				Severity: severityOf(m.Severity),
 				Title:    title,
 				Target:   target,

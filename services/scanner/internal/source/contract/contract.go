@@ -140,8 +140,8 @@ func loadSpec(s Spec) (*load.SpecInfo, error) {
 
 // Findings turns breaks into findings: an ERR-level break is High (it blocks
 // under the default policy), a WARN-level one Medium (reported, not blocking).
-// Target names the spec file of the revision; the id is prefixed so waivers
-// can name an API break: "openapi/response-success-status-removed".
+// Package and Target name the spec file of the revision; the id is prefixed
+// so waivers can name an API break: "openapi/response-success-status-removed".
 func Findings(breaks []Break, revision Spec) []finding.Finding {
 	var out []finding.Finding
 	for _, b := range breaks {
@@ -151,7 +151,7 @@ func Findings(breaks []Break, revision Spec) []finding.Finding {
 		}
 		out = append(out, finding.Finding{
 			ID:       "openapi/" + b.ID,
-			Package:  "api-contract",
+			Package:  revision.Path, // the place, as for other source findings
 			Severity: sev,
 			Title:    b.String(),
 			Target:   revision.Path,

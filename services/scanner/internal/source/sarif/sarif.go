@@ -12,6 +12,7 @@ package sarif
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -279,8 +280,10 @@ const HighScore = 7.0
 // level is "error" or its rule's security-severity is at least 7.0; otherwise
 // warning is Medium, note is Low and none is Unknown. Results that are not
 // failures (kind pass, notApplicable, informational) and results with an
-// accepted suppression are left out. Each finding's ID is the rule id, its
-// Package the tool, its Target "file:line".
+// accepted suppression are left out. Each finding's ID is the rule id; its
+// Package and Target are the place, "file:line" (the tool when the result
+// has no location), as for the scanner's own source findings; its Title is
+// "tool: message".
 func (l *Log) Findings() []finding.Finding {
 	var out []finding.Finding
 	for _, run := range *l.Runs {
@@ -290,17 +293,14 @@ func (l *Log) Findings() []finding.Finding {
 				continue
 			}
 			rule, hasRule := res.rule(run.Tool.Driver.Rules)
-			f := finding.Finding{
+			where := cmp.Or(res.where(), tool)
+			out = append(out, finding.Finding{
 				ID:       res.ruleID(rule, hasRule),
-				Package:  tool,
+				Package:  where,
 				Severity: severity(res.level(rule, hasRule), rule, hasRule),
-				Title:    res.title(rule, hasRule),
-				Target:   res.where(),
-			}
-			if run.Tool.Driver.Version != "" {
-				f.InstalledVersion = run.Tool.Driver.Version
-			}
-			out = append(out, f)
+				Title:    tool + ": " + res.title(rule, hasRule),
+				Target:   where,
+			})
 		}
 	}
 	finding.Sort(out)

@@ -24,10 +24,14 @@ func load(t *testing.T, name string) *Log {
 	return l
 }
 
-func describe(fs []finding.Finding) []string {
+func describe(t *testing.T, fs []finding.Finding) []string {
+	t.Helper()
 	var out []string
 	for _, f := range fs {
-		out = append(out, fmt.Sprintf("%s %s %s %s %q", f.Severity, f.ID, f.Package, f.Target, f.Title))
+		out = append(out, fmt.Sprintf("%s %s %s %q", f.Severity, f.ID, f.Package, f.Title))
+		if f.Target != f.Package {
+			t.Errorf("finding %s: target %q differs from package %q", f.ID, f.Target, f.Package)
+		}
 	}
 	return out
 }
@@ -41,25 +45,25 @@ func TestFindings(t *testing.T) {
 			file: "semgrep.sarif",
 			want: []string{
 				// error level (by the rule's default) and security-severity 7.5 are High.
-				`HIGH javascript.express.security.audit.xss.direct-response-write Semgrep OSS web/server.js:42 "Detected directly writing to a Response object from user-defined input."`,
-				`HIGH python.lang.security.audit.eval-detected Semgrep OSS tools/gen.py:3 "Detected the use of eval()."`,
-				`MEDIUM 10038 ZAP http://127.0.0.1:8080/ "CSP header not set"`,
+				`HIGH javascript.express.security.audit.xss.direct-response-write web/server.js:42 "Semgrep OSS: Detected directly writing to a Response object from user-defined input."`,
+				`HIGH python.lang.security.audit.eval-detected tools/gen.py:3 "Semgrep OSS: Detected the use of eval()."`,
+				`MEDIUM 10038 http://127.0.0.1:8080/ "ZAP: CSP header not set"`,
 				// The suppressed result and the ZAP pass are left out.
-				`LOW go.lang.correctness.useless-eqeq Semgrep OSS cart/cart.go:7 "Useless comparison of x == x"`,
+				`LOW go.lang.correctness.useless-eqeq cart/cart.go:7 "Semgrep OSS: Useless comparison of x == x"`,
 			},
 		},
 		{
 			file: "codeql.sarif",
 			want: []string{
-				`HIGH go/sql-injection CodeQL internal/store/orders.go:88 "This query depends on a user-provided value."`,
+				`HIGH go/sql-injection internal/store/orders.go:88 "CodeQL: This query depends on a user-provided value."`,
 				// security-severity 6.1 with no level: warning, Medium.
-				`MEDIUM go/log-injection CodeQL internal/api/log.go:12 "Log entry depends on a user-provided value."`,
+				`MEDIUM go/log-injection internal/api/log.go:12 "CodeQL: Log entry depends on a user-provided value."`,
 			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			got := describe(load(t, tt.file).Findings())
+			got := describe(t, load(t, tt.file).Findings())
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}

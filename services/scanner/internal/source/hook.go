@@ -1,0 +1,92 @@
+package source
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/rampartci/rampart/services/scanner/internal/source/sarif"
+)
+
+// SARIFPath is where the SARIF hook is mounted.
+const SARIFPath = "/hooks/sarif"
+
+// Routes mounts the SARIF hook on mux.
+func (s *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+SARIFPath, s.serveSARIF)
+}
+
+// serveSARIF takes a SARIF 2.1.0 log as the body of
+//
+//	POST /hooks/sarif?commit=<sha>&repository=<repo>[&app=<app>][&pull_request=<n>]
+//	Authorization: Bearer <token>
+//
+// and publishes the source verdict on its findings. Answers: 202 with the
+// verdict's id and outcome; 401 for a missing or wrong token; 400 for a
+// malformed log or target (with the reason); 413 over sarif.MaxSize; 503
+// when no token is configured or publishing failed. Nothing is published
+// from a failed request.
+func (s *Service) serveSARIF(w http.ResponseWriter, r *http.Request) {
+	if s.sarifToken == "" {
+		http.Error(w, "SARIF hook is not configured", http.StatusServiceUnavailable)
+		return
+	}
+	if !bearer(r.Header.Get("Authorization"), s.sarifToken) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, sarif.MaxSize))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		http.Error(w, fmt.Sprintf("body larger than %d bytes", sarif.MaxSize), http.StatusRequestEntityTooLarge)
+		return
+	case err != nil:
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	q := r.URL.Query()
+	u := Upload{Repository: q.Get("repository"), SHA: q.Get("commit"), App: q.Get("app"), SARIF: body}
+	if pr := q.Get("pull_request"); pr != "" {
+		if u.PullRequest, err = strconv.Atoi(pr); err != nil || u.PullRequest < 1 {
+			http.Error(w, "pull_request is not a positive number", http.StatusBadRequest)
+			return
+		}
+	}
+	ev, dec, err := SARIFVerdict(u, VerdictOptions{Key: s.opts.Key, Gate: s.opts.Gate, Source: s.opts.Source,
+		Environment: s.opts.Environment, TopFindings: s.opts.TopFindings, Now: s.opts.Now()})
+	switch {
+	case errors.Is(err, ErrUpload):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case err != nil:
+		s.logger.Error("SARIF verdict", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if err := s.opts.Publisher.Publish(r.Context(), ev); err != nil {
+		s.logger.Error("publish SARIF verdict", "sha", u.SHA, "err", err)
+		http.Error(w, "could not publish the verdict; retry", http.StatusServiceUnavailable)
+		return
+	}
+	s.logger.Info("SARIF verdict", "repository", u.Repository, "sha", u.SHA, "outcome", dec.Outcome, "blocking", len(dec.Blocking))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": ev.ID(), "outcome": dec.Outcome, "blocking": len(dec.Blocking)})
+}
+
+// bearer reports whether header is "Bearer <want>", comparing in constant
+// time.
+func bearer(header, want string) bool {
+	scheme, tok, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(want)) == 1
+}
