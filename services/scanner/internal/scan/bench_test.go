@@ -40,7 +40,8 @@ func directScan(ctx context.Context, ref string) (int, error) {
 	c := cache.NewMemoryCache()
 	defer c.Close()
 	disabled := append(append([]analyzer.Type{}, analyzer.TypeLockfiles...), analyzer.TypeConfigFiles...)
-	disabled = append(disabled, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
+	disabled = append(disabled, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeImageConfigSecret,
+		analyzer.TypeLicenseFile, analyzer.TypeDpkgLicense, analyzer.TypePythonPkgEgg,
 		analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable, analyzer.TypeRpmArchive)
 	art, err := imageartifact.NewArtifact(img, c, artifact.Option{
 		DisabledAnalyzers: disabled, NoProgress: true, Offline: true, ImageOption: imgOpts,

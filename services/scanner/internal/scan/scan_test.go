@@ -64,6 +64,14 @@ func run(m *testing.M) int {
 	env.opts = scan.Options{Registries: map[string]scan.Registry{
 		env.reg.Host: {Username: regUser, Password: regPass},
 	}}
+	// The first Scanner replaces Trivy's buffering default logger, which is
+	// not safe for concurrent use; do it before any test calls Trivy directly.
+	first, err := scan.New(env.db, env.opts, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	first.Close()
 
 	ctx := context.Background()
 	if env.vulnerable, err = env.reg.BuildAndPush(ctx, "team/app", "vulnerable", imagetest.VulnerableAlpine()); err != nil {

@@ -288,9 +288,18 @@ func artifactOption(disabled []analyzer.Type) artifact.Option {
 }
 
 // imageDisabledAnalyzers mirrors `trivy image --scanners vuln`: no lock files
-// (an image ships what was built, not its build inputs), no secrets, IaC or
-// license files, no Dockerfile history, no apk command replay, no executable
-// hashing for Rekor, no RPM archives.
+// (an image ships what was built, not its build inputs), no secrets (in
+// files or in the image config), IaC or license files, no Dockerfile
+// history, no apk command replay, no executable hashing for Rekor, no RPM
+// archives.
+//
+// Two more are off so that concurrent scans are race-free. Trivy keeps one
+// instance of each analyzer per process, and NewArtifact calls Init on it,
+// which writes its fields while other scans may be reading them: the Python
+// .egg archive analyzer (zipped eggs; installed packages are still found
+// through their egg-info and dist-info metadata by python-pkg) and the dpkg
+// license analyzer (licenses are not scanned). The image-config secret
+// analyzer likewise rewrites Trivy's global secret rules on construction.
 func imageDisabledAnalyzers() []analyzer.Type {
 	var d []analyzer.Type
 	d = append(d, analyzer.TypeLockfiles...)
@@ -298,7 +307,10 @@ func imageDisabledAnalyzers() []analyzer.Type {
 	d = append(d,
 		analyzer.TypeApkCommand,
 		analyzer.TypeSecret,
+		analyzer.TypeImageConfigSecret,
 		analyzer.TypeLicenseFile,
+		analyzer.TypeDpkgLicense,
+		analyzer.TypePythonPkgEgg,
 		analyzer.TypeHistoryDockerfile,
 		analyzer.TypeExecutable,
 		analyzer.TypeRpmArchive,

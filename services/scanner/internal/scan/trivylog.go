@@ -14,7 +14,9 @@ var routeOnce sync.Once
 //
 // Trivy logs through slog.Default(), and its pkg/log init() installs a
 // handler that buffers every record in memory until a CLI sets the real
-// logger. A long-running service that never does would grow without bound, so
+// logger. That handler is not safe for concurrent use (the race detector
+// flags Trivy's parallel layer analysis logging through it), and a
+// long-running service that never replaces it would grow without bound, so
 // the first Scanner replaces that buffering handler, once per process, with
 // logger tagged component=trivy, Trivy's per-scan Info chatter demoted to
 // Debug. A default logger the application installed itself is left alone.
