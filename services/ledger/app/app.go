@@ -10,8 +10,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/ledger/internal/ledger"
 )
 
