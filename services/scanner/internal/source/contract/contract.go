@@ -140,8 +140,10 @@ func loadSpec(s Spec) (*load.SpecInfo, error) {
 
 // Findings turns breaks into findings: an ERR-level break is High (it blocks
 // under the default policy), a WARN-level one Medium (reported, not blocking).
-// Package and Target name the spec file of the revision; the id is prefixed
-// so waivers can name an API break: "openapi/response-success-status-removed".
+// Package is the place, as for other source findings: the spec file and the
+// operation ("openapi.yaml GET /orders/{id}"), so gate reasons and waivers
+// name the break; Target is the spec file. The id is prefixed so waivers can
+// name an API rule: "openapi/response-success-status-removed".
 func Findings(breaks []Break, revision Spec) []finding.Finding {
 	var out []finding.Finding
 	for _, b := range breaks {
@@ -151,7 +153,7 @@ func Findings(breaks []Break, revision Spec) []finding.Finding {
 		}
 		out = append(out, finding.Finding{
 			ID:       "openapi/" + b.ID,
-			Package:  revision.Path, // the place, as for other source findings
+			Package:  strings.TrimSpace(revision.Path + " " + b.Operation + " " + b.Path), // the place: spec file and operation
 			Severity: sev,
 			Title:    b.String(),
 			Target:   revision.Path,

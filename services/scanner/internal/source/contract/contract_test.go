@@ -56,7 +56,7 @@ func TestDiff(t *testing.T) {
 			if f.Severity == finding.High {
 				high++
 			}
-			if !strings.HasPrefix(f.ID, "openapi/") || f.Target != "openapi.yaml" {
+			if !strings.HasPrefix(f.ID, "openapi/") || f.Target != "openapi.yaml" || !strings.HasPrefix(f.Package, "openapi.yaml ") {
 				t.Errorf("finding %+v", f)
 			}
 		}
