@@ -87,7 +87,7 @@ func TestScanCommit(t *testing.T) {
 			},
 		},
 		{
-			name: "aws key",
+			name:  "aws key",
 			files: map[string]string{"deploy/credentials.env": "# prod\nAWS_ACCESS_KEY_ID=" + awsKeyID + "\naws_secret_access_key = \"" + awsSecretKey + "\"\n"},
 			check: func(t *testing.T, fs []finding.Finding) {
 				if !has(fs, "aws-access-key-id", "deploy/credentials.env:2", finding.Critical) ||

@@ -276,7 +276,9 @@ func TestHandleBlocksBreakingAPIChange(t *testing.T) {
 		t.Fatalf("breaking spec: %+v, want blocked", s)
 	}
 	for _, want := range []string{"openapi/api-path-removed-without-deprecation", "openapi/request-parameter-type-changed"} {
-		if !slices.ContainsFunc(s.Findings, func(f events.Finding) bool { return f.ID == want && f.Severity == "HIGH" && strings.HasPrefix(f.Package, "openapi.yaml ") }) {
+		if !slices.ContainsFunc(s.Findings, func(f events.Finding) bool {
+			return f.ID == want && f.Severity == "HIGH" && strings.HasPrefix(f.Package, "openapi.yaml ")
+		}) {
 			t.Errorf("findings %+v lack a High %s", s.Findings, want)
 		}
 	}
