@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rampartci/rampart/services/scanner/internal/source/sarif"
+	"github.com/rampartci/rampart/services/scanner/internal/source/verdict"
 )
 
 // SARIFPath is where the SARIF hook is mounted.
@@ -52,17 +53,17 @@ func (s *Service) serveSARIF(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	u := Upload{Repository: q.Get("repository"), SHA: q.Get("commit"), App: q.Get("app"), SARIF: body}
+	u := verdict.Upload{Repository: q.Get("repository"), SHA: q.Get("commit"), App: q.Get("app"), SARIF: body}
 	if pr := q.Get("pull_request"); pr != "" {
 		if u.PullRequest, err = strconv.Atoi(pr); err != nil || u.PullRequest < 1 {
 			http.Error(w, "pull_request is not a positive number", http.StatusBadRequest)
 			return
 		}
 	}
-	ev, dec, err := SARIFVerdict(u, VerdictOptions{Key: s.opts.Key, Gate: s.opts.Gate, Source: s.opts.Source,
+	ev, dec, err := verdict.SARIF(u, verdict.Options{Key: s.opts.Key, Gate: s.opts.Gate, Source: s.opts.Source,
 		Environment: s.opts.Environment, TopFindings: s.opts.TopFindings, Now: s.opts.Now()})
 	switch {
-	case errors.Is(err, ErrUpload):
+	case errors.Is(err, verdict.ErrUpload):
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	case err != nil:

@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +19,7 @@ import (
 	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/source/contract"
 	"github.com/rampartci/rampart/services/scanner/internal/source/feedback"
+	"github.com/rampartci/rampart/services/scanner/internal/source/verdict"
 )
 
 // Publisher publishes an event on the bus. BusPublisher adapts *bus.Bus.
@@ -138,7 +137,7 @@ func (s *Service) Handle(ctx context.Context, d bus.Delivery) error {
 		return bus.Poison(fmt.Errorf("commit event %s: %w", d.Event.ID(), err))
 	}
 	log := s.logger.With("repository", c.Repository, "sha", c.SHA, "event", d.Event.ID(), "attempt", d.Attempt)
-	meta := events.Meta{ID: eventID("source-verdict", d.Event.ID()), Source: s.opts.Source,
+	meta := events.Meta{ID: verdict.EventID("source-verdict", d.Event.ID()), Source: s.opts.Source,
 		ChainID: events.ChainID(d.Event), CausedBy: d.Event.ID(), App: events.App(d.Event)}
 
 	res, scanErr := s.opts.Scanner.ScanCommit(ctx, c)
@@ -152,15 +151,15 @@ func (s *Service) Handle(ctx context.Context, d bus.Delivery) error {
 	} else {
 		dec = s.opts.Gate.Evaluate(res.Findings, s.opts.Now())
 	}
-	v := s.verdict(c.SHA, dec, res, scanErr == nil)
-	ev, err := events.SignScan(meta, v, s.opts.Key)
+	scan := s.verdict(c.SHA, dec, res, scanErr == nil)
+	ev, err := events.SignScan(meta, scan, s.opts.Key)
 	if err != nil {
 		return bus.Poison(fmt.Errorf("sign source verdict: %w", err))
 	}
 	if err := s.opts.Publisher.Publish(ctx, ev); err != nil {
 		return fmt.Errorf("publish source verdict of %s@%s: %w", c.Repository, c.SHA, err)
 	}
-	log.Info("source scanned", "outcome", v.Outcome, "critical", res.Counts.Critical, "high", res.Counts.High,
+	log.Info("source scanned", "outcome", scan.Outcome, "critical", res.Counts.Critical, "high", res.Counts.High,
 		"breaks", len(res.Breaks), "duration", res.Duration)
 
 	// The passing commit of a branch is the new live release's spec. A pull
@@ -181,12 +180,12 @@ func (s *Service) verdict(sha string, dec gate.Decision, res Result, scanned boo
 		TargetKind:    "source",
 		Environment:   s.opts.Environment,
 		Outcome:       string(dec.Outcome),
-		Reason:        reason(dec.Reasons),
+		Reason:        verdict.Reason(dec.Reasons),
 		PolicyVersion: dec.PolicyVersion,
 	}
 	if scanned {
-		v.Counts = countsMap(res.Counts)
-		v.Findings = top(res.Findings, s.opts.TopFindings)
+		v.Counts = verdict.Counts(res.Counts)
+		v.Findings = verdict.Top(res.Findings, s.opts.TopFindings)
 		if !res.DBVersion.IsZero() {
 			v.DBVersion = res.DBVersion.String()
 		}
@@ -239,32 +238,4 @@ func summary(dec gate.Decision) string {
 		}
 	}
 	return strings.Join(parts, ", ") + " blocking; first: " + dec.Blocking[0].ID + " in " + dec.Blocking[0].Package
-}
-
-// maxReasons bounds the reasons spelled out in a verdict (the image pipeline
-// uses the same bound); the findings and counts carry the rest.
-const maxReasons = 5
-
-func reason(rs []string) string {
-	if len(rs) > maxReasons {
-		rs = append(rs[:maxReasons:maxReasons], fmt.Sprintf("and %d more", len(rs)-maxReasons))
-	}
-	return strings.Join(rs, "; ")
-}
-
-// top converts the n most severe findings for the verdict.
-func top(fs []finding.Finding, n int) []events.Finding {
-	var out []events.Finding
-	for _, f := range finding.Top(fs, n) {
-		out = append(out, events.Finding{ID: f.ID, Package: f.Package, InstalledVersion: f.InstalledVersion,
-			FixedVersion: f.FixedVersion, Severity: f.Severity.String(), Title: f.Title})
-	}
-	return out
-}
-
-// eventID derives a stable event id from the event it answers, so a
-// redelivered input yields the same id and JetStream drops the repeat.
-func eventID(kind, from string) string {
-	sum := sha256.Sum256([]byte(kind + "\x00" + from))
-	return kind + "-" + hex.EncodeToString(sum[:12])
 }

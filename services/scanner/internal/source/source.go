@@ -256,15 +256,3 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
-
-// countsMap is finding.Counts as verdicts carry it: lower-case severities,
-// non-zero only (as the image pipeline writes them).
-func countsMap(c finding.Counts) map[string]int {
-	m := map[string]int{}
-	for sev, n := range map[string]int{"critical": c.Critical, "high": c.High, "medium": c.Medium, "low": c.Low, "unknown": c.Unknown} {
-		if n > 0 {
-			m[sev] = n
-		}
-	}
-	return m
-}

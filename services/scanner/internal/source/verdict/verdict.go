@@ -1,4 +1,7 @@
-package source
+// Package verdict builds the signed source verdicts: the shared shape of a
+// commit scan's and a SARIF upload's verdict, and the SARIF upload itself.
+// It imports no Trivy, so `rampart scan sarif` stays cheap to build.
+package verdict
 
 import (
 	"bytes"
@@ -9,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -34,8 +38,8 @@ type Upload struct {
 	SARIF       []byte
 }
 
-// VerdictOptions say how a verdict is judged and signed.
-type VerdictOptions struct {
+// Options say how a verdict is judged and signed.
+type Options struct {
 	Key         ed25519.PrivateKey
 	Gate        *gate.Policy // nil: gate.Default()
 	Source      string       // default /rampart/scanner
@@ -44,11 +48,11 @@ type VerdictOptions struct {
 	Now         time.Time    // judging time for waivers; zero: time.Now()
 }
 
-// SARIFVerdict parses the upload's SARIF strictly, judges its findings under
+// SARIF parses the upload's SARIF strictly, judges its findings under
 // the gate policy and returns the signed source verdict with the decision.
 // The event id derives from the target and the SARIF bytes, so uploading the
 // same results twice is one event.
-func SARIFVerdict(u Upload, o VerdictOptions) (cloudevents.Event, gate.Decision, error) {
+func SARIF(u Upload, o Options) (cloudevents.Event, gate.Decision, error) {
 	if !plumbing.IsHash(u.SHA) {
 		return cloudevents.Event{}, gate.Decision{}, fmt.Errorf("%w: commit %q is not a full commit hash", ErrUpload, u.SHA)
 	}
@@ -71,9 +75,9 @@ func SARIFVerdict(u Upload, o VerdictOptions) (cloudevents.Event, gate.Decision,
 		TargetKind:    "source",
 		Environment:   cmp.Or(o.Environment, "source"),
 		Outcome:       string(dec.Outcome),
-		Reason:        reason(append([]string{"SARIF from " + tools(log)}, dec.Reasons...)),
-		Counts:        countsMap(finding.Count(fs)),
-		Findings:      top(fs, cmp.Or(o.TopFindings, 20)),
+		Reason:        Reason(append([]string{"SARIF from " + tools(log)}, dec.Reasons...)),
+		Counts:        Counts(finding.Count(fs)),
+		Findings:      Top(fs, cmp.Or(o.TopFindings, 20)),
 		PolicyVersion: dec.PolicyVersion,
 	}
 	sum := sha256.Sum256(append([]byte(u.Repository+"\x00"+u.SHA+"\x00"+strconv.Itoa(u.PullRequest)+"\x00"), u.SARIF...))
@@ -103,4 +107,45 @@ func tools(l *sarif.Log) string {
 		out += ", " + n
 	}
 	return out
+}
+
+// Counts is finding.Counts as verdicts carry it: lower-case severities,
+// non-zero only (as the image pipeline writes them).
+func Counts(c finding.Counts) map[string]int {
+	m := map[string]int{}
+	for sev, n := range map[string]int{"critical": c.Critical, "high": c.High, "medium": c.Medium, "low": c.Low, "unknown": c.Unknown} {
+		if n > 0 {
+			m[sev] = n
+		}
+	}
+	return m
+}
+
+// MaxReasons bounds the reasons spelled out in a verdict (the image
+// pipeline uses the same bound); the findings and counts carry the rest.
+const MaxReasons = 5
+
+// Reason joins a decision's reasons into one line.
+func Reason(rs []string) string {
+	if len(rs) > MaxReasons {
+		rs = append(rs[:MaxReasons:MaxReasons], fmt.Sprintf("and %d more", len(rs)-MaxReasons))
+	}
+	return strings.Join(rs, "; ")
+}
+
+// Top converts the n most severe findings for a verdict.
+func Top(fs []finding.Finding, n int) []events.Finding {
+	var out []events.Finding
+	for _, f := range finding.Top(fs, n) {
+		out = append(out, events.Finding{ID: f.ID, Package: f.Package, InstalledVersion: f.InstalledVersion,
+			FixedVersion: f.FixedVersion, Severity: f.Severity.String(), Title: f.Title})
+	}
+	return out
+}
+
+// EventID derives a stable event id from the event it answers, so a
+// redelivered input yields the same id and JetStream drops the repeat.
+func EventID(kind, from string) string {
+	sum := sha256.Sum256([]byte(kind + "\x00" + from))
+	return kind + "-" + hex.EncodeToString(sum[:12])
 }
