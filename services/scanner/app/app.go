@@ -95,7 +95,9 @@ type Options struct {
 	VerdictKey ed25519.PrivateKey
 	Registries map[string]Registry
 	// Commits scans commits at source; nil acknowledges them with a log
-	// line until source scans are wired in.
+	// line until source scans are wired in. If it also serves routes
+	// (service.Router, e.g. a SARIF hook), they are mounted with the
+	// scanner's.
 	Commits CommitHandler
 	// RetryBackoff overrides the consumer's retry delays (tests).
 	RetryBackoff []time.Duration
@@ -337,6 +339,9 @@ func (a *App) Ready(context.Context) error {
 func (a *App) Routes(mux *http.ServeMux) {
 	a.ingress.Routes(mux)
 	mux.HandleFunc("POST /scanner/rescan", a.serveRescan)
+	if r, ok := a.opts.Commits.(service.Router); ok {
+		r.Routes(mux)
+	}
 }
 
 // serveRescan is the explicit "vulnerability DB updated" trigger: it

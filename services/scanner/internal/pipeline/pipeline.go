@@ -41,10 +41,11 @@ type DB interface {
 	Reload() (before, after vulndb.Version, err error)
 }
 
-// CommitHandler scans a commit at source. It has the bus.Handler contract:
-// nil acks, bus.Poison terminates, any other error retries.
+// CommitHandler scans a commit at source (internal/source's *Service fits).
+// It has the bus.Handler contract: nil acks, bus.Poison terminates, any
+// other error retries.
 type CommitHandler interface {
-	HandleCommit(ctx context.Context, d bus.Delivery) error
+	Handle(ctx context.Context, d bus.Delivery) error
 }
 
 // Consumer is the scanner's durable consumer: pushed artifacts to scan, and
@@ -218,7 +219,7 @@ func (p *Pipeline) Handle(ctx context.Context, d bus.Delivery) error {
 		return p.handleArtifact(ctx, d)
 	case events.KindCommit:
 		if p.opts.Commits != nil {
-			return p.opts.Commits.HandleCommit(ctx, d)
+			return p.opts.Commits.Handle(ctx, d)
 		}
 		p.log.Info("commit received; source scans are not enabled, acknowledging without a verdict", "event", d.Event.ID())
 		return nil

@@ -386,7 +386,7 @@ func TestLongScanIsNotRedelivered(t *testing.T) {
 
 type commitRecorder struct{ got atomic.Int64 }
 
-func (c *commitRecorder) HandleCommit(context.Context, bus.Delivery) error {
+func (c *commitRecorder) Handle(context.Context, bus.Delivery) error {
 	c.got.Add(1)
 	return nil
 }
