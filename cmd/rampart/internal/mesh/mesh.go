@@ -44,6 +44,7 @@ type Options struct {
 	// Ledger, Deployer, Watcher and Notifier are each service's options;
 	// the mesh fills in the keys, the policy and the data paths.
 	Ledger   ledger.Options
+	Scanner  scanner.Options
 	Deployer deployer.Options
 	Watcher  watcher.Options
 	Notifier notifier.Options
@@ -58,6 +59,7 @@ type Mesh struct {
 	Watcher  *watcher.App
 	Notifier *notifier.App
 	Ledger   *ledger.App
+	Scanner  *scanner.App
 	// ScannerKeyFile is the scanner's verdict-signing key; its public half
 	// is ScannerKeyFile + ".pub".
 	ScannerKeyFile string
@@ -112,6 +114,30 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	if m.Ledger, err = ledger.New(lopts); err != nil {
 		return nil, err
 	}
+	sopts := opts.Scanner
+	if sopts.ScanTimeout == 0 {
+		d := scanner.DefaultOptions()
+		sopts.DBCheckInterval, sopts.ScanTimeout, sopts.PullAttempts = d.DBCheckInterval, d.ScanTimeout, d.PullAttempts
+	}
+	sopts.Policy, sopts.VerdictKey = pol, priv
+	if sopts.CacheDir == "" {
+		// No vulnerability DB can be downloaded here: the embedded default
+		// scans against the shipped fixture DB unless told otherwise.
+		sopts.CacheDir, sopts.FixtureDB = filepath.Join(opts.DataDir, "scanner", "cache"), true
+	}
+	if sopts.RegistryToken.IsZero() && sopts.RegistryUser == "" && sopts.RegistryHeader.IsZero() {
+		if sopts.RegistryToken.File, err = secretFile(filepath.Join(opts.DataDir, "scanner", "registry.token")); err != nil {
+			return nil, err
+		}
+	}
+	if sopts.AdminToken.IsZero() {
+		if sopts.AdminToken.File, err = secretFile(filepath.Join(opts.DataDir, "scanner", "admin.token")); err != nil {
+			return nil, err
+		}
+	}
+	if m.Scanner, err = scanner.New(sopts); err != nil {
+		return nil, err
+	}
 	dopts := opts.Deployer
 	dopts.Policy, dopts.ScannerKey = pol, priv.Public().(ed25519.PublicKey)
 	if m.Deployer, err = deployer.New(dopts); err != nil {
@@ -143,9 +169,9 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		return nil, err
 	}
 
-	sopts := opts.Service
-	sopts.NATSURL = m.NATSURL
-	m.Host, err = service.Start(ctx, sopts, logger, m.Ledger, scanner.New(), m.Deployer, m.Watcher, m.Notifier)
+	hopts := opts.Service
+	hopts.NATSURL = m.NATSURL
+	m.Host, err = service.Start(ctx, hopts, logger, m.Ledger, m.Scanner, m.Deployer, m.Watcher, m.Notifier)
 	if err != nil {
 		return nil, err
 	}
