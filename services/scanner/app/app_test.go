@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -26,6 +27,7 @@ import (
 	"github.com/rampartci/rampart/services/scanner/app"
 	"github.com/rampartci/rampart/services/scanner/internal/hooks"
 	"github.com/rampartci/rampart/services/scanner/internal/imagetest"
+	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 
 // Trivy's DB is process-global: every scanner in this binary shares one
@@ -220,7 +222,8 @@ func metric(t *testing.T, m *mesh, name string) float64 {
 	b, _ := io.ReadAll(resp.Body)
 	var sum float64
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
+		// name may end inside the labels: rampart_x_total{kind="image"
+		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") || (strings.Contains(name, "{") && strings.HasPrefix(line, name)) {
 			var v float64
 			fields := strings.Fields(line)
 			fmt.Sscan(fields[len(fields)-1], &v)
@@ -309,6 +312,63 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("zero-day re-scan of the live release", func(t *testing.T) {
+		// The deployer made the clean image live.
+		live := m.verdictFor(t, m.notify(t, clean, "push-clean")).Target
+		rel, err := events.NewReleaseCompleted(events.Meta{ID: "release-1", Source: "/rampart/deployer", App: "shop"},
+			events.Release{RolloutID: "shop-1", App: "shop", Environment: "production", ArtifactID: live})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.b.Publish(t.Context(), rel); err != nil {
+			t.Fatal(err)
+		}
+		// A DB update adds a Critical advisory for the clean image's musl.
+		if err := vulndb.Build(cacheDir, app.FixtureDBTime.Add(24*time.Hour), vulndb.Fixtures(), zeroDay); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			// Back to the fixture DB for whatever runs next in this process.
+			if err := vulndb.Build(cacheDir, app.FixtureDBTime); err != nil {
+				t.Error(err)
+			}
+			code, body := m.post(t, "/scanner/rescan", "application/json", "Bearer "+adminToken, nil)
+			if code != http.StatusOK {
+				t.Errorf("restoring the fixture DB: %d %s", code, body)
+			}
+		})
+		scans := metric(t, m, `rampart_scanner_scans_total{kind="image"`)
+		var anomalies []string
+		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+			// The release event may still be on its way to the scanner.
+			code, body := m.post(t, "/scanner/rescan", "application/json", "Bearer "+adminToken, nil)
+			if code != http.StatusOK {
+				t.Fatalf("re-scan: %d %s", code, body)
+			}
+			var rep struct{ Anomalies []string }
+			if err := json.Unmarshal([]byte(body), &rep); err != nil {
+				t.Fatal(err)
+			}
+			if anomalies = rep.Anomalies; len(anomalies) == 0 {
+				return fmt.Errorf("no anomaly yet: %s", body)
+			}
+			return nil
+		})
+		if len(anomalies) != 1 || anomalies[0] != live {
+			t.Errorf("anomalies %v, want the live release %s", anomalies, live)
+		}
+		if got := metric(t, m, `rampart_scanner_scans_total{kind="image"`); got != scans {
+			t.Errorf("images scanned during the re-scan: %v, want none", got-scans)
+		}
+		evs := m.events(t, events.TypeIncidentDetected)
+		if len(evs) != 1 {
+			t.Fatalf("%d anomalies published", len(evs))
+		}
+		if a, err := events.AnomalyOf(evs[0]); err != nil || a.Target != events.TargetRelease || !strings.Contains(a.Description, "CVE-2026-0001") {
+			t.Errorf("anomaly %+v %v", a, err)
+		}
+	})
+
 	t.Run("re-scan trigger", func(t *testing.T) {
 		if code, _ := m.post(t, "/scanner/rescan", "application/json", "Bearer wrong", nil); code != http.StatusUnauthorized {
 			t.Errorf("re-scan with a wrong token: %d", code)
@@ -326,6 +386,24 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// zeroDay is a DB update with a Critical advisory for musl, which every
+// preset image carries.
+var zeroDay = fstest.MapFS{"zz-zero-day.yaml": {Data: []byte(`
+- bucket: alpine 3.22
+  pairs:
+    - bucket: musl
+      pairs:
+        - key: CVE-2026-0001
+          value:
+            FixedVersion: 1.2.5-r99
+- bucket: vulnerability
+  pairs:
+    - key: CVE-2026-0001
+      value:
+        Title: "musl: fixture zero-day"
+        Severity: CRITICAL
+`)}}
 
 func mustEnvelope(t *testing.T, p imagetest.ManifestPut, host, id string) []byte {
 	t.Helper()
