@@ -42,6 +42,11 @@ bench: ## Run the benchmarks (ratios against baselines measured in the same run)
 		if grep -rqs --include='*_test.go' '^func Benchmark' $$m; then \
 			echo "== bench $$m"; (cd $$m && $(GO) test $(BENCHFLAGS) ./...) || exit 1; fi; done
 
+.PHONY: demo
+demo: ## The whole pipeline on the embedded default: push, scan, canary, rollback, page, verify
+	$(GO) build -o $(BIN)/rampart ./cmd/rampart
+	$(BIN)/rampart demo
+
 .PHONY: run
 run: build ## Bring the mesh up on the embedded default (data in .rampart/)
 	$(BIN)/rampart up --data $(DATA)

@@ -16,11 +16,7 @@ func TestRolloutCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	artifact, err := e.Push(t.Context(), demo.Image{Version: "v1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := e.ApproveAndWait(t.Context(), artifact, "chain-v1", 20*time.Second)
+	_, _, a, err := e.PushAndWait(t.Context(), demo.Image{Version: "v1"}, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,6 +98,15 @@ func (e *Env) post(ctx context.Context, path string, body []byte, headers map[st
 	return e.postJSON(ctx, path, body, headers, nil)
 }
 
+// postAs posts body with its content type.
+func (e *Env) postAs(ctx context.Context, path string, body []byte, contentType string, headers map[string]string) error {
+	h := map[string]string{"Content-Type": contentType}
+	for k, v := range headers {
+		h[k] = v
+	}
+	return e.postJSON(ctx, path, body, h, nil)
+}
+
 // postJSON posts body to the mesh's HTTP path and decodes the answer into out.
 func (e *Env) postJSON(ctx context.Context, path string, body []byte, headers map[string]string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+e.Mesh.Host.HTTPAddr()+path, bytes.NewReader(body))
@@ -105,7 +114,7 @@ func (e *Env) postJSON(ctx context.Context, path string, body []byte, headers ma
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	for k, v := range headers {
+	for k, v := range headers { // may replace the content type
 		req.Header.Set(k, v)
 	}
 	return do(req, out)

@@ -27,11 +27,7 @@ func BenchmarkRollbackLatency(b *testing.B) {
 	}
 	defer e.Close()
 	ctx := b.Context()
-	v0, err := e.Push(ctx, Image{Version: "v0"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := e.ApproveAndWait(ctx, v0, "chain-v0", 20*time.Second)
+	_, _, a, err := e.PushAndWait(ctx, Image{Version: "v0"}, 30*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,11 +38,7 @@ func BenchmarkRollbackLatency(b *testing.B) {
 	var samples []time.Duration
 	for b.Loop() {
 		for i := range rollbackRuns {
-			artifact, err := e.Push(ctx, Image{Version: fmt.Sprintf("v%d", len(samples)+1)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			a, err := e.ApproveAndWait(ctx, artifact, fmt.Sprintf("chain-%d", len(samples)), 20*time.Second)
+			_, _, a, err := e.PushAndWait(ctx, Image{Version: fmt.Sprintf("v%d", len(samples)+1)}, 30*time.Second)
 			if err != nil {
 				b.Fatal(err)
 			}

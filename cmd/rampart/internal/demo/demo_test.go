@@ -21,15 +21,15 @@ func startEnv(t *testing.T, pause time.Duration, rps int) *Env {
 	return e
 }
 
+// release pushes a clean version and waits until the deployer promotes it.
 func (e *Env) release(t *testing.T, version string, failRatio float64) Approved {
 	t.Helper()
-	artifact, err := e.Push(t.Context(), Image{Version: version, FailRatio: failRatio})
+	_, verdict, a, err := e.PushAndWait(t.Context(), Image{Version: version, FailRatio: failRatio}, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := e.ApproveAndWait(t.Context(), artifact, "chain-"+version, 20*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	if verdict.Outcome != events.OutcomePass {
+		t.Fatalf("verdict on %s: %s (%s)", version, verdict.Outcome, verdict.Reason)
 	}
 	return a
 }

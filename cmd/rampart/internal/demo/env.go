@@ -2,11 +2,8 @@ package demo
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -14,13 +11,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
@@ -29,6 +23,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	deployer "github.com/rampartci/rampart/services/deployer/app"
+	"github.com/rampartci/rampart/services/scanner/sampleimage"
 )
 
 // App is the demo application's name; its image repository is
@@ -60,15 +55,17 @@ type Env struct {
 	work     *workload
 	pager    *pagerSink
 	chat     *chatSink
-	reg      *httptest.Server
+	reg      *sampleimage.Registry
 	traffic  traffic
 	stop     context.CancelFunc
-	verdicts ed25519.PrivateKey
 	policy   *policy.Policy
 	nc       *nats.Conn
 	bus      *bus.Bus
 	rec      *recorder
 	dataDir  string
+	trafficCtx context.Context
+	// notifyErr is the last failure to deliver a push notification.
+	notifyErr atomic.Pointer[error]
 }
 
 // Start brings a demo environment up.
@@ -79,8 +76,10 @@ func Start(ctx context.Context, cfg Config) (_ *Env, err error) {
 			e.Close()
 		}
 	}()
-	e.reg = httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	e.Registry = strings.TrimPrefix(e.reg.URL, "http://")
+	// The registry tells the scanner about every manifest push, as a CNCF
+	// Distribution registry configured with a notification endpoint does.
+	e.reg = sampleimage.StartRegistry(sampleimage.RegistryOptions{OnManifestPut: e.notify, Logger: cfg.Logger})
+	e.Registry = e.reg.Host
 	if e.work, err = newWorkload(); err != nil {
 		return nil, err
 	}
@@ -133,9 +132,6 @@ apps:
 	if err != nil {
 		return nil, err
 	}
-	if e.verdicts, err = events.LoadOrCreateVerdictKey(e.Mesh.ScannerKeyFile); err != nil {
-		return nil, err
-	}
 	e.Router = e.Mesh.Deployer.RouterAddr(App)
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stop = cancel
@@ -149,10 +145,17 @@ apps:
 	if err := e.rec.run(tctx, e.bus); err != nil {
 		return nil, err
 	}
+	e.trafficCtx = tctx
 	if cfg.RPS > 0 {
-		go e.traffic.run(tctx, "http://"+e.Router+"/", cfg.RPS)
+		e.StartTraffic(cfg.RPS)
 	}
 	return e, nil
+}
+
+// StartTraffic sends rps requests per second to the app through the router
+// until the environment closes.
+func (e *Env) StartTraffic(rps int) {
+	go e.traffic.run(e.trafficCtx, "http://"+e.Router+"/", rps)
 }
 
 // Close stops everything.
@@ -171,7 +174,10 @@ func (e *Env) Close() {
 	if e.work != nil {
 		e.work.close()
 	}
-	for _, s := range []*httptest.Server{e.reg, e.pager.srv, e.chat.srv} {
+	if e.reg != nil {
+		e.reg.Close()
+	}
+	for _, s := range []*httptest.Server{e.pager.srv, e.chat.srv} {
 		if s != nil {
 			s.Close()
 		}
@@ -182,54 +188,71 @@ func (e *Env) Close() {
 type Image struct {
 	Version   string
 	FailRatio float64
+	// Vulnerable builds the version on an Alpine base with a Critical
+	// openssl CVE (in the fixture DB); otherwise the base is clean.
+	Vulnerable bool
+}
+
+// Pushed is a version pushed to the registry.
+type Pushed struct {
+	Digest string
+	Purl   string
 }
 
 // Push builds the version's image and pushes it to the registry as
-// demo/shop:<version>; it returns the artifact's purl.
-func (e *Env) Push(ctx context.Context, im Image) (string, error) {
-	cfg, err := empty.Image.ConfigFile()
+// demo/shop:<version>. The registry notifies the scanner, which scans it.
+func (e *Env) Push(ctx context.Context, im Image) (Pushed, error) {
+	spec := sampleimage.CleanAlpine()
+	if im.Vulnerable {
+		spec = sampleimage.VulnerableAlpine()
+	}
+	base, err := spec.Build()
 	if err != nil {
-		return "", err
+		return Pushed{}, err
+	}
+	cfg, err := base.ConfigFile()
+	if err != nil {
+		return Pushed{}, err
 	}
 	cfg = cfg.DeepCopy()
 	cfg.Config.Labels = map[string]string{LabelVersion: im.Version}
 	if im.FailRatio > 0 {
 		cfg.Config.Labels[LabelFailRatio] = strconv.FormatFloat(im.FailRatio, 'f', -1, 64)
 	}
-	img, err := mutate.ConfigFile(empty.Image, cfg)
+	img, err := mutate.ConfigFile(base, cfg)
 	if err != nil {
-		return "", err
+		return Pushed{}, err
 	}
-	repo := e.Registry + "/demo/shop"
-	tag, err := name.NewTag(repo+":"+im.Version, name.Insecure)
+	p, err := e.reg.Push(ctx, "demo/shop", im.Version, img)
 	if err != nil {
-		return "", err
+		return Pushed{}, fmt.Errorf("push %s: %w", im.Version, err)
 	}
-	if err := remote.Write(tag, img, remote.WithContext(ctx)); err != nil {
-		return "", fmt.Errorf("push %s: %w", tag, err)
+	if perr := e.notifyErr.Swap(nil); perr != nil {
+		return Pushed{}, fmt.Errorf("push %s: the registry's notification failed: %w", im.Version, *perr)
 	}
-	d, err := img.Digest()
+	o, err := events.NewOCI(p.Repository, p.Digest, im.Version)
 	if err != nil {
-		return "", err
+		return Pushed{}, err
 	}
-	o, err := events.NewOCI(repo, d.String(), im.Version)
-	if err != nil {
-		return "", err
-	}
-	return o.String(), nil
+	return Pushed{Digest: p.Digest, Purl: o.String()}, nil
 }
 
-// Approve publishes the scanner's signed passing verdict for artifact, as
-// the scanner does after a clean scan.
-func (e *Env) Approve(ctx context.Context, artifact, chainID string) error {
-	ev, err := events.SignScan(events.Meta{Source: "/rampart/scanner", ChainID: chainID, App: App},
-		events.Scan{Target: artifact, TargetKind: "image", Environment: "demo", Outcome: events.OutcomePass,
-			Counts: map[string]int{}, DBVersion: "demo", PolicyVersion: e.policy.Digest}, e.verdicts)
-	if err != nil {
-		return err
+// notify posts the registry's push notification to the scanner's webhook.
+func (e *Env) notify(p sampleimage.ManifestPut) {
+	if e.Mesh == nil {
+		return
 	}
-	_, err = e.bus.Publish(ctx, ev)
-	return err
+	body, err := p.DistributionEnvelope(e.Registry, fmt.Sprintf("push-%s-%s", p.Reference, p.Digest[7:19]), time.Now())
+	if err == nil {
+		var token []byte
+		if token, err = os.ReadFile(filepath.Join(e.dataDir, "scanner", "registry.token")); err == nil {
+			err = e.postAs(context.Background(), "/hooks/registry", body, "application/vnd.docker.distribution.events.v2+json",
+				map[string]string{"Authorization": "Bearer " + strings.TrimSpace(string(token))})
+		}
+	}
+	if err != nil {
+		e.notifyErr.Store(&err)
+	}
 }
 
 // ErrTimeout is returned when something the demo waits for does not happen.

@@ -11,25 +11,42 @@ import (
 // Approved is an artifact the deployer took on.
 type Approved struct {
 	RolloutID string
-	mark      int // the recorder's position when it was approved
+	mark      int // the recorder's position when it was promoted
 }
 
-// Approve publishes artifact's signed passing verdict and waits for the
-// deployer to promote it.
-func (e *Env) ApproveAndWait(ctx context.Context, artifact, chainID string, timeout time.Duration) (Approved, error) {
+// PushAndWait pushes a version and waits for the scanner's verdict on it.
+// A passing verdict is followed by the deployer's promotion, which is
+// waited for too. It returns the verdict.
+func (e *Env) PushAndWait(ctx context.Context, im Image, timeout time.Duration) (Pushed, events.Scan, Approved, error) {
 	mark := e.rec.len()
-	if err := e.Approve(ctx, artifact, chainID); err != nil {
-		return Approved{}, err
+	p, err := e.Push(ctx, im)
+	if err != nil {
+		return p, events.Scan{}, Approved{}, err
+	}
+	ofDigest := func(purl string) bool {
+		o, err := events.ParseOCI(purl)
+		return err == nil && o.Digest == p.Digest
 	}
 	s, i, err := e.rec.wait(ctx, timeout, mark, func(s Seen) bool {
-		p, err := events.PromotionOf(s.Event)
-		return err == nil && p.ArtifactID == artifact
+		sc, err := events.ScanOf(s.Event)
+		return err == nil && ofDigest(sc.Target)
 	})
 	if err != nil {
-		return Approved{}, fmt.Errorf("promotion of %s: %w", artifact, err)
+		return p, events.Scan{}, Approved{}, fmt.Errorf("verdict on %s: %w", im.Version, err)
 	}
-	p, _ := events.PromotionOf(s.Event)
-	return Approved{RolloutID: p.RolloutID, mark: i}, nil
+	verdict, _ := events.ScanOf(s.Event)
+	if verdict.Outcome != events.OutcomePass {
+		return p, verdict, Approved{}, nil
+	}
+	s, i, err = e.rec.wait(ctx, timeout, i, func(s Seen) bool {
+		pr, err := events.PromotionOf(s.Event)
+		return err == nil && ofDigest(pr.ArtifactID)
+	})
+	if err != nil {
+		return p, verdict, Approved{}, fmt.Errorf("promotion of %s: %w", im.Version, err)
+	}
+	pr, _ := events.PromotionOf(s.Event)
+	return p, verdict, Approved{RolloutID: pr.RolloutID, mark: i}, nil
 }
 
 // WaitStep waits for the rollout's canary-step event at step.

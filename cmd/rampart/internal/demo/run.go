@@ -1,0 +1,269 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+)
+
+// RunOptions shapes `rampart demo`.
+type RunOptions struct {
+	DataDir string
+	Pause   time.Duration // each canary step's hold
+	RPS     int           // user traffic through the router
+	Logger  *slog.Logger
+}
+
+// timeline prints one line per event with the time since the demo started.
+type timeline struct {
+	mu    sync.Mutex
+	out   io.Writer
+	start time.Time
+}
+
+func (t *timeline) printf(format string, args ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.out, "[%6.2fs] %s\n", time.Since(t.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (t *timeline) section(title string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.out, "\n%s\n", title)
+}
+
+// describe says in a few words what an event means.
+func describe(s Seen) string {
+	ev := s.Event
+	short := func(purl string) string {
+		if o, err := events.ParseOCI(purl); err == nil {
+			v := o.Tag
+			if v == "" {
+				v = o.Digest[:19]
+			}
+			return o.Name + ":" + v
+		}
+		return purl
+	}
+	switch events.KindOf(ev.Type()) {
+	case events.KindArtifact:
+		a, _ := events.ArtifactOf(ev)
+		return fmt.Sprintf("%-10s %s pushed to %s (%s…)", "artifact", a.Repository+":"+a.Tag, a.Registry, a.Digest[:19])
+	case events.KindScan:
+		sc, _ := events.ScanOf(ev)
+		signed := ""
+		if sc.Signature != "" {
+			signed = ", signed"
+		}
+		line := fmt.Sprintf("%-10s %s %s: %s%s", "scan", short(sc.Target), strings.ToUpper(sc.Outcome), counts(sc.Counts), signed)
+		for i, f := range sc.Findings {
+			if i == 2 {
+				break
+			}
+			line += fmt.Sprintf("\n%23s%s %s in %s %s (fixed in %s)", "", f.Severity, f.ID, f.Package, f.InstalledVersion, f.FixedVersion)
+		}
+		return line
+	case events.KindTestOutput:
+		o, _ := events.TestOutputOf(ev)
+		return fmt.Sprintf("%-10s SBOM of %s stored (%s)", "sbom", short(o.Target), o.Format)
+	case events.KindPromote:
+		p, _ := events.PromotionOf(ev)
+		return fmt.Sprintf("%-10s rollout %s of %s: steps %v", "promote", p.RolloutID, short(p.ArtifactID), p.Steps)
+	case events.KindCanaryStep:
+		c, _ := events.CanaryStepOf(ev)
+		return fmt.Sprintf("%-10s %s takes %d%% of traffic (step %d)", "canary", short(c.ArtifactID), c.Weight, c.Step+1)
+	case events.KindRelease:
+		r, _ := events.ReleaseOf(ev)
+		return fmt.Sprintf("%-10s %s is the stable release of %s", "released", short(r.ArtifactID), r.App)
+	case events.KindAnomaly:
+		a, _ := events.AnomalyOf(ev)
+		return fmt.Sprintf("%-10s %s (%s, target %s): %s", "anomaly", a.Rule, a.Origin, a.Target, a.Description)
+	case events.KindRollback:
+		r, _ := events.RollbackOf(ev)
+		return fmt.Sprintf("%-10s traffic back on %s; %s had %d%% at abort", "rollback", short(r.ArtifactID), short(r.From), r.TrafficAtAbort)
+	case events.KindPage:
+		p, _ := events.PageOf(ev)
+		return fmt.Sprintf("%-10s on-call paged: %s", "page", p.TicketURI)
+	}
+	return fmt.Sprintf("%-10s %s %s", events.KindOf(ev.Type()), ev.Type(), ev.ID())
+}
+
+func counts(c map[string]int) string {
+	var parts []string
+	for _, sev := range []string{"critical", "high", "medium", "low"} {
+		n := c[sev] + c[strings.ToUpper(sev)]
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, sev))
+		}
+	}
+	if len(parts) == 0 {
+		return "no findings"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Run is `rampart demo`: the whole pipeline on the embedded default, with a
+// live timeline on out. It returns an error when the pipeline does not do
+// what the demo shows.
+func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
+	tl := &timeline{out: out, start: time.Now()}
+	fmt.Fprintln(out, "Rampart demo: commit-to-production on the embedded default, no human in the loop.")
+	if err := os.RemoveAll(opts.DataDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return err
+	}
+	e, err := Start(ctx, Config{DataDir: opts.DataDir, Pause: opts.Pause, Interval: time.Second, Logger: opts.Logger,
+		OnEvent: func(s Seen) { tl.printf("%s", describe(s)) }})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	tl.printf("%-10s NATS %s, HTTP http://%s, OCI registry %s", "up", e.Mesh.NATSURL, e.Mesh.Host.HTTPAddr(), e.Registry)
+
+	const wait = 45 * time.Second
+	tl.section("1. v1 is pushed: scanned clean, promoted, stepped to 100%")
+	_, _, v1, err := e.PushAndWait(ctx, Image{Version: "v1"}, wait)
+	if err != nil {
+		return err
+	}
+	if end, err := e.WaitEnd(ctx, v1, wait); err != nil {
+		return err
+	} else if events.KindOf(end.Event.Type()) != events.KindRelease {
+		return fmt.Errorf("v1 was rolled back: %s", describe(end))
+	}
+
+	e.StartTraffic(opts.RPS)
+	tl.printf("%-10s users: %d requests/s to the app through the local router at http://%s/", "traffic", opts.RPS, e.Router)
+
+	tl.section("2. v2 fails 10% of its requests: canary at 5%, the watcher sees it, traffic goes back to v1, on-call is paged")
+	_, _, v2, err := e.PushAndWait(ctx, Image{Version: "v2", FailRatio: 0.1}, wait)
+	if err != nil {
+		return err
+	}
+	end, err := e.WaitEnd(ctx, v2, wait)
+	if err != nil {
+		return err
+	}
+	rb, err := events.RollbackOf(end.Event)
+	if err != nil {
+		return fmt.Errorf("v2 was released despite failing requests")
+	}
+	if w, _ := e.Mesh.Deployer.Weight(App); w != 0 {
+		return fmt.Errorf("canary weight %d%% after the rollback", w)
+	}
+	if _, _, err := e.rec.wait(ctx, wait, 0, func(s Seen) bool {
+		p, err := events.PageOf(s.Event)
+		return err == nil && p.RolloutID == rb.RolloutID
+	}); err != nil {
+		return fmt.Errorf("no page for the rollback: %w", err)
+	}
+	report := filepath.Join(opts.DataDir, "reports", rb.RolloutID+".md")
+	if err := waitUntil(ctx, wait, "the rollback report", func() bool { _, err := os.Stat(report); return err == nil }); err != nil {
+		return err
+	}
+	tl.printf("%-10s the PagerDuty stand-in received %d page(s); dedup key %s", "pagerduty", len(e.pager.pages()), rb.RolloutID)
+
+	tl.section("3. v3 carries a vulnerable openssl: the scan blocks it, it is never promoted")
+	v3, verdict, _, err := e.PushAndWait(ctx, Image{Version: "v3", Vulnerable: true}, wait)
+	if err != nil {
+		return err
+	}
+	if verdict.Outcome != events.OutcomeBlocked {
+		return fmt.Errorf("v3's verdict is %s, want blocked", verdict.Outcome)
+	}
+	// Once the deployer has handled every verdict, no promotion of v3 exists.
+	if err := e.waitConsumed(ctx, "deployer", wait); err != nil {
+		return err
+	}
+	if n := e.rec.count(func(s Seen) bool {
+		p, err := events.PromotionOf(s.Event)
+		if err != nil {
+			return false
+		}
+		o, err := events.ParseOCI(p.ArtifactID)
+		return err == nil && o.Digest == v3.Digest
+	}); n != 0 {
+		return fmt.Errorf("v3 was promoted despite its blocked verdict")
+	}
+	tl.printf("%-10s v3 never reached the router; %s still serves", "gate", e.work.stable.Version())
+
+	tl.section("4. The ledger: every event, tamper-evident")
+	res, err := e.verifyLedger(ctx)
+	if err != nil {
+		return err
+	}
+	tl.printf("%-10s %d entries and %d signed checkpoints verified (RFC 6962 tree, Ed25519 note signatures)", "verified", res.entries, res.checkpoints)
+	ok, failed := e.traffic.ok.Load(), e.traffic.failed.Load()
+	fmt.Fprintf(out, "\nDone in %.1fs. Since v1 went live, users saw %d answers, %d of them errors (%.2f%%): v2's seconds at 5%%.\n",
+		time.Since(tl.start).Seconds(), ok+failed, failed, 100*float64(failed)/float64(max(ok+failed, 1)))
+	fmt.Fprintf(out, "Rollback report: %s\n", report)
+	return nil
+}
+
+type ledgerResult struct {
+	entries     int64
+	checkpoints int
+}
+
+// verifyLedger waits until the ledger has recorded everything published so
+// far and a checkpoint covers it, then verifies the whole ledger.
+func (e *Env) verifyLedger(ctx context.Context) (ledgerResult, error) {
+	pub, err := os.ReadFile(filepath.Join(e.dataDir, "ledger", "ledger.key.pub"))
+	if err != nil {
+		return ledgerResult{}, err
+	}
+	v, err := checkpoint.NewVerifier(strings.TrimSpace(string(pub)))
+	if err != nil {
+		return ledgerResult{}, err
+	}
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		return ledgerResult{}, err
+	}
+	var res ledgerResult
+	var last error
+	err = waitUntil(ctx, 20*time.Second, "the ledger to record and checkpoint every event", func() bool {
+		r, err := ledgerclient.Verify(ctx, js, v)
+		if last = err; err != nil || r.Unanchored != 0 || r.Entries < int64(e.rec.len()) {
+			return false
+		}
+		res = ledgerResult{entries: r.Entries, checkpoints: r.Checkpoints}
+		return true
+	})
+	if err != nil && last != nil {
+		return res, fmt.Errorf("ledger verify: %w", last)
+	}
+	return res, err
+}
+
+// waitConsumed waits until the durable consumer has handled everything in
+// the stream so far.
+func (e *Env) waitConsumed(ctx context.Context, durable string, timeout time.Duration) error {
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		return err
+	}
+	return waitUntil(ctx, timeout, "the "+durable+" to handle every event", func() bool {
+		c, err := js.Consumer(ctx, "RAMPART", durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
+}
