@@ -54,7 +54,7 @@ type treeScanner struct {
 	logger  *slog.Logger
 }
 
-// newAnalyzer prepares Trivy's Rego engine with the checks compiled into the
+// newTreeScanner prepares Trivy's Rego engine with the checks compiled into the
 // binary (github.com/aquasecurity/trivy-checks, embedded): Trivy's CLI would
 // first try to download a newer checks bundle from ghcr.io and falls back to
 // these; a source scan never reaches out. Loading and compiling the checks
@@ -77,8 +77,8 @@ func newTreeScanner(db *vulndb.DB, disableMisconf bool, logger *slog.Logger) (*t
 	return a, nil
 }
 
-// wantedAnalyzers are the Trivy analyzers a source scan runs: lock files of
-// every ecosystem Trivy reads, and the three IaC formats.
+// wantedConfig are the IaC formats a source scan checks (besides the lock
+// files of every ecosystem Trivy reads).
 var wantedConfig = []analyzer.Type{analyzer.TypeDockerfile, analyzer.TypeKubernetes, analyzer.TypeTerraform}
 
 // disabledAnalyzers is every analyzer type Trivy knows except lock files and
@@ -145,6 +145,14 @@ func (a *treeScanner) analyze(ctx context.Context, dir string) ([]finding.Findin
 	return append(secretFindings, reportFindings(report)...), backend.version, nil
 }
 
+func relSlash(dir, path string) string {
+	rel, err := filepath.Rel(dir, path)
+	if err != nil {
+		return path
+	}
+	return filepath.ToSlash(rel)
+}
+
 // scanSecrets runs the secrets scanner over every regular file of the tree.
 func (a *treeScanner) scanSecrets(ctx context.Context, dir string) ([]finding.Finding, error) {
 	var out []finding.Finding
@@ -156,7 +164,9 @@ func (a *treeScanner) scanSecrets(ctx context.Context, dir string) ([]finding.Fi
 			return err
 		}
 		if d.IsDir() {
-			if d.Name() == ".git" {
+			// .git is not the tree; node_modules and the like are skipped
+			// by Trivy's patterns anyway, so do not walk them.
+			if d.Name() == ".git" || (path != dir && a.secrets.SkipsDir(relSlash(dir, path))) {
 				return filepath.SkipDir
 			}
 			return nil

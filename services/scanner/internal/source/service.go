@@ -140,7 +140,9 @@ func (s *Service) Handle(ctx context.Context, d bus.Delivery) error {
 	meta := events.Meta{ID: verdict.EventID("source-verdict", d.Event.ID()), Source: s.opts.Source,
 		ChainID: events.ChainID(d.Event), CausedBy: d.Event.ID(), App: events.App(d.Event)}
 
+	stop := heartbeat(ctx, d, log)
 	res, scanErr := s.opts.Scanner.ScanCommit(ctx, c)
+	stop()
 	if scanErr != nil && ctx.Err() != nil {
 		return fmt.Errorf("scan %s@%s: %w", c.Repository, c.SHA, ctx.Err()) // shutting down: retry later
 	}
@@ -171,6 +173,36 @@ func (s *Service) Handle(ctx context.Context, d bus.Delivery) error {
 	}
 	s.feedback(ctx, log, c, dec)
 	return nil
+}
+
+// heartbeatEvery is how often a scan in progress tells JetStream it is
+// still working, well inside the consumer's default 30 s AckWait: a clone of
+// a large repository takes longer than that.
+const heartbeatEvery = 10 * time.Second
+
+// heartbeat calls d.InProgress every heartbeatEvery until stop is called.
+func heartbeat(ctx context.Context, d bus.Delivery, log *slog.Logger) (stop func()) {
+	if d.Msg == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := d.InProgress(); err != nil {
+					log.Debug("in-progress signal failed", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // verdict is the signed event's payload.

@@ -195,10 +195,7 @@ func (s *Scanner) checkout(ctx context.Context, c events.Commit, dir string) err
 		NoCheckout: true,
 		Tags:       git.NoTags,
 	})
-	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
-		return fmt.Errorf("clone %s: %w", redact(u), err)
-	}
-	if repo == nil {
+	if err != nil {
 		return fmt.Errorf("clone %s: %w", redact(u), err)
 	}
 	hash := plumbing.NewHash(c.SHA)

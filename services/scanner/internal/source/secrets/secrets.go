@@ -87,6 +87,13 @@ func (s *Scanner) Scan(path string, content io.Reader) ([]Finding, error) {
 	return out, nil
 }
 
+// SkipsDir reports whether everything under the directory dir (relative,
+// slash-separated) is skipped by Trivy's skip patterns (e.g. node_modules),
+// so a walk need not enter it.
+func (s *Scanner) SkipsDir(dir string) bool {
+	return s.trivy.IsSkipped(dir + "/x")
+}
+
 func isBinary(data []byte) bool {
 	return bytes.IndexByte(data[:min(len(data), 8<<10)], 0) >= 0
 }
