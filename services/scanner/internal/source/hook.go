@@ -10,12 +10,16 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/scanner/internal/source/sarif"
 	"github.com/rampartci/rampart/services/scanner/internal/source/verdict"
 )
 
 // SARIFPath is where the SARIF hook is mounted.
 const SARIFPath = "/hooks/sarif"
+
+// The app mounts a commit handler's routes when it is a service.Router.
+var _ service.Router = (*Service)(nil)
 
 // Routes mounts the SARIF hook on mux.
 func (s *Service) Routes(mux *http.ServeMux) {
