@@ -49,20 +49,20 @@ type Config struct {
 // application's two slots behind the deployer's local router, PagerDuty and
 // Slack stand-ins, and user traffic.
 type Env struct {
-	Mesh     *mesh.Mesh
-	Registry string // host:port of the in-memory OCI registry
-	Router   string // host:port of the local router users reach the app at
-	work     *workload
-	pager    *pagerSink
-	chat     *chatSink
-	reg      *sampleimage.Registry
-	traffic  traffic
-	stop     context.CancelFunc
-	policy   *policy.Policy
-	nc       *nats.Conn
-	bus      *bus.Bus
-	rec      *recorder
-	dataDir  string
+	Mesh       *mesh.Mesh
+	Registry   string // host:port of the in-memory OCI registry
+	Router     string // host:port of the local router users reach the app at
+	work       *workload
+	pager      *pagerSink
+	chat       *chatSink
+	reg        *sampleimage.Registry
+	traffic    traffic
+	stop       context.CancelFunc
+	policy     *policy.Policy
+	nc         *nats.Conn
+	bus        *bus.Bus
+	rec        *recorder
+	dataDir    string
 	trafficCtx context.Context
 	// notifyErr is the last failure to deliver a push notification.
 	notifyErr atomic.Pointer[error]
