@@ -101,8 +101,9 @@ func isBinary(data []byte) bool {
 // assignment matches a value assigned to a name that says it is a secret:
 // `api_token = "…"`, `SECRET: …`, `"password": "…"`, `export DB_KEY=…`.
 // The name must contain one of the words; the value is a run of 20 or more
-// token characters.
-var assignment = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:token|secret|passw(?:or)?d|pwd|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)[a-z0-9_.-]*)["']?\s*(?:=|:|:=)\s*["']?([A-Za-z0-9+/=_\-.]{20,})`)
+// base64, base64url or hex characters. A dot ends the value, so references
+// such as process.env.API_TOKEN or module.iam.key_output are not values.
+var assignment = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:token|secret|passw(?:or)?d|pwd|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)[a-z0-9_.-]*)["']?\s*(?:=|:|:=)\s*["']?([A-Za-z0-9+/=_\-]{20,})`)
 
 // Entropy thresholds in bits per character. A random base64 string of 20+
 // characters scores above 4.2; hex (16 symbols) at most 4.0, random hex
