@@ -28,6 +28,9 @@ import (
 	"github.com/rampartci/rampart/services/scanner/internal/ingress"
 	"github.com/rampartci/rampart/services/scanner/internal/pipeline"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
+	"github.com/rampartci/rampart/services/scanner/internal/source"
+	"github.com/rampartci/rampart/services/scanner/internal/source/contract"
+	"github.com/rampartci/rampart/services/scanner/internal/source/feedback"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 
@@ -94,16 +97,28 @@ type Options struct {
 	Policy     *policy.Store
 	VerdictKey ed25519.PrivateKey
 	Registries map[string]Registry
-	// Commits scans commits at source; nil acknowledges them with a log
-	// line until source scans are wired in. If it also serves routes
-	// (service.Router, e.g. a SARIF hook), they are mounted with the
+	// SARIFToken is the bearer token of POST /hooks/sarif (SARIF from
+	// Semgrep, CodeQL, ZAP); unset, the hook answers 503.
+	SARIFToken policy.Secret
+	// GitHubToken, when set, reports source verdicts back to GitHub as a
+	// commit status and, for a blocked pull request, a comment listing the
+	// blocking findings. GitHubAPI is the REST API base (default
+	// https://api.github.com).
+	GitHubToken policy.Secret
+	GitHubAPI   string
+	// AllowLocalRepos lets commit events name file:// repositories (tests,
+	// demos); a webhook's URL must never make the scanner read its own disk.
+	AllowLocalRepos bool
+
+	// Commits, when set, replaces the source scanner for commit events. If
+	// it also serves routes (service.Router), they are mounted with the
 	// scanner's.
 	Commits CommitHandler
 	// RetryBackoff overrides the consumer's retry delays (tests).
 	RetryBackoff []time.Duration
 
-	// inline names secret flags given a value instead of a reference.
-	inline []string
+	// secrets records the secret flags given a value instead of a reference.
+	secrets policy.SecretFlags
 }
 
 // DefaultOptions are the scanner's defaults.
@@ -119,47 +134,19 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CacheDir, "cache-dir", o.CacheDir, "directory of the vulnerability DB (<dir>/db)")
 	fs.BoolVar(&o.FixtureDB, "fixture-db", o.FixtureDB, "build the shipped fixture DB into --cache-dir and skip DB updates (tests, demo)")
 	fs.StringVar(&o.RegistriesFile, "registries", o.RegistriesFile, "YAML file of registry credentials for pulling images")
-	fs.Var(secretFlag{&o.RegistryToken, "registry-webhook-token", &o.inline}, "registry-webhook-token", "bearer token the registry's notifications carry, by reference: env:NAME or file:PATH")
+	o.secrets.Var(fs, &o.RegistryToken, "registry-webhook-token", "bearer token the registry's notifications carry")
 	fs.StringVar(&o.RegistryUser, "registry-webhook-user", o.RegistryUser, "basic-auth user the registry's notifications carry")
-	fs.Var(secretFlag{&o.RegistryPassword, "registry-webhook-password", &o.inline}, "registry-webhook-password", "basic-auth password of the registry's notifications, by reference: env:NAME or file:PATH")
-	fs.Var(secretFlag{&o.RegistryHeader, "registry-webhook-header", &o.inline}, "registry-webhook-header", "verbatim Authorization header of the registry's notifications (Harbor auth_header), by reference: env:NAME or file:PATH")
-	fs.Var(secretFlag{&o.GitHubSecret, "github-webhook-secret", &o.inline}, "github-webhook-secret", "GitHub webhook secret (X-Hub-Signature-256), by reference: env:NAME or file:PATH")
-	fs.Var(secretFlag{&o.GitLabToken, "gitlab-webhook-token", &o.inline}, "gitlab-webhook-token", "GitLab webhook secret token (X-Gitlab-Token), by reference: env:NAME or file:PATH")
-	fs.Var(secretFlag{&o.AdminToken, "admin-token", &o.inline}, "admin-token", "bearer token of POST /scanner/rescan, by reference: env:NAME or file:PATH")
+	o.secrets.Var(fs, &o.RegistryPassword, "registry-webhook-password", "basic-auth password of the registry's notifications")
+	o.secrets.Var(fs, &o.RegistryHeader, "registry-webhook-header", "verbatim Authorization header of the registry's notifications (Harbor auth_header)")
+	o.secrets.Var(fs, &o.GitHubSecret, "github-webhook-secret", "GitHub webhook secret (X-Hub-Signature-256)")
+	o.secrets.Var(fs, &o.GitLabToken, "gitlab-webhook-token", "GitLab webhook secret token (X-Gitlab-Token)")
+	o.secrets.Var(fs, &o.SARIFToken, "sarif-token", "bearer token of POST /hooks/sarif")
+	o.secrets.Var(fs, &o.GitHubToken, "github-token", "token for commit statuses and pull-request comments")
+	fs.StringVar(&o.GitHubAPI, "github-api", o.GitHubAPI, "GitHub REST API base URL (default https://api.github.com)")
+	o.secrets.Var(fs, &o.AdminToken, "admin-token", "bearer token of POST /scanner/rescan")
 	fs.DurationVar(&o.DBCheckInterval, "db-check-interval", o.DBCheckInterval, "how often the vulnerability DB files are checked for a new version")
 	fs.DurationVar(&o.ScanTimeout, "scan-timeout", o.ScanTimeout, "bound on one image scan, pull included")
 	fs.IntVar(&o.PullAttempts, "pull-attempts", o.PullAttempts, "deliveries an unpullable image is tried before its verdict is error")
-}
-
-// secretFlag reads a secret reference, env:NAME or file:PATH. A value that
-// is neither is recorded, not echoed, and refused by New.
-type secretFlag struct {
-	s      *policy.Secret
-	name   string
-	inline *[]string
-}
-
-func (f secretFlag) String() string {
-	if f.s == nil || f.s.IsZero() {
-		return ""
-	}
-	return f.s.String()
-}
-
-func (f secretFlag) Set(v string) error {
-	kind, ref, ok := strings.Cut(v, ":")
-	switch {
-	case v == "":
-		*f.s = policy.Secret{}
-	case ok && kind == "env" && ref != "":
-		*f.s = policy.Secret{Env: ref}
-	case ok && kind == "file" && ref != "":
-		*f.s = policy.Secret{File: ref}
-	default:
-		*f.s = policy.Secret{}
-		*f.inline = append(*f.inline, f.name)
-	}
-	return nil
 }
 
 // App is the scanner component.
@@ -176,6 +163,7 @@ type App struct {
 	scanner  *scan.Scanner
 	pipeline *pipeline.Pipeline
 	ingress  *ingress.Handler
+	commits  CommitHandler
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when the background loops returned
 	log      *slog.Logger
@@ -184,8 +172,8 @@ type App struct {
 // New checks the options and loads the key, policies and credentials; the
 // work starts in Start.
 func New(opts Options) (*App, error) {
-	if len(opts.inline) > 0 {
-		return nil, fmt.Errorf("scanner: --%s take a reference (env:NAME or file:PATH), not the secret itself", strings.Join(opts.inline, ", --"))
+	if err := opts.secrets.Err(); err != nil {
+		return nil, fmt.Errorf("scanner: %w", err)
 	}
 	if opts.CacheDir == "" {
 		return nil, errors.New("scanner: --cache-dir is required: it holds the vulnerability DB")
@@ -193,7 +181,7 @@ func New(opts Options) (*App, error) {
 	if opts.DBCheckInterval <= 0 {
 		opts.DBCheckInterval = time.Minute
 	}
-	a := &App{opts: opts, key: opts.VerdictKey, policy: opts.Policy, registries: opts.Registries}
+	a := &App{opts: opts, key: opts.VerdictKey, policy: opts.Policy, registries: opts.Registries, commits: opts.Commits}
 	var err error
 	if a.key == nil {
 		if opts.VerdictKeyFile == "" {
@@ -274,8 +262,13 @@ func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 	if a.scanner, err = scan.New(a.db, scan.Options{Registries: a.registries, Timeout: a.opts.ScanTimeout}, a.log); err != nil {
 		return err
 	}
+	if a.commits == nil {
+		if a.commits, err = a.sourceService(ctx, deps); err != nil {
+			return err
+		}
+	}
 	a.pipeline, err = pipeline.New(deps.Bus, a.scanner, a.db, pipeline.Options{
-		Key: a.key, Policy: a.policy, Gate: a.gate, Commits: a.opts.Commits, PullAttempts: a.opts.PullAttempts,
+		Key: a.key, Policy: a.policy, Gate: a.gate, Commits: a.commits, PullAttempts: a.opts.PullAttempts,
 		RetryBackoff: a.opts.RetryBackoff, DBDir: vulndb.Dir(a.opts.CacheDir), Registerer: deps.Registerer,
 	}, a.log)
 	if err != nil {
@@ -339,9 +332,29 @@ func (a *App) Ready(context.Context) error {
 func (a *App) Routes(mux *http.ServeMux) {
 	a.ingress.Routes(mux)
 	mux.HandleFunc("POST /scanner/rescan", a.serveRescan)
-	if r, ok := a.opts.Commits.(service.Router); ok {
+	if r, ok := a.commits.(service.Router); ok {
 		r.Routes(mux)
 	}
+}
+
+// sourceService is the commit scanner: clone, Trivy's secret,
+// misconfiguration and lock-file scans, the OpenAPI contract diff, SARIF
+// uploads, and feedback to GitHub.
+func (a *App) sourceService(ctx context.Context, deps service.Deps) (*source.Service, error) {
+	specs, err := contract.OpenObjectStore(ctx, deps.Bus.JetStream(), 1)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := source.NewScanner(source.ScannerOptions{DB: a.db, Specs: specs, AllowLocal: a.opts.AllowLocalRepos}, a.log)
+	if err != nil {
+		return nil, err
+	}
+	opts := source.Options{Scanner: sc, Specs: specs, Key: a.key, Publisher: source.BusPublisher(deps.Bus), Gate: a.gate,
+		SARIFToken: a.opts.SARIFToken, Logger: a.log}
+	if !a.opts.GitHubToken.IsZero() {
+		opts.GitHub, opts.GitHubToken = &feedback.Options{APIURL: a.opts.GitHubAPI}, a.opts.GitHubToken
+	}
+	return source.New(opts)
 }
 
 // serveRescan is the explicit "vulnerability DB updated" trigger: it

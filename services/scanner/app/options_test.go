@@ -41,7 +41,7 @@ func TestFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"secret given inline", []string{"--cache-dir", dir, "--verdict-key", filepath.Join(dir, "k"), "--gitlab-webhook-token", "hunter2"}, "--gitlab-webhook-token take a reference"},
+		{"secret given inline", []string{"--cache-dir", dir, "--verdict-key", filepath.Join(dir, "k"), "--gitlab-webhook-token", "hunter2"}, "--gitlab-webhook-token: want a reference"},
 		{"no cache dir", []string{"--verdict-key", filepath.Join(dir, "k")}, "--cache-dir is required"},
 		{"no key", []string{"--cache-dir", dir}, "--verdict-key is required"},
 		{"unset secret", []string{"--cache-dir", dir, "--verdict-key", filepath.Join(dir, "k"), "--registry-webhook-token", "env:RAMPART_TEST_UNSET"}, "registry webhook token"},

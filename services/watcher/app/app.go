@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -49,10 +48,8 @@ type Options struct {
 	// (at least policy.MinInterval).
 	Interval time.Duration
 
-	// inline names the secret flags given a value instead of a reference:
-	// New refuses them. (The flag package would echo the value in its own
-	// error, so Set does not fail.)
-	inline []string
+	// secrets records the secret flags given a value instead of a reference.
+	secrets policy.SecretFlags
 }
 
 // DefaultOptions are the options of the embedded default: no policy file
@@ -64,41 +61,11 @@ func DefaultOptions() Options { return Options{PolicyReload: 2 * time.Second} }
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the applications and their analysis rules")
 	fs.DurationVar(&o.PolicyReload, "policy-reload", o.PolicyReload, "how often the policy file is checked for changes")
-	fs.Var(secretFlag{&o.AlertmanagerToken, "alertmanager-token", &o.inline}, "alertmanager-token", "bearer token Alertmanager sends, by reference: env:NAME or file:PATH")
+	o.secrets.Var(fs, &o.AlertmanagerToken, "alertmanager-token", "bearer token Alertmanager sends")
 	fs.StringVar(&o.AlertmanagerUser, "alertmanager-user", o.AlertmanagerUser, "basic-auth user Alertmanager sends")
-	fs.Var(secretFlag{&o.AlertmanagerPassword, "alertmanager-password", &o.inline}, "alertmanager-password", "basic-auth password Alertmanager sends, by reference: env:NAME or file:PATH")
-	fs.Var(secretFlag{&o.SIEMSecret, "siem-secret", &o.inline}, "siem-secret", "HMAC-SHA256 key of /hooks/siem signatures, by reference: env:NAME or file:PATH")
+	o.secrets.Var(fs, &o.AlertmanagerPassword, "alertmanager-password", "basic-auth password Alertmanager sends")
+	o.secrets.Var(fs, &o.SIEMSecret, "siem-secret", "HMAC-SHA256 key of /hooks/siem signatures")
 	fs.DurationVar(&o.Interval, "analysis-interval", o.Interval, "replace every application's analysis interval (0: the policy's)")
-}
-
-// secretFlag reads a secret reference, env:NAME or file:PATH.
-type secretFlag struct {
-	s      *policy.Secret
-	name   string
-	inline *[]string
-}
-
-func (f secretFlag) String() string {
-	if f.s == nil || f.s.IsZero() {
-		return ""
-	}
-	return f.s.String()
-}
-
-func (f secretFlag) Set(v string) error {
-	kind, ref, ok := strings.Cut(v, ":")
-	switch {
-	case v == "":
-		*f.s = policy.Secret{}
-	case ok && kind == "env" && ref != "":
-		*f.s = policy.Secret{Env: ref}
-	case ok && kind == "file" && ref != "":
-		*f.s = policy.Secret{File: ref}
-	default:
-		*f.s = policy.Secret{}
-		*f.inline = append(*f.inline, f.name)
-	}
-	return nil
 }
 
 // App runs the watcher inside a service host.
@@ -113,8 +80,8 @@ type App struct {
 
 // New checks the options, resolves the secrets and loads the policy.
 func New(opts Options) (*App, error) {
-	if len(opts.inline) > 0 {
-		return nil, fmt.Errorf("watcher: --%s: want a reference, env:NAME or file:PATH, never the secret itself", opts.inline[0])
+	if err := opts.secrets.Err(); err != nil {
+		return nil, fmt.Errorf("watcher: %w", err)
 	}
 	if opts.Interval != 0 && opts.Interval < policy.MinInterval {
 		return nil, fmt.Errorf("watcher: --analysis-interval %s is below the minimum of %s", opts.Interval, policy.MinInterval)
