@@ -52,9 +52,13 @@ run: build ## Bring the mesh up on the embedded default (data in .rampart/)
 	$(BIN)/rampart up --data $(DATA)
 
 .PHONY: tidy
-tidy: ## go mod tidy every module (each must build on its own), then align versions with the workspace
+tidy: ## go mod tidy every module (each must build on its own) at the versions the workspace selects
 	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy) || exit 1; done
-	$(GO) work sync
+	@# Raise each module to the workspace's versions, so a module built on its
+	@# own reuses the workspace's build cache, then drop what that added but
+	@# the module does not use.
+	@$(GO) work sync
+	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy) || exit 1; done
 
 .PHONY: build-alone
 build-alone: ## Build each module on its own, without go.work
