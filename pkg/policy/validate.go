@@ -98,6 +98,11 @@ func validate(p *Policy) []violation {
 		}
 		v = append(v, validateRouter(at+".router", a.Router)...)
 		v = append(v, validateCanary(at+".canary", a.Canary)...)
+		if a.Canary.Pause > 0 && a.Analysis.Interval >= MinInterval && a.Canary.Pause < 2*a.Analysis.Interval {
+			// The watcher judges a step from its start, once per interval;
+			// a shorter step would end before it is judged.
+			v = append(v, violation{at + ".canary.pause", fmt.Sprintf("%s is shorter than two analysis intervals (%s): a step would end before the watcher judges it", a.Canary.Pause, 2*a.Analysis.Interval)})
+		}
 		v = append(v, validateAnalysis(at+".analysis", a.Analysis, a.Router)...)
 		v = append(v, validateNotify(at+".notify", a.Notify)...)
 	}

@@ -26,8 +26,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	if opts.Pause < 100*time.Millisecond || opts.RPS < 20 || opts.RPS > 2000 {
-		return fmt.Errorf("%w: --pause must be at least 100ms and --rps within 20..2000", errUsage)
+	if opts.Pause < 2*time.Second || opts.RPS < 20 || opts.RPS > 2000 {
+		return fmt.Errorf("%w: --pause must be at least 2s (two analysis intervals) and --rps within 20..2000", errUsage)
 	}
 	opts.Logger = slog.New(slog.DiscardHandler)
 	if *verbose {

@@ -142,3 +142,20 @@ func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
 		t.Fatalf("page does not name the app: %v", e.pager.pages()[0])
 	}
 }
+
+// The demo as `make demo` runs it, with shorter pauses: every claim it
+// prints is checked by Run itself (a blocked commit, v1 released, v2 rolled
+// back with a page and a report, v3 blocked and never promoted, the ledger
+// verified).
+func TestRun(t *testing.T) {
+	var out strings.Builder
+	err := Run(t.Context(), &out, RunOptions{DataDir: t.TempDir(), Pause: 2 * time.Second, RPS: 400, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	for _, want := range []string{"BLOCKED: 2 critical", "is the stable release of shop", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

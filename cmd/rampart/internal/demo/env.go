@@ -23,6 +23,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	deployer "github.com/rampartci/rampart/services/deployer/app"
+	scanner "github.com/rampartci/rampart/services/scanner/app"
 	"github.com/rampartci/rampart/services/scanner/sampleimage"
 )
 
@@ -128,6 +129,8 @@ apps:
 		Service:    svc,
 		Policy:     policy.StoreOf(e.policy),
 		Deployer:   deployer.Options{Workload: e.work},
+		// The demo's repositories are file:// ones on this machine.
+		Scanner: scanner.Options{AllowLocalRepos: true},
 	}, cfg.Logger)
 	if err != nil {
 		return nil, err

@@ -45,6 +45,14 @@ func (t *timeline) section(title string) {
 	fmt.Fprintf(t.out, "\n%s\n", title)
 }
 
+// A made-up AWS key pair in the real format: a secret scanner must find it,
+// and it opens nothing. (AWS's documented example pair ends in EXAMPLE,
+// which scanners rightly let through.)
+const (
+	demoKeyID  = "AKIAZ4QVN7T2X5MLR3PD"
+	demoSecret = "q8Vd2Lk0pX7mR4tY9wB1nC6sE3hJ5gF0aZ2uK8oQ"
+)
+
 // describe says in a few words what an event means.
 func describe(s Seen) string {
 	ev := s.Event
@@ -62,8 +70,21 @@ func describe(s Seen) string {
 	case events.KindArtifact:
 		a, _ := events.ArtifactOf(ev)
 		return fmt.Sprintf("%-10s %s pushed to %s (%s…)", "artifact", a.Repository+":"+a.Tag, a.Registry, a.Digest[:19])
+	case events.KindCommit:
+		c, _ := events.CommitOf(ev)
+		return fmt.Sprintf("%-10s %s@%s: %s", "commit", c.Repository, c.SHA[:12], c.Message)
 	case events.KindScan:
 		sc, _ := events.ScanOf(ev)
+		if sc.TargetKind == "source" {
+			line := fmt.Sprintf("%-10s commit %s %s: %s, signed", "scan", sc.Target[:12], strings.ToUpper(sc.Outcome), counts(sc.Counts))
+			for i, f := range sc.Findings {
+				if i == 2 {
+					break
+				}
+				line += fmt.Sprintf("\n%23s%s %s in %s", "", f.Severity, f.ID, f.Package)
+			}
+			return line
+		}
 		signed := ""
 		if sc.Signature != "" {
 			signed = ", signed"
@@ -136,6 +157,20 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	tl.printf("%-10s NATS %s, HTTP http://%s, OCI registry %s", "up", e.Mesh.NATSURL, e.Mesh.Host.HTTPAddr(), e.Registry)
 
 	const wait = 45 * time.Second
+	tl.section("0. Shift left: a commit that adds a cloud key is scanned at source and blocked")
+	sha, err := e.Commit(ctx, "shop-config", map[string]string{
+		"README.md":       "# shop configuration\n",
+		"deploy/prod.env": "REGION=eu-west-1\nAWS_ACCESS_KEY_ID=" + demoKeyID + "\nAWS_SECRET_ACCESS_KEY=" + demoSecret + "\n",
+	})
+	if err != nil {
+		return err
+	}
+	if v, err := e.WaitVerdict(ctx, sha, wait); err != nil {
+		return err
+	} else if v.Outcome != events.OutcomeBlocked {
+		return fmt.Errorf("the commit with a cloud key got %s, want blocked", v.Outcome)
+	}
+
 	tl.section("1. v1 is pushed: scanned clean, promoted, stepped to 100%")
 	_, _, v1, err := e.PushAndWait(ctx, Image{Version: "v1"}, wait)
 	if err != nil {
