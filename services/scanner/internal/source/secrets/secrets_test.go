@@ -40,8 +40,8 @@ func TestScan(t *testing.T) {
 			want:    []string{"1 " + HighEntropyRuleID},
 		},
 		{
-			name:    "low-entropy values are not secrets",
-			path:    "config/app.yaml",
+			name: "low-entropy values are not secrets",
+			path: "config/app.yaml",
 			content: "token_header: authorization_bearer_token\npassword_policy: aaaaaaaaaaaaaaaaaaaaaaaa\nsecret_name: production-database-password\n" +
 				"token: process.env.API_TOKEN_VALUE_FOR_PROD\nauthor: JohnathanSmithersonTheThird\n" +
 				"access_key_id = module.iam.aws_access_key_id_output\nGITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}\n" +
