@@ -191,11 +191,13 @@ func (b *Bus) EnsureConsumer(ctx context.Context, opts ConsumerOptions) (jetstre
 
 // ConsumeRaw is Consume without decoding: h sees the message as stored.
 func (b *Bus) ConsumeRaw(ctx context.Context, opts ConsumerOptions, h RawHandler) (*Consumer, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
 	cons, err := b.EnsureConsumer(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	_ = opts.defaults()
 	hctx, cancel := context.WithCancel(ctx)
 	c := &Consumer{cancel: cancel, durable: opts.Durable}
 	log := b.log.With("consumer", opts.Durable)
