@@ -244,14 +244,16 @@ func (m *Manager) begin(ctx context.Context, app policy.App, id string, c Candid
 	if live := state.Live(); live != nil {
 		r.Stable = live.Artifact
 	}
+	// A redelivered verdict finds the rollout created already: carry on with
+	// the stored one.
 	if err := m.store.saveRollout(ctx, r); err != nil && !errors.Is(err, errConflict) {
 		return err
 	}
-	if r, err := m.store.Rollout(ctx, id); err == nil {
-		if err := m.publishPromote(ctx, r); err != nil {
-			return err
-		}
-	} else {
+	saved, err := m.store.Rollout(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := m.publishPromote(ctx, saved); err != nil {
 		return err
 	}
 	m.metrics.rollouts.WithLabelValues("started").Inc()
