@@ -302,3 +302,33 @@ func TestDrainFinishesInFlight(t *testing.T) {
 		return nil
 	})
 }
+
+// A message whose last allowed delivery times out without any decision (a
+// hung handler, a dead process) is dead-lettered from the server's advisory.
+func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
+	b := natstest.Bus(t, natstest.Server(t, ""))
+	if err := b.RecordMaxDeliveries(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.EnsureConsumer(t.Context(), bus.ConsumerOptions{Durable: "hung", FilterSubjects: []string{"rampart.commit.>"},
+		MaxDeliver: 1, AckWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(t.Context(), commit(t, "lost", "shop")); err != nil {
+		t.Fatal(err)
+	}
+	// Take the message and never decide.
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() {
+	}
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := streamMsgs(t, b, bus.DeadLetterSubject("hung")); n != 1 {
+			return fmt.Errorf("%d dead letters", n)
+		}
+		return nil
+	})
+}

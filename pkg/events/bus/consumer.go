@@ -255,26 +255,33 @@ func (b *Bus) settle(ctx context.Context, log *slog.Logger, opts ConsumerOptions
 }
 
 // deadLetter publishes a copy of msg, with its headers and the reason, to the
-// consumer's dead-letter subject. The copy's id is derived from the consumer
-// and the stream sequence, so a retried dead-lettering is stored once.
+// consumer's dead-letter subject.
 func (b *Bus) deadLetter(ctx context.Context, durable string, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
-	if strings.HasPrefix(msg.Subject(), events.SubjectPrefix+"."+events.KindDeadLetter+".") {
+	return b.publishDeadLetter(ctx, durable, msg.Subject(), meta.Sequence.Stream, msg.Headers(), msg.Data(), reason)
+}
+
+// publishDeadLetter publishes the dead-letter copy of the message stored at
+// seq. The copy's id is derived from the consumer and the sequence, so the
+// same message dead-lettered twice (a retry, or the server's max-deliveries
+// advisory after the consumer's own decision) is stored once.
+func (b *Bus) publishDeadLetter(ctx context.Context, durable, subject string, seq uint64, headers nats.Header, data []byte, reason string) error {
+	if strings.HasPrefix(subject, events.SubjectPrefix+"."+events.KindDeadLetter+".") {
 		return nil // never dead-letter a dead letter: it would loop
 	}
 	h := nats.Header{}
-	for k, v := range msg.Headers() {
+	for k, v := range headers {
 		if k != jetstream.MsgIDHeader {
 			h[k] = v
 		}
 	}
 	h.Set(HeaderDeadLetterReason, reason)
-	h.Set(HeaderOriginalSubject, msg.Subject())
-	h.Set(HeaderOriginalSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
+	h.Set(HeaderOriginalSubject, subject)
+	h.Set(HeaderOriginalSequence, strconv.FormatUint(seq, 10))
 	h.Set(HeaderConsumer, durable)
-	h.Set(jetstream.MsgIDHeader, "deadletter:"+durable+":"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	h.Set(jetstream.MsgIDHeader, "deadletter:"+durable+":"+strconv.FormatUint(seq, 10))
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_, err := b.js.PublishMsg(pctx, &nats.Msg{Subject: DeadLetterSubject(durable), Header: h, Data: msg.Data()})
+	_, err := b.js.PublishMsg(pctx, &nats.Msg{Subject: DeadLetterSubject(durable), Header: h, Data: data})
 	return err
 }
 

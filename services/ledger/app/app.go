@@ -81,6 +81,12 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	// The ledger outlives the start-up context: it stops on Stop.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	// Messages the server gives up on become dead letters, so the trail
+	// records them too.
+	if err := deps.Bus.RecordMaxDeliveries(runCtx); err != nil {
+		cancel()
+		return err
+	}
 	a.done = make(chan struct{})
 	go func() {
 		defer close(a.done)
