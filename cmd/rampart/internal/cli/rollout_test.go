@@ -11,7 +11,7 @@ import (
 )
 
 func TestRolloutCommands(t *testing.T) {
-	e, err := demo.Start(t.Context(), demo.Config{DataDir: t.TempDir(), Pause: time.Hour, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	e, err := demo.Start(t.Context(), demo.Config{DataDir: t.TempDir(), Pause: time.Hour, Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

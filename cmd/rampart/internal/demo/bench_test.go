@@ -21,7 +21,7 @@ const rollbackRuns = 200
 // The baseline is a JetStream publish round trip on the same server in the
 // same run.
 func BenchmarkRollbackLatency(b *testing.B) {
-	e, err := Start(b.Context(), Config{DataDir: b.TempDir(), Pause: time.Hour, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	e, err := Start(b.Context(), Config{DataDir: b.TempDir(), Pause: time.Hour, Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
