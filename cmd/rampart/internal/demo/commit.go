@@ -16,7 +16,10 @@ import (
 // commits them, and announces the commit on the bus as a CI system or the
 // Git webhook does. It returns the commit's SHA.
 func (e *Env) Commit(ctx context.Context, name string, files map[string]string) (string, error) {
-	dir := filepath.Join(e.dataDir, "repos", name)
+	dir, err := filepath.Abs(filepath.Join(e.dataDir, "repos", name))
+	if err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
