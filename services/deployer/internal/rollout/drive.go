@@ -51,6 +51,9 @@ func (m *Manager) wake(id string) {
 // the recorded step, which is idempotent.
 func (m *Manager) drive(ctx context.Context, id string, wake <-chan struct{}) {
 	log := m.log.With("rollout", id)
+	if err := m.restoreWeight(ctx, id); err != nil {
+		log.Error("restore the recorded canary weight", "err", err)
+	}
 	retry := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		wait, err := m.tick(ctx, id)
@@ -111,13 +114,17 @@ func (m *Manager) tick(ctx context.Context, id string) (time.Duration, error) {
 	}
 	due := r.StepStartedAt.Add(r.Pause)
 	if now.Before(due) {
-		if r.Owner != m.opts.Owner || now.Add(renewIn).After(r.LeaseUntil) {
+		if r.Owner != m.opts.Owner {
+			// Taking over from another process: its router state is not ours.
 			if err := m.renew(ctx, r); err != nil {
 				return 0, err
 			}
+			return 0, m.restoreWeight(ctx, id)
 		}
-		if err := m.applyWeight(ctx, r); err != nil { // a restarted router starts at 0
-			return 0, err
+		if now.Add(renewIn).After(r.LeaseUntil) {
+			if err := m.renew(ctx, r); err != nil {
+				return 0, err
+			}
 		}
 		return min(due.Sub(now), renewIn), nil
 	}
@@ -135,6 +142,22 @@ func (m *Manager) renew(ctx context.Context, r *Rollout) error {
 		return nil // someone changed it; the next tick reads the new state
 	}
 	return err
+}
+
+// restoreWeight sets the router to the weight recorded for rollout id: a
+// restarted deployer's router starts at 0. It reads the record under the
+// application's lock, so it never undoes an abort that just happened.
+func (m *Manager) restoreWeight(ctx context.Context, id string) error {
+	r, err := m.store.Rollout(ctx, id)
+	if err != nil {
+		return err
+	}
+	unlock := m.lockApp(r.App)
+	defer unlock()
+	if r, err = m.store.Rollout(ctx, id); err != nil || r.Phase.Terminal() || r.Step < 0 {
+		return err
+	}
+	return m.applyWeight(ctx, r)
 }
 
 // step records, applies and announces step i of r.
