@@ -177,3 +177,14 @@ func TestSecretFlags(t *testing.T) {
 		t.Fatalf("Err = %v", err)
 	}
 }
+
+// The example in the docs stays a valid policy.
+func TestDocsExample(t *testing.T) {
+	p, err := Load(filepath.Join("..", "..", "docs", "examples", "rampart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.App("shop"); !ok {
+		t.Fatal("the example has no shop app")
+	}
+}
