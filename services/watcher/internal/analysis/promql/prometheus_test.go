@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartci/rampart/pkg/events/natstest"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis/promql"
@@ -86,7 +87,7 @@ scrape_configs:
 		}
 	})
 	url := "http://" + addr
-	poll(t, 30*time.Second, func() error {
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		select {
 		case err := <-exited:
 			exited <- err
@@ -116,22 +117,6 @@ func freePort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// poll calls f until it returns nil, failing with its last error at the deadline.
-func poll(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not met after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // traffic adds canary and stable requests every 100ms until the test ends;
@@ -187,7 +172,7 @@ func TestRealPrometheusDetectsTheBreach(t *testing.T) {
 
 	// Healthy: once Prometheus has scraped enough, the canary passes.
 	var last analysis.Reading
-	poll(t, 30*time.Second, func() error {
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		if last, err = win.Read(t.Context()); err != nil {
 			return err
 		}
@@ -203,7 +188,7 @@ func TestRealPrometheusDetectsTheBreach(t *testing.T) {
 	// Failing: 10% of the canary's requests answer 503.
 	setFailing()
 	var breach analysis.Verdict
-	poll(t, 30*time.Second, func() error {
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		if last, err = win.Read(t.Context()); err != nil {
 			return err
 		}
@@ -216,7 +201,7 @@ func TestRealPrometheusDetectsTheBreach(t *testing.T) {
 
 	// And memory, from the upstreams' gauges labelled by the scrape config.
 	r.CanaryMem.Set(250 << 20)
-	poll(t, 30*time.Second, func() error {
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		if last, err = win.Read(t.Context()); err != nil {
 			return err
 		}
