@@ -67,19 +67,19 @@ func BenchmarkRollbackLatency(b *testing.B) {
 			// again (a new alert) until one is about this rollout, and time
 			// the one that is.
 			var start time.Time
-			for try := 0; ; try++ {
+			var alertErr error
+			try := 0
+			if err := waitUntil(ctx, 10*time.Second, "the watcher to see rollout "+a.RolloutID+" live", func() bool {
+				try++
 				start = time.Now()
 				ids, err := e.Alert(ctx, fmt.Sprintf("fp%04dx%d", i, try), start)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(ids) == 1 && strings.HasSuffix(ids[0], ":"+a.RolloutID) {
-					break
-				}
-				if try == 1000 {
-					b.Fatalf("the watcher never saw rollout %s as live: %v", a.RolloutID, ids)
-				}
-				time.Sleep(time.Millisecond)
+				alertErr = err
+				return err != nil || len(ids) == 1 && strings.HasSuffix(ids[0], ":"+a.RolloutID)
+			}); err != nil {
+				b.Fatal(err)
+			}
+			if alertErr != nil {
+				b.Fatal(alertErr)
 			}
 			select {
 			case at := <-zero:

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/rampartci/rampart/pkg/events/natstest"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/services/deployer/internal/router/local"
 )
@@ -135,18 +136,8 @@ func sample(fams map[string]*dto.MetricFamily, name string, labels map[string]st
 	return 0, false
 }
 
-// checkFor polls f until it returns nil or timeout passes.
+// checkFor polls f every 10ms until it returns nil or timeout passes.
 func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	natstest.CheckFor(t, timeout, 10*time.Millisecond, f)
 }
