@@ -2,10 +2,14 @@ package events
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -79,26 +83,24 @@ func sample(t *testing.T) map[string]cloudevents.Event {
 	return out
 }
 
-// officialSchemas loads the published CDEvents v0.5.1 schemas from the shared
-// folder beside the repository, as CI has it.
-func officialSchemas(t *testing.T) (*Schemas, string) {
+// officialSchemas loads the CDEvents v0.5.1 schemas to validate against: the
+// embedded copy, whose bytes TestEmbeddedSchemasMatchOfficial pins to the
+// published release, or the directory RAMPART_CDEVENTS_SCHEMAS names.
+func officialSchemas(t *testing.T) *Schemas {
 	t.Helper()
-	dir := os.Getenv("RAMPART_CDEVENTS_SCHEMAS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "cdevents-0.5.1", "schemas")
+	fsys, dir := fs.FS(schemaFS), "schemas/cdevents"
+	if d := os.Getenv("RAMPART_CDEVENTS_SCHEMAS"); d != "" {
+		fsys, dir = os.DirFS(d), "."
 	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("official CDEvents schemas not found at %s (set RAMPART_CDEVENTS_SCHEMAS): %v", dir, err)
-	}
-	s, err := LoadSchemas(os.DirFS(dir), ".")
+	s, err := LoadSchemas(fsys, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, dir
+	return s
 }
 
 func TestEmittedEventsValidate(t *testing.T) {
-	official, _ := officialSchemas(t)
+	official := officialSchemas(t)
 	embedded, err := DefaultSchemas()
 	if err != nil {
 		t.Fatal(err)
@@ -117,29 +119,53 @@ func TestEmittedEventsValidate(t *testing.T) {
 	}
 }
 
-// The embedded copy must be the published schemas, byte for byte.
+// The embedded copy must be the published schemas, byte for byte: each file's
+// SHA-256 is pinned in testdata/cdevents-0.5.1.sha256, taken from the
+// release's schemas directory, and no file is missing or extra.
 func TestEmbeddedSchemasMatchOfficial(t *testing.T) {
-	_, dir := officialSchemas(t)
-	n := 0
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	manifest, err := os.ReadFile(filepath.Join("testdata", "cdevents-0.5.1.sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for line := range strings.Lines(string(manifest)) {
+		sum, name, ok := strings.Cut(strings.TrimSpace(line), "  ")
+		if !ok {
+			t.Fatalf("manifest line %q: want \"<sha256>  <file>\"", line)
+		}
+		want[name] = sum
+	}
+	if len(want) < 40 {
+		t.Fatalf("manifest pins %d schemas, want the whole release", len(want))
+	}
+	got := map[string]string{}
+	err = fs.WalkDir(schemaFS, "schemas/cdevents", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path.Base(p) == "LICENSE" {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
-		want, _ := os.ReadFile(p)
-		got, err := schemaFS.ReadFile(filepath.ToSlash(filepath.Join("schemas", "cdevents", rel)))
+		b, err := schemaFS.ReadFile(p)
 		if err != nil {
-			t.Errorf("%s missing from the embedded schemas", rel)
-			return nil
+			return err
 		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from the official schema", rel)
-		}
-		n++
+		sum := sha256.Sum256(b)
+		got[strings.TrimPrefix(p, "schemas/cdevents/")] = hex.EncodeToString(sum[:])
 		return nil
 	})
-	if err != nil || n < 40 {
-		t.Fatalf("compared %d schemas: %v", n, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, sum := range want {
+		switch g, ok := got[name]; {
+		case !ok:
+			t.Errorf("%s missing from the embedded schemas", name)
+		case g != sum:
+			t.Errorf("%s differs from the official schema", name)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s is embedded but not in the official release", name)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,25 +155,6 @@ func TestSecret(t *testing.T) {
 		if strings.Contains(tt.s.String(), "s3cr3t") {
 			t.Errorf("String leaks the value")
 		}
-	}
-}
-
-func TestSecretFlags(t *testing.T) {
-	var refs SecretFlags
-	var a, b, c Secret
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	refs.Var(fs, &a, "a", "a secret")
-	refs.Var(fs, &b, "b", "b secret")
-	refs.Var(fs, &c, "c", "c secret")
-	if err := fs.Parse([]string{"--a", "env:TOKEN", "--b", "file:/run/b", "--c", "hunter2"}); err != nil {
-		t.Fatal(err)
-	}
-	if a != (Secret{Env: "TOKEN"}) || b != (Secret{File: "/run/b"}) || !c.IsZero() {
-		t.Fatalf("a=%v b=%v c=%v", a, b, c)
-	}
-	err := refs.Err()
-	if err == nil || !strings.Contains(err.Error(), "--c: want a reference") || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("Err = %v", err)
 	}
 }
 

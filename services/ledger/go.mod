@@ -22,6 +22,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/rampartci/rampart/pkg/policy v0.0.0 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
@@ -33,6 +34,7 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 require (
@@ -51,3 +53,5 @@ replace github.com/rampartci/rampart/pkg/events => ../../pkg/events
 replace github.com/rampartci/rampart/pkg/ledger => ../../pkg/ledger
 
 replace github.com/rampartci/rampart/pkg/runtime => ../../pkg/runtime
+
+replace github.com/rampartci/rampart/pkg/policy => ../../pkg/policy

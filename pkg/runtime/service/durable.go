@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 // Durable is a component that, so far, only holds its durable consumers: it

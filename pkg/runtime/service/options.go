@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 // Options configures a Host.

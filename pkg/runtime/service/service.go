@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 // Component is one Rampart service.

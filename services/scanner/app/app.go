@@ -118,7 +118,7 @@ type Options struct {
 	RetryBackoff []time.Duration
 
 	// secrets records the secret flags given a value instead of a reference.
-	secrets policy.SecretFlags
+	secrets service.SecretFlags
 }
 
 // DefaultOptions are the scanner's defaults.

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/watcher/internal/watcher"
@@ -49,7 +49,7 @@ type Options struct {
 	Interval time.Duration
 
 	// secrets records the secret flags given a value instead of a reference.
-	secrets policy.SecretFlags
+	secrets service.SecretFlags
 }
 
 // DefaultOptions are the options of the embedded default: no policy file

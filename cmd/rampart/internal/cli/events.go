@@ -15,7 +15,7 @@ import (
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 func init() {

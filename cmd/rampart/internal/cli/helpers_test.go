@@ -14,8 +14,8 @@ import (
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/cli"
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/events/bus"
-	"github.com/rampartci/rampart/pkg/events/natstest"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
 // result is what one run of the command line produced.

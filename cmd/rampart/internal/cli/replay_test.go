@@ -12,7 +12,7 @@ import (
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/cli"
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 // storeReplayInput stores, in this order: e1 shop, e2 web, e3 shop, a dead

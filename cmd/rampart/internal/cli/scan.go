@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/scanner/shiftleft"
 )
 

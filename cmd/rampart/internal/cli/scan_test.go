@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 // codeQLSARIF is a CodeQL log with one SQL injection (security-severity 8.8)

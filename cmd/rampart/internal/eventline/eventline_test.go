@@ -9,7 +9,7 @@ import (
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 var stored = time.Date(2026, 11, 26, 18, 30, 0, 123456789, time.UTC)

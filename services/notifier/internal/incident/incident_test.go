@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/events/natstest"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
 // clock is a settable test clock.

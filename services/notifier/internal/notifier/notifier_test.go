@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/notifier/internal/chaintest"
 	"github.com/rampartci/rampart/services/notifier/internal/notify"
 	"github.com/rampartci/rampart/services/notifier/internal/notify/pagerduty"

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/scanner/internal/pipeline"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 )

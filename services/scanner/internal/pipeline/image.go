@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/events/bus"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/scanner/internal/finding"
 	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rampartci/rampart/pkg/events/natstest"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/scanner/internal/finding"
 )
 

@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/rampartci/rampart/pkg/events/bus"
-	"github.com/rampartci/rampart/pkg/events/embedded"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/embedded"
 )
 
 // Server starts a JetStream server on a random loopback port with its store in

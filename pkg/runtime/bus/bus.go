@@ -48,7 +48,7 @@ func New(nc *nats.Conn, logger *slog.Logger) (*Bus, error) {
 		nc:      nc,
 		js:      js,
 		log:     logger,
-		tracer:  otel.Tracer("github.com/rampartci/rampart/pkg/events/bus"),
+		tracer:  otel.Tracer("github.com/rampartci/rampart/pkg/runtime/bus"),
 		schemas: schemas,
 	}, nil
 }

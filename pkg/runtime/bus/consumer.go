@@ -86,10 +86,42 @@ type Delivery struct {
 	Attempt uint64
 	// StreamSequence is the message's position in the RAMPART stream.
 	StreamSequence uint64
+
+	ackWait time.Duration
+	log     *slog.Logger
 }
 
 // InProgress tells the server the handler is still working, resetting AckWait.
 func (d Delivery) InProgress() error { return d.Msg.InProgress() }
+
+// KeepAlive tells the server the handler is still working every third of
+// the consumer's AckWait, so long work is not redelivered meanwhile, until
+// the returned stop is called (stop waits for the last InProgress). A
+// Delivery made by hand (no message) has nothing to keep alive.
+func (d Delivery) KeepAlive(ctx context.Context) (stop func()) {
+	every := d.ackWait / 3
+	if d.Msg == nil || every <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := d.InProgress(); err != nil && d.log != nil {
+					d.log.Warn("extend ack deadline", "event", d.Event.ID(), "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
 
 // Handler handles one event. It returns nil to Ack; an error wrapped with
 // Poison to terminate and dead-letter; any other error to NakWithDelay and be
@@ -137,6 +169,9 @@ func (c *Consumer) halt() {
 // validation or carry a version this code does not read are terminated and
 // dead-lettered without reaching h.
 func (b *Bus) Consume(ctx context.Context, opts ConsumerOptions, h Handler) (*Consumer, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
 	return b.ConsumeRaw(ctx, opts, func(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
 		ev, err := events.FromMsg(msg.Headers(), msg.Data())
 		if err != nil {
@@ -150,7 +185,8 @@ func (b *Bus) Consume(ctx context.Context, opts ConsumerOptions, h Handler) (*Co
 			trace.WithAttributes(attribute.String("messaging.consumer.group.name", opts.Durable),
 				attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_type", ev.Type())))
 		defer span.End()
-		err = h(ctx, Delivery{Event: ev, Msg: msg, Attempt: meta.NumDelivered, StreamSequence: meta.Sequence.Stream})
+		err = h(ctx, Delivery{Event: ev, Msg: msg, Attempt: meta.NumDelivered, StreamSequence: meta.Sequence.Stream,
+			ackWait: opts.AckWait, log: b.log.With("consumer", opts.Durable)})
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}

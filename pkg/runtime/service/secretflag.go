@@ -1,9 +1,11 @@
-package policy
+package service
 
 import (
 	"flag"
 	"fmt"
 	"strings"
+
+	"github.com/rampartci/rampart/pkg/policy"
 )
 
 // SecretFlags binds secret references to command-line flags: a flag takes
@@ -15,7 +17,7 @@ type SecretFlags struct {
 }
 
 // Var registers flag name on fs, setting s.
-func (f *SecretFlags) Var(fs *flag.FlagSet, s *Secret, name, usage string) {
+func (f *SecretFlags) Var(fs *flag.FlagSet, s *policy.Secret, name, usage string) {
 	fs.Var(secretValue{s: s, name: name, flags: f}, name, usage+", by reference: env:NAME or file:PATH")
 }
 
@@ -28,7 +30,7 @@ func (f *SecretFlags) Err() error {
 }
 
 type secretValue struct {
-	s     *Secret
+	s     *policy.Secret
 	name  string
 	flags *SecretFlags
 }
@@ -44,13 +46,13 @@ func (v secretValue) Set(val string) error {
 	kind, ref, ok := strings.Cut(val, ":")
 	switch {
 	case val == "":
-		*v.s = Secret{}
+		*v.s = policy.Secret{}
 	case ok && kind == "env" && ref != "":
-		*v.s = Secret{Env: ref}
+		*v.s = policy.Secret{Env: ref}
 	case ok && kind == "file" && ref != "":
-		*v.s = Secret{File: ref}
+		*v.s = policy.Secret{File: ref}
 	default:
-		*v.s = Secret{}
+		*v.s = policy.Secret{}
 		v.flags.inline = append(v.flags.inline, v.name)
 	}
 	return nil
