@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/deployer/internal/admin"
 	"github.com/rampartci/rampart/services/deployer/internal/rollout"

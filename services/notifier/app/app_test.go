@@ -21,10 +21,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/notifier/internal/chaintest"
 	"github.com/rampartci/rampart/services/notifier/internal/incident"

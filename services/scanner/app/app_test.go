@@ -20,9 +20,9 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/scanner/app"
 	"github.com/rampartci/rampart/services/scanner/internal/hooks"

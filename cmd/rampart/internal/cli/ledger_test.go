@@ -16,11 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	ledgerapp "github.com/rampartci/rampart/services/ledger/app"
 )

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
-	"github.com/rampartci/rampart/pkg/runtime/embedded"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/embedded"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 )
 

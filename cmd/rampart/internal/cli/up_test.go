@@ -19,10 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the command and read from the test.

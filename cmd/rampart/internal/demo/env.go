@@ -19,8 +19,8 @@ import (
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	deployer "github.com/rampartci/rampart/services/deployer/app"
 	scanner "github.com/rampartci/rampart/services/scanner/app"

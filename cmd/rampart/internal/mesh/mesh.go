@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/embedded"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/embedded"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	deployer "github.com/rampartci/rampart/services/deployer/app"
 	ledger "github.com/rampartci/rampart/services/ledger/app"

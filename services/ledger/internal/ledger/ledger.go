@@ -39,10 +39,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 	"github.com/rampartci/rampart/pkg/ledger/tree"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 // Durable is the name of the ledger's consumer on the RAMPART stream.

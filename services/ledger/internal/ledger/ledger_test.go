@@ -17,12 +17,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
 // instance is one running ledger process, with its own connection so that a

@@ -12,9 +12,9 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
 // deadLetterPrefix starts the subjects of dead-lettered copies.

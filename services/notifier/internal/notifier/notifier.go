@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/notifier/internal/incident"
 	"github.com/rampartci/rampart/services/notifier/internal/notify"
 	"github.com/rampartci/rampart/services/notifier/internal/notify/pagerduty"

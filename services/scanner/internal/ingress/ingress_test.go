@@ -22,9 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/services/scanner/internal/hooks"
 	"github.com/rampartci/rampart/services/scanner/internal/ingress"
 )

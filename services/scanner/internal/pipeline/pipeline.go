@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"

@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/services/scanner/internal/imagetest"
 	"github.com/rampartci/rampart/services/scanner/internal/pipeline"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"

@@ -13,8 +13,8 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/scanner/internal/finding"
 	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/source/contract"

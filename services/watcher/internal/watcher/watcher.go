@@ -49,8 +49,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis/promql"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis/scrape"

@@ -19,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
 	"github.com/rampartci/rampart/services/watcher/internal/hooks"
 	"github.com/rampartci/rampart/services/watcher/internal/routertest"

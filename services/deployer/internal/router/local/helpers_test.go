@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/deployer/internal/router/local"
 )
 

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis/promql"
 	"github.com/rampartci/rampart/services/watcher/internal/routertest"
