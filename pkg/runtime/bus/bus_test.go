@@ -332,3 +332,51 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 		return nil
 	})
 }
+
+// Work that outlasts AckWait is not redelivered while the handler keeps the
+// delivery alive: the server sees one delivery, then the ack.
+func TestKeepAliveHoldsLongWork(t *testing.T) {
+	b := natstest.Bus(t, natstest.Server(t, ""))
+	const ackWait = 300 * time.Millisecond
+	var handled collector
+	c, err := b.Consume(t.Context(), bus.ConsumerOptions{Durable: "long", FilterSubjects: []string{"rampart.>"}, AckWait: ackWait},
+		func(ctx context.Context, d bus.Delivery) error {
+			stop := d.KeepAlive(ctx)
+			defer stop()
+			// The work under test: three times AckWait.
+			select {
+			case <-time.After(3 * ackWait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			handled.add(fmt.Sprint(d.Attempt))
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if _, err := b.Publish(t.Context(), commit(t, "long", "shop")); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitLen(t, &handled, 1); got[0] != "1" {
+		t.Fatalf("handled on attempt %s, want 1", got[0])
+	}
+	cons, err := b.JetStream().Consumer(t.Context(), bus.StreamName, "long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		info, err := cons.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.AckFloor.Stream != 1 {
+			return fmt.Errorf("ack floor %d", info.AckFloor.Stream)
+		}
+		if info.Delivered.Consumer != 1 || info.NumRedelivered != 0 {
+			return fmt.Errorf("delivered %d times, %d redelivered; want once", info.Delivered.Consumer, info.NumRedelivered)
+		}
+		return nil
+	})
+}

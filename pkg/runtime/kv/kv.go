@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -90,8 +91,21 @@ func isConflict(err error) bool {
 }
 
 // maxAttempts bounds Update's rounds: every round lost means another writer
-// made progress, so a few are plenty.
+// made progress, so a few are plenty once the losers back off.
 const maxAttempts = 10
+
+// backoff waits a random time, growing with the attempt, so writers that
+// keep colliding spread out; it ends early with ctx.
+func backoff(ctx context.Context, attempt int) error {
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(attempt+1) * int64(time.Millisecond))))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // Update reads key (the zero T when it holds nothing), lets change decide,
 // and writes the result by compare-and-swap; a lost race re-reads and
@@ -99,7 +113,12 @@ const maxAttempts = 10
 // ends the update unwritten. Update returns the entry as last read or
 // written and whether it wrote.
 func (s *Store[T]) Update(ctx context.Context, key string, change func(v *T, exists bool) (bool, error)) (Entry[T], bool, error) {
-	for range maxAttempts {
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return Entry[T]{Key: key}, false, err
+			}
+		}
 		e, err := s.Get(ctx, key)
 		exists := err == nil
 		if err != nil && !errors.Is(err, ErrNotFound) {
