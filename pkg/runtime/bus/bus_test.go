@@ -380,3 +380,28 @@ func TestKeepAliveHoldsLongWork(t *testing.T) {
 		return nil
 	})
 }
+
+// One event with an absurd application name, or over the server's maximum
+// payload, is refused before it is sent, and the shared connection stays
+// up for everything else.
+func TestPublishRefusesWhatWouldBreakTheConnection(t *testing.T) {
+	b := natstest.Bus(t, natstest.Server(t, ""))
+	long := commit(t, "long-app", strings.Repeat("a", 5000))
+	if _, err := b.Publish(t.Context(), long); !errors.Is(err, bus.ErrInvalidSubject) || !strings.Contains(err.Error(), "limit 512") {
+		t.Fatalf("5,000-character app: err = %v, want ErrInvalidSubject naming the limit", err)
+	}
+	big, err := events.NewCommit(events.Meta{ID: "big", Source: "/test", App: "shop", ChainID: "c-big"},
+		events.Commit{Repository: "github.com/acme/shop", SHA: "sha-big", Message: strings.Repeat("m", int(b.Conn().MaxPayload()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(t.Context(), big); !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprintf("limit %d", b.Conn().MaxPayload())) {
+		t.Fatalf("oversize event: err = %v, want ErrTooLarge naming the limit", err)
+	}
+	if !b.Conn().IsConnected() {
+		t.Fatalf("connection is %s after the refusals", b.Conn().Status())
+	}
+	if _, err := b.Publish(t.Context(), commit(t, "after", "shop")); err != nil {
+		t.Fatalf("publish after the refusals: %v", err)
+	}
+}

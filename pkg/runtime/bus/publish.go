@@ -2,9 +2,11 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -21,6 +23,19 @@ const (
 )
 
 var traceContext = propagation.TraceContext{}
+
+// MaxSubject bounds the subject of a published event. The server closes a
+// connection whose protocol line (which carries the subject) passes 4 KiB,
+// and with it every consumer sharing the connection; no application name
+// is that long, so the bus refuses such an event instead.
+const MaxSubject = 512
+
+var (
+	// ErrInvalidSubject: the event's subject cannot be published.
+	ErrInvalidSubject = errors.New("event subject cannot be published")
+	// ErrTooLarge: the event is over the server's maximum payload.
+	ErrTooLarge = errors.New("event larger than the bus accepts")
+)
 
 // Publish validates ev and publishes it on its subject (events.SubjectOf).
 func (b *Bus) Publish(ctx context.Context, ev cloudevents.Event) (*jetstream.PubAck, error) {
@@ -47,6 +62,10 @@ func (b *Bus) PublishTo(ctx context.Context, subject string, ev cloudevents.Even
 		return nil, err
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, ev.ID())
+	if err := b.publishable(msg); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, fmt.Errorf("publish %s: %w", ev.ID(), err)
+	}
 	ack, err := b.js.PublishMsg(ctx, msg)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -77,4 +96,24 @@ func ExtractTrace(ctx context.Context, ev cloudevents.Event) context.Context {
 		}
 	}
 	return traceContext.Extract(ctx, carrier)
+}
+
+// publishable refuses, before anything is sent, a message the server would
+// reject or answer by closing the connection.
+func (b *Bus) publishable(msg *nats.Msg) error {
+	if len(msg.Subject) > MaxSubject {
+		return fmt.Errorf("%w: subject is %d bytes, limit %d", ErrInvalidSubject, len(msg.Subject), MaxSubject)
+	}
+	// The header block as the client writes it: "NATS/1.0\r\n", a
+	// "Name: value\r\n" line per value, and a closing "\r\n".
+	size := len("NATS/1.0\r\n\r\n") + len(msg.Data)
+	for name, values := range msg.Header {
+		for _, v := range values {
+			size += len(name) + len(": \r\n") + len(v)
+		}
+	}
+	if limit := b.nc.MaxPayload(); limit > 0 && int64(size) > limit {
+		return fmt.Errorf("%w: %d bytes with headers, limit %d", ErrTooLarge, size, limit)
+	}
+	return nil
 }
