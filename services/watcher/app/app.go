@@ -14,7 +14,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
-	"github.com/rampartci/rampart/services/watcher/internal/watcher"
+	"github.com/rampartci/rampart/services/watcher/internal/ingress"
 )
 
 // Consumer is the watcher's durable consumer: canary steps tell it what is
@@ -72,8 +72,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 type App struct {
 	opts   Options
 	store  *policy.Store
-	cfg    watcher.Config
-	w      atomic.Pointer[watcher.Watcher]
+	cfg    config
+	w      atomic.Pointer[watcher]
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -125,7 +125,6 @@ func New(opts Options) (*App, error) {
 	a.cfg.SIEMSecret = []byte(siem)
 	a.cfg.Interval = opts.Interval
 	a.cfg.Policy = a.store
-	a.cfg.Consumer = Consumer
 	return a, nil
 }
 
@@ -135,21 +134,16 @@ func (a *App) Name() string { return "watcher" }
 // Start rebuilds the live canaries from the stream and begins analysing
 // them and taking alerts.
 func (a *App) Start(ctx context.Context, deps service.Deps) error {
-	cfg := a.cfg
-	cfg.Bus, cfg.Registerer, cfg.Logger = deps.Bus, deps.Registerer, deps.Logger
-	w, err := watcher.New(cfg)
+	w, err := startWatcher(ctx, a.cfg, deps)
 	if err != nil {
 		return err
 	}
-	if err := w.Start(ctx); err != nil {
-		return err
-	}
 	a.w.Store(w)
-	if cfg.Alertmanager.IsZero() {
-		deps.Logger.Warn("no Alertmanager credential configured: " + watcher.PathAlertmanager + " refuses every request")
+	if a.cfg.Alertmanager.IsZero() {
+		deps.Logger.Warn("no Alertmanager credential configured: " + ingress.PathAlertmanager + " refuses every request")
 	}
-	if len(cfg.SIEMSecret) == 0 {
-		deps.Logger.Warn("no SIEM secret configured: " + watcher.PathSIEM + " refuses every request")
+	if len(a.cfg.SIEMSecret) == 0 {
+		deps.Logger.Warn("no SIEM secret configured: " + ingress.PathSIEM + " refuses every request")
 	}
 	if a.store == nil {
 		deps.Logger.Warn("no policy: canaries are not analysed by their metrics, only alerts apply")
@@ -172,7 +166,7 @@ func (a *App) Stop(ctx context.Context) error {
 		<-a.done
 	}
 	if w := a.w.Load(); w != nil {
-		return w.Stop(ctx)
+		return w.stop(ctx)
 	}
 	return nil
 }
@@ -189,8 +183,8 @@ func (a *App) Routes(mux *http.ServeMux) {
 		}
 		w.ServeHTTP(rw, r)
 	})
-	mux.Handle("POST "+watcher.PathAlertmanager, h)
-	mux.Handle("POST "+watcher.PathSIEM, h)
+	mux.Handle("POST "+ingress.PathAlertmanager, h)
+	mux.Handle("POST "+ingress.PathSIEM, h)
 }
 
 // Ready implements service.ReadyChecker.
@@ -199,5 +193,5 @@ func (a *App) Ready(ctx context.Context) error {
 	if w == nil {
 		return errors.New("not started")
 	}
-	return w.Ready(ctx)
+	return w.tracker.Ready()
 }

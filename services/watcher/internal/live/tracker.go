@@ -1,16 +1,29 @@
-// Package watcher is the watcher service: it learns the live canaries from
-// canary-step, rollback and release events, judges each live canary's
-// metrics every analysis interval, turns firing Alertmanager and SIEM alerts
-// into anomalies at once, and publishes every anomaly with an id derived
-// from what caused it, so that a repeat is one event.
-//
-// # State and restarts
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
+)
+
+// Tracker keeps a Set current from the RAMPART stream and reports when a
+// canary starts or ends.
 //
 // What is live is kept in memory only. The durable consumer alone could not
 // rebuild it: it redelivers only what was not acknowledged, and a canary
 // step is acknowledged as soon as it is applied, so after a restart the
 // durable would resume after the step of a canary that is still live. So
-// Start first reads the RAMPART stream's last canary-step, rollback and
+// Tracker.Start first reads the RAMPART stream's last canary-step, rollback and
 // release event of every application (an ordered consumer delivering the
 // last message per subject), which is exactly what decides what is live
 // now, and only then resumes the durable consumer. Every application's set
@@ -31,153 +44,67 @@
 // Replicas: the durable consumer is shared by the processes that use it, so
 // each would see only some events. Run one watcher per bus (it is cheap), or
 // give each replica its own durable name.
-package watcher
+type Tracker struct {
+	set      *Set
+	bus      *bus.Bus
+	consumer bus.ConsumerOptions
+	onChange func(Change, Canary)
+	log      *slog.Logger
 
-import (
-	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"net/http"
-	"sort"
-	"sync"
-	"sync/atomic"
-	"time"
-
-	cloudevents "github.com/cloudevents/sdk-go/v2/event"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/policy"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/services/watcher/internal/analysis"
-	"github.com/rampartci/rampart/services/watcher/internal/analysis/promql"
-	"github.com/rampartci/rampart/services/watcher/internal/analysis/scrape"
-	"github.com/rampartci/rampart/services/watcher/internal/hooks"
-	"github.com/rampartci/rampart/services/watcher/internal/live"
-)
-
-// Source is the CloudEvents source of the watcher's events.
-const Source = "/rampart/watcher"
-
-// Config configures a Watcher.
-type Config struct {
-	Bus *bus.Bus
-	// Consumer is the durable consumer of canary-step, rollback and release
-	// events.
-	Consumer bus.ConsumerOptions
-	// Policy holds rampart.yaml. Nil, or an application it does not name,
-	// means no metric analysis for that application (webhooks still apply).
-	Policy *policy.Store
-	// Providers by policy provider name; nil means scrape and prometheus
-	// over HTTP with a 10s client timeout.
-	Providers map[string]analysis.Provider
-	// Interval, when positive, replaces every application's analysis
-	// interval. The app package keeps it at 1s or more; tests go lower.
-	Interval time.Duration
-	// Alertmanager is the credential /hooks/alertmanager requires; zero
-	// rejects every request.
-	Alertmanager hooks.Auth
-	// SIEMSecret keys /hooks/siem signatures; empty rejects every request.
-	SIEMSecret []byte
-	// MaxBody bounds webhook bodies (default hooks.MaxBody).
-	MaxBody    int64
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	cons  *bus.Consumer
+	ready atomic.Bool
 }
 
-// Watcher is the running service.
-type Watcher struct {
-	cfg     Config
-	log     *slog.Logger
-	live    *live.Set
-	metrics *metrics
-	mux     *http.ServeMux
-
-	runCtx context.Context
-	cancel context.CancelFunc
-	cons   *bus.Consumer
-	ready  atomic.Bool
-
-	// mu guards loops; it is held while a replaced loop finishes, so the
-	// loops themselves never take it.
-	mu    sync.Mutex
-	loops map[string]*loop // by application
-	wg    sync.WaitGroup
-
-	repMu    sync.Mutex
-	reported map[string]map[string]bool // metric rules that published, by rollout
-
-	alerts *alertMemory
+// NewTracker returns a tracker of set that reads the stream through b and
+// consumes the durable consumer opts (canary-step, rollback and release
+// subjects). onChange is called, in stream order, with every Started or
+// Ended change; it may block (a replaced analysis finishing).
+func NewTracker(set *Set, b *bus.Bus, opts bus.ConsumerOptions, onChange func(Change, Canary), log *slog.Logger) *Tracker {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Tracker{set: set, bus: b, consumer: opts, onChange: onChange, log: log}
 }
 
-// loop is one canary step's analysis goroutine.
-type loop struct {
-	canary live.Canary
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// New checks cfg and registers the metrics.
-func New(cfg Config) (*Watcher, error) {
-	if cfg.Bus == nil {
-		return nil, errors.New("watcher: a bus is required")
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Registerer == nil {
-		cfg.Registerer = prometheus.NewRegistry()
-	}
-	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = hooks.MaxBody
-	}
-	if cfg.Providers == nil {
-		client := &http.Client{Timeout: 10 * time.Second}
-		cfg.Providers = map[string]analysis.Provider{
-			policy.ProviderScrape:     scrape.New(client),
-			policy.ProviderPrometheus: promql.New(client),
-		}
-	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, live: live.NewSet(), loops: map[string]*loop{}, reported: map[string]map[string]bool{},
-		alerts: newAlertMemory(time.Hour, 10000)}
-	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(len(w.live.Canaries())) })
+// Start rebuilds the set from the stream, then consumes the durable. The
+// consumer outlives ctx; Stop drains it.
+func (t *Tracker) Start(ctx context.Context) error {
+	n, err := t.rebuild(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("watcher metrics: %w", err)
-	}
-	w.metrics = m
-	w.mux = http.NewServeMux()
-	w.Routes(w.mux)
-	return w, nil
-}
-
-// Start rebuilds what is live from the stream, then consumes the durable.
-// The analysis goroutines outlive ctx; Stop ends them.
-func (w *Watcher) Start(ctx context.Context) error {
-	w.runCtx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	n, err := w.rebuild(ctx)
-	if err != nil {
-		w.cancel()
 		return err
 	}
-	w.log.Info("live state rebuilt from the stream", "events", n, "live_canaries", len(w.live.Canaries()))
-	w.cons, err = w.cfg.Bus.Consume(w.runCtx, w.cfg.Consumer, w.handle)
+	t.log.Info("live state rebuilt from the stream", "events", n, "live_canaries", len(t.set.Canaries()))
+	t.cons, err = t.bus.Consume(context.WithoutCancel(ctx), t.consumer, t.handle)
 	if err != nil {
-		w.cancel()
-		w.stopLoops()
 		return err
 	}
-	w.ready.Store(true)
+	t.ready.Store(true)
+	return nil
+}
+
+// Stop drains the consumer.
+func (t *Tracker) Stop(ctx context.Context) error {
+	t.ready.Store(false)
+	if t.cons == nil {
+		return nil
+	}
+	return t.cons.Drain(ctx)
+}
+
+// Ready reports whether the set is rebuilt and the consumer runs.
+func (t *Tracker) Ready() error {
+	if !t.ready.Load() {
+		return errors.New("rebuilding live canaries from the stream")
+	}
 	return nil
 }
 
 // rebuild applies the last canary-step, rollback and release event of every
 // application, in stream order.
-func (w *Watcher) rebuild(ctx context.Context) (int, error) {
-	js := w.cfg.Bus.JetStream()
+func (t *Tracker) rebuild(ctx context.Context) (int, error) {
+	js := t.bus.JetStream()
 	cons, err := js.OrderedConsumer(ctx, bus.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: w.cfg.Consumer.FilterSubjects,
+		FilterSubjects: t.consumer.FilterSubjects,
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 	})
 	if err != nil {
@@ -215,11 +142,11 @@ func (w *Watcher) rebuild(ctx context.Context) (int, error) {
 	for _, it := range items {
 		ev, err := events.FromMsg(it.msg.Headers(), it.msg.Data())
 		if err == nil {
-			err = w.apply(ev, it.seq)
+			err = t.apply(ev, it.seq)
 		}
 		if err != nil {
 			// The durable consumer dead-letters it; here it is skipped.
-			w.log.Warn("rebuild: skipping an unreadable event", "subject", it.msg.Subject(), "seq", it.seq, "err", err)
+			t.log.Warn("rebuild: skipping an unreadable event", "subject", it.msg.Subject(), "seq", it.seq, "err", err)
 		}
 	}
 	return len(items), nil
@@ -227,52 +154,28 @@ func (w *Watcher) rebuild(ctx context.Context) (int, error) {
 
 // handle is the durable consumer's handler: an event that cannot be read is
 // poison; everything else is applied in memory and acknowledged.
-func (w *Watcher) handle(_ context.Context, d bus.Delivery) error {
-	if err := w.apply(d.Event, d.StreamSequence); err != nil {
+func (t *Tracker) handle(_ context.Context, d bus.Delivery) error {
+	if err := t.apply(d.Event, d.StreamSequence); err != nil {
 		return bus.Poison(err)
 	}
 	return nil
 }
 
-// apply updates the live set and starts or stops analysis accordingly.
-func (w *Watcher) apply(ev cloudevents.Event, seq uint64) error {
-	change, c, err := w.live.Apply(ev, seq)
+// apply updates the set and reports a canary started or ended.
+func (t *Tracker) apply(ev cloudevents.Event, seq uint64) error {
+	change, c, err := t.set.Apply(ev, seq)
 	if err != nil {
 		return err
 	}
-	log := w.log.With("app", c.App, "rollout", c.RolloutID)
+	log := t.log.With("app", c.App, "rollout", c.RolloutID)
 	switch change {
-	case live.Started:
+	case Started:
 		log.Info("canary live", "step", c.Step, "weight", c.Weight, "artifact", c.ArtifactID)
-		w.startLoop(c)
-	case live.Ended:
+	case Ended:
 		log.Info("canary no longer live", "by", ev.Type())
-		w.stopLoop(c.App, c.RolloutID)
+	default:
+		return nil
 	}
+	t.onChange(change, c)
 	return nil
 }
-
-// Stop drains the consumer and ends every analysis.
-func (w *Watcher) Stop(ctx context.Context) error {
-	w.ready.Store(false)
-	var err error
-	if w.cons != nil {
-		err = w.cons.Drain(ctx)
-	}
-	if w.cancel != nil {
-		w.cancel()
-	}
-	w.stopLoops()
-	return err
-}
-
-// Ready reports whether the live state is rebuilt and the consumer runs.
-func (w *Watcher) Ready(context.Context) error {
-	if !w.ready.Load() {
-		return errors.New("rebuilding live canaries from the stream")
-	}
-	return nil
-}
-
-// Live returns the live canaries, for tests and status.
-func (w *Watcher) Live() []live.Canary { return w.live.Canaries() }

@@ -1,32 +1,18 @@
-package watcher
+package monitor
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the watcher's Prometheus metrics (rampart_watcher_*).
+// metrics are the analysis loop's own metrics; rule evaluations are counted
+// on Config.Evaluations, shared with the alert ingress.
 type metrics struct {
-	evaluations    *prometheus.CounterVec
-	anomalies      *prometheus.CounterVec
-	webhooks       *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
 	providerErrors *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, liveCanaries func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rampart_watcher_evaluations_total",
-			Help: "Rule evaluations of live canaries by rule and result (pass, breach, nodata).",
-		}, []string{"rule", "result"}),
-		anomalies: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rampart_watcher_anomalies_published_total",
-			Help: "Anomaly events published, by origin and target (repeats of one anomaly id included; JetStream keeps one).",
-		}, []string{"origin", "target"}),
-		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rampart_watcher_webhook_requests_total",
-			Help: "Webhook requests by hook and HTTP status code.",
-		}, []string{"hook", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rampart_watcher_evaluation_duration_seconds",
 			Help:    "Time to read a canary's metrics and judge them, by provider.",
@@ -37,11 +23,7 @@ func newMetrics(reg prometheus.Registerer, liveCanaries func() float64) (*metric
 			Help: "Failed metric reads by provider; each is also counted as a nodata evaluation.",
 		}, []string{"provider"}),
 	}
-	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "rampart_watcher_live_canaries",
-		Help: "Canaries the watcher currently analyses.",
-	}, liveCanaries)
-	for _, c := range []prometheus.Collector{m.evaluations, m.anomalies, m.webhooks, m.latency, m.providerErrors, live} {
+	for _, c := range []prometheus.Collector{m.latency, m.providerErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

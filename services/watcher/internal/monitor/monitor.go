@@ -1,79 +1,150 @@
-package watcher
+// Package monitor is the canary analysis loop: one goroutine per live
+// canary that, every analysis interval, reads the canary's metrics through
+// the application's provider and judges them by the metric rules (5xx
+// ratio, memory against the stable version). A breach is published as an
+// anomaly once per rollout and rule; no data is logged and counted, never
+// taken for a pass.
+package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
+	"github.com/rampartci/rampart/services/watcher/internal/anomaly"
 	"github.com/rampartci/rampart/services/watcher/internal/live"
 )
 
-// startLoop starts analysing c, replacing the analysis of the application's
+// Config configures a Monitor.
+type Config struct {
+	// Providers by policy provider name.
+	Providers map[string]analysis.Provider
+	// App returns an application's policy; false means the policy does not
+	// name it, and its canary has no metric analysis.
+	App func(name string) (policy.App, bool)
+	// Interval, when positive, replaces every application's analysis
+	// interval.
+	Interval time.Duration
+	// Evaluations counts rule evaluations by rule and result
+	// (analysis.NewEvaluations).
+	Evaluations *prometheus.CounterVec
+	Publisher   *anomaly.Publisher
+	Registerer  prometheus.Registerer
+	Logger      *slog.Logger
+}
+
+// Monitor runs the analysis loops.
+type Monitor struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	// runCtx ends every loop; loops outlive the context of the event that
+	// started them.
+	runCtx context.Context
+	cancel context.CancelFunc
+
+	// mu guards loops; it is held while a replaced loop finishes, so the
+	// loops themselves never take it.
+	mu    sync.Mutex
+	loops map[string]*loop // by application
+	wg    sync.WaitGroup
+
+	repMu    sync.Mutex
+	reported map[string]map[string]bool // metric rules that published, by rollout
+}
+
+// loop is one canary step's analysis goroutine.
+type loop struct {
+	canary live.Canary
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New checks cfg and registers the loop's metrics.
+func New(cfg Config) (*Monitor, error) {
+	if cfg.Publisher == nil || cfg.Evaluations == nil || cfg.App == nil {
+		return nil, errors.New("monitor: a publisher, an evaluations counter and a policy lookup are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("monitor metrics: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Monitor{cfg: cfg, log: cfg.Logger, metrics: m, runCtx: ctx, cancel: cancel,
+		loops: map[string]*loop{}, reported: map[string]map[string]bool{}}, nil
+}
+
+// Watch starts analysing c, replacing the analysis of the application's
 // previous step: a new step is a new window.
-func (w *Watcher) startLoop(c live.Canary) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if old, ok := w.loops[c.App]; ok {
+func (m *Monitor) Watch(c live.Canary) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.loops[c.App]; ok {
 		old.cancel()
 		<-old.done
-		delete(w.loops, c.App)
+		delete(m.loops, c.App)
 	}
-	if w.runCtx == nil || w.runCtx.Err() != nil {
+	if m.runCtx.Err() != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(w.runCtx)
+	ctx, cancel := context.WithCancel(m.runCtx)
 	l := &loop{canary: c, cancel: cancel, done: make(chan struct{})}
-	w.loops[c.App] = l
-	w.wg.Add(1)
+	m.loops[c.App] = l
+	m.wg.Add(1)
 	go func() {
-		defer w.wg.Done()
+		defer m.wg.Done()
 		defer close(l.done)
-		w.analyse(ctx, c)
+		m.analyse(ctx, c)
 	}()
 }
 
-// stopLoop ends the analysis of app's canary of rollout and forgets which of
+// Forget ends the analysis of app's canary of rollout and forgets which of
 // its rules already published.
-func (w *Watcher) stopLoop(app, rollout string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if l, ok := w.loops[app]; ok && l.canary.RolloutID == rollout {
+func (m *Monitor) Forget(app, rollout string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.loops[app]; ok && l.canary.RolloutID == rollout {
 		l.cancel()
 		<-l.done
-		delete(w.loops, app)
+		delete(m.loops, app)
 	}
-	w.repMu.Lock()
-	delete(w.reported, rollout)
-	w.repMu.Unlock()
+	m.repMu.Lock()
+	delete(m.reported, rollout)
+	m.repMu.Unlock()
 }
 
-func (w *Watcher) stopLoops() {
-	w.mu.Lock()
-	for app, l := range w.loops {
+// Stop ends every loop and waits for them; Watch starts none afterwards.
+func (m *Monitor) Stop() {
+	m.mu.Lock()
+	m.cancel()
+	for app, l := range m.loops {
 		l.cancel()
-		delete(w.loops, app)
+		delete(m.loops, app)
 	}
-	w.mu.Unlock()
-	w.wg.Wait()
-}
-
-// appPolicy is app's policy, if the policy names it.
-func (w *Watcher) appPolicy(app string) (policy.App, bool) {
-	if w.cfg.Policy == nil || w.cfg.Policy.Current() == nil {
-		return policy.App{}, false
-	}
-	return w.cfg.Policy.Current().App(app)
+	m.mu.Unlock()
+	m.wg.Wait()
 }
 
 // interval is how often app is judged.
-func (w *Watcher) interval(p policy.App, known bool) time.Duration {
+func (m *Monitor) interval(p policy.App, known bool) time.Duration {
 	switch {
-	case w.cfg.Interval > 0:
-		return w.cfg.Interval
+	case m.cfg.Interval > 0:
+		return m.cfg.Interval
 	case known && p.Analysis.Interval > 0:
 		return p.Analysis.Interval
 	}
@@ -83,8 +154,8 @@ func (w *Watcher) interval(p policy.App, known bool) time.Duration {
 // analyse judges c every interval until ctx ends. The window opens at once,
 // so the scrape provider's baseline is as close to the step's start as the
 // watcher can make it.
-func (w *Watcher) analyse(ctx context.Context, c live.Canary) {
-	log := w.log.With("app", c.App, "rollout", c.RolloutID, "step", c.Step, "weight", c.Weight)
+func (m *Monitor) analyse(ctx context.Context, c live.Canary) {
+	log := m.log.With("app", c.App, "rollout", c.RolloutID, "step", c.Step, "weight", c.Weight)
 	var (
 		win      analysis.Window
 		provider string
@@ -101,8 +172,8 @@ func (w *Watcher) analyse(ctx context.Context, c live.Canary) {
 			return
 		case <-timer.C:
 		}
-		p, known := w.appPolicy(c.App)
-		interval := w.interval(p, known)
+		p, known := m.cfg.App(c.App)
+		interval := m.interval(p, known)
 		timer.Reset(interval)
 		if !known {
 			if !warned {
@@ -113,21 +184,21 @@ func (w *Watcher) analyse(ctx context.Context, c live.Canary) {
 		}
 		if win == nil || provider != p.Analysis.Provider {
 			var err error
-			win, provider, err = w.open(ctx, c, p, interval)
+			win, provider, err = m.open(ctx, c, p, interval)
 			if err != nil {
-				w.noData(log, provider, err)
+				m.noData(log, provider, err)
 				continue
 			}
 			continue // the window starts now; the first reading is one interval on
 		}
-		w.evaluate(ctx, log, c, p, provider, win, interval, last)
+		m.evaluate(ctx, log, c, p, provider, win, interval, last)
 	}
 }
 
 // open opens a window on c with the application's provider.
-func (w *Watcher) open(ctx context.Context, c live.Canary, p policy.App, interval time.Duration) (analysis.Window, string, error) {
+func (m *Monitor) open(ctx context.Context, c live.Canary, p policy.App, interval time.Duration) (analysis.Window, string, error) {
 	name := p.Analysis.Provider
-	prov, ok := w.cfg.Providers[name]
+	prov, ok := m.cfg.Providers[name]
 	if !ok {
 		return nil, name, fmt.Errorf("no metrics provider %q", name)
 	}
@@ -141,18 +212,18 @@ func (w *Watcher) open(ctx context.Context, c live.Canary, p policy.App, interva
 }
 
 // noData records a failed read: every metric rule has no data this time.
-func (w *Watcher) noData(log *slog.Logger, provider string, err error) {
+func (m *Monitor) noData(log *slog.Logger, provider string, err error) {
 	if provider != "" {
-		w.metrics.providerErrors.WithLabelValues(provider).Inc()
+		m.metrics.providerErrors.WithLabelValues(provider).Inc()
 	}
 	for _, rule := range []string{analysis.RuleErrorRate, analysis.RuleMemory} {
-		w.metrics.evaluations.WithLabelValues(rule, string(analysis.NoData)).Inc()
+		m.cfg.Evaluations.WithLabelValues(rule, string(analysis.NoData)).Inc()
 	}
 	log.Warn("no data: metrics could not be read", "provider", provider, "err", err)
 }
 
 // evaluate reads the window once and judges it by every metric rule.
-func (w *Watcher) evaluate(ctx context.Context, log *slog.Logger, c live.Canary, p policy.App, provider string, win analysis.Window,
+func (m *Monitor) evaluate(ctx context.Context, log *slog.Logger, c live.Canary, p policy.App, provider string, win analysis.Window,
 	interval time.Duration, last map[string]analysis.Result) {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, interval)
@@ -160,7 +231,7 @@ func (w *Watcher) evaluate(ctx context.Context, log *slog.Logger, c live.Canary,
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			w.noData(log, provider, err)
+			m.noData(log, provider, err)
 		}
 		return
 	}
@@ -168,9 +239,9 @@ func (w *Watcher) evaluate(ctx context.Context, log *slog.Logger, c live.Canary,
 		analysis.ErrorRate(reading, p.Analysis.ErrorRate),
 		analysis.Memory(reading, p.Analysis.Memory),
 	}
-	w.metrics.latency.WithLabelValues(provider).Observe(time.Since(start).Seconds())
+	m.metrics.latency.WithLabelValues(provider).Observe(time.Since(start).Seconds())
 	for _, v := range verdicts {
-		w.metrics.evaluations.WithLabelValues(v.Rule, string(v.Result)).Inc()
+		m.cfg.Evaluations.WithLabelValues(v.Rule, string(v.Result)).Inc()
 		prev := last[v.Rule]
 		last[v.Rule] = v.Result
 		switch v.Result {
@@ -181,7 +252,7 @@ func (w *Watcher) evaluate(ctx context.Context, log *slog.Logger, c live.Canary,
 			}
 			log.Log(ctx, level, "no data: not a pass", "rule", v.Rule, "reason", v.Description)
 		case analysis.Breach:
-			if w.alreadyReported(c.RolloutID, v.Rule) {
+			if m.alreadyReported(c.RolloutID, v.Rule) {
 				continue
 			}
 			log.Warn("breach", "rule", v.Rule, "observed", v.Observed, "threshold", v.Threshold, "description", v.Description)
@@ -189,55 +260,29 @@ func (w *Watcher) evaluate(ctx context.Context, log *slog.Logger, c live.Canary,
 				Target: events.TargetCanary, App: c.App, Environment: c.Environment, ArtifactID: c.ArtifactID,
 				RolloutID: c.RolloutID, Rule: v.Rule, Origin: provider,
 				Description: fmt.Sprintf("%s: %s (step %d at %d%%)", c.App, v.Description, c.Step, c.Weight),
-				Observed:    ptr(v.Observed), Threshold: ptr(v.Threshold), DetectedAt: time.Now().UTC(),
+				Observed:    new(v.Observed), Threshold: new(v.Threshold), DetectedAt: time.Now().UTC(),
 			}
-			if err := w.publish(ctx, MetricAnomalyID(c.RolloutID, v.Rule), &c, a); err != nil {
+			if err := m.cfg.Publisher.Publish(ctx, anomaly.MetricID(c.RolloutID, v.Rule), &c, a); err != nil {
 				// Not marked reported: the next interval tries again.
 				log.Error("publish anomaly", "rule", v.Rule, "err", err)
 				continue
 			}
-			w.markReported(c.RolloutID, v.Rule)
+			m.markReported(c.RolloutID, v.Rule)
 		}
 	}
 }
 
-// MetricAnomalyID is the id of the anomaly a metric rule raises against a
-// rollout: one per rollout and rule, however often the breach is seen.
-func MetricAnomalyID(rollout, rule string) string { return "anomaly:" + rollout + ":" + rule }
-
-func (w *Watcher) alreadyReported(rollout, rule string) bool {
-	w.repMu.Lock()
-	defer w.repMu.Unlock()
-	return w.reported[rollout][rule]
+func (m *Monitor) alreadyReported(rollout, rule string) bool {
+	m.repMu.Lock()
+	defer m.repMu.Unlock()
+	return m.reported[rollout][rule]
 }
 
-func (w *Watcher) markReported(rollout, rule string) {
-	w.repMu.Lock()
-	defer w.repMu.Unlock()
-	if w.reported[rollout] == nil {
-		w.reported[rollout] = map[string]bool{}
+func (m *Monitor) markReported(rollout, rule string) {
+	m.repMu.Lock()
+	defer m.repMu.Unlock()
+	if m.reported[rollout] == nil {
+		m.reported[rollout] = map[string]bool{}
 	}
-	w.reported[rollout][rule] = true
+	m.reported[rollout][rule] = true
 }
-
-// publish publishes an anomaly with id; c, when not nil, is the canary it is
-// against, which gives the chain and the cause.
-func (w *Watcher) publish(ctx context.Context, id string, c *live.Canary, a events.Anomaly) error {
-	m := events.Meta{ID: id, Source: Source, App: a.App, Time: a.DetectedAt}
-	if c != nil {
-		m.ChainID, m.CausedBy = c.ChainID, c.StepEventID
-	}
-	ev, err := events.NewAnomaly(m, a)
-	if err != nil {
-		return fmt.Errorf("build anomaly %s: %w", id, err)
-	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if _, err := w.cfg.Bus.Publish(pctx, ev); err != nil {
-		return err
-	}
-	w.metrics.anomalies.WithLabelValues(a.Origin, a.Target).Inc()
-	return nil
-}
-
-func ptr(f float64) *float64 { return &f }
