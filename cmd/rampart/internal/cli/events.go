@@ -37,6 +37,21 @@ func connectNATS(url, name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// connectJetStream connects to url for the command name; the caller closes
+// the connection.
+func connectJetStream(url, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := connectNATS(url, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 // openEventStream returns the RAMPART stream, explaining its absence.
 func openEventStream(ctx context.Context, js jetstream.JetStream, url string) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, bus.StreamName)
@@ -186,15 +201,11 @@ func runEventsTail(ctx context.Context, e *env, args []string) error {
 		from = "events since " + since.UTC().Format(time.RFC3339)
 	}
 
-	nc, err := connectNATS(*natsURL, "events tail")
+	nc, js, err := connectJetStream(*natsURL, "events tail")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	s, err := openEventStream(ctx, js, *natsURL)
 	if err != nil {
 		return err

@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/cmd/rampart/internal/replay"
+	"github.com/rampartci/rampart/pkg/events"
+)
+
+func init() {
+	register("replay", "re-publish (or print) the events of a time window under a replay prefix", runReplay)
+}
+
+func runReplay(ctx context.Context, e *env, args []string) error {
+	now := time.Now()
+	fs := newFlags(e, "replay", "--since DURATION|TIME [--until DURATION|TIME] [--subject S] [--to PREFIX] [--dry-run]\n\n"+
+		"Reads the events the RAMPART stream stored in a time window, in order, and\n"+
+		"re-publishes each under a prefix that replaces its leading \"rampart\" token:\n"+
+		"by default replay.<now>, kept in the REPLAY stream and never seen by live\n"+
+		"consumers. --to rampart re-publishes onto the live subjects (the ledger records\n"+
+		"an event once, whatever is re-published). Dead letters are not replayed.\n"+
+		"DURATION is before now (90s, 2h, 7d); TIME is RFC 3339 or a date (2026-11-26, UTC).")
+	natsURL := natsURLFlag(fs)
+	sinceArg := fs.String("since", "", "replay events stored since `DURATION|TIME` (required)")
+	untilArg := fs.String("until", "", "replay events stored before `DURATION|TIME` (default: up to the last event stored when the replay starts)")
+	subject := fs.String("subject", events.SubjectPrefix+".>", "replay only events on subjects matching `S` (NATS wildcards)")
+	to := fs.String("to", "", "re-publish under `PREFIX` (default "+replay.Prefix+".<UTC time>; \"rampart\" means the live subjects)")
+	dryRun := fs.Bool("dry-run", false, "print the events instead of re-publishing them")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	o := replay.Options{Subject: *subject, To: *to, DryRun: *dryRun,
+		Notice: func(s string) { fmt.Fprintf(e.stderr, "replay: %s\n", s) }}
+	if *sinceArg == "" {
+		return fmt.Errorf("%w: --since is required: a duration before now (90s, 2h, 7d) or a time (RFC 3339)", errUsage)
+	}
+	var err error
+	if o.Since, err = parseWhen("--since", *sinceArg, now); err != nil {
+		return err
+	}
+	if o.Since.After(now) {
+		return fmt.Errorf("%w: --since %s is in the future", errUsage, o.Since.UTC().Format(time.RFC3339))
+	}
+	if *untilArg != "" {
+		if o.Until, err = parseWhen("--until", *untilArg, now); err != nil {
+			return err
+		}
+		if !o.Until.After(o.Since) {
+			return fmt.Errorf("%w: --until %s is not after --since %s", errUsage,
+				o.Until.UTC().Format(time.RFC3339Nano), o.Since.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if err := checkEventSubject("--subject", o.Subject); err != nil {
+		return err
+	}
+	if o.To == "" {
+		o.To = replay.DefaultPrefix(now)
+	}
+	if err := checkReplayPrefix(o.To); err != nil {
+		return err
+	}
+	if o.DryRun {
+		o.Visit = func(msg jetstream.Msg) error {
+			line, err := formatMsg(msg)
+			if err == nil {
+				_, err = fmt.Fprintln(e.stdout, line)
+			}
+			return err
+		}
+	}
+
+	nc, js, err := connectJetStream(*natsURL, "replay")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	src, err := openEventStream(ctx, js, *natsURL)
+	if err != nil {
+		return err
+	}
+	st, err := replay.Run(ctx, nc, src, o)
+	if err != nil {
+		return err
+	}
+	printReplay(e, o, st)
+	return nil
+}
+
+// checkReplayPrefix accepts "rampart" (the live subjects) and any literal
+// subject prefix outside rampart.> (replay.CheckPrefix).
+func checkReplayPrefix(p string) error {
+	if err := checkSubject(p, false); err != nil {
+		return fmt.Errorf("%w: --to %q: %v", errUsage, p, err)
+	}
+	if errors.Is(replay.CheckPrefix(p), replay.ErrLivePrefix) {
+		return fmt.Errorf("%w: --to %q is inside %s.>, where live consumers would take the copies for new events; use --to %s to re-publish onto the live subjects, or a prefix outside %s.>",
+			errUsage, p, events.SubjectPrefix, events.SubjectPrefix, events.SubjectPrefix)
+	}
+	return nil
+}
+
+// printReplay prints what a replay did, on one line.
+func printReplay(e *env, o replay.Options, st replay.Stats) {
+	window := "since " + o.Since.UTC().Format(time.RFC3339Nano)
+	if !o.Until.IsZero() {
+		window += " until " + o.Until.UTC().Format(time.RFC3339Nano)
+	}
+	verb := "replayed"
+	if o.DryRun {
+		verb = "dry run: would replay"
+	}
+	rate := float64(st.Events) / max(st.Elapsed.Seconds(), 1e-9)
+	fmt.Fprintf(e.stdout, "%s %s from %s %s to %s in %s (%.0f events/s)", verb, nouns(st.Events, "event", "events"), o.Subject, window, st.Destination,
+		st.Elapsed.Round(time.Millisecond), rate)
+	var notes []string
+	if st.Duplicates > 0 {
+		notes = append(notes, fmt.Sprintf("%d already there, dropped as duplicates", st.Duplicates))
+	}
+	if st.DeadLetters > 0 {
+		notes = append(notes, nouns(st.DeadLetters, "dead letter", "dead letters")+" skipped")
+	}
+	if st.Invalid > 0 {
+		notes = append(notes, nouns(st.Invalid, "invalid message", "invalid messages")+" skipped")
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(e.stdout, "; %s", strings.Join(notes, ", "))
+	}
+	fmt.Fprintln(e.stdout)
+}
