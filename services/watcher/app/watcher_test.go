@@ -62,6 +62,16 @@ func newHarness(t testing.TB, provider string, interval time.Duration) *harness 
 	return h
 }
 
+// newAlertHarness is a harness whose shop runs rollout r1's canary at 5%,
+// judged only by alerts in practice (an hourly analysis interval).
+func newAlertHarness(t testing.TB) *harness {
+	t.Helper()
+	h := newHarness(t, policy.ProviderScrape, time.Hour)
+	h.step("r1", 0, 5)
+	h.waitLive("r1", 5)
+	return h
+}
+
 // start starts a watcher; the previous one, if any, must be stopped.
 func (h *harness) start(interval time.Duration) {
 	h.t.Helper()
@@ -316,9 +326,7 @@ func TestMemoryBreach(t *testing.T) {
 }
 
 func TestStepsRollbacksAndReleases(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	h.step("r1", 1, 25)
 	h.waitLive("r1", 25)
 	rb, err := events.NewRollback(events.Meta{Source: "/rampart/deployer", App: "shop"},
@@ -390,9 +398,7 @@ func TestAlertmanagerFloodIsOneAnomaly(t *testing.T) {
 }
 
 func TestAlertmanagerMatching(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	tests := []struct {
 		name   string
 		labels map[string]string
@@ -430,9 +436,7 @@ func TestAlertmanagerMatching(t *testing.T) {
 }
 
 func TestAlertmanagerIgnoresResolvedAndUnlabelled(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	code, resp := h.post(ingress.PathAlertmanager, amBody("aa", map[string]string{"app": "shop", "version": "canary"}, "resolved"), bearer(amToken))
 	if code != http.StatusOK || len(resp.Published) != 0 || len(resp.Ignored) != 1 {
 		t.Fatalf("%d %+v", code, resp)
@@ -447,9 +451,7 @@ func TestAlertmanagerIgnoresResolvedAndUnlabelled(t *testing.T) {
 }
 
 func TestWebhookRefusals(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	good := amBody("cc", map[string]string{"app": "shop", "version": "canary"}, "firing")
 	siem := `{"id":"s-1","app":"shop","severity":"high","title":"Suspicious process","occurredAt":"2026-05-01T12:00:00Z"}`
 	basic := http.Header{}
@@ -508,9 +510,7 @@ func TestWebhookRefusals(t *testing.T) {
 }
 
 func TestSIEM(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	alert := func(id, app, digest string) string {
 		s := fmt.Sprintf(`{"id":%q,"app":%q,"severity":"critical","title":"Reverse shell","occurredAt":"2026-05-01T12:00:00Z"`, id, app)
 		if digest != "" {

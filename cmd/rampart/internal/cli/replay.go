@@ -13,19 +13,22 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 )
 
+const replayUsage = `--since DURATION|TIME [--until DURATION|TIME] [--subject S] [--to PREFIX] [--dry-run]
+
+Reads the events the RAMPART stream stored in a time window, in order, and
+re-publishes each under a prefix that replaces its leading "rampart" token:
+by default replay.<now>, kept in the REPLAY stream and never seen by live
+consumers. --to rampart re-publishes onto the live subjects (the ledger records
+an event once, whatever is re-published). Dead letters are not replayed.
+DURATION is before now (90s, 2h, 7d); TIME is RFC 3339 or a date (2026-11-26, UTC).`
+
 func init() {
 	register("replay", "re-publish (or print) the events of a time window under a replay prefix", runReplay)
 }
 
 func runReplay(ctx context.Context, e *env, args []string) error {
 	now := time.Now()
-	fs := newFlags(e, "replay", "--since DURATION|TIME [--until DURATION|TIME] [--subject S] [--to PREFIX] [--dry-run]\n\n"+
-		"Reads the events the RAMPART stream stored in a time window, in order, and\n"+
-		"re-publishes each under a prefix that replaces its leading \"rampart\" token:\n"+
-		"by default replay.<now>, kept in the REPLAY stream and never seen by live\n"+
-		"consumers. --to rampart re-publishes onto the live subjects (the ledger records\n"+
-		"an event once, whatever is re-published). Dead letters are not replayed.\n"+
-		"DURATION is before now (90s, 2h, 7d); TIME is RFC 3339 or a date (2026-11-26, UTC).")
+	fs := newFlags(e, "replay", replayUsage)
 	natsURL := natsURLFlag(fs)
 	sinceArg := fs.String("since", "", "replay events stored since `DURATION|TIME` (required)")
 	untilArg := fs.String("until", "", "replay events stored before `DURATION|TIME` (default: up to the last event stored when the replay starts)")
@@ -78,15 +81,11 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	nc, js, err := connectJetStream(*natsURL, "replay")
+	nc, src, err := connectEventStream(ctx, *natsURL, "replay")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	src, err := openEventStream(ctx, js, *natsURL)
-	if err != nil {
-		return err
-	}
 	st, err := replay.Run(ctx, nc, src, o)
 	if err != nil {
 		return err

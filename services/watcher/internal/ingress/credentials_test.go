@@ -14,8 +14,6 @@ import (
 // Alertmanager's http_config (bearer token or basic auth) on
 // /hooks/alertmanager, and the SIEM's HMAC-SHA256 signature on /hooks/siem.
 
-const siemOK = `{"id":"siem-42","app":"shop","severity":"high","title":"Outbound connection to a known C2 host","occurredAt":"2026-05-01T12:00:00Z"}`
-
 func TestAuth(t *testing.T) {
 	basic := func(u, p string) string {
 		r, _ := http.NewRequest("GET", "/", nil)
@@ -57,7 +55,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestSignature(t *testing.T) {
-	secret, body := []byte("s3cret"), []byte(siemOK)
+	secret, body := []byte("s3cret"), []byte(`{"id":"siem-42","app":"shop"}`)
 	sig := webhook.Sign(secret, body)
 	if !strings.HasPrefix(sig, "sha256=") || len(sig) != 7+64 {
 		t.Fatalf("signature %q", sig)
@@ -69,7 +67,7 @@ func TestSignature(t *testing.T) {
 		secret, body []byte
 		header       string
 	}{
-		"other body":    {secret, []byte(siemOK + " "), sig},
+		"other body":    {secret, append(body, ' '), sig},
 		"other secret":  {[]byte("other"), body, sig},
 		"no header":     {secret, body, ""},
 		"no prefix":     {secret, body, strings.TrimPrefix(sig, "sha256=")},
