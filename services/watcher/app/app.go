@@ -1,5 +1,8 @@
 // Package app is the watcher service as a component: the same in its own
-// binary and inside `rampart up`.
+// binary and inside `rampart up`. It wires internal/live (what is live,
+// rebuilt and followed from the stream), internal/monitor (the analysis
+// loop of each live canary), internal/ingress (the Alertmanager and SIEM
+// webhooks) and internal/anomaly (publishing what they decide).
 package app
 
 import (
@@ -188,7 +191,7 @@ func (a *App) Routes(mux *http.ServeMux) {
 }
 
 // Ready implements service.ReadyChecker.
-func (a *App) Ready(ctx context.Context) error {
+func (a *App) Ready(context.Context) error {
 	w := a.w.Load()
 	if w == nil {
 		return errors.New("not started")
