@@ -1,5 +1,8 @@
 // Package app is the watcher service as a component: the same in its own
-// binary and inside `rampart up`.
+// binary and inside `rampart up`. It wires internal/live (what is live,
+// rebuilt and followed from the stream), internal/monitor (the analysis
+// loop of each live canary), internal/ingress (the Alertmanager and SIEM
+// webhooks) and internal/anomaly (publishing what they decide).
 package app
 
 import (
@@ -14,7 +17,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
-	"github.com/rampartci/rampart/services/watcher/internal/watcher"
+	"github.com/rampartci/rampart/services/watcher/internal/ingress"
 )
 
 // Consumer is the watcher's durable consumer: canary steps tell it what is
@@ -72,8 +75,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 type App struct {
 	opts   Options
 	store  *policy.Store
-	cfg    watcher.Config
-	w      atomic.Pointer[watcher.Watcher]
+	cfg    config
+	w      atomic.Pointer[watcher]
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -125,7 +128,6 @@ func New(opts Options) (*App, error) {
 	a.cfg.SIEMSecret = []byte(siem)
 	a.cfg.Interval = opts.Interval
 	a.cfg.Policy = a.store
-	a.cfg.Consumer = Consumer
 	return a, nil
 }
 
@@ -135,21 +137,16 @@ func (a *App) Name() string { return "watcher" }
 // Start rebuilds the live canaries from the stream and begins analysing
 // them and taking alerts.
 func (a *App) Start(ctx context.Context, deps service.Deps) error {
-	cfg := a.cfg
-	cfg.Bus, cfg.Registerer, cfg.Logger = deps.Bus, deps.Registerer, deps.Logger
-	w, err := watcher.New(cfg)
+	w, err := startWatcher(ctx, a.cfg, deps)
 	if err != nil {
 		return err
 	}
-	if err := w.Start(ctx); err != nil {
-		return err
-	}
 	a.w.Store(w)
-	if cfg.Alertmanager.IsZero() {
-		deps.Logger.Warn("no Alertmanager credential configured: " + watcher.PathAlertmanager + " refuses every request")
+	if a.cfg.Alertmanager.IsZero() {
+		deps.Logger.Warn("no Alertmanager credential configured: " + ingress.PathAlertmanager + " refuses every request")
 	}
-	if len(cfg.SIEMSecret) == 0 {
-		deps.Logger.Warn("no SIEM secret configured: " + watcher.PathSIEM + " refuses every request")
+	if len(a.cfg.SIEMSecret) == 0 {
+		deps.Logger.Warn("no SIEM secret configured: " + ingress.PathSIEM + " refuses every request")
 	}
 	if a.store == nil {
 		deps.Logger.Warn("no policy: canaries are not analysed by their metrics, only alerts apply")
@@ -172,7 +169,7 @@ func (a *App) Stop(ctx context.Context) error {
 		<-a.done
 	}
 	if w := a.w.Load(); w != nil {
-		return w.Stop(ctx)
+		return w.stop(ctx)
 	}
 	return nil
 }
@@ -189,15 +186,15 @@ func (a *App) Routes(mux *http.ServeMux) {
 		}
 		w.ServeHTTP(rw, r)
 	})
-	mux.Handle("POST "+watcher.PathAlertmanager, h)
-	mux.Handle("POST "+watcher.PathSIEM, h)
+	mux.Handle("POST "+ingress.PathAlertmanager, h)
+	mux.Handle("POST "+ingress.PathSIEM, h)
 }
 
 // Ready implements service.ReadyChecker.
-func (a *App) Ready(ctx context.Context) error {
+func (a *App) Ready(context.Context) error {
 	w := a.w.Load()
 	if w == nil {
 		return errors.New("not started")
 	}
-	return w.Ready(ctx)
+	return w.tracker.Ready()
 }

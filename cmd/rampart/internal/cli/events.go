@@ -18,6 +18,18 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
 
+const eventsPublishUsage = `FILE|-
+
+Publishes structured-mode CloudEvents JSON from FILE (or standard input for -):
+a single event, a JSON array (the CloudEvents batch format) or JSON lines.
+Every event is validated first; if any is invalid, none is published.`
+
+const eventsTailUsage = `[--subject S] [--since DURATION|TIME]
+
+Prints each event stored in the RAMPART stream as it arrives, one line each:
+time, #sequence, subject, type, id, chainId and app; dead letters show their reason.
+Stops on Ctrl-C.`
+
 func init() {
 	register("events publish", "validate and publish CloudEvents JSON (one, a batch or JSON lines)", runEventsPublish)
 	register("events tail", "print events as they arrive, one line each", runEventsTail)
@@ -37,6 +49,24 @@ func connectNATS(url, name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// connectEventStream connects to url for the command name and opens the
+// RAMPART stream; the caller closes the connection.
+func connectEventStream(ctx context.Context, url, name string) (*nats.Conn, jetstream.Stream, error) {
+	nc, err := connectNATS(url, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		var s jetstream.Stream
+		if s, err = openEventStream(ctx, js, url); err == nil {
+			return nc, s, nil
+		}
+	}
+	nc.Close()
+	return nil, nil, err
+}
+
 // openEventStream returns the RAMPART stream, explaining its absence.
 func openEventStream(ctx context.Context, js jetstream.JetStream, url string) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, bus.StreamName)
@@ -50,10 +80,7 @@ func openEventStream(ctx context.Context, js jetstream.JetStream, url string) (j
 }
 
 func runEventsPublish(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "events publish", "FILE|-\n\n"+
-		"Publishes structured-mode CloudEvents JSON from FILE (or standard input for -):\n"+
-		"a single event, a JSON array (the CloudEvents batch format) or JSON lines.\n"+
-		"Every event is validated first; if any is invalid, none is published.")
+	fs := newFlags(e, "events publish", eventsPublishUsage)
 	natsURL := natsURLFlag(fs)
 	files, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -158,10 +185,7 @@ func readInput(r io.Reader, name string) ([]byte, error) {
 }
 
 func runEventsTail(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "events tail", "[--subject S] [--since DURATION|TIME]\n\n"+
-		"Prints each event stored in the RAMPART stream as it arrives, one line each:\n"+
-		"time, #sequence, subject, type, id, chainId and app; dead letters show their reason.\n"+
-		"Stops on Ctrl-C.")
+	fs := newFlags(e, "events tail", eventsTailUsage)
 	natsURL := natsURLFlag(fs)
 	subject := fs.String("subject", events.SubjectPrefix+".>", "only events on subjects matching `S` (NATS wildcards)")
 	sinceArg := fs.String("since", "", "start with the events stored since `DURATION` ago (90s, 2h, 7d) or since a time (RFC 3339); default: only new events")
@@ -186,19 +210,11 @@ func runEventsTail(ctx context.Context, e *env, args []string) error {
 		from = "events since " + since.UTC().Format(time.RFC3339)
 	}
 
-	nc, err := connectNATS(*natsURL, "events tail")
+	nc, s, err := connectEventStream(ctx, *natsURL, "events tail")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	s, err := openEventStream(ctx, js, *natsURL)
-	if err != nil {
-		return err
-	}
 	cons, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", bus.StreamName, err)

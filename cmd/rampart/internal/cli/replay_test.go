@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/rampartci/rampart/cmd/rampart/internal/cli"
+	"github.com/rampartci/rampart/cmd/rampart/internal/replay"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 )
@@ -123,8 +123,8 @@ func TestReplayDryRun(t *testing.T) {
 	if n := m.count(t, bus.StreamName, "rampart.>"); n != 7 {
 		t.Errorf("a dry run changed RAMPART: %d messages", n)
 	}
-	if _, err := m.js.Stream(t.Context(), cli.ReplayStream); err == nil {
-		t.Errorf("a dry run created the %s stream", cli.ReplayStream)
+	if _, err := m.js.Stream(t.Context(), replay.Stream); err == nil {
+		t.Errorf("a dry run created the %s stream", replay.Stream)
 	}
 }
 
@@ -145,14 +145,14 @@ func TestReplayUnderPrefix(t *testing.T) {
 	for i := range want {
 		want[i] = prefix[1] + "." + want[i]
 	}
-	if got := m.subjects(t, cli.ReplayStream); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := m.subjects(t, replay.Stream); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("REPLAY holds %v, want %v", got, want)
 	}
 	if n := m.count(t, bus.StreamName, "rampart.>"); n != live {
 		t.Fatalf("a replay reached the live subjects: RAMPART holds %d messages, had %d", n, live)
 	}
 	// A copy is the same event, marked with where it came from.
-	s, err := m.js.Stream(t.Context(), cli.ReplayStream)
+	s, err := m.js.Stream(t.Context(), replay.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestReplayUnderPrefix(t *testing.T) {
 	if err != nil || ev.ID() != "e2" || events.ChainID(ev) != "c-web" {
 		t.Fatalf("copy decodes as %v, %v", ev, err)
 	}
-	if raw.Header.Get(cli.HeaderReplayOf) != "rampart.commit.web" || raw.Header.Get(cli.HeaderReplaySequence) != "2" {
+	if raw.Header.Get(replay.HeaderOf) != "rampart.commit.web" || raw.Header.Get(replay.HeaderSequence) != "2" {
 		t.Fatalf("copy headers: %v", raw.Header)
 	}
 
@@ -173,7 +173,7 @@ func TestReplayUnderPrefix(t *testing.T) {
 	if r.code != 0 || strings.Contains(r.stdout, "duplicates") {
 		t.Fatalf("second replay: exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}
-	if n := m.count(t, cli.ReplayStream, "replay.>"); n != 8 {
+	if n := m.count(t, replay.Stream, "replay.>"); n != 8 {
 		t.Fatalf("REPLAY holds %d copies after two replays, want 5+3", n)
 	}
 }

@@ -1,16 +1,14 @@
 package hooks
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"sort"
 	"time"
+
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 )
 
 // AlertmanagerMessage is Alertmanager's webhook payload, version 4.
@@ -64,15 +62,15 @@ func ParseAlertmanager(body []byte) (*AlertmanagerMessage, error) {
 		AlertmanagerMessage
 		Alerts []wireAlert `json:"alerts"`
 	}
-	if err := decodeOne(body, &wire, false); err != nil {
+	if err := decode(body, &wire, false); err != nil {
 		return nil, err
 	}
 	m := wire.AlertmanagerMessage
 	if m.Version != "4" {
-		return nil, fmt.Errorf("%w: version %q, want \"4\"", ErrMalformed, m.Version)
+		return nil, fmt.Errorf("%w: version %q, want \"4\"", webhook.ErrMalformed, m.Version)
 	}
 	if wire.Alerts == nil {
-		return nil, fmt.Errorf("%w: alerts is missing", ErrMalformed)
+		return nil, fmt.Errorf("%w: alerts is missing", webhook.ErrMalformed)
 	}
 	m.Alerts = make([]Alert, len(wire.Alerts))
 	for i, w := range wire.Alerts {
@@ -89,29 +87,17 @@ func ParseAlertmanager(body []byte) (*AlertmanagerMessage, error) {
 		}
 		switch {
 		case a.Status != StatusFiring && a.Status != StatusResolved:
-			return nil, fmt.Errorf("%w: %s.status %q is not firing or resolved", ErrMalformed, at, a.Status)
+			return nil, fmt.Errorf("%w: %s.status %q is not firing or resolved", webhook.ErrMalformed, at, a.Status)
 		case len(a.Labels) == 0:
-			return nil, fmt.Errorf("%w: %s.labels is missing", ErrMalformed, at)
+			return nil, fmt.Errorf("%w: %s.labels is missing", webhook.ErrMalformed, at)
 		case a.Fingerprint == "":
 			a.Fingerprint = LabelsFingerprint(a.Labels)
 		case !fingerprintRE.MatchString(a.Fingerprint):
-			return nil, fmt.Errorf("%w: %s.fingerprint %q is not 1 to 64 letters and digits", ErrMalformed, at, a.Fingerprint)
+			return nil, fmt.Errorf("%w: %s.fingerprint %q is not 1 to 64 letters and digits", webhook.ErrMalformed, at, a.Fingerprint)
 		}
 		m.Alerts[i] = a
 	}
 	return &m, nil
-}
-
-// parseTime reads an RFC 3339 time; a missing one is an error.
-func parseTime(field, s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, fmt.Errorf("%w: %s is missing", ErrMalformed, field)
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %s %q is not an RFC 3339 time", ErrMalformed, field, s)
-	}
-	return t, nil
 }
 
 // LabelsFingerprint is a stable hash of a label set: 16 hex digits.
@@ -129,27 +115,4 @@ func LabelsFingerprint(labels map[string]string) string {
 		h.Write([]byte{0xff})
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
-}
-
-// decodeOne decodes exactly one JSON object from body into v; strict also
-// rejects fields v does not have.
-func decodeOne(body []byte, v any, strict bool) error {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return fmt.Errorf("%w: empty body", ErrMalformed)
-	}
-	if body[0] != '{' {
-		return fmt.Errorf("%w: body is not a JSON object", ErrMalformed)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: data after the JSON object", ErrMalformed)
-	}
-	return nil
 }

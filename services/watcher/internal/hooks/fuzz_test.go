@@ -6,11 +6,12 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/watcher/internal/hooks"
 )
 
 // The fuzz targets check that no input panics, that every failure wraps
-// ErrMalformed (so the HTTP layer answers 400), and that every success
+// webhook.ErrMalformed (so the HTTP layer answers 400), and that every success
 // carries the fields the watcher relies on, valid.
 
 var fingerprintOK = regexp.MustCompile(`^[0-9A-Za-z]{1,64}$`)
@@ -27,7 +28,7 @@ func FuzzParseAlertmanager(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := hooks.ParseAlertmanager(body)
 		if err != nil {
-			if !errors.Is(err, hooks.ErrMalformed) {
+			if !errors.Is(err, webhook.ErrMalformed) {
 				t.Fatalf("error wraps no sentinel: %v", err)
 			}
 			return
@@ -58,7 +59,7 @@ func FuzzParseSIEM(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		a, err := hooks.ParseSIEM(body)
 		if err != nil {
-			if !errors.Is(err, hooks.ErrMalformed) {
+			if !errors.Is(err, webhook.ErrMalformed) {
 				t.Fatalf("error wraps no sentinel: %v", err)
 			}
 			return

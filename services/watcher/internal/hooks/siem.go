@@ -6,7 +6,13 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 )
+
+// SignatureHeader carries a SIEM alert's signature: "sha256=" and the hex
+// HMAC-SHA256 of the body under the shared secret (webhook.Sign).
+const SignatureHeader = "X-Rampart-Signature"
 
 // SIEMAlert is the alert a SIEM posts to /hooks/siem. The format is
 // Rampart's, so decoding is strict: unknown fields are an error.
@@ -45,7 +51,7 @@ func ParseSIEM(body []byte) (*SIEMAlert, error) {
 		SIEMAlert
 		OccurredAt string `json:"occurredAt"`
 	}
-	if err := decodeOne(body, &wire, true); err != nil {
+	if err := decode(body, &wire, true); err != nil {
 		return nil, err
 	}
 	a := wire.SIEMAlert
@@ -57,23 +63,23 @@ func ParseSIEM(body []byte) (*SIEMAlert, error) {
 	}
 	switch {
 	case a.ID == "":
-		return nil, fmt.Errorf("%w: id is required", ErrMalformed)
+		return nil, fmt.Errorf("%w: id is required", webhook.ErrMalformed)
 	case !siemIDRE.MatchString(a.ID):
-		return nil, fmt.Errorf("%w: id must be 1 to 128 letters, digits or ._:-", ErrMalformed)
+		return nil, fmt.Errorf("%w: id must be 1 to 128 letters, digits or ._:-", webhook.ErrMalformed)
 	case a.App == "":
-		return nil, fmt.Errorf("%w: app is required", ErrMalformed)
+		return nil, fmt.Errorf("%w: app is required", webhook.ErrMalformed)
 	case !appNameRE.MatchString(a.App):
-		return nil, fmt.Errorf("%w: app %q must be lower-case letters, digits and dashes", ErrMalformed, a.App)
+		return nil, fmt.Errorf("%w: app %q must be lower-case letters, digits and dashes", webhook.ErrMalformed, a.App)
 	case a.Severity == "":
-		return nil, fmt.Errorf("%w: severity is required", ErrMalformed)
+		return nil, fmt.Errorf("%w: severity is required", webhook.ErrMalformed)
 	case !slices.Contains(siemSeverities, a.Severity):
-		return nil, fmt.Errorf("%w: severity %q is not one of %s", ErrMalformed, a.Severity, strings.Join(siemSeverities, ", "))
+		return nil, fmt.Errorf("%w: severity %q is not one of %s", webhook.ErrMalformed, a.Severity, strings.Join(siemSeverities, ", "))
 	case strings.TrimSpace(a.Title) == "":
-		return nil, fmt.Errorf("%w: title is required", ErrMalformed)
+		return nil, fmt.Errorf("%w: title is required", webhook.ErrMalformed)
 	case a.OccurredAt.IsZero():
-		return nil, fmt.Errorf("%w: occurredAt is required (RFC 3339)", ErrMalformed)
+		return nil, fmt.Errorf("%w: occurredAt is required (RFC 3339)", webhook.ErrMalformed)
 	case a.Digest != "" && !digestRE.MatchString(a.Digest):
-		return nil, fmt.Errorf("%w: digest %q is not sha256:<64 hex>", ErrMalformed, a.Digest)
+		return nil, fmt.Errorf("%w: digest %q is not sha256:<64 hex>", webhook.ErrMalformed, a.Digest)
 	}
 	return &a, nil
 }

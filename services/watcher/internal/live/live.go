@@ -1,7 +1,9 @@
 // Package live is the watcher's view of what is live: the canary each
-// application is running, if any, and the release it last completed. It is
-// built from canary-step, rollback and release-completed events, applied in
-// stream order.
+// application is running, if any, and the release it last completed. A Set
+// is built from canary-step, rollback and release-completed events, applied
+// in stream order; a Tracker keeps one current from the RAMPART stream,
+// rebuilding it after a restart, and reports each canary that starts or
+// ends.
 package live
 
 import (

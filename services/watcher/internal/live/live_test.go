@@ -19,33 +19,32 @@ const (
 
 func step(t *testing.T, rollout string, n, weight int) cloudevents.Event {
 	t.Helper()
-	ev, err := events.NewCanaryStepped(events.Meta{Source: "/rampart/deployer", App: "shop", ChainID: "chain-" + rollout,
+	return must(t)(events.NewCanaryStepped(events.Meta{Source: "/rampart/deployer", App: "shop", ChainID: "chain-" + rollout,
 		Time: time.Date(2026, 5, 1, 12, 0, n, 0, time.UTC)},
-		events.CanaryStep{RolloutID: rollout, App: "shop", Environment: "prod", ArtifactID: canaryP, Stable: stableP, Step: n, Weight: weight})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ev
+		events.CanaryStep{RolloutID: rollout, App: "shop", Environment: "prod", ArtifactID: canaryP, Stable: stableP, Step: n, Weight: weight}))
 }
 
 func rollback(t *testing.T, rollout string) cloudevents.Event {
 	t.Helper()
-	ev, err := events.NewRollback(events.Meta{Source: "/rampart/deployer", App: "shop"},
-		events.Rollback{RolloutID: rollout, App: "shop", Environment: "prod", ArtifactID: stableP, From: canaryP})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ev
+	return must(t)(events.NewRollback(events.Meta{Source: "/rampart/deployer", App: "shop"},
+		events.Rollback{RolloutID: rollout, App: "shop", Environment: "prod", ArtifactID: stableP, From: canaryP}))
 }
 
 func release(t *testing.T, rollout string) cloudevents.Event {
 	t.Helper()
-	ev, err := events.NewReleaseCompleted(events.Meta{Source: "/rampart/deployer", App: "shop"},
-		events.Release{RolloutID: rollout, App: "shop", Environment: "prod", ArtifactID: canaryP, Previous: stableP})
-	if err != nil {
-		t.Fatal(err)
+	return must(t)(events.NewReleaseCompleted(events.Meta{Source: "/rampart/deployer", App: "shop"},
+		events.Release{RolloutID: rollout, App: "shop", Environment: "prod", ArtifactID: canaryP, Previous: stableP}))
+}
+
+// must fails the test on a constructor's error.
+func must(t *testing.T) func(cloudevents.Event, error) cloudevents.Event {
+	return func(ev cloudevents.Event, err error) cloudevents.Event {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
 	}
-	return ev
 }
 
 func TestApply(t *testing.T) {

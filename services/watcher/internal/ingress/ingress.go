@@ -1,18 +1,33 @@
-package watcher
+// Package ingress is the watcher's alert ingress: POST /hooks/alertmanager
+// (Alertmanager's webhook, version 4) and POST /hooks/siem (Rampart's SIEM
+// alert, HMAC-signed). A firing alert about an application's live canary
+// becomes an anomaly against it at once; any other becomes an anomaly with
+// target none, recorded and not acted on.
+//
+// Every request is authenticated, size-limited and decoded
+// (pkg/runtime/webhook, internal/hooks) before anything is published; a
+// request that fails publishes nothing. Anomaly ids derive from the alert,
+// and the ingress remembers what each alert became, so a redelivery is the
+// same decision.
+package ingress
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
+	"github.com/rampartci/rampart/services/watcher/internal/anomaly"
 	"github.com/rampartci/rampart/services/watcher/internal/hooks"
 	"github.com/rampartci/rampart/services/watcher/internal/live"
 )
@@ -23,14 +38,72 @@ const (
 	PathSIEM         = "/hooks/siem"
 )
 
-// Routes registers the webhooks on mux.
-func (w *Watcher) Routes(mux *http.ServeMux) {
-	mux.Handle("POST "+PathAlertmanager, w.hook("alertmanager", w.alertmanager))
-	mux.Handle("POST "+PathSIEM, w.hook("siem", w.siem))
+// MaxBody is the default limit of a webhook body. Alertmanager batches a
+// group's alerts into one request; a thousand alerts with labels and
+// annotations fit well within it.
+const MaxBody = 1 << 20
+
+// Config configures an Ingress.
+type Config struct {
+	// Live is what is live: alerts are matched against it.
+	Live *live.Set
+	// App returns an application's policy (its SIEM rule and environment).
+	App func(name string) (policy.App, bool)
+	// Ready reports whether the watcher can take alerts; until it can,
+	// requests are answered 503 so that the sender retries.
+	Ready func() error
+	// Alertmanager is the credential /hooks/alertmanager requires; zero
+	// rejects every request.
+	Alertmanager webhook.Auth
+	// SIEMSecret keys /hooks/siem signatures; empty rejects every request.
+	SIEMSecret []byte
+	// MaxBody bounds webhook bodies (default MaxBody).
+	MaxBody int64
+	// Evaluations counts the SIEM rule's breaches (analysis.NewEvaluations).
+	Evaluations *prometheus.CounterVec
+	Publisher   *anomaly.Publisher
+	Registerer  prometheus.Registerer
+	Logger      *slog.Logger
+}
+
+// Ingress serves the webhooks.
+type Ingress struct {
+	cfg      Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	alerts   *alertMemory
+}
+
+// New checks cfg and registers rampart_watcher_webhook_requests_total.
+func New(cfg Config) (*Ingress, error) {
+	if cfg.Live == nil || cfg.App == nil || cfg.Ready == nil || cfg.Publisher == nil || cfg.Evaluations == nil {
+		return nil, errors.New("ingress: the live set, a policy lookup, a readiness check, a publisher and an evaluations counter are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = MaxBody
+	}
+	in := &Ingress{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), alerts: newAlertMemory(time.Hour, 10000),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_watcher_webhook_requests_total",
+			Help: "Webhook requests by hook and HTTP status code.",
+		}, []string{"hook", "code"})}
+	if err := cfg.Registerer.Register(in.requests); err != nil {
+		return nil, fmt.Errorf("ingress metrics: %w", err)
+	}
+	in.mux.Handle("POST "+PathAlertmanager, in.hook("alertmanager", in.alertmanager))
+	in.mux.Handle("POST "+PathSIEM, in.hook("siem", in.siem))
+	return in, nil
 }
 
 // ServeHTTP serves the webhooks.
-func (w *Watcher) ServeHTTP(rw http.ResponseWriter, r *http.Request) { w.mux.ServeHTTP(rw, r) }
+func (in *Ingress) ServeHTTP(rw http.ResponseWriter, r *http.Request) { in.mux.ServeHTTP(rw, r) }
 
 // pending is one anomaly a request will publish.
 type pending struct {
@@ -56,59 +129,47 @@ var errUnavailable = errors.New("watcher is not ready")
 // hook wraps a webhook: readiness, content type, the body limit, the status
 // from the error, the metrics, and publishing only once every alert of the
 // request was decoded and matched.
-func (w *Watcher) hook(name string, parse func(r *http.Request) ([]pending, []string, error)) http.Handler {
+func (in *Ingress) hook(name string, parse func(r *http.Request) ([]pending, []string, error)) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		var resp Response
 		code := http.StatusOK
 		defer func() {
-			w.metrics.webhooks.WithLabelValues(name, strconv.Itoa(code)).Inc()
+			in.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
 			rw.Header().Set("Content-Type", "application/json")
 			rw.WriteHeader(code)
 			_ = json.NewEncoder(rw).Encode(resp)
 		}()
 		fail := func(c int, err error) {
 			code, resp.Error = c, err.Error()
-			w.log.Warn("webhook refused", "hook", name, "status", c, "err", err)
+			in.log.Warn("webhook refused", "hook", name, "status", c, "err", err)
 		}
-		if w.Ready(r.Context()) != nil {
+		if in.cfg.Ready() != nil {
 			fail(http.StatusServiceUnavailable, errUnavailable)
 			return
 		}
-		if ct := r.Header.Get("Content-Type"); ct != "" {
-			if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-				fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q, want application/json", ct))
-				return
-			}
+		if ct := r.Header.Get("Content-Type"); ct != "" && webhook.MediaType(ct) != "application/json" {
+			fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q, want application/json", ct))
+			return
 		}
-		r.Body = http.MaxBytesReader(rw, r.Body, w.cfg.MaxBody)
+		r.Body = http.MaxBytesReader(rw, r.Body, in.cfg.MaxBody)
 		todo, ignored, err := parse(r)
-		switch {
-		case errors.Is(err, hooks.ErrUnauthorized):
-			fail(http.StatusUnauthorized, err)
-			return
-		case errors.Is(err, hooks.ErrTooLarge):
-			fail(http.StatusRequestEntityTooLarge, err)
-			return
-		case errors.Is(err, hooks.ErrMalformed):
-			fail(http.StatusBadRequest, err)
-			return
-		case err != nil:
-			fail(http.StatusInternalServerError, err)
+		if err != nil {
+			fail(webhook.Status(err), err)
 			return
 		}
 		resp.Ignored = ignored
 		for _, p := range todo {
-			if id, seen := w.alerts.lookup(p.key, time.Now()); seen {
+			if id, seen := in.alerts.lookup(p.key, time.Now()); seen {
 				resp.Duplicates = append(resp.Duplicates, id)
 				continue
 			}
-			if err := w.publish(r.Context(), p.id, p.canary, p.a); err != nil {
+			if err := in.cfg.Publisher.Publish(r.Context(), p.id, p.canary, p.a); err != nil {
 				// What was published stays: ids are deterministic, so the
 				// sender's retry publishes the rest and repeats nothing.
 				fail(http.StatusServiceUnavailable, fmt.Errorf("publish anomaly %s: %w", p.id, err))
 				return
 			}
-			w.alerts.remember(p.key, p.id, time.Now())
+			in.alerts.remember(p.key, p.id, time.Now())
 			resp.Published = append(resp.Published, p.id)
 		}
 	})
@@ -116,11 +177,11 @@ func (w *Watcher) hook(name string, parse func(r *http.Request) ([]pending, []st
 
 // alertmanager authenticates, decodes and matches an Alertmanager
 // notification.
-func (w *Watcher) alertmanager(r *http.Request) ([]pending, []string, error) {
-	if err := w.cfg.Alertmanager.Verify(r.Header); err != nil {
+func (in *Ingress) alertmanager(r *http.Request) ([]pending, []string, error) {
+	if err := in.cfg.Alertmanager.Verify(r.Header); err != nil {
 		return nil, nil, err
 	}
-	body, err := hooks.ReadBody(r.Body, w.cfg.MaxBody)
+	body, err := webhook.ReadBody(r, in.cfg.MaxBody)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -140,7 +201,7 @@ func (w *Watcher) alertmanager(r *http.Request) ([]pending, []string, error) {
 			ignored = append(ignored, al.Fingerprint+": no app label")
 			continue
 		}
-		todo = append(todo, w.matchAlert(app, al))
+		todo = append(todo, in.matchAlert(app, al))
 	}
 	return todo, ignored, nil
 }
@@ -148,7 +209,7 @@ func (w *Watcher) alertmanager(r *http.Request) ([]pending, []string, error) {
 // matchAlert makes a firing alert an anomaly: against app's live canary when
 // the alert is about the canary (version or track label "canary", or a
 // label naming the canary's digest), otherwise recorded with target none.
-func (w *Watcher) matchAlert(app string, al hooks.Alert) pending {
+func (in *Ingress) matchAlert(app string, al hooks.Alert) pending {
 	name := al.Labels["alertname"]
 	summary := firstOf(al.Annotations, "summary", "description", "message")
 	what := strings.TrimSpace(fmt.Sprintf("Alertmanager alert %s: %s", name, summary))
@@ -156,7 +217,7 @@ func (w *Watcher) matchAlert(app string, al hooks.Alert) pending {
 		App: app, Rule: analysis.RuleAlertmanager, Origin: "alertmanager", DetectedAt: time.Now().UTC(),
 	}
 	idBase := "alertmanager:" + al.Fingerprint + ":" + strconv.FormatInt(al.StartsAt.UnixMilli(), 10)
-	c, ok := w.live.Canary(app)
+	c, ok := in.cfg.Live.Canary(app)
 	if ok && aboutCanary(al.Labels, c) {
 		a.Target, a.Environment, a.ArtifactID, a.RolloutID = events.TargetCanary, c.Environment, c.ArtifactID, c.RolloutID
 		a.Description = clip(fmt.Sprintf("%s (firing since %s) on the live canary of %s, step %d at %d%%",
@@ -164,7 +225,7 @@ func (w *Watcher) matchAlert(app string, al hooks.Alert) pending {
 		return pending{key: idBase, id: idBase + ":" + c.RolloutID, canary: &c, a: a}
 	}
 	a.Target = events.TargetNone
-	a.Environment = w.environment(app, firstOf(al.Labels, "environment", "env"))
+	a.Environment = in.environment(app, firstOf(al.Labels, "environment", "env"))
 	a.Description = clip(fmt.Sprintf("%s (firing since %s) matches no live canary of %s: recorded, not acted on",
 		what, al.StartsAt.UTC().Format(time.RFC3339), app))
 	return pending{key: idBase, id: idBase + ":none", a: a}
@@ -189,12 +250,12 @@ func aboutCanary(labels map[string]string, c live.Canary) bool {
 }
 
 // siem verifies, decodes and matches a SIEM alert.
-func (w *Watcher) siem(r *http.Request) ([]pending, []string, error) {
-	body, err := hooks.ReadBody(r.Body, w.cfg.MaxBody)
+func (in *Ingress) siem(r *http.Request) ([]pending, []string, error) {
+	body, err := webhook.ReadBody(r, in.cfg.MaxBody)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := hooks.VerifySignature(w.cfg.SIEMSecret, body, r.Header.Get(hooks.SignatureHeader)); err != nil {
+	if err := webhook.VerifySignature(in.cfg.SIEMSecret, body, r.Header.Get(hooks.SignatureHeader), hooks.SignatureHeader); err != nil {
 		return nil, nil, err
 	}
 	al, err := hooks.ParseSIEM(body)
@@ -206,8 +267,8 @@ func (w *Watcher) siem(r *http.Request) ([]pending, []string, error) {
 		what += " from " + al.Source
 	}
 	a := events.Anomaly{App: al.App, Rule: analysis.RuleSIEM, Origin: "siem", DetectedAt: time.Now().UTC()}
-	c, live := w.live.Canary(al.App)
-	p, known := w.appPolicy(al.App)
+	c, live := in.cfg.Live.Canary(al.App)
+	p, known := in.cfg.App(al.App)
 	// The SIEM rule is on unless the policy names the application and
 	// turns it off: a security alert errs on the side of stopping.
 	enabled := !known || p.Analysis.SIEM.Enabled
@@ -216,7 +277,7 @@ func (w *Watcher) siem(r *http.Request) ([]pending, []string, error) {
 		a.Target, a.Environment, a.ArtifactID, a.RolloutID = events.TargetCanary, c.Environment, c.ArtifactID, c.RolloutID
 		a.Description = clip(fmt.Sprintf("%s, at %s, on the live canary of %s, step %d at %d%%",
 			what, al.OccurredAt.UTC().Format(time.RFC3339), al.App, c.Step, c.Weight))
-		w.metrics.evaluations.WithLabelValues(analysis.RuleSIEM, string(analysis.Breach)).Inc()
+		in.cfg.Evaluations.WithLabelValues(analysis.RuleSIEM, string(analysis.Breach)).Inc()
 		return []pending{{key: "siem:" + al.ID, id: "siem:" + al.ID + ":" + c.RolloutID, canary: &c, a: a}}, nil, nil
 	case live && !enabled:
 		a.Description = clip(fmt.Sprintf("%s, at %s: the SIEM rule is off for %s, so its live canary is not stopped; recorded",
@@ -226,20 +287,20 @@ func (w *Watcher) siem(r *http.Request) ([]pending, []string, error) {
 			what, al.OccurredAt.UTC().Format(time.RFC3339), al.App))
 	}
 	a.Target = events.TargetNone
-	a.Environment = w.environment(al.App, al.Environment)
+	a.Environment = in.environment(al.App, al.Environment)
 	return []pending{{key: "siem:" + al.ID, id: "siem:" + al.ID + ":none", a: a}}, nil, nil
 }
 
 // environment names the environment of an anomaly against nothing live:
 // what the alert says, else the policy's, else the live release's.
-func (w *Watcher) environment(app, fromAlert string) string {
+func (in *Ingress) environment(app, fromAlert string) string {
 	if fromAlert != "" {
 		return fromAlert
 	}
-	if p, ok := w.appPolicy(app); ok {
+	if p, ok := in.cfg.App(app); ok {
 		return p.Environment
 	}
-	if r, ok := w.live.Release(app); ok {
+	if r, ok := in.cfg.Live.Release(app); ok {
 		return r.Environment
 	}
 	return "unknown"

@@ -1,4 +1,4 @@
-package watcher
+package app
 
 import (
 	"bytes"
@@ -16,14 +16,18 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
 	"github.com/rampartci/rampart/services/watcher/internal/hooks"
+	"github.com/rampartci/rampart/services/watcher/internal/ingress"
 	"github.com/rampartci/rampart/services/watcher/internal/routertest"
 )
 
@@ -35,18 +39,14 @@ const (
 	stablePurl = "pkg:oci/shop@sha256%3A0000000000000000000000000000000000000000000000000000000000000000?repository_url=registry.example.com/shop"
 )
 
-var testConsumer = bus.ConsumerOptions{
-	Durable:        "watcher",
-	FilterSubjects: []string{"rampart.canarystep.>", "rampart.rollback.>", "rampart.release.>"},
-}
-
 // harness is a watcher on a real embedded JetStream, with its webhooks
 // served over HTTP and a fake router for the shop application.
 type harness struct {
 	t      testing.TB
 	ns     *server.Server
 	bus    *bus.Bus
-	w      *Watcher
+	w      *watcher
+	reg    *prometheus.Registry
 	http   *httptest.Server
 	router *routertest.Router
 	policy *policy.Store
@@ -62,18 +62,24 @@ func newHarness(t testing.TB, provider string, interval time.Duration) *harness 
 	return h
 }
 
+// newAlertHarness is a harness whose shop runs rollout r1's canary at 5%,
+// judged only by alerts in practice (an hourly analysis interval).
+func newAlertHarness(t testing.TB) *harness {
+	t.Helper()
+	h := newHarness(t, policy.ProviderScrape, time.Hour)
+	h.step("r1", 0, 5)
+	h.waitLive("r1", 5)
+	return h
+}
+
 // start starts a watcher; the previous one, if any, must be stopped.
 func (h *harness) start(interval time.Duration) {
 	h.t.Helper()
-	w, err := New(Config{
-		Bus: h.bus, Consumer: testConsumer, Policy: h.policy, Interval: interval,
-		Alertmanager: hooks.Auth{Bearer: amToken}, SIEMSecret: []byte(siemSecret),
-		Logger: slog.New(slog.DiscardHandler),
-	})
+	h.reg = prometheus.NewRegistry()
+	w, err := startWatcher(h.t.Context(), config{
+		Policy: h.policy, Interval: interval, Alertmanager: webhook.Auth{Bearer: amToken}, SIEMSecret: []byte(siemSecret),
+	}, service.Deps{Bus: h.bus, Registerer: h.reg, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		h.t.Fatal(err)
-	}
-	if err := w.Start(h.t.Context()); err != nil {
 		h.t.Fatal(err)
 	}
 	h.w = w
@@ -88,7 +94,7 @@ func (h *harness) stop() {
 	h.http.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := h.w.Stop(ctx); err != nil {
+	if err := h.w.stop(ctx); err != nil {
 		h.t.Errorf("stop: %v", err)
 	}
 	h.w = nil
@@ -132,7 +138,7 @@ func (h *harness) waitLive(rollout string, weight int) {
 func (h *harness) evaluations(rule string) float64 {
 	var n float64
 	for _, r := range []analysis.Result{analysis.Pass, analysis.Breach, analysis.NoData} {
-		n += testutil.ToFloat64(h.w.metrics.evaluations.WithLabelValues(rule, string(r)))
+		n += testutil.ToFloat64(h.w.evaluations.WithLabelValues(rule, string(r)))
 	}
 	return n
 }
@@ -147,6 +153,35 @@ func (h *harness) waitEvaluations(rule string, n float64) {
 		}
 		return nil
 	})
+}
+
+// counter is the value of the counter name with the label pairs, as the
+// watcher's registry exposes it; 0 when it was never counted.
+func (h *harness) counter(name string, labels ...string) float64 {
+	h.t.Helper()
+	families, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := want[l.GetName()]; ok && v != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 type published struct {
@@ -199,7 +234,7 @@ func (h *harness) waitAnomalies(n int) []published {
 }
 
 // post sends a webhook and returns the status and the decoded answer.
-func (h *harness) post(path string, body []byte, header http.Header) (int, Response) {
+func (h *harness) post(path string, body []byte, header http.Header) (int, ingress.Response) {
 	h.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, h.http.URL+path, bytes.NewReader(body))
 	if err != nil {
@@ -214,7 +249,7 @@ func (h *harness) post(path string, body []byte, header http.Header) (int, Respo
 		h.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var r Response
+	var r ingress.Response
 	b, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(b, &r); err != nil {
 		h.t.Fatalf("answer %q: %v", b, err)
@@ -236,7 +271,7 @@ func amBody(fingerprint string, labels map[string]string, status string) []byte 
 }
 
 func siemSigned(body string) http.Header {
-	return http.Header{hooks.SignatureHeader: {hooks.Sign([]byte(siemSecret), []byte(body))}}
+	return http.Header{hooks.SignatureHeader: {webhook.Sign([]byte(siemSecret), []byte(body))}}
 }
 
 func TestErrorRateBreachPublishesOneAnomaly(t *testing.T) {
@@ -247,7 +282,7 @@ func TestErrorRateBreachPublishesOneAnomaly(t *testing.T) {
 	st := h.step("r1", 0, 5)
 	h.waitLive("r1", 5)
 	h.waitEvaluations(analysis.RuleErrorRate, 1) // the window is open: traffic from now on counts
-	if n := testutil.ToFloat64(h.w.metrics.evaluations.WithLabelValues(analysis.RuleErrorRate, "nodata")); n < 1 {
+	if n := testutil.ToFloat64(h.w.evaluations.WithLabelValues(analysis.RuleErrorRate, "nodata")); n < 1 {
 		t.Fatalf("no traffic was not reported as no data (%v)", n)
 	}
 	if len(h.anomalies()) != 0 {
@@ -274,7 +309,7 @@ func TestErrorRateBreachPublishesOneAnomaly(t *testing.T) {
 	if *a.Observed != 10.0/110 || *a.Threshold != 0.01 || !strings.Contains(a.Description, "9.09% (10 of 110 requests) is above the maximum 1.00%") {
 		t.Fatalf("numbers: observed %v threshold %v %q", *a.Observed, *a.Threshold, a.Description)
 	}
-	if n := testutil.ToFloat64(h.w.metrics.anomalies.WithLabelValues("scrape", "canary")); n != 1 {
+	if n := h.counter("rampart_watcher_anomalies_published_total", "origin", "scrape", "target", "canary"); n != 1 {
 		t.Fatalf("anomalies metric %v", n)
 	}
 }
@@ -291,9 +326,7 @@ func TestMemoryBreach(t *testing.T) {
 }
 
 func TestStepsRollbacksAndReleases(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	h.step("r1", 1, 25)
 	h.waitLive("r1", 25)
 	rb, err := events.NewRollback(events.Meta{Source: "/rampart/deployer", App: "shop"},
@@ -331,8 +364,8 @@ func TestRestartRebuildsTheLiveCanaries(t *testing.T) {
 	if c, ok := h.w.live.Canary("shop"); !ok || c.RolloutID != "r1" || c.Weight != 25 || c.Step != 1 {
 		t.Fatalf("after restart: %+v live=%v", c, ok)
 	}
-	if len(h.w.Live()) != 1 {
-		t.Fatalf("live %+v", h.w.Live())
+	if live := h.w.live.Canaries(); len(live) != 1 {
+		t.Fatalf("live %+v", live)
 	}
 	h.step("r1", 2, 50)
 	h.waitLive("r1", 50)
@@ -344,7 +377,7 @@ func TestAlertmanagerFloodIsOneAnomaly(t *testing.T) {
 	h.waitLive("r1", 5)
 	body := amBody("1a30ba71cca2921f", map[string]string{"alertname": "HighErrorRate", "app": "shop", "version": "canary"}, "firing")
 	for i := range 100 {
-		code, resp := h.post(PathAlertmanager, body, bearer(amToken))
+		code, resp := h.post(ingress.PathAlertmanager, body, bearer(amToken))
 		if code != http.StatusOK || len(resp.Published)+len(resp.Duplicates) != 1 || (i == 0) != (len(resp.Published) == 1) {
 			t.Fatalf("delivery %d: %d %+v", i, code, resp)
 		}
@@ -359,15 +392,13 @@ func TestAlertmanagerFloodIsOneAnomaly(t *testing.T) {
 		a.RolloutID != "r1" || cd.CausedBy() != st.ID() || !strings.Contains(a.Description, "HighErrorRate: errors on shop") {
 		t.Fatalf("%s %+v", got[0].ev.ID(), a)
 	}
-	if n := testutil.ToFloat64(h.w.metrics.webhooks.WithLabelValues("alertmanager", "200")); n != 100 {
+	if n := h.counter("rampart_watcher_webhook_requests_total", "hook", "alertmanager", "code", "200"); n != 100 {
 		t.Fatalf("webhook metric %v", n)
 	}
 }
 
 func TestAlertmanagerMatching(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	tests := []struct {
 		name   string
 		labels map[string]string
@@ -381,7 +412,7 @@ func TestAlertmanagerMatching(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, resp := h.post(PathAlertmanager, amBody(fmt.Sprintf("f%d", i), tc.labels, "firing"), bearer(amToken))
+			code, resp := h.post(ingress.PathAlertmanager, amBody(fmt.Sprintf("f%d", i), tc.labels, "firing"), bearer(amToken))
 			if code != http.StatusOK || len(resp.Published) != 1 {
 				t.Fatalf("%d %+v", code, resp)
 			}
@@ -405,14 +436,12 @@ func TestAlertmanagerMatching(t *testing.T) {
 }
 
 func TestAlertmanagerIgnoresResolvedAndUnlabelled(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
-	code, resp := h.post(PathAlertmanager, amBody("aa", map[string]string{"app": "shop", "version": "canary"}, "resolved"), bearer(amToken))
+	h := newAlertHarness(t)
+	code, resp := h.post(ingress.PathAlertmanager, amBody("aa", map[string]string{"app": "shop", "version": "canary"}, "resolved"), bearer(amToken))
 	if code != http.StatusOK || len(resp.Published) != 0 || len(resp.Ignored) != 1 {
 		t.Fatalf("%d %+v", code, resp)
 	}
-	code, resp = h.post(PathAlertmanager, amBody("bb", map[string]string{"alertname": "NodeDown"}, "firing"), bearer(amToken))
+	code, resp = h.post(ingress.PathAlertmanager, amBody("bb", map[string]string{"alertname": "NodeDown"}, "firing"), bearer(amToken))
 	if code != http.StatusOK || len(resp.Published) != 0 || !strings.Contains(resp.Ignored[0], "no app label") {
 		t.Fatalf("%d %+v", code, resp)
 	}
@@ -422,9 +451,7 @@ func TestAlertmanagerIgnoresResolvedAndUnlabelled(t *testing.T) {
 }
 
 func TestWebhookRefusals(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	good := amBody("cc", map[string]string{"app": "shop", "version": "canary"}, "firing")
 	siem := `{"id":"s-1","app":"shop","severity":"high","title":"Suspicious process","occurredAt":"2026-05-01T12:00:00Z"}`
 	basic := http.Header{}
@@ -441,17 +468,17 @@ func TestWebhookRefusals(t *testing.T) {
 		code   int
 		reason string
 	}{
-		{"alertmanager without auth", PathAlertmanager, good, nil, 401, "Authorization header missing"},
-		{"alertmanager wrong token", PathAlertmanager, good, bearer("nope"), 401, "does not match"},
-		{"alertmanager basic when only a token is set", PathAlertmanager, good, basic, 401, "not accepted"},
-		{"alertmanager malformed", PathAlertmanager, []byte(`{"version":"4","alerts":[{"status":"firing"}]}`), bearer(amToken), 400, "alerts[0].startsAt is missing"},
-		{"alertmanager too large", PathAlertmanager, bytes.Repeat([]byte(" "), hooks.MaxBody+1), bearer(amToken), 413, "too large"},
-		{"siem bad signature", PathSIEM, []byte(siem), http.Header{hooks.SignatureHeader: {hooks.Sign([]byte("wrong"), []byte(siem))}}, 401, "does not match"},
-		{"siem signature of another body", PathSIEM, []byte(siem), siemSigned(siem + " "), 401, "does not match"},
-		{"siem unsigned", PathSIEM, []byte(siem), nil, 401, "header missing"},
-		{"siem unknown field", PathSIEM, []byte(strings.Replace(siem, `"id"`, `"x":1,"id"`, 1)), siemSigned(strings.Replace(siem, `"id"`, `"x":1,"id"`, 1)), 400, "unknown field"},
-		{"siem missing field", PathSIEM, []byte(`{"id":"s-1","app":"shop"}`), siemSigned(`{"id":"s-1","app":"shop"}`), 400, "severity is required"},
-		{"siem too large", PathSIEM, bytes.Repeat([]byte(" "), hooks.MaxBody+1), nil, 413, "too large"},
+		{"alertmanager without auth", ingress.PathAlertmanager, good, nil, 401, "Authorization header missing"},
+		{"alertmanager wrong token", ingress.PathAlertmanager, good, bearer("nope"), 401, "does not match"},
+		{"alertmanager basic when only a token is set", ingress.PathAlertmanager, good, basic, 401, "not accepted"},
+		{"alertmanager malformed", ingress.PathAlertmanager, []byte(`{"version":"4","alerts":[{"status":"firing"}]}`), bearer(amToken), 400, "alerts[0].startsAt is missing"},
+		{"alertmanager too large", ingress.PathAlertmanager, bytes.Repeat([]byte(" "), ingress.MaxBody+1), bearer(amToken), 413, "too large"},
+		{"siem bad signature", ingress.PathSIEM, []byte(siem), http.Header{hooks.SignatureHeader: {webhook.Sign([]byte("wrong"), []byte(siem))}}, 401, "does not match"},
+		{"siem signature of another body", ingress.PathSIEM, []byte(siem), siemSigned(siem + " "), 401, "does not match"},
+		{"siem unsigned", ingress.PathSIEM, []byte(siem), nil, 401, "header missing"},
+		{"siem unknown field", ingress.PathSIEM, []byte(strings.Replace(siem, `"id"`, `"x":1,"id"`, 1)), siemSigned(strings.Replace(siem, `"id"`, `"x":1,"id"`, 1)), 400, "unknown field"},
+		{"siem missing field", ingress.PathSIEM, []byte(`{"id":"s-1","app":"shop"}`), siemSigned(`{"id":"s-1","app":"shop"}`), 400, "severity is required"},
+		{"siem too large", ingress.PathSIEM, bytes.Repeat([]byte(" "), ingress.MaxBody+1), nil, 413, "too large"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -462,7 +489,7 @@ func TestWebhookRefusals(t *testing.T) {
 		})
 	}
 	t.Run("content type", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodPost, h.http.URL+PathAlertmanager, bytes.NewReader(good))
+		req, _ := http.NewRequest(http.MethodPost, h.http.URL+ingress.PathAlertmanager, bytes.NewReader(good))
 		req.Header.Set("Content-Type", "text/plain")
 		req.Header.Set("Authorization", "Bearer "+amToken)
 		resp, err := h.http.Client().Do(req)
@@ -477,15 +504,13 @@ func TestWebhookRefusals(t *testing.T) {
 	if n := len(h.anomalies()); n != 0 {
 		t.Fatalf("%d anomalies published from refused requests", n)
 	}
-	if n := testutil.ToFloat64(h.w.metrics.webhooks.WithLabelValues("siem", "401")); n != 3 {
+	if n := h.counter("rampart_watcher_webhook_requests_total", "hook", "siem", "code", "401"); n != 3 {
 		t.Fatalf("siem 401s counted %v", n)
 	}
 }
 
 func TestSIEM(t *testing.T) {
-	h := newHarness(t, policy.ProviderScrape, time.Hour)
-	h.step("r1", 0, 5)
-	h.waitLive("r1", 5)
+	h := newAlertHarness(t)
 	alert := func(id, app, digest string) string {
 		s := fmt.Sprintf(`{"id":%q,"app":%q,"severity":"critical","title":"Reverse shell","occurredAt":"2026-05-01T12:00:00Z"`, id, app)
 		if digest != "" {
@@ -504,7 +529,7 @@ func TestSIEM(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := range 3 { // redeliveries are one event: the first publishes, the rest name it
-				code, resp := h.post(PathSIEM, []byte(tc.body), siemSigned(tc.body))
+				code, resp := h.post(ingress.PathSIEM, []byte(tc.body), siemSigned(tc.body))
 				got := resp.Published
 				if i > 0 {
 					got = resp.Duplicates
@@ -539,7 +564,7 @@ func TestSIEMRuleOffIsRecordedOnly(t *testing.T) {
 	h.step("r1", 0, 5)
 	h.waitLive("r1", 5)
 	body := `{"id":"s-9","app":"shop","severity":"low","title":"Port scan","occurredAt":"2026-05-01T12:00:00Z"}`
-	code, resp := h.post(PathSIEM, []byte(body), siemSigned(body))
+	code, resp := h.post(ingress.PathSIEM, []byte(body), siemSigned(body))
 	if code != http.StatusOK || len(resp.Published) != 1 || resp.Published[0] != "siem:s-9:none" {
 		t.Fatalf("%d %+v", code, resp)
 	}

@@ -1,4 +1,4 @@
-package watcher
+package app
 
 import (
 	"fmt"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
+	"github.com/rampartci/rampart/services/watcher/internal/anomaly"
+	"github.com/rampartci/rampart/services/watcher/internal/ingress"
 )
 
 // arrivals subscribes to anomalies on the bus and returns a function that
@@ -87,7 +89,7 @@ func BenchmarkDetectionLatency(b *testing.B) {
 				time.Sleep(time.Duration(rand.Int64N(int64(interval))))
 				first := time.Now()
 				h.router.Serve(policy.VersionCanary, 503, 10)
-				lat = append(lat, wait(MetricAnomalyID(rollout, analysis.RuleErrorRate)).Sub(first))
+				lat = append(lat, wait(anomaly.MetricID(rollout, analysis.RuleErrorRate)).Sub(first))
 			}
 			report(b, lat, interval)
 		})
@@ -109,7 +111,7 @@ func BenchmarkWebhookToAnomaly(b *testing.B) {
 		fp := fmt.Sprintf("f%x", i)
 		body := amBody(fp, labels, "firing")
 		start := time.Now()
-		code, resp := h.post(PathAlertmanager, body, bearer(amToken))
+		code, resp := h.post(ingress.PathAlertmanager, body, bearer(amToken))
 		if code != http.StatusOK || len(resp.Published) != 1 {
 			b.Fatalf("%d %+v", code, resp)
 		}
