@@ -1,4 +1,4 @@
-package ledgerclient
+package streams
 
 import (
 	"context"
