@@ -42,7 +42,9 @@ func (e *StatusError) Error() string {
 }
 
 // Is makes a 404 match ErrNotFound.
-func (e *StatusError) Is(target error) bool { return target == ErrNotFound && e.Status == http.StatusNotFound }
+func (e *StatusError) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
 
 // maxErrorBody bounds how much of an error answer is kept.
 const maxErrorBody = 1 << 10

@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
