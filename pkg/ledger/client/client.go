@@ -105,20 +105,24 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, v any) erro
 	return nil
 }
 
-func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+// getJSON fetches path with the query parameters first=a and, when b >= 0,
+// second=b, and decodes the answer as a T.
+func getJSON[T any](ctx context.Context, c *Client, path, first string, a int64, second string, b int64) (*T, error) {
+	q := url.Values{first: {strconv.FormatInt(a, 10)}}
+	if b >= 0 {
+		q.Set(second, strconv.FormatInt(b, 10))
+	}
+	var out T
+	if err := c.get(ctx, path, q, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
 
 // Entries returns one page of entries from index from up to, not including,
 // to; to < 0 means up to the ledger's size when it answers.
 func (c *Client) Entries(ctx context.Context, from, to int64) (*Entries, error) {
-	q := url.Values{"from": {itoa(from)}}
-	if to >= 0 {
-		q.Set("to", itoa(to))
-	}
-	var out Entries
-	if err := c.get(ctx, "/ledger/entries", q, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return getJSON[Entries](ctx, c, "/ledger/entries", "from", from, "to", to)
 }
 
 // Chain returns the entries whose chainId is chainID, in ledger order. It
@@ -128,8 +132,8 @@ func (c *Client) Chain(ctx context.Context, chainID string) ([]*entry.Entry, err
 	path := "/ledger/chains/" + url.PathEscape(chainID)
 	var out []*entry.Entry
 	for from := int64(0); ; {
-		var page Entries
-		if err := c.get(ctx, path, url.Values{"from": {itoa(from)}}, &page); err != nil {
+		page, err := getJSON[Entries](ctx, c, path, "from", from, "", -1)
+		if err != nil {
 			return nil, err
 		}
 		for _, je := range page.Entries {
@@ -163,15 +167,7 @@ func (c *Client) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 // Checkpoints returns one page of signed checkpoints from position from up
 // to, not including, to; to < 0 means up to the count when it answers.
 func (c *Client) Checkpoints(ctx context.Context, from, to int64) (*Checkpoints, error) {
-	q := url.Values{"from": {itoa(from)}}
-	if to >= 0 {
-		q.Set("to", itoa(to))
-	}
-	var out Checkpoints
-	if err := c.get(ctx, "/ledger/checkpoints", q, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return getJSON[Checkpoints](ctx, c, "/ledger/checkpoints", "from", from, "to", to)
 }
 
 // Key returns the ledger's verifier key as the ledger states it. Verify
@@ -187,29 +183,13 @@ func (c *Client) Key(ctx context.Context) (string, error) {
 // InclusionProof returns the proof that entry index is in the tree of size
 // size; size < 0 means the latest checkpoint's size.
 func (c *Client) InclusionProof(ctx context.Context, index, size int64) (*Inclusion, error) {
-	q := url.Values{"index": {itoa(index)}}
-	if size >= 0 {
-		q.Set("size", itoa(size))
-	}
-	var out Inclusion
-	if err := c.get(ctx, "/ledger/proof/inclusion", q, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return getJSON[Inclusion](ctx, c, "/ledger/proof/inclusion", "index", index, "size", size)
 }
 
 // ConsistencyProof returns the proof that the tree of size from is a prefix
 // of the tree of size to; to < 0 means the latest checkpoint's size.
 func (c *Client) ConsistencyProof(ctx context.Context, from, to int64) (*Consistency, error) {
-	q := url.Values{"from": {itoa(from)}}
-	if to >= 0 {
-		q.Set("to", itoa(to))
-	}
-	var out Consistency
-	if err := c.get(ctx, "/ledger/proof/consistency", q, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return getJSON[Consistency](ctx, c, "/ledger/proof/consistency", "from", from, "to", to)
 }
 
 // Verify reads the whole ledger through the API and verifies it with v (see

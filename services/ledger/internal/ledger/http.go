@@ -106,22 +106,27 @@ func (l *Ledger) limitParam(r *http.Request) (int64, error) {
 	return limit, nil
 }
 
-// rangeParams reads `from` and `to` of a range over [0, size]; to defaults
-// to size.
-func rangeParams(r *http.Request, size int64, what string) (from, to int64, err error) {
+// pageParams reads `from`, `to` (default size) and `limit` of a paged range
+// over [0, size]: this page is [from, end), and end < to means another
+// follows.
+func (l *Ledger) pageParams(r *http.Request, size int64, what string) (from, end, to int64, err error) {
 	if from, err = intParam(r, "from", 0); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if to, err = intParam(r, "to", size); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	switch {
 	case to > size:
-		return 0, 0, badParam("parameter to: %d is beyond the %s %d", to, what, size)
+		return 0, 0, 0, badParam("parameter to: %d is beyond the %s %d", to, what, size)
 	case from > to:
-		return 0, 0, badParam("parameter from: %d is after to %d", from, to)
+		return 0, 0, 0, badParam("parameter from: %d is after to %d", from, to)
 	}
-	return from, to, nil
+	limit, err := l.limitParam(r)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return from, min(to, from+limit), to, nil
 }
 
 func (l *Ledger) serveEntries(w http.ResponseWriter, r *http.Request) {
@@ -130,19 +135,13 @@ func (l *Ledger) serveEntries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	size := l.tree.Size()
-	from, to, err := rangeParams(r, size, "ledger size")
-	if err != nil {
-		l.writeError(w, err)
-		return
-	}
-	limit, err := l.limitParam(r)
+	from, end, to, err := l.pageParams(r, size, "ledger size")
 	if err != nil {
 		l.writeError(w, err)
 		return
 	}
 	var indexes []int64
 	var next *int64
-	end := min(to, from+limit)
 	for i := from; i < end; i++ {
 		indexes = append(indexes, i)
 	}
@@ -214,17 +213,11 @@ func (l *Ledger) serveCheckpoints(w http.ResponseWriter, r *http.Request) {
 	}
 	// LEDGER_CHECKPOINTS denies deletes: its sequences are 1..LastSeq.
 	count := int64(info.State.LastSeq)
-	from, to, err := rangeParams(r, count, "checkpoint count")
+	from, end, to, err := l.pageParams(r, count, "checkpoint count")
 	if err != nil {
 		l.writeError(w, err)
 		return
 	}
-	limit, err := l.limitParam(r)
-	if err != nil {
-		l.writeError(w, err)
-		return
-	}
-	end := min(to, from+limit)
 	out := client.Checkpoints{Count: count, Checkpoints: make([]string, 0, end-from)}
 	for i := from; i < end; i++ {
 		m, err := l.cps.GetMsg(r.Context(), uint64(i)+1)

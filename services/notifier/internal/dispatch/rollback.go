@@ -90,10 +90,7 @@ func (n *Dispatcher) rollback(ctx context.Context, ev cloudevents.Event, last bo
 	if pd != nil && !claim.Incident.PagedAt.IsZero() && claim.Incident.ReportPagedAt.IsZero() {
 		note := rollbackPage(ev, rb)
 		note.Details = json.RawMessage(rd.JSON)
-		err := n.send(ctx, log, notify.ChannelPagerDuty, pd, note)
-		if err == nil {
-			err = claim.Update(ctx, func(i *incident.Incident) { i.ReportPagedAt = n.cfg.Now().UTC() })
-		}
+		err := n.sendStep(ctx, log, claim, notify.ChannelPagerDuty, pd, note, func(i *incident.Incident, at time.Time) { i.ReportPagedAt = at })
 		if errors.Is(err, incident.ErrLost) {
 			return err
 		}
@@ -109,10 +106,7 @@ func (n *Dispatcher) rollback(ctx context.Context, ev cloudevents.Event, last bo
 		}
 		note := rollbackPage(ev, rb)
 		note.Message = rollbackMessage(rd.report, onCall)
-		err := n.send(ctx, log, notify.ChannelSlack, sl, note)
-		if err == nil {
-			err = claim.Update(ctx, func(i *incident.Incident) { i.PostedAt = n.cfg.Now().UTC() })
-		}
+		err := n.sendStep(ctx, log, claim, notify.ChannelSlack, sl, note, func(i *incident.Incident, at time.Time) { i.PostedAt = at })
 		if errors.Is(err, incident.ErrLost) {
 			return err
 		}
@@ -126,6 +120,15 @@ func (n *Dispatcher) rollback(ctx context.Context, ev cloudevents.Event, last bo
 	}
 	log.Info("rollback notified", "paged", !claim.Incident.PagedAt.IsZero(), "posted", !claim.Incident.PostedAt.IsZero())
 	return nil
+}
+
+// sendStep sends note on one channel and, once it is delivered, records the
+// step on the incident with mark.
+func (n *Dispatcher) sendStep(ctx context.Context, log *slog.Logger, claim *incident.Claim, channel string, ch notify.Notifier, note *notify.Notification, mark func(*incident.Incident, time.Time)) error {
+	if err := n.send(ctx, log, channel, ch, note); err != nil {
+		return err
+	}
+	return claim.Update(ctx, func(i *incident.Incident) { mark(i, n.cfg.Now().UTC()) })
 }
 
 // rollbackPage is the page of a rollback, from the event alone: what, where,
