@@ -53,7 +53,10 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 			return err
 		}
 		if root != cp.root {
-			return fmt.Errorf("%w: entries 0..%d do not match the latest checkpoint; run `rampart ledger verify` to find the first bad entry", ErrTampered, cp.size-1)
+			// Name the first bad entry: the query API, and so `rampart
+			// ledger verify`, is not served on top of tampered storage.
+			_, verr := streams.Verify(ctx, l.js, l.verifier)
+			return fmt.Errorf("%w: entries 0..%d do not match the latest checkpoint; verifying the streams: %v", ErrTampered, cp.size-1, verr)
 		}
 	}
 	l.mu.Lock()
