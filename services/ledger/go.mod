@@ -45,6 +45,7 @@ require (
 	github.com/rampartci/rampart/pkg/events v0.0.0
 	github.com/rampartci/rampart/pkg/ledger v0.0.0
 	github.com/rampartci/rampart/pkg/runtime v0.0.0
+	go.uber.org/goleak v1.3.0
 	golang.org/x/mod v0.43.0
 )
 

@@ -11,6 +11,7 @@ require (
 	github.com/rampartci/rampart/pkg/ledger v0.0.0
 	github.com/rampartci/rampart/pkg/policy v0.0.0
 	github.com/rampartci/rampart/pkg/runtime v0.0.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (

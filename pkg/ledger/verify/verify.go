@@ -263,7 +263,7 @@ func (c *Checker) Result() (*Result, error) {
 // checks name the exact entry, a checkpoint only a range.
 //
 // Log is a Checker fed from slices; to verify a log without holding it in
-// memory, feed a Checker from the streams (ledgerclient.Verify does).
+// memory, feed a Checker page by page (client.Verify does).
 func Log(entries []Entry, checkpoints [][]byte, v *checkpoint.Verifier) (*Result, error) {
 	c := NewChecker(v)
 	for _, e := range entries {

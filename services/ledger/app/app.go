@@ -47,8 +47,23 @@ type App struct {
 	err    error         // what Run returned; read after done is closed
 }
 
-// New returns the ledger service.
+// withDefaults fills the options left zero from DefaultOptions, so that a
+// caller sets only what it cares about; the key file has no default.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions("")
+	if o.Origin == "" {
+		o.Origin = d.Origin
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = d.CheckpointInterval
+	}
+	return o
+}
+
+// New returns the ledger service configured by opts, whose zero fields
+// other than KeyFile take their defaults.
 func New(opts Options) (*App, error) {
+	opts = opts.withDefaults()
 	if opts.KeyFile == "" {
 		return nil, errors.New("ledger: --ledger-key is required")
 	}

@@ -11,23 +11,27 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rampartci/rampart/pkg/ledger/client"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/services/notifier/internal/dispatch"
 	"github.com/rampartci/rampart/services/notifier/internal/incident"
-	"github.com/rampartci/rampart/services/notifier/internal/notifier"
 	"github.com/rampartci/rampart/services/notifier/internal/notify"
 	"github.com/rampartci/rampart/services/notifier/internal/report"
 )
 
 // Consumer is the notifier's durable consumer: rollbacks page on-call,
 // anomalies are a chat heads-up, blocked scans and completed releases go to
-// chat. A rollback waits for the ledger, so its deliveries are few and far
-// apart; on the last one the report is built without the ledger.
+// chat. A rollback pages at once; its report waits for the ledger, so its
+// deliveries are few and far apart; on the last one the report is built
+// without the ledger.
 var Consumer = bus.ConsumerOptions{
 	Durable:        "notifier",
 	FilterSubjects: []string{"rampart.rollback.>", "rampart.anomaly.>", "rampart.scan.>", "rampart.release.>"},
@@ -45,8 +49,11 @@ type Options struct {
 	// ReportDir, when set, also receives each report as <rollout>.md and
 	// <rollout>.json.
 	ReportDir string
-	// LedgerWait is how long one delivery of a rollback waits for the
-	// ledger to record it before the message is retried later.
+	// LedgerURL is the base URL of the ledger's query API (the ledger
+	// host's HTTP address), where rollback reports read the release's chain.
+	LedgerURL string
+	// LedgerWait is how long one delivery of a rollback, once paged, waits
+	// for the ledger to record it before the message is retried later.
 	LedgerWait time.Duration
 	// IncidentLease is how long a notifier instance's claim on an incident
 	// holds before another may presume it crashed and take over.
@@ -70,10 +77,15 @@ type Options struct {
 	Consumer *bus.ConsumerOptions
 }
 
+// DefaultLedgerURL is the ledger's query API on the default HTTP address of
+// a service host.
+const DefaultLedgerURL = "http://127.0.0.1:8080"
+
 // DefaultOptions writes no report files and reads no policy.
 func DefaultOptions() Options {
 	return Options{
 		PolicyReload:  2 * time.Second,
+		LedgerURL:     DefaultLedgerURL,
 		LedgerWait:    10 * time.Second,
 		IncidentLease: 2 * time.Minute,
 		Replicas:      1,
@@ -87,6 +99,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "policy file (rampart.yaml) with the apps' notification routes")
 	fs.DurationVar(&o.PolicyReload, "policy-reload", o.PolicyReload, "how often the policy file is checked for changes")
 	fs.StringVar(&o.ReportDir, "report-dir", o.ReportDir, "directory that also receives each rollback report as <rollout>.md and <rollout>.json")
+	fs.StringVar(&o.LedgerURL, "ledger-url", o.LedgerURL, "base URL of the ledger's query API (the ledger's HTTP address)")
 	fs.DurationVar(&o.LedgerWait, "ledger-wait", o.LedgerWait, "how long a rollback waits for the ledger to record it before it is retried")
 	fs.DurationVar(&o.IncidentLease, "incident-lease", o.IncidentLease, "how long an instance's claim on an incident holds before another may take over")
 	fs.IntVar(&o.Replicas, "kv-replicas", o.Replicas, "replicas of the notifier's key-value buckets (1 embedded, 3 in a cluster)")
@@ -100,6 +113,9 @@ func (o Options) withDefaults() Options {
 	d := DefaultOptions()
 	if o.PolicyReload == 0 {
 		o.PolicyReload = d.PolicyReload
+	}
+	if o.LedgerURL == "" {
+		o.LedgerURL = d.LedgerURL
 	}
 	if o.LedgerWait == 0 {
 		o.LedgerWait = d.LedgerWait
@@ -123,6 +139,9 @@ func (o Options) withDefaults() Options {
 // for their defaults.
 func (o Options) Validate() error {
 	o = o.withDefaults()
+	if _, err := client.New(o.LedgerURL, nil); err != nil {
+		return fmt.Errorf("notifier: --ledger-url: %w", err)
+	}
 	switch {
 	case o.LedgerWait < 0:
 		return errors.New("notifier: --ledger-wait must be positive")
@@ -143,6 +162,7 @@ func (o Options) Validate() error {
 // App runs the notifier inside a service host.
 type App struct {
 	opts     Options
+	ledger   ledgerChains
 	bus      *bus.Bus
 	consumer *bus.Consumer
 	cancel   context.CancelFunc
@@ -156,7 +176,34 @@ func New(opts Options) (*App, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return &App{opts: opts.withDefaults()}, nil
+	a := &App{opts: opts.withDefaults()}
+	if err := a.UseLedger(a.opts.LedgerURL); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// UseLedger points the notifier at the ledger's query API at url, replacing
+// Options.LedgerURL: `rampart up` learns its own HTTP address, where its
+// ledger serves, only once its host listens.
+func (a *App) UseLedger(url string) error {
+	c, err := client.New(url, &http.Client{Timeout: ledgerTimeout})
+	if err != nil {
+		return fmt.Errorf("notifier: ledger: %w", err)
+	}
+	a.ledger.client.Store(c)
+	return nil
+}
+
+// ledgerTimeout bounds one request to the ledger; a slow ledger delays
+// reports, never pages.
+const ledgerTimeout = 5 * time.Second
+
+// ledgerChains reads chains through the ledger client UseLedger set last.
+type ledgerChains struct{ client atomic.Pointer[client.Client] }
+
+func (l *ledgerChains) Chain(ctx context.Context, chainID string) ([]*entry.Entry, error) {
+	return l.client.Load().Chain(ctx, chainID)
 }
 
 // Name implements service.Component.
@@ -189,7 +236,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	if store == nil {
 		log.Warn("no policy: rollbacks are reported but nobody is notified")
 	}
-	metrics, err := notifier.NewMetrics(deps.Registerer)
+	metrics, err := dispatch.NewMetrics(deps.Registerer)
 	if err != nil {
 		return err
 	}
@@ -205,23 +252,20 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	if c := a.opts.Consumer; c != nil {
 		copts.MaxDeliver, copts.AckWait, copts.Backoff = c.MaxDeliver, c.AckWait, c.Backoff
 	}
-	n, err := notifier.New(notifier.Config{
+	n, err := dispatch.New(dispatch.Config{
 		Policy:     store,
 		Reports:    report.NewStore(reports, a.opts.ReportDir),
 		Incidents:  incident.NewStore(incidents, a.opts.IncidentLease, now),
-		Chains:     notifier.LedgerChains{JS: deps.Bus.JetStream()},
+		Chains:     &a.ledger,
 		Publisher:  deps.Bus,
 		Holder:     holder,
 		HTTPClient: a.opts.HTTPClient,
 		Backoff:    notify.Backoff{Attempts: a.opts.RetryAttempts, Initial: a.opts.RetryInitial, Max: 8 * a.opts.RetryInitial},
 		LedgerWait: a.opts.LedgerWait,
-		// Beat well inside the ack wait so a long ledger wait is never
-		// redelivered to another replica meanwhile.
-		ProgressEvery: max(copts.AckWait/3, time.Second),
-		MaxDeliver:    copts.MaxDeliver,
-		Now:           now,
-		Metrics:       metrics,
-		Logger:        log,
+		MaxDeliver: copts.MaxDeliver,
+		Now:        now,
+		Metrics:    metrics,
+		Logger:     log,
 	})
 	if err != nil {
 		return err

@@ -21,14 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/notifier/internal/chaintest"
+	"github.com/rampartci/rampart/services/notifier/internal/dispatch"
 	"github.com/rampartci/rampart/services/notifier/internal/incident"
-	"github.com/rampartci/rampart/services/notifier/internal/notifier"
 	"github.com/rampartci/rampart/services/notifier/internal/notify/pagerduty/pdtest"
 	"github.com/rampartci/rampart/services/notifier/internal/notify/slack/slacktest"
 )
@@ -48,15 +47,15 @@ type env struct {
 	slack     *slacktest.Server
 	policy    *policy.Store
 	reportDir string
-	ledger    []*entry.Entry // what has been appended to LEDGER
+	ledger    *chaintest.Ledger
+	recorded  uint64 // entries appended to the ledger
 	regs      []*prometheus.Registry
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	b := natstest.Bus(t, natstest.Server(t, ""))
-	e := &env{t: t, bus: b, js: b.JetStream(), pd: pdtest.NewServer(t), slack: slacktest.NewServer(t), reportDir: t.TempDir()}
-	chaintest.EnsureLedger(t, e.js)
+	e := &env{t: t, bus: b, js: b.JetStream(), pd: pdtest.NewServer(t), slack: slacktest.NewServer(t), reportDir: t.TempDir(), ledger: chaintest.NewLedger(t)}
 
 	// Secrets by reference, as in rampart.yaml: the routing key from the
 	// environment, the webhook from a file.
@@ -83,6 +82,7 @@ func (e *env) start(adjust func(*Options)) *App {
 	opts := Options{
 		Policy:       e.policy,
 		ReportDir:    e.reportDir,
+		LedgerURL:    e.ledger.URL,
 		LedgerWait:   2 * time.Second,
 		RetryInitial: time.Millisecond,
 		Now:          now,
@@ -132,14 +132,11 @@ func (e *env) publish(evs ...cloudevents.Event) {
 	}
 }
 
-// record appends evs to LEDGER as the ledger would.
+// record has the ledger record evs.
 func (e *env) record(evs ...cloudevents.Event) {
 	e.t.Helper()
-	es := chaintest.Entries(e.t, uint64(len(e.ledger)), evs...)
-	if err := chaintest.Append(e.t.Context(), e.js, es...); err != nil {
-		e.t.Fatal(err)
-	}
-	e.ledger = append(e.ledger, es...)
+	e.ledger.Append(e.t, chaintest.Entries(e.t, e.recorded, evs...)...)
+	e.recorded += uint64(len(evs))
 }
 
 // counter sums a counter over every instance's registry.
@@ -236,9 +233,9 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 // TestRollback is the whole path: the release's events are published, the
-// ledger records them after the rollback is consumed, and the notifier
-// waits for it, stores the report, pages once, posts once and publishes the
-// page event.
+// ledger records them after the rollback is consumed; the notifier pages
+// at once, publishes the page event, waits for the ledger, stores the
+// report, adds it to the same PagerDuty incident and posts it once.
 func TestRollback(t *testing.T) {
 	e := newEnv(t)
 	e.start(nil)
@@ -252,14 +249,21 @@ func TestRollback(t *testing.T) {
 	e.waitFor("rollback notified", func() error { return e.completed("r-42") })
 
 	evs := e.pd.Events()
-	if len(evs) != 1 || e.pd.Requests() != 1 {
-		t.Fatalf("PagerDuty got %d requests, %d events; want one page", e.pd.Requests(), len(evs))
+	if len(evs) != 2 || e.pd.Requests() != 2 {
+		t.Fatalf("PagerDuty got %d requests, %d events; want the page and its report", e.pd.Requests(), len(evs))
 	}
-	ev := evs[0]
-	if ev.Action != "trigger" || ev.DedupKey != "r-42" || ev.Payload.Severity != "critical" || ev.Payload.Source != "shop (prod)" ||
-		!strings.Contains(ev.Payload.Summary, "http-5xx-ratio observed 0.0342 > threshold 0.01") {
-		t.Errorf("page = %+v", ev)
+	for _, ev := range evs {
+		if ev.Action != "trigger" || ev.DedupKey != "r-42" || ev.Payload.Severity != "critical" || ev.Payload.Source != "shop (prod)" ||
+			!strings.Contains(ev.Payload.Summary, "http-5xx-ratio observed 0.0342 > threshold 0.01") {
+			t.Errorf("page = %+v", ev)
+		}
 	}
+	// The page carries the rollback itself; the report follows on the
+	// same incident.
+	if !strings.Contains(string(evs[0].Payload.CustomDetails), `"rolloutId":"r-42"`) || strings.Contains(string(evs[0].Payload.CustomDetails), "timeline") {
+		t.Errorf("the page's custom_details are not the rollback: %s", evs[0].Payload.CustomDetails)
+	}
+	ev := evs[1]
 	stored, err := ReadReport(t.Context(), e.js, "r-42", FormatJSON)
 	if err != nil {
 		t.Fatal(err)
@@ -309,12 +313,12 @@ func TestRollback(t *testing.T) {
 	}
 	cd, _ := events.Parse(page)
 	if p.DedupKey != "r-42" || p.TicketURI != e.pd.URL+"/v2/enqueue?dedup_key=r-42" || events.ChainID(page) != "chain-7" ||
-		cd.CausedBy() != rel.Rollback.ID() || page.ID() != notifier.PageEventID("r-42") || p.ArtifactID != chaintest.Purl(chaintest.CanaryDigest, "v2") {
+		cd.CausedBy() != rel.Rollback.ID() || page.ID() != dispatch.PageEventID("r-42") || p.ArtifactID != chaintest.Purl(chaintest.CanaryDigest, "v2") {
 		t.Errorf("page event %s = %+v (chain %q, caused by %q)", page.ID(), p, events.ChainID(page), cd.CausedBy())
 	}
 
-	if got := e.counter("rampart_notifier_notifications_total", map[string]string{"channel": "pagerduty", "about": "rollback", "result": "sent"}); got != 1 {
-		t.Errorf("pagerduty rollback notifications = %v, want 1", got)
+	if got := e.counter("rampart_notifier_notifications_total", map[string]string{"channel": "pagerduty", "about": "rollback", "result": "sent"}); got != 2 {
+		t.Errorf("pagerduty rollback notifications = %v, want 2 (the page, then its report)", got)
 	}
 	if got := testutil.CollectAndCount(e.regs[0], "rampart_notifier_report_build_seconds"); got != 1 {
 		t.Errorf("report build latency series = %d", got)
@@ -348,8 +352,8 @@ func TestDuplicateRollback(t *testing.T) {
 		}
 		return nil
 	})
-	if e.pd.Requests() != 1 {
-		t.Errorf("PagerDuty got %d requests, want 1", e.pd.Requests())
+	if evs := e.pd.Events(); e.pd.Requests() != 2 || len(evs) != 2 || evs[0].DedupKey != "r-42" || evs[1].DedupKey != "r-42" {
+		t.Errorf("PagerDuty got %d requests, want 2 on incident r-42 (the page and its report): %+v", e.pd.Requests(), evs)
 	}
 	rollbacks := 0
 	for _, m := range e.slack.Messages() {
@@ -372,8 +376,8 @@ func TestPagerDutyRetry(t *testing.T) {
 	e.publish(rel.Rollback)
 	e.record(rel.Rollback)
 	e.waitFor("rollback notified", func() error { return e.completed("r-42") })
-	if len(e.pd.Events()) != 1 || e.pd.Requests() != 3 {
-		t.Errorf("PagerDuty: %d requests, %d accepted; want 3 and 1", e.pd.Requests(), len(e.pd.Events()))
+	if len(e.pd.Events()) != 2 || e.pd.Requests() != 4 {
+		t.Errorf("PagerDuty: %d requests, %d accepted; want 4 (the page on the third) and 2", e.pd.Requests(), len(e.pd.Events()))
 	}
 	if got := e.counter("rampart_notifier_delivery_retries_total", map[string]string{"channel": "pagerduty"}); got != 2 {
 		t.Errorf("retries = %v, want 2", got)
@@ -421,9 +425,9 @@ func TestPagerDutyRefusal(t *testing.T) {
 	}
 }
 
-// TestLedgerBehind: a rollback the ledger has not recorded is retried until
-// it has; on the last delivery the report is built without it so that
-// on-call is paged all the same.
+// TestLedgerBehind: a rollback the ledger has not recorded pages at once;
+// its report is retried until the ledger has it, or, on the last delivery,
+// built without it.
 func TestLedgerBehind(t *testing.T) {
 	t.Run("retried until recorded", func(t *testing.T) {
 		e := newEnv(t)
@@ -443,11 +447,17 @@ func TestLedgerBehind(t *testing.T) {
 			}
 			return nil
 		})
-		if e.pd.Requests() != 0 {
-			t.Fatal("paged before the report could be built")
+		if e.pd.Requests() != 1 {
+			t.Fatalf("PagerDuty got %d requests while the ledger is behind, want the page", e.pd.Requests())
+		}
+		if ms := e.slack.Messages(); len(ms) != 0 {
+			t.Fatalf("Slack got %d messages before the report", len(ms))
 		}
 		e.record(rel.Events[3:]...)
 		e.waitFor("rollback notified", func() error { return e.completed("r-42") })
+		if evs := e.pd.Events(); len(evs) != 2 || !strings.Contains(string(evs[1].Payload.CustomDetails), `"complete":true`) {
+			t.Errorf("PagerDuty events %+v, want the page and the complete report", evs)
+		}
 		js, _ := ReadReport(t.Context(), e.js, "r-42", FormatJSON)
 		if !bytes.Contains(js, []byte(`"complete": true`)) {
 			t.Errorf("report not complete:\n%s", js)
@@ -465,10 +475,36 @@ func TestLedgerBehind(t *testing.T) {
 		e.record(rel.Events[:2]...)
 		e.waitFor("rollback notified", func() error { return e.completed("r-42") })
 		md, _ := ReadReport(t.Context(), e.js, "r-42", FormatMarkdown)
-		if !bytes.Contains(md, []byte("the ledger had not recorded the rollback event")) || len(e.pd.Events()) != 1 {
+		if !bytes.Contains(md, []byte("the ledger had not recorded the rollback event")) || len(e.pd.Events()) != 2 {
 			t.Errorf("pages %d; report:\n%s", len(e.pd.Events()), md)
 		}
 	})
+}
+
+// TestPageWithoutLedger: with the ledger down, on-call is paged within a
+// second of the rollback all the same; the report waits.
+func TestPageWithoutLedger(t *testing.T) {
+	e := newEnv(t)
+	e.ledger.Stop()
+	e.start(nil)
+	rel := chaintest.NewRelease(t, "chain-7", "r-42")
+	e.publish(rel.Rollback)
+	natstest.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+		if n := len(e.pd.Events()); n != 1 {
+			return fmt.Errorf("%d pages", n)
+		}
+		return nil
+	})
+	if ev := e.pd.Events()[0]; ev.DedupKey != "r-42" || !strings.Contains(ev.Payload.Summary, "Rollback of shop in prod") {
+		t.Errorf("page = %+v", ev)
+	}
+	e.waitFor("the page event", func() error {
+		_, err := e.pageEvent("r-42")
+		return err
+	})
+	if inc := e.incident("r-42"); inc == nil || inc.PagedAt.IsZero() || !inc.CompletedAt.IsZero() || !inc.ReportedAt.IsZero() {
+		t.Errorf("incident = %+v, want paged and waiting for the report", inc)
+	}
 }
 
 // TestChat: blocked scans, completed releases and anomalies against live
@@ -533,7 +569,7 @@ func TestOptions(t *testing.T) {
 	if o.PolicyFile != "rampart.yaml" || o.ReportDir != "reports" || o.LedgerWait != 3*time.Second {
 		t.Errorf("options = %+v", o)
 	}
-	for _, bad := range []Options{{LedgerWait: time.Hour}, {Replicas: 2}, {RetryAttempts: -1}} {
+	for _, bad := range []Options{{LedgerWait: time.Hour}, {Replicas: 2}, {RetryAttempts: -1}, {LedgerURL: "ledger:8080"}} {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) accepted", bad)
 		}

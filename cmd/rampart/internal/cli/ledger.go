@@ -4,17 +4,16 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
 )
 
@@ -27,13 +26,19 @@ func init() {
 	register("ledger show", "print the ledger entries of one release (chainId), in order", runLedgerShow)
 }
 
+// ledgerServerFlag is the ledger's HTTP address, where it serves /ledger/.
+func ledgerServerFlag(fs *flag.FlagSet) *string {
+	return fs.String("server", defaultServer, "the ledger's HTTP `URL` (rampart up serves it)")
+}
+
 func runLedgerVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "ledger verify", "[--key FILE]\n\n"+
-		"Reads the whole LEDGER and LEDGER_CHECKPOINTS streams and checks that every entry\n"+
+	fs := newFlags(e, "ledger verify", "[--server URL] [--key FILE]\n\n"+
+		"Reads every entry and signed checkpoint through the ledger's query API and checks\n"+
+		"against the key (never one the ledger serves) that every entry\n"+
 		"is signed by the ledger key, sits at its index and records a new event, that the\n"+
 		"Merkle tree of the entries matches every signed checkpoint, and that successive\n"+
 		"checkpoints are consistent. Exits 1 naming the first entry that does not match.")
-	natsURL := natsURLFlag(fs)
+	server := ledgerServerFlag(fs)
 	keyFile := fs.String("key", defaultLedgerKey, "the ledger's verifier key `FILE` (the .pub beside the ledger key), or the ledger key file itself")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -45,16 +50,11 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, err := connectNATS(*natsURL, "ledger verify")
+	c, err := client.New(*server, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("--server: %w", err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	res, err := ledgerclient.Verify(ctx, js, v)
+	res, err := c.Verify(ctx, v)
 	var verr *verify.Error
 	if errors.As(err, &verr) {
 		fmt.Fprintf(e.stdout, "checked %s and %s with key %s\n", nouns(res.Entries, "entry", "entries"), nouns(res.Checkpoints, "checkpoint", "checkpoints"), v.Key())
@@ -96,11 +96,11 @@ func loadLedgerVerifier(path string) (*checkpoint.Verifier, error) {
 }
 
 func runLedgerShow(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "ledger show", "--chain ID\n\n"+
+	fs := newFlags(e, "ledger show", "--chain ID [--server URL]\n\n"+
 		"Prints the ledger entries of one release, those whose event carries chainId ID,\n"+
 		"in ledger order: index, recorded time, type, event id and subject. It does not\n"+
 		"check signatures: run `rampart ledger verify` for that.")
-	natsURL := natsURLFlag(fs)
+	server := ledgerServerFlag(fs)
 	chain := fs.String("chain", "", "the release's correlation `ID` (CDEvents chainId; required)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -111,21 +111,16 @@ func runLedgerShow(ctx context.Context, e *env, args []string) error {
 	if *chain == "" {
 		return fmt.Errorf("%w: --chain is required", errUsage)
 	}
-	nc, err := connectNATS(*natsURL, "ledger show")
+	c, err := client.New(*server, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("--server: %w", err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
+	entries, err := c.Chain(ctx, *chain)
+	if errors.Is(err, client.ErrNotFound) || err == nil && len(entries) == 0 {
+		return fmt.Errorf("no ledger entry has chainId %q", *chain)
 	}
-	entries, err := ledgerclient.Chain(ctx, js, *chain)
 	if err != nil {
 		return fmt.Errorf("reading the ledger: %w", err)
-	}
-	if len(entries) == 0 {
-		return fmt.Errorf("no ledger entry has chainId %q", *chain)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INDEX\tRECORDED\tTYPE\tID\tSUBJECT")

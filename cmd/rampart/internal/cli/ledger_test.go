@@ -2,9 +2,11 @@ package cli_test
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,13 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
@@ -26,8 +25,9 @@ import (
 )
 
 // startLedger runs the real ledger service against m, its key in a temporary
-// directory; it returns the key file and a stop function.
-func startLedger(t *testing.T, m *mesh) (keyFile string, stop func()) {
+// directory; it returns the key file, the URL of its query API and a stop
+// function.
+func startLedger(t *testing.T, m *mesh) (keyFile, url string, stop func()) {
 	t.Helper()
 	opts := ledgerapp.DefaultOptions(t.TempDir())
 	opts.CheckpointInterval = 10 * time.Millisecond
@@ -55,13 +55,17 @@ func startLedger(t *testing.T, m *mesh) (keyFile string, stop func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return opts.KeyFile, stop
+	return opts.KeyFile, "http://" + h.HTTPAddr(), stop
 }
 
 // waitRecorded waits until the ledger has handled every RAMPART message and
 // signed a checkpoint over entries entries.
-func waitRecorded(t *testing.T, m *mesh, entries int64) {
+func waitRecorded(t *testing.T, m *mesh, ledgerURL string, entries int64) {
 	t.Helper()
+	lc, err := client.New(ledgerURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	natstest.CheckFor(t, 15*time.Second, 10*time.Millisecond, func() error {
 		s, err := m.js.Stream(t.Context(), bus.StreamName)
 		if err != nil {
@@ -82,7 +86,7 @@ func waitRecorded(t *testing.T, m *mesh, entries int64) {
 		if ci.AckFloor.Stream < si.State.LastSeq {
 			return fmt.Errorf("ledger acknowledged up to #%d of #%d", ci.AckFloor.Stream, si.State.LastSeq)
 		}
-		signed, err := ledgerclient.LatestCheckpoint(t.Context(), m.js)
+		signed, err := lc.LatestCheckpoint(t.Context())
 		if err != nil || signed == nil {
 			return fmt.Errorf("no checkpoint yet (%v)", err)
 		}
@@ -99,7 +103,7 @@ func waitRecorded(t *testing.T, m *mesh, entries int64) {
 
 func TestLedgerVerifyAndShow(t *testing.T) {
 	m := newMesh(t)
-	keyFile, stop := startLedger(t, m)
+	keyFile, ledgerURL, stop := startLedger(t, m)
 
 	in := jsonLines(t, commit(t, "e1", "shop", "rel-1"), commit(t, "e2", "shop", "rel-1"), commit(t, "e3", "web", "rel-2"))
 	if r := rampart(t, t.Context(), in, "events", "publish", "--nats", m.url, "-"); r.code != 0 {
@@ -120,17 +124,17 @@ func TestLedgerVerifyAndShow(t *testing.T) {
 	if n := m.count(t, bus.StreamName, "rampart.commit.api"); n != 2 {
 		t.Fatalf("RAMPART holds %d copies of x1, want 2", n)
 	}
-	waitRecorded(t, m, 4)
+	waitRecorded(t, m, ledgerURL, 4)
 
 	for _, key := range []string{keyFile + ".pub", keyFile} {
-		r := rampart(t, t.Context(), "", "ledger", "verify", "--nats", m.url, "--key", key)
+		r := rampart(t, t.Context(), "", "ledger", "verify", "--server", ledgerURL, "--key", key)
 		if r.code != 0 || !regexp.MustCompile(`ledger verified: 4 entries and \d+ checkpoints? checked with key rampart\.ledger\+`).MatchString(r.stdout) ||
 			!strings.Contains(r.stdout, "latest checkpoint: size 4, root ") {
 			t.Fatalf("verify with %s: exit %d:\n%s%s", filepath.Base(key), r.code, r.stdout, r.stderr)
 		}
 	}
 
-	r := rampart(t, t.Context(), "", "ledger", "show", "--nats", m.url, "--chain", "rel-1")
+	r := rampart(t, t.Context(), "", "ledger", "show", "--server", ledgerURL, "--chain", "rel-1")
 	if r.code != 0 {
 		t.Fatalf("show: exit %d: %s", r.code, r.stderr)
 	}
@@ -148,7 +152,7 @@ func TestLedgerVerifyAndShow(t *testing.T) {
 	if !strings.HasPrefix(lines[0], "INDEX") || fmt.Sprint(got) != want || lines[len(lines)-1] != "3 entries" {
 		t.Fatalf("show printed %v, want %s:\n%s", got, want, r.stdout)
 	}
-	if r := rampart(t, t.Context(), "", "ledger", "show", "--nats", m.url, "--chain", "rel-9"); r.code != 1 || !strings.Contains(r.stderr, `no ledger entry has chainId "rel-9"`) {
+	if r := rampart(t, t.Context(), "", "ledger", "show", "--server", ledgerURL, "--chain", "rel-9"); r.code != 1 || !strings.Contains(r.stderr, `no ledger entry has chainId "rel-9"`) {
 		t.Fatalf("show of an unknown chain: exit %d: %s", r.code, r.stderr)
 	}
 
@@ -161,23 +165,30 @@ func TestLedgerVerifyAndShow(t *testing.T) {
 	if err := os.WriteFile(otherKey, []byte(other.VerifierKey()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = rampart(t, t.Context(), "", "ledger", "verify", "--nats", m.url, "--key", otherKey)
+	r = rampart(t, t.Context(), "", "ledger", "verify", "--server", ledgerURL, "--key", otherKey)
 	if r.code != 1 || !strings.Contains(r.stderr, "the ledger does NOT verify: ledger entry 0: ") {
 		t.Fatalf("verify with another key: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
-	// A second writer appends a forged entry: a copy of the last entry moved
-	// to the next index, with the last entry's signature.
+	// A ledger that serves a forged entry: a copy of the last entry moved
+	// to the next index, with the last entry's signature. (The ledger
+	// service itself refuses to run on top of one; this is what verify
+	// must catch from anything that answers in its place.)
+	c, err := client.New(ledgerURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := c.Entries(t.Context(), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := c.Checkpoints(t.Context(), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop()
-	s, err := m.js.Stream(t.Context(), ledgerclient.EntriesStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last, err := s.GetLastMsgForSubject(t.Context(), ledgerclient.EntriesSubject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := entry.Unmarshal(last.Data)
+	last := page.Entries[len(page.Entries)-1]
+	e, err := entry.Unmarshal(last.Entry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,13 +197,20 @@ func TestLedgerVerifyAndShow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fm := nats.NewMsg(ledgerclient.EntriesSubject)
-	fm.Data = forged
-	fm.Header.Set(entry.SignatureHeader, last.Header.Get(entry.SignatureHeader))
-	if _, err := m.js.PublishMsg(t.Context(), fm); err != nil {
-		t.Fatal(err)
-	}
-	r = rampart(t, t.Context(), "", "ledger", "verify", "--nats", m.url, "--key", keyFile+".pub")
+	page.Entries = append(page.Entries, client.Entry{Index: int64(e.Index), Entry: forged, Signature: last.Signature})
+	page.Size++
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ledger/entries":
+			_ = json.NewEncoder(w).Encode(page)
+		case "/ledger/checkpoints":
+			_ = json.NewEncoder(w).Encode(cps)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(fake.Close)
+	r = rampart(t, t.Context(), "", "ledger", "verify", "--server", fake.URL, "--key", keyFile+".pub")
 	if r.code != 1 || !strings.Contains(r.stdout, "checked 5 entries") ||
 		!strings.Contains(r.stderr, "the ledger does NOT verify: ledger entry 4: ") {
 		t.Fatalf("verify of a forged entry: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
@@ -200,7 +218,9 @@ func TestLedgerVerifyAndShow(t *testing.T) {
 }
 
 func TestLedgerVerifyFailures(t *testing.T) {
-	m := newMesh(t)
+	// A port nothing listens on: the listener is closed at once.
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
 	signer, _, err := checkpoint.GenerateSigner("rampart.ledger")
 	if err != nil {
 		t.Fatal(err)
@@ -219,19 +239,17 @@ func TestLedgerVerifyFailures(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no ledger yet", []string{"--key", key}, "reading the ledger: opening stream LEDGER"},
+		{"no ledger", []string{"--key", key}, "reading the ledger: GET /ledger/checkpoints: "},
+		{"not a URL", []string{"--key", key, "--server", "ledger:8080"}, "--server: ledger URL"},
 		{"missing key file", []string{"--key", filepath.Join(dir, "absent.pub")}, "reading the ledger's verifier key (--key): open "},
 		{"not a key", []string{"--key", garbage}, "--key " + garbage + ": parsing ledger verifier key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := rampart(t, t.Context(), "", append([]string{"ledger", "verify", "--nats", m.url}, tt.args...)...)
+			r := rampart(t, t.Context(), "", append([]string{"ledger", "verify", "--server", down.URL}, tt.args...)...)
 			if r.code != 1 || !strings.Contains(r.stderr, tt.want) {
 				t.Fatalf("exit %d, want 1 with %q:\n%s", r.code, tt.want, r.stderr)
 			}
 		})
-	}
-	if _, err := m.js.Stream(t.Context(), ledgerclient.EntriesStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
-		t.Fatalf("verify created the LEDGER stream: %v", err)
 	}
 }

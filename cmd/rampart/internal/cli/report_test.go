@@ -22,9 +22,9 @@ import (
 
 // startNotifier runs the notifier service against m, without a policy: it
 // stores reports and notifies nobody.
-func startNotifier(t *testing.T, m *mesh, reportDir string) {
+func startNotifier(t *testing.T, m *mesh, ledgerURL, reportDir string) {
 	t.Helper()
-	n, err := notifier.New(notifier.Options{ReportDir: reportDir, LedgerWait: 5 * time.Second})
+	n, err := notifier.New(notifier.Options{ReportDir: reportDir, LedgerURL: ledgerURL, LedgerWait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +77,9 @@ func rolledBack(t *testing.T, rollout, chain string) []cloudevents.Event {
 // notifier stored, with the ledger's indexes, is what the command prints.
 func TestReportRollback(t *testing.T) {
 	m := newMesh(t)
-	startLedger(t, m)
+	_, ledgerURL, _ := startLedger(t, m)
 	dir := t.TempDir()
-	startNotifier(t, m, dir)
+	startNotifier(t, m, ledgerURL, dir)
 	for _, ev := range rolledBack(t, "r-1", "rel-1") {
 		if _, err := m.bus.Publish(t.Context(), ev); err != nil {
 			t.Fatal(err)

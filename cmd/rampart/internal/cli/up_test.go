@@ -20,7 +20,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
@@ -231,12 +231,10 @@ func TestUpSurvivesKill9(t *testing.T) {
 	publishCommit(t, natsURL, "after-kill")
 	waitLedger(t, httpURL, "before-kill", "after-kill")
 
-	nc, err := nats.Connect(natsURL)
+	c, err := client.New(httpURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	pub, err := os.ReadFile(data + "/ledger/ledger.key.pub")
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +244,7 @@ func TestUpSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		res, err := ledgerclient.Verify(t.Context(), js, v)
+		res, err := c.Verify(t.Context(), v)
 		if err != nil {
 			return err
 		}

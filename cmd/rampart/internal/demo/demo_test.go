@@ -122,7 +122,8 @@ func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
 	if _, err := e.WaitEnd(t.Context(), a, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitUntil(t.Context(), 20*time.Second, "the page", func() bool { return len(e.pager.pages()) == 1 }); err != nil {
+	// One incident: the page, then its report on the same dedup key.
+	if err := waitUntil(t.Context(), 20*time.Second, "the page and its report", func() bool { return len(e.pager.pages()) == 2 }); err != nil {
 		t.Fatal(err)
 	}
 	// Let the page event land, then count: everything after the flood is settled.
@@ -135,8 +136,8 @@ func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
 	if n := e.rec.count(ofKind(events.KindRollback)); n != 1 {
 		t.Fatalf("%d rollbacks", n)
 	}
-	if n := len(e.pager.pages()); n != 1 {
-		t.Fatalf("%d pages", n)
+	if inc := e.pager.incidents(); len(inc) != 1 || len(e.pager.pages()) != 2 {
+		t.Fatalf("PagerDuty incidents %v, want one with the page and its report", inc)
 	}
 	if !strings.Contains(fmt.Sprint(e.pager.pages()[0]["payload"]), App) {
 		t.Fatalf("page does not name the app: %v", e.pager.pages()[0])
@@ -153,7 +154,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"BLOCKED: 2 critical", "is the stable release of shop", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: "} {
+	for _, want := range []string{"scan blocked of", ": 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out.String())
 		}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/pkg/ledger/client"
 )
 
 // RunOptions shapes `rampart demo`.
@@ -53,87 +53,26 @@ const (
 	demoSecret = "q8Vd2Lk0pX7mR4tY9wB1nC6sE3hJ5gF0aZ2uK8oQ"
 )
 
-// describe says in a few words what an event means.
+// describe says in a few words what an event means: its kind, the one-line
+// description every Rampart tool uses, and for scans the top findings.
 func describe(s Seen) string {
 	ev := s.Event
-	short := func(purl string) string {
-		if o, err := events.ParseOCI(purl); err == nil {
-			v := o.Tag
-			if v == "" {
-				v = o.Digest[:19]
-			}
-			return o.Name + ":" + v
-		}
-		return purl
-	}
-	switch events.KindOf(ev.Type()) {
-	case events.KindArtifact:
-		a, _ := events.ArtifactOf(ev)
-		return fmt.Sprintf("%-10s %s pushed to %s (%s…)", "artifact", a.Repository+":"+a.Tag, a.Registry, a.Digest[:19])
-	case events.KindCommit:
-		c, _ := events.CommitOf(ev)
-		return fmt.Sprintf("%-10s %s@%s: %s", "commit", c.Repository, c.SHA[:12], c.Message)
-	case events.KindScan:
-		sc, _ := events.ScanOf(ev)
-		if sc.TargetKind == "source" {
-			line := fmt.Sprintf("%-10s commit %s %s: %s, signed", "scan", sc.Target[:12], strings.ToUpper(sc.Outcome), counts(sc.Counts))
-			for i, f := range sc.Findings {
-				if i == 2 {
-					break
-				}
-				line += fmt.Sprintf("\n%23s%s %s in %s", "", f.Severity, f.ID, f.Package)
-			}
-			return line
-		}
-		signed := ""
+	line := fmt.Sprintf("%-10s %s", events.KindOf(ev.Type()), events.Describe(ev))
+	if sc, err := events.ScanOf(ev); err == nil && events.KindOf(ev.Type()) == events.KindScan {
 		if sc.Signature != "" {
-			signed = ", signed"
+			line += ", signed"
 		}
-		line := fmt.Sprintf("%-10s %s %s: %s%s", "scan", short(sc.Target), strings.ToUpper(sc.Outcome), counts(sc.Counts), signed)
 		for i, f := range sc.Findings {
 			if i == 2 {
 				break
 			}
-			line += fmt.Sprintf("\n%23s%s %s in %s %s (fixed in %s)", "", f.Severity, f.ID, f.Package, f.InstalledVersion, f.FixedVersion)
-		}
-		return line
-	case events.KindTestOutput:
-		o, _ := events.TestOutputOf(ev)
-		return fmt.Sprintf("%-10s SBOM of %s stored (%s)", "sbom", short(o.Target), o.Format)
-	case events.KindPromote:
-		p, _ := events.PromotionOf(ev)
-		return fmt.Sprintf("%-10s rollout %s of %s: steps %v", "promote", p.RolloutID, short(p.ArtifactID), p.Steps)
-	case events.KindCanaryStep:
-		c, _ := events.CanaryStepOf(ev)
-		return fmt.Sprintf("%-10s %s takes %d%% of traffic (step %d)", "canary", short(c.ArtifactID), c.Weight, c.Step+1)
-	case events.KindRelease:
-		r, _ := events.ReleaseOf(ev)
-		return fmt.Sprintf("%-10s %s is the stable release of %s", "released", short(r.ArtifactID), r.App)
-	case events.KindAnomaly:
-		a, _ := events.AnomalyOf(ev)
-		return fmt.Sprintf("%-10s %s (%s, target %s): %s", "anomaly", a.Rule, a.Origin, a.Target, a.Description)
-	case events.KindRollback:
-		r, _ := events.RollbackOf(ev)
-		return fmt.Sprintf("%-10s traffic back on %s; %s had %d%% at abort", "rollback", short(r.ArtifactID), short(r.From), r.TrafficAtAbort)
-	case events.KindPage:
-		p, _ := events.PageOf(ev)
-		return fmt.Sprintf("%-10s on-call paged: %s", "page", p.TicketURI)
-	}
-	return fmt.Sprintf("%-10s %s %s", events.KindOf(ev.Type()), ev.Type(), ev.ID())
-}
-
-func counts(c map[string]int) string {
-	var parts []string
-	for _, sev := range []string{"critical", "high", "medium", "low"} {
-		n := c[sev] + c[strings.ToUpper(sev)]
-		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, sev))
+			line += fmt.Sprintf("\n%23s%s %s in %s %s", "", f.Severity, f.ID, f.Package, f.InstalledVersion)
+			if f.FixedVersion != "" {
+				line += " (fixed in " + f.FixedVersion + ")"
+			}
 		}
 	}
-	if len(parts) == 0 {
-		return "no findings"
-	}
-	return strings.Join(parts, ", ")
+	return line
 }
 
 // Run is `rampart demo`: the whole pipeline on the embedded default, with a
@@ -211,7 +150,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	if err := waitUntil(ctx, wait, "the rollback report", func() bool { _, err := os.Stat(report); return err == nil }); err != nil {
 		return err
 	}
-	tl.printf("%-10s the PagerDuty stand-in received %d page(s); dedup key %s", "pagerduty", len(e.pager.pages()), rb.RolloutID)
+	tl.printf("%-10s the PagerDuty stand-in holds %d incident(s); dedup key %s", "pagerduty", len(e.pager.incidents()), rb.RolloutID)
 
 	tl.section("3. v3 carries a vulnerable openssl: the scan blocks it, it is never promoted")
 	v3, verdict, _, err := e.PushAndWait(ctx, Image{Version: "v3", Vulnerable: true}, wait)
@@ -266,14 +205,14 @@ func (e *Env) verifyLedger(ctx context.Context) (ledgerResult, error) {
 	if err != nil {
 		return ledgerResult{}, err
 	}
-	js, err := jetstream.New(e.nc)
+	c, err := client.New("http://"+e.Mesh.Host.HTTPAddr(), nil)
 	if err != nil {
 		return ledgerResult{}, err
 	}
 	var res ledgerResult
 	var last error
 	err = waitUntil(ctx, 20*time.Second, "the ledger to record and checkpoint every event", func() bool {
-		r, err := ledgerclient.Verify(ctx, js, v)
+		r, err := c.Verify(ctx, v)
 		if last = err; err != nil || r.Unanchored != 0 || r.Entries < int64(e.rec.len()) {
 			return false
 		}

@@ -41,6 +41,18 @@ func (p *pagerSink) pages() []map[string]any {
 	return append([]map[string]any(nil), p.events...)
 }
 
+// incidents counts the events of each incident (dedup key): a rollback is
+// one incident, paged and then given its report.
+func (p *pagerSink) incidents() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for _, ev := range p.events {
+		out[str(ev["dedup_key"])]++
+	}
+	return out
+}
+
 // chatSink stands in for a Slack incoming webhook.
 type chatSink struct {
 	srv   *httptest.Server

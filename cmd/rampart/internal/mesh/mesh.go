@@ -106,10 +106,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 
 	lopts := opts.Ledger
 	if lopts.KeyFile == "" {
-		lopts = ledger.DefaultOptions(filepath.Join(opts.DataDir, "ledger"))
-		if opts.Ledger.CheckpointInterval > 0 {
-			lopts.CheckpointInterval = opts.Ledger.CheckpointInterval
-		}
+		lopts.KeyFile = ledger.DefaultOptions(filepath.Join(opts.DataDir, "ledger")).KeyFile
 	}
 	if m.Ledger, err = ledger.New(lopts); err != nil {
 		return nil, err
@@ -173,6 +170,10 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	hopts.NATSURL = m.NATSURL
 	m.Host, err = service.Start(ctx, hopts, logger, m.Ledger, m.Scanner, m.Deployer, m.Watcher, m.Notifier)
 	if err != nil {
+		return nil, err
+	}
+	// The ledger serves its query API on the host's listener, known now.
+	if err := m.Notifier.UseLedger("http://" + m.Host.HTTPAddr()); err != nil {
 		return nil, err
 	}
 	return m, nil

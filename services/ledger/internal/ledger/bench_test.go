@@ -10,8 +10,8 @@ import (
 
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // BenchmarkThroughput measures events published until all are committed to
@@ -83,7 +83,7 @@ func recordedLedger(b *testing.B, n, chainLen int) (jetstream.JetStream, *checkp
 	return js, s
 }
 
-// BenchmarkChain compares ledgerclient.Chain, which reads the chain index,
+// BenchmarkChain compares streams.Chain, which reads the chain index,
 // with a full read of LEDGER (what Chain did before the index, and still
 // does without it), for one 10-entry chain among 20,000 entries.
 func BenchmarkChain(b *testing.B) {
@@ -92,7 +92,7 @@ func BenchmarkChain(b *testing.B) {
 	chain := fmt.Sprintf("rel-%05d", n/chainLen/2)
 	b.Run("index", func(b *testing.B) {
 		for b.Loop() {
-			es, err := ledgerclient.Chain(b.Context(), js, chain)
+			es, err := streams.Chain(b.Context(), js, chain)
 			if err != nil || len(es) != chainLen {
 				b.Fatalf("Chain = %d entries, %v", len(es), err)
 			}
@@ -101,7 +101,7 @@ func BenchmarkChain(b *testing.B) {
 	b.Run("full scan", func(b *testing.B) {
 		for b.Loop() {
 			found := 0
-			_, err := ledgerclient.Read(b.Context(), js, ledgerclient.EntriesStream, 1, func(_ uint64, msg jetstream.Msg) error {
+			_, err := streams.Read(b.Context(), js, streams.EntriesStream, 1, func(_ uint64, msg jetstream.Msg) error {
 				e, err := entry.Unmarshal(msg.Data())
 				if err != nil {
 					return err
@@ -118,14 +118,14 @@ func BenchmarkChain(b *testing.B) {
 	})
 }
 
-// BenchmarkVerifyStream runs ledgerclient.Verify, the streaming verifier
+// BenchmarkVerifyStream runs streams.Verify, the streaming verifier
 // behind `rampart ledger verify`, over a 20,000-entry ledger in JetStream:
 // reading the streams included.
 func BenchmarkVerifyStream(b *testing.B) {
 	const n = 20_000
 	js, s := recordedLedger(b, n, 10)
 	for b.Loop() {
-		res, err := ledgerclient.Verify(b.Context(), js, s.Verifier())
+		res, err := streams.Verify(b.Context(), js, s.Verifier())
 		if err != nil || res.Entries != n {
 			b.Fatalf("Verify = %+v, %v", res, err)
 		}

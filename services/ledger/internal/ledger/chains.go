@@ -10,10 +10,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
-// The chain index (see ledgerclient/chains.go for its format) lets readers
+// The chain index (see streams/chains.go for its format) lets readers
 // such as the notifier find one chain's entries without reading all of
 // LEDGER. The committer queues each committed entry that has a chain id;
 // indexLoop publishes the queue, one message per chain, and then the mark:
@@ -73,7 +73,7 @@ func (l *Ledger) publishChainIndex(ctx context.Context) error {
 	}
 	err := l.publishRefs(ctx, refs)
 	if err == nil {
-		_, err = l.js.Publish(ctx, ledgerclient.ChainsMarkSubject, strconv.AppendInt(nil, size, 10))
+		_, err = l.js.Publish(ctx, streams.ChainsMarkSubject, strconv.AppendInt(nil, size, 10))
 		if err != nil {
 			err = fmt.Errorf("publishing the chain index mark at size %d: %w", size, err)
 		}
@@ -104,9 +104,9 @@ func (l *Ledger) publishRefs(ctx context.Context, refs []chainRef) error {
 	for _, id := range order {
 		for chunk := range slices.Chunk(byChain[id], maxIndexesPerMsg) {
 			m := &nats.Msg{
-				Subject: ledgerclient.ChainSubject(id),
-				Header:  nats.Header{ledgerclient.ChainIDHeader: []string{id}},
-				Data:    ledgerclient.FormatIndexes(chunk),
+				Subject: streams.ChainSubject(id),
+				Header:  nats.Header{streams.ChainIDHeader: []string{id}},
+				Data:    streams.FormatIndexes(chunk),
 			}
 			f, err := l.js.PublishMsgAsync(m)
 			if err != nil {

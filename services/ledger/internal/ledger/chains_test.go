@@ -10,15 +10,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/ledger/entry"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // waitIndexed polls until the chain index mark is n.
 func waitIndexed(t testing.TB, js jetstream.JetStream, n int64) {
 	t.Helper()
 	natstest.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
-		mark, err := ledgerclient.IndexMark(t.Context(), js)
+		mark, err := streams.IndexMark(t.Context(), js)
 		if err != nil {
 			return err
 		}
@@ -41,7 +41,7 @@ func eventIDs(es []*entry.Entry) []string {
 // wantChain is what a full scan of LEDGER finds for chainID.
 func wantChain(t *testing.T, js jetstream.JetStream, chainID string) []string {
 	t.Helper()
-	raw, err := ledgerclient.Entries(t.Context(), js)
+	raw, err := streams.Entries(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestChainIndex(t *testing.T) {
 
 	check := func(t *testing.T, chainID string, want []string) {
 		t.Helper()
-		got, err := ledgerclient.Chain(t.Context(), js, chainID)
+		got, err := streams.Chain(t.Context(), js, chainID)
 		if err != nil {
 			t.Fatalf("Chain(%s): %v", chainID, err)
 		}
@@ -114,11 +114,11 @@ func TestChainIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(t.Context(), ledgerclient.EntriesSubject, data); err != nil {
+	if _, err := js.Publish(t.Context(), streams.EntriesSubject, data); err != nil {
 		t.Fatal(err)
 	}
 	// And an index message pointing at another chain's entry is ignored.
-	if _, err := js.Publish(t.Context(), ledgerclient.ChainSubject("chain-3"), ledgerclient.FormatIndexes([]int64{0, 3})); err != nil {
+	if _, err := js.Publish(t.Context(), streams.ChainSubject("chain-3"), streams.FormatIndexes([]int64{0, 3})); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("past the mark, with a wrong index message", func(t *testing.T) {
@@ -131,7 +131,7 @@ func TestChainIndex(t *testing.T) {
 func TestChainWithoutIndex(t *testing.T) {
 	ns := natstest.Server(t, "")
 	js := natstest.Bus(t, ns).JetStream()
-	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: ledgerclient.EntriesStream, Subjects: []string{ledgerclient.EntriesSubject}}); err != nil {
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: streams.EntriesStream, Subjects: []string{streams.EntriesSubject}}); err != nil {
 		t.Fatal(err)
 	}
 	for i, chain := range []string{"a", "b", "a"} {
@@ -142,11 +142,11 @@ func TestChainWithoutIndex(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := js.Publish(t.Context(), ledgerclient.EntriesSubject, data); err != nil {
+		if _, err := js.Publish(t.Context(), streams.EntriesSubject, data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err := ledgerclient.Chain(t.Context(), js, "a")
+	got, err := streams.Chain(t.Context(), js, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestChainSubject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
-			if got := ledgerclient.ChainSubject(tt.id); got != tt.want {
+			if got := streams.ChainSubject(tt.id); got != tt.want {
 				t.Fatalf("ChainSubject(%q) = %q, want %q", tt.id, got, tt.want)
 			}
 		})

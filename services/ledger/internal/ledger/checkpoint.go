@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // checkpointLoop signs a checkpoint at most once per interval, when the tree
@@ -44,7 +44,7 @@ func (l *Ledger) signCheckpoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.js.Publish(ctx, ledgerclient.CheckpointsSubject, signed); err != nil {
+	if _, err := l.js.Publish(ctx, streams.CheckpointsSubject, signed); err != nil {
 		return fmt.Errorf("storing checkpoint at size %d: %w", size, err)
 	}
 	l.mu.Lock()

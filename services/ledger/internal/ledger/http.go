@@ -7,66 +7,55 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
-	"golang.org/x/mod/sumdb/tlog"
-
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 )
 
-// Handler serves the ledger's query API under /ledger/:
+// Handler serves the ledger's query API under /ledger/ (the wire types are
+// in pkg/ledger/client):
 //
-//	GET /ledger/entries?from=&to=&limit=     entries from index `from` (default 0) up to, not including, `to`
-//	GET /ledger/entries?chainId=&from=&limit= the entries of one release chain, from index `from`
-//	GET /ledger/checkpoint                   the latest signed checkpoint (note text)
-//	GET /ledger/proof/inclusion?index=&size= inclusion proof of an entry in the tree of size `size`
-//	GET /ledger/proof/consistency?from=&to=  consistency proof between two tree sizes
-//	GET /ledger/key                          the verifier key
+//	GET /ledger/entries?from=&to=&limit=      entries from index `from` (default 0) up to, not including, `to`
+//	GET /ledger/chains/{chain}?from=&limit=   the entries of one release chain (CDEvents chainId) in ledger
+//	                                          order, from entry index `from`; 404 for a chain with no entry
+//	GET /ledger/checkpoint                    the latest signed checkpoint (note text); 404 before the first
+//	GET /ledger/checkpoints?from=&to=&limit=  signed checkpoints in signing order, by position
+//	GET /ledger/proof/inclusion?index=&size=  inclusion proof of an entry in the tree of size `size`
+//	GET /ledger/proof/consistency?from=&to=   consistency proof between two tree sizes
+//	GET /ledger/key                           the verifier key
 //
-// `size` and `to` default to the latest checkpoint's size, so proofs match
-// a signed root unless a caller asks otherwise.
+// `size` and `to` of the proofs default to the latest checkpoint's size, so
+// proofs match a signed root unless a caller asks otherwise. Parameters that
+// are not integers, out of range, or unknown combinations are answered 400
+// with the reason; while the ledger rebuilds its state, or after it stopped
+// recording, every request is answered 503.
 func (l *Ledger) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ledger/entries", l.serveEntries)
+	mux.HandleFunc("GET /ledger/chains/{chain}", l.serveChain)
 	mux.HandleFunc("GET /ledger/checkpoint", l.serveCheckpoint)
+	mux.HandleFunc("GET /ledger/checkpoints", l.serveCheckpoints)
 	mux.HandleFunc("GET /ledger/proof/inclusion", l.serveInclusion)
 	mux.HandleFunc("GET /ledger/proof/consistency", l.serveConsistency)
 	mux.HandleFunc("GET /ledger/key", l.serveKey)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Before the rebuild the tree is partial; after Run stopped on a
+		// tampered stream it describes a prefix the ledger no longer
+		// stands behind.
+		if !l.Ready() {
+			http.Error(w, "the ledger is not recording (rebuilding its state, or stopped)", http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
-// EntryJSON is one entry in an API response.
-type EntryJSON struct {
-	Index     int64           `json:"index"`
-	Entry     json.RawMessage `json:"entry"`
-	Signature string          `json:"signature"`
-}
-
-// EntriesJSON is the response of GET /ledger/entries.
-type EntriesJSON struct {
-	// Size is the number of committed entries.
-	Size    int64       `json:"size"`
-	Entries []EntryJSON `json:"entries"`
-	// Next is the `from` of the next page, absent on the last page.
-	Next *int64 `json:"next,omitempty"`
-}
-
-// InclusionJSON is the response of GET /ledger/proof/inclusion.
-type InclusionJSON struct {
-	Index    int64       `json:"index"`
-	Size     int64       `json:"size"`
-	Root     tlog.Hash   `json:"root"`
-	LeafHash tlog.Hash   `json:"leafHash"`
-	Proof    []tlog.Hash `json:"proof"`
-}
-
-// ConsistencyJSON is the response of GET /ledger/proof/consistency.
-type ConsistencyJSON struct {
-	From     int64       `json:"from"`
-	To       int64       `json:"to"`
-	FromRoot tlog.Hash   `json:"fromRoot"`
-	ToRoot   tlog.Hash   `json:"toRoot"`
-	Proof    []tlog.Hash `json:"proof"`
-}
+// maxChainID bounds a chain id in a request; event attributes are far
+// shorter in practice.
+const maxChainID = 1024
 
 // errBadParam is an error the client caused (400).
 type errBadParam struct{ msg string }
@@ -105,71 +94,141 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v) // the client went away
 }
 
+// limitParam reads the page size, at most the configured PageSize.
+func (l *Ledger) limitParam(r *http.Request) (int64, error) {
+	limit, err := intParam(r, "limit", int64(l.opts.PageSize))
+	if err != nil {
+		return 0, err
+	}
+	if limit == 0 || limit > int64(l.opts.PageSize) {
+		return 0, badParam("parameter limit: must be between 1 and %d", l.opts.PageSize)
+	}
+	return limit, nil
+}
+
+// pageParams reads `from`, `to` (default size) and `limit` of a paged range
+// over [0, size]: this page is [from, end), and end < to means another
+// follows.
+func (l *Ledger) pageParams(r *http.Request, size int64, what string) (from, end, to int64, err error) {
+	if from, err = intParam(r, "from", 0); err != nil {
+		return 0, 0, 0, err
+	}
+	if to, err = intParam(r, "to", size); err != nil {
+		return 0, 0, 0, err
+	}
+	switch {
+	case to > size:
+		return 0, 0, 0, badParam("parameter to: %d is beyond the %s %d", to, what, size)
+	case from > to:
+		return 0, 0, 0, badParam("parameter from: %d is after to %d", from, to)
+	}
+	limit, err := l.limitParam(r)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return from, min(to, from+limit), to, nil
+}
+
 func (l *Ledger) serveEntries(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Has("chainId") {
+		l.writeError(w, badParam("parameter chainId: not supported; GET /ledger/chains/{chain} lists a chain's entries"))
+		return
+	}
 	size := l.tree.Size()
+	from, end, to, err := l.pageParams(r, size, "ledger size")
+	if err != nil {
+		l.writeError(w, err)
+		return
+	}
+	var indexes []int64
+	var next *int64
+	for i := from; i < end; i++ {
+		indexes = append(indexes, i)
+	}
+	if end < to {
+		next = &end
+	}
+	l.writeEntries(w, r, size, indexes, next)
+}
+
+func (l *Ledger) serveChain(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("chain")
+	switch {
+	case len(id) > maxChainID:
+		l.writeError(w, badParam("chain id: longer than %d bytes", maxChainID))
+		return
+	case !utf8.ValidString(id) || strings.ContainsFunc(id, unicode.IsControl):
+		l.writeError(w, badParam("chain id %q: not printable UTF-8", id))
+		return
+	}
 	from, err := intParam(r, "from", 0)
 	if err != nil {
 		l.writeError(w, err)
 		return
 	}
-	limit, err := intParam(r, "limit", int64(l.opts.PageSize))
+	limit, err := l.limitParam(r)
 	if err != nil {
 		l.writeError(w, err)
 		return
 	}
-	if limit == 0 || limit > int64(l.opts.PageSize) {
-		l.writeError(w, badParam("parameter limit: must be between 1 and %d", l.opts.PageSize))
+	size := l.tree.Size()
+	l.mu.RLock()
+	chain := l.chains[id]
+	l.mu.RUnlock()
+	if len(chain) == 0 {
+		http.Error(w, fmt.Sprintf("no ledger entry has chainId %q", id), http.StatusNotFound)
 		return
 	}
-	q := r.URL.Query()
-	var indexes []int64
+	// chain is append-only and sorted; copy the page out of it.
+	i, _ := slices.BinarySearch(chain, from)
+	end := min(i+int(limit), len(chain))
+	indexes := slices.Clone(chain[i:end])
 	var next *int64
-	if q.Has("chainId") {
-		if q.Has("to") {
-			l.writeError(w, badParam("parameter to: not allowed with chainId; page with from"))
-			return
-		}
-		l.mu.RLock()
-		chain := l.chains[q.Get("chainId")]
-		l.mu.RUnlock()
-		// chain is append-only and sorted; copy the page out of it.
-		i, _ := slices.BinarySearch(chain, from)
-		end := min(i+int(limit), len(chain))
-		indexes = slices.Clone(chain[i:end])
-		if end < len(chain) {
-			n := chain[end]
-			next = &n
-		}
-	} else {
-		to, err := intParam(r, "to", size)
-		if err != nil {
-			l.writeError(w, err)
-			return
-		}
-		switch {
-		case to > size:
-			l.writeError(w, badParam("parameter to: %d is beyond the ledger size %d", to, size))
-			return
-		case from > to:
-			l.writeError(w, badParam("parameter from: %d is after to %d", from, to))
-			return
-		}
-		end := min(to, from+limit)
-		for i := from; i < end; i++ {
-			indexes = append(indexes, i)
-		}
-		if end < to {
-			next = &end
-		}
+	if end < len(chain) {
+		n := chain[end]
+		next = &n
 	}
-	out := EntriesJSON{Size: size, Entries: make([]EntryJSON, 0, len(indexes)), Next: next}
+	l.writeEntries(w, r, size, indexes, next)
+}
+
+// writeEntries answers with the entries at indexes, read from LEDGER.
+func (l *Ledger) writeEntries(w http.ResponseWriter, r *http.Request, size int64, indexes []int64, next *int64) {
+	out := client.Entries{Size: size, Entries: make([]client.Entry, 0, len(indexes)), Next: next}
 	for _, i := range indexes {
 		m, err := l.entries.GetMsg(r.Context(), uint64(i)+1)
 		if err != nil {
 			l.writeError(w, fmt.Errorf("reading entry %d: %w", i, err))
 			return
 		}
-		out.Entries = append(out.Entries, EntryJSON{Index: i, Entry: m.Data, Signature: m.Header.Get(entry.SignatureHeader)})
+		out.Entries = append(out.Entries, client.Entry{Index: i, Entry: m.Data, Signature: m.Header.Get(entry.SignatureHeader)})
+	}
+	writeJSON(w, out)
+}
+
+func (l *Ledger) serveCheckpoints(w http.ResponseWriter, r *http.Request) {
+	info, err := l.cps.Info(r.Context())
+	if err != nil {
+		l.writeError(w, fmt.Errorf("reading the checkpoint count: %w", err))
+		return
+	}
+	// LEDGER_CHECKPOINTS denies deletes: its sequences are 1..LastSeq.
+	count := int64(info.State.LastSeq)
+	from, end, to, err := l.pageParams(r, count, "checkpoint count")
+	if err != nil {
+		l.writeError(w, err)
+		return
+	}
+	out := client.Checkpoints{Count: count, Checkpoints: make([]string, 0, end-from)}
+	for i := from; i < end; i++ {
+		m, err := l.cps.GetMsg(r.Context(), uint64(i)+1)
+		if err != nil {
+			l.writeError(w, fmt.Errorf("reading checkpoint %d: %w", i, err))
+			return
+		}
+		out.Checkpoints = append(out.Checkpoints, string(m.Data))
+	}
+	if end < to {
+		out.Next = &end
 	}
 	writeJSON(w, out)
 }
@@ -229,7 +288,7 @@ func (l *Ledger) serveInclusion(w http.ResponseWriter, r *http.Request) {
 		l.writeError(w, err)
 		return
 	}
-	writeJSON(w, InclusionJSON{Index: index, Size: size, Root: root, LeafHash: leaf, Proof: p})
+	writeJSON(w, client.Inclusion{Index: index, Size: size, Root: root, LeafHash: leaf, Proof: p})
 }
 
 func (l *Ledger) serveConsistency(w http.ResponseWriter, r *http.Request) {
@@ -275,5 +334,5 @@ func (l *Ledger) serveConsistency(w http.ResponseWriter, r *http.Request) {
 		l.writeError(w, err)
 		return
 	}
-	writeJSON(w, ConsistencyJSON{From: from, To: to, FromRoot: fromRoot, ToRoot: toRoot, Proof: p})
+	writeJSON(w, client.Consistency{From: from, To: to, FromRoot: fromRoot, ToRoot: toRoot, Proof: p})
 }

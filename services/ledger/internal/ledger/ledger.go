@@ -40,9 +40,9 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 	"github.com/rampartci/rampart/pkg/ledger/tree"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // Durable is the name of the ledger's consumer on the RAMPART stream.
@@ -214,18 +214,18 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (e
 			Duplicates: 5 * time.Second,
 		}
 	}
-	entries, err = js.CreateOrUpdateStream(ctx, cfg(ledgerclient.EntriesStream, ledgerclient.EntriesSubject, "Rampart ledger entries, one per recorded message"))
+	entries, err = js.CreateOrUpdateStream(ctx, cfg(streams.EntriesStream, streams.EntriesSubject, "Rampart ledger entries, one per recorded message"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("ensuring stream %s: %w", ledgerclient.EntriesStream, err)
+		return nil, nil, fmt.Errorf("ensuring stream %s: %w", streams.EntriesStream, err)
 	}
-	cps, err = js.CreateOrUpdateStream(ctx, cfg(ledgerclient.CheckpointsStream, ledgerclient.CheckpointsSubject, "Rampart ledger signed checkpoints"))
+	cps, err = js.CreateOrUpdateStream(ctx, cfg(streams.CheckpointsStream, streams.CheckpointsSubject, "Rampart ledger signed checkpoints"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("ensuring stream %s: %w", ledgerclient.CheckpointsStream, err)
+		return nil, nil, fmt.Errorf("ensuring stream %s: %w", streams.CheckpointsStream, err)
 	}
-	chains := cfg(ledgerclient.ChainsStream, ledgerclient.ChainsSubjects, "Rampart ledger chain index: entry indexes by chain id (a convenience for readers, not verified)")
-	chains.Subjects = append(chains.Subjects, ledgerclient.ChainsMarkSubject)
+	chains := cfg(streams.ChainsStream, streams.ChainsSubjects, "Rampart ledger chain index: entry indexes by chain id (a convenience for readers, not verified)")
+	chains.Subjects = append(chains.Subjects, streams.ChainsMarkSubject)
 	if _, err := js.CreateOrUpdateStream(ctx, chains); err != nil {
-		return nil, nil, fmt.Errorf("ensuring stream %s: %w", ledgerclient.ChainsStream, err)
+		return nil, nil, fmt.Errorf("ensuring stream %s: %w", streams.ChainsStream, err)
 	}
 	return entries, cps, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +19,12 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // instance is one running ledger process, with its own connection so that a
@@ -159,11 +161,11 @@ func waitCommitted(t testing.TB, l *Ledger, n int64) {
 // readLog reads and verifies the whole ledger.
 func readLog(t testing.TB, js jetstream.JetStream, v *checkpoint.Verifier) ([]*entry.Entry, error) {
 	t.Helper()
-	raw, err := ledgerclient.Entries(t.Context(), js)
+	raw, err := streams.Entries(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cps, err := ledgerclient.Checkpoints(t.Context(), js)
+	cps, err := streams.Checkpoints(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,9 +217,9 @@ func TestKillAndRestartRecordsEachEventOnce(t *testing.T) {
 		t.Fatalf("verify: %v", err)
 	}
 	// The streaming verifier that the CLI runs agrees.
-	res, err := ledgerclient.Verify(t.Context(), pub.JetStream(), s.Verifier())
+	res, err := streams.Verify(t.Context(), pub.JetStream(), s.Verifier())
 	if err != nil || res.Entries != n || res.Latest == nil || res.Latest.Size != n {
-		t.Fatalf("ledgerclient.Verify = %+v, %v; want %d entries, all checkpointed", res, err, n)
+		t.Fatalf("streams.Verify = %+v, %v; want %d entries, all checkpointed", res, err, n)
 	}
 	if len(got) != n {
 		t.Fatalf("ledger has %d entries, want %d", len(got), n)
@@ -289,7 +291,18 @@ func TestMalformedMessageIsDeadLetteredAndRecorded(t *testing.T) {
 	claims := commitMsg(t, "claims-1", "claims-1")
 	claims.Subject = "rampart.x.z"
 	claims.Header.Set("ce-specversion", "0.3")
-	publishAsync(t, js, []*nats.Msg{bad, commitMsg(t, "after-1", "after-1"), claims})
+	// Published one by one, each acknowledged before the next: the dead
+	// letter of an earlier bad message can land in RAMPART between them, so
+	// their sequences come from the acknowledgements, never from counting.
+	var seqs []uint64
+	for _, m := range []*nats.Msg{bad, commitMsg(t, "after-1", "after-1"), claims} {
+		ack, err := js.PublishMsg(t.Context(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	badSeq, claimsSeq := strconv.FormatUint(seqs[0], 10), strconv.FormatUint(seqs[2], 10)
 	// Entries: the event after the bad messages, then the dead letters that
 	// the bus published for the bad ones.
 	waitCommitted(t, in.l, 3)
@@ -312,7 +325,7 @@ func TestMalformedMessageIsDeadLetteredAndRecorded(t *testing.T) {
 		t.Fatalf("dead-letter entry = %+v", dl)
 	}
 	// The entry keeps what the bus adds besides the reason and subject.
-	wantHeaders := map[string][]string{bus.HeaderOriginalSequence: {"1"}, bus.HeaderConsumer: {Durable}}
+	wantHeaders := map[string][]string{bus.HeaderOriginalSequence: {badSeq}, bus.HeaderConsumer: {Durable}}
 	if !reflect.DeepEqual(dl.Headers, wantHeaders) {
 		t.Fatalf("dead-letter headers = %v, want %v", dl.Headers, wantHeaders)
 	}
@@ -323,7 +336,7 @@ func TestMalformedMessageIsDeadLetteredAndRecorded(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"ce-specversion": "0.3", "ce-id": "claims-1", "ce-source": "/test", "ce-type": events.TypeChangeMerged,
-		bus.HeaderOriginalSequence: "3", bus.HeaderConsumer: Durable,
+		bus.HeaderOriginalSequence: claimsSeq, bus.HeaderConsumer: Durable,
 	} {
 		if v := dl.Headers[name]; len(v) != 1 || v[0] != want {
 			t.Errorf("dead-letter header %s = %q, want %q", name, v, want)
@@ -372,7 +385,7 @@ func TestForgedEntryIsCaught(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: ledgerclient.EntriesSubject, Data: data,
+	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: streams.EntriesSubject, Data: data,
 		Header: nats.Header{entry.SignatureHeader: []string{forger.SignEntry(data)}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -382,9 +395,9 @@ func TestForgedEntryIsCaught(t *testing.T) {
 	if !errors.As(err, &ve) || ve.Index != 2 || !errors.Is(err, verify.ErrEntrySignature) {
 		t.Fatalf("verify error = %v, want a bad signature on entry 2", err)
 	}
-	_, err = ledgerclient.Verify(t.Context(), js, s.Verifier())
+	_, err = streams.Verify(t.Context(), js, s.Verifier())
 	if !errors.As(err, &ve) || ve.Index != 2 || !errors.Is(err, verify.ErrEntrySignature) {
-		t.Fatalf("ledgerclient.Verify error = %v, want a bad signature on entry 2", err)
+		t.Fatalf("streams.Verify error = %v, want a bad signature on entry 2", err)
 	}
 
 	// The running ledger refuses to append after the forged entry.
@@ -436,7 +449,17 @@ func TestHTTPAPI(t *testing.T) {
 	}{
 		{"/ledger/entries?from=2&to=4", 200, `"index":3`},
 		{"/ledger/entries", 200, `"next":3`},
-		{"/ledger/entries?chainId=chain-1", 200, `"eventId":"h-1"`},
+		{"/ledger/entries?chainId=chain-1", 400, "GET /ledger/chains/{chain}"},
+		{"/ledger/chains/chain-1", 200, `"eventId":"h-1"`},
+		{"/ledger/chains/chain-1?from=2", 200, `"entries":[]`},
+		{"/ledger/chains/chain-9", 404, `no ledger entry has chainId "chain-9"`},
+		{"/ledger/chains/chain%01", 400, "not printable"},
+		{"/ledger/chains/" + strings.Repeat("c", 1025), 400, "longer than 1024"},
+		{"/ledger/chains/chain-1?from=-1", 400, "parameter from"},
+		{"/ledger/chains/chain-1?limit=0", 400, "between 1 and 3"},
+		{"/ledger/checkpoints", 200, `"checkpoints":["rampart.ledger\n`},
+		{"/ledger/checkpoints?from=0&to=0", 200, `"checkpoints":[]`},
+		{"/ledger/checkpoints?to=9999", 400, "beyond the checkpoint count"},
 		{"/ledger/entries?from=x", 400, "parameter from"},
 		{"/ledger/entries?from=5&to=4", 400, "after to"},
 		{"/ledger/entries?to=99", 400, "beyond the ledger size 7"},
@@ -468,6 +491,64 @@ func TestHTTPAPI(t *testing.T) {
 				t.Fatalf("GET %s = %d %q, want %d containing %q", tt.path, resp.StatusCode, body.String(), tt.status, tt.contains)
 			}
 		})
+	}
+}
+
+// TestClient reads the ledger through pkg/ledger/client against the real
+// handler: what the notifier and the CLI do.
+func TestClient(t *testing.T) {
+	ns := natstest.Server(t, "")
+	pub := natstest.Bus(t, ns)
+	s := newSigner(t)
+	in := startLedger(t, ns, s, Options{PageSize: 2})
+	var msgs []*nats.Msg
+	for i := range 7 {
+		id := fmt.Sprintf("c-%d", i)
+		msgs = append(msgs, chainMsg(t, id, id, []string{"even", "odd"}[i%2]))
+	}
+	publishAsync(t, pub.JetStream(), msgs)
+	waitCommitted(t, in.l, 7)
+	srv := httptest.NewServer(in.l.Handler())
+	t.Cleanup(srv.Close)
+	c, err := client.New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Pages of two: the chain of four comes back whole and in order.
+	es, err := c.Chain(t.Context(), "even")
+	if err != nil || fmt.Sprint(eventIDs(es)) != "[c-0 c-2 c-4 c-6]" {
+		t.Fatalf("Chain(even) = %v, %v", eventIDs(es), err)
+	}
+	if _, err := c.Chain(t.Context(), "none"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Chain(none) error = %v, want ErrNotFound", err)
+	}
+	res, err := c.Verify(t.Context(), s.Verifier())
+	if err != nil || res.Entries != 7 || res.Checkpoints == 0 || res.Latest == nil || res.Latest.Size != 7 {
+		t.Fatalf("Verify = %+v, %v", res, err)
+	}
+	var ve *verify.Error
+	if _, err := c.Verify(t.Context(), newSigner(t).Verifier()); !errors.As(err, &ve) || ve.Index != 0 {
+		t.Fatalf("Verify with another key = %v, want entry 0 named", err)
+	}
+	cp, err := c.LatestCheckpoint(t.Context())
+	if err != nil || !strings.HasPrefix(string(cp), "rampart.ledger\n7\n") {
+		t.Fatalf("LatestCheckpoint = %q, %v", cp, err)
+	}
+	if key, err := c.Key(t.Context()); err != nil || key != s.VerifierKey() {
+		t.Fatalf("Key = %q, %v", key, err)
+	}
+	p, err := c.InclusionProof(t.Context(), 3, -1)
+	if err != nil || p.Size != 7 {
+		t.Fatalf("InclusionProof = %+v, %v", p, err)
+	}
+
+	// A stopped ledger answers 503 rather than a prefix it no longer
+	// records after.
+	in.stop(t)
+	var se *client.StatusError
+	if _, err := c.Chain(t.Context(), "even"); !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
+		t.Fatalf("Chain from a stopped ledger: %v, want 503", err)
 	}
 }
 

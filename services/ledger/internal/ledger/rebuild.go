@@ -9,7 +9,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/rampartci/rampart/pkg/ledger/entry"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // rebuild reads the latest checkpoint and LEDGER and restores the tree, the
@@ -19,7 +19,7 @@ import (
 // once the rebuilt root matches it, so only the entries after it have their
 // signatures checked one by one; this keeps a restart fast on a long log.
 func (l *Ledger) rebuild(ctx context.Context) error {
-	cpBytes, err := ledgerclient.LatestCheckpoint(ctx, l.js)
+	cpBytes, err := streams.LatestCheckpoint(ctx, l.js)
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 	}
 	// Entries below the chain index mark were indexed by an earlier
 	// process; catchUp queues the ones after it.
-	mark, err := ledgerclient.IndexMark(ctx, l.js)
+	mark, err := streams.IndexMark(ctx, l.js)
 	if err != nil {
 		l.log.Warn("reading the chain index mark; indexing every chain again", "err", err)
 		mark = 0
@@ -53,7 +53,10 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 			return err
 		}
 		if root != cp.root {
-			return fmt.Errorf("%w: entries 0..%d do not match the latest checkpoint; run `rampart ledger verify` to find the first bad entry", ErrTampered, cp.size-1)
+			// Name the first bad entry: the query API, and so `rampart
+			// ledger verify`, is not served on top of tampered storage.
+			_, verr := streams.Verify(ctx, l.js, l.verifier)
+			return fmt.Errorf("%w: entries 0..%d do not match the latest checkpoint; verifying the streams: %v", ErrTampered, cp.size-1, verr)
 		}
 	}
 	l.mu.Lock()
@@ -74,7 +77,7 @@ type checkpointState struct {
 // compared with the tree afterwards) have their signatures checked.
 func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 	from := uint64(l.tree.Size()) + 1
-	_, err := ledgerclient.Read(ctx, l.js, ledgerclient.EntriesStream, from, func(seq uint64, msg jetstream.Msg) error {
+	_, err := streams.Read(ctx, l.js, streams.EntriesStream, from, func(seq uint64, msg jetstream.Msg) error {
 		idx := l.tree.Size()
 		if seq != uint64(idx)+1 {
 			return fmt.Errorf("%w: LEDGER message %d where entry %d (message %d) was expected", ErrTampered, seq, idx, idx+1)
@@ -112,7 +115,7 @@ func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("reading %s from message %d: %w", ledgerclient.EntriesStream, from, err)
+		return fmt.Errorf("reading %s from message %d: %w", streams.EntriesStream, from, err)
 	}
 	size := l.tree.Size()
 	l.next = uint64(size)

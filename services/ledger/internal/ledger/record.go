@@ -13,8 +13,8 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // deadLetterPrefix starts the subjects of dead-lettered copies.
@@ -211,7 +211,7 @@ func deadLetterHeaders(h nats.Header) map[string][]string {
 // with the entry's leaf hash as message id.
 func (l *Ledger) entryMsg(p *pending) *nats.Msg {
 	return &nats.Msg{
-		Subject: ledgerclient.EntriesSubject,
+		Subject: streams.EntriesSubject,
 		Header: nats.Header{
 			entry.SignatureHeader: []string{p.sig},
 			jetstream.MsgIDHeader: []string{p.id},

@@ -1,21 +1,21 @@
 // Package chaintest builds the events of one release, from commit to
-// rollback, with fixed ids and clocks, and writes them into a LEDGER stream
-// the way the ledger records them. Tests only.
+// rollback, with fixed ids and clocks, and serves them as the ledger's query
+// API does. Tests only.
 package chaintest
 
 import (
-	"context"
-	"fmt"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 )
 
 // T0 is the time of a release's first event.
@@ -140,35 +140,66 @@ func Entries(t testing.TB, first uint64, evs ...cloudevents.Event) []*entry.Entr
 	return out
 }
 
-// EnsureLedger creates the LEDGER stream as the ledger service does (the
-// parts readers depend on).
-func EnsureLedger(t testing.TB, js jetstream.JetStream) {
+// Ledger is a fake of the ledger service's query API, as much as the
+// notifier reads: GET /ledger/chains/{chain} over the entries appended to
+// it, in the wire form of pkg/ledger/client (without signatures, which
+// readers of chains do not check).
+type Ledger struct {
+	// URL is the base URL to give the notifier.
+	URL string
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	entries []*entry.Entry
+}
+
+// NewLedger starts a fake ledger, closed when the test ends.
+func NewLedger(t testing.TB) *Ledger {
 	t.Helper()
-	_, err := js.CreateOrUpdateStream(t.Context(), jetstream.StreamConfig{
-		Name:       ledgerclient.EntriesStream,
-		Subjects:   []string{ledgerclient.EntriesSubject},
-		Storage:    jetstream.FileStorage,
-		DenyDelete: true,
-		DenyPurge:  true,
-	})
-	if err != nil {
-		t.Fatal(err)
+	l := &Ledger{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ledger/chains/{chain}", l.serveChain)
+	l.srv = httptest.NewServer(mux)
+	l.URL = l.srv.URL
+	t.Cleanup(l.srv.Close)
+	return l
+}
+
+// Append records es, whose indexes must continue the ledger's.
+func (l *Ledger) Append(t testing.TB, es ...*entry.Entry) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range es {
+		if e.Index != uint64(len(l.entries)) {
+			t.Fatalf("ledger entry %d appended at %d", e.Index, len(l.entries))
+		}
+		l.entries = append(l.entries, e)
 	}
 }
 
-// Append writes es to the LEDGER stream in their canonical encoding, as the
-// ledger does (without signatures, which readers of chains do not check).
-// Each entry's index must be the stream's current length.
-func Append(ctx context.Context, js jetstream.JetStream, es ...*entry.Entry) error {
-	for _, e := range es {
+// Stop takes the ledger down: connections are refused from now on.
+func (l *Ledger) Stop() { l.srv.Close() }
+
+func (l *Ledger) serveChain(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := client.Entries{Size: int64(len(l.entries)), Entries: []client.Entry{}}
+	for _, e := range l.entries {
+		if e.ChainID != r.PathValue("chain") {
+			continue
+		}
 		data, err := entry.Marshal(e)
 		if err != nil {
-			return err
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
 		}
-		msg := &nats.Msg{Subject: ledgerclient.EntriesSubject, Data: data, Header: nats.Header{}}
-		if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(e.Index)); err != nil {
-			return fmt.Errorf("append ledger entry %d: %w", e.Index, err)
-		}
+		out.Entries = append(out.Entries, client.Entry{Index: int64(e.Index), Entry: data})
 	}
-	return nil
+	if len(out.Entries) == 0 {
+		http.Error(w, "no ledger entry has that chainId", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }

@@ -1,7 +1,10 @@
-// Package notify is what the notifier's channels (notify/pagerduty,
-// notify/slack) share: delivery errors classified as retryable or not, and a
-// retry loop with backoff that respects the context and says how many
-// attempts it made.
+// Package notify is the notifier's channels behind one interface: a
+// Notifier delivers a Notification once and says whether trying again may
+// help. Each channel is one subpackage (notify/pagerduty, notify/slack) with
+// the constructor New(conf, logger, httpClient). The package also holds what
+// channels share: delivery errors classified as retryable or not, a retry
+// loop with backoff that respects the context and says how many attempts it
+// made, and the people form of a notification (Message).
 package notify
 
 import (
@@ -19,6 +22,39 @@ const (
 	// ChannelEvent is the bus: the page event announcing a page.
 	ChannelEvent = "event"
 )
+
+// Notifier is one channel to people.
+type Notifier interface {
+	// Notify delivers n once. On failure, retry says whether sending the
+	// same notification again may succeed (rate limiting, server errors,
+	// network failures); the error is an *Error.
+	Notify(ctx context.Context, n *Notification) (retry bool, err error)
+}
+
+// Notification is one piece of news, in the forms channels need: a one-line
+// summary and machine-readable details for incident tools (PagerDuty), a
+// message for people (chat).
+type Notification struct {
+	// About is what it is about: rollback, anomaly, scan, release.
+	About string
+	// Key names the incident: notifications with one key are one incident
+	// (PagerDuty's dedup key).
+	Key string
+	// Summary is one line: what, where, why.
+	Summary string
+	// Severity is critical, error, warning or info; empty takes the
+	// channel's configured severity.
+	Severity string
+	// Source is where the problem is, e.g. "shop (prod)"; Component, Group
+	// and Class place it further (app, environment, rule).
+	Source, Component, Group, Class string
+	// Time is when it happened.
+	Time time.Time
+	// Details must encode as a JSON object.
+	Details any
+	// Message is the form for people.
+	Message Message
+}
 
 // Error is a delivery a channel's endpoint refused or could not take.
 type Error struct {

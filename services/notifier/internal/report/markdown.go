@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/rampartci/rampart/pkg/events"
 )
 
 // Markdown renders the report for people: a summary table, the trigger, the
@@ -53,11 +55,11 @@ func (r *Report) Markdown() []byte {
 		w("No scan of this release is in the ledger.\n")
 	}
 	for _, s := range r.Scans {
-		counts := FormatCounts(s.Counts)
+		counts := events.FormatCounts(s.Counts)
 		if counts == "" {
 			counts = "no findings"
 		}
-		w("- **%s** %s scan of `%s` (ledger %s): %s", s.Outcome, s.TargetKind, ShortArtifact(s.Target), index(s.LedgerIndex), counts)
+		w("- **%s** %s scan of `%s` (ledger %s): %s", s.Outcome, s.TargetKind, events.ShortArtifact(s.Target), index(s.LedgerIndex), counts)
 		if s.Reason != "" {
 			w("; %s", s.Reason)
 		}

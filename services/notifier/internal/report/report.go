@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -190,7 +191,7 @@ func Build(in Input) (*Report, error) {
 			continue
 		}
 		ev := evs[0]
-		r.Timeline = append(r.Timeline, stepOf(e, &ev, Describe(ev)))
+		r.Timeline = append(r.Timeline, stepOf(e, &ev, events.Describe(ev)))
 		if events.KindOf(ev.Type()) == events.KindScan {
 			if s, err := scanSummary(e, ev); err == nil {
 				r.Scans = append(r.Scans, s)
@@ -198,7 +199,7 @@ func Build(in Input) (*Report, error) {
 		}
 	}
 	if !r.Ledger.Complete {
-		r.Timeline = append(r.Timeline, stepOf(nil, &in.Rollback, Describe(in.Rollback)))
+		r.Timeline = append(r.Timeline, stepOf(nil, &in.Rollback, events.Describe(in.Rollback)))
 		switch {
 		case chainID == "":
 			r.Ledger.Note = "the rollback event has no chainId, so the release's other events cannot be found"
@@ -261,7 +262,7 @@ func scanSummary(e *entry.Entry, ev cloudevents.Event) (ScanSummary, error) {
 		PolicyVersion: s.PolicyVersion,
 	}
 	for k, n := range s.Counts {
-		sum.Counts[normSeverity(k)] += n
+		sum.Counts[strings.ToLower(k)] += n
 	}
 	sum.TopFindings = topFindings(s.Findings, maxTopFindings)
 	return sum, nil

@@ -135,6 +135,24 @@ func (n *Notifier) TicketURI(dedupKey string) string {
 	return n.endpoint + enqueuePath + "?dedup_key=" + url.QueryEscape(dedupKey)
 }
 
+var _ notify.Notifier = (*Notifier)(nil)
+
+// Notify implements notify.Notifier: it triggers the alert n.Key once.
+func (n *Notifier) Notify(ctx context.Context, note *notify.Notification) (bool, error) {
+	_, err := n.Trigger(ctx, Alert{
+		DedupKey:  note.Key,
+		Summary:   note.Summary,
+		Source:    note.Source,
+		Component: note.Component,
+		Group:     note.Group,
+		Class:     note.Class,
+		Timestamp: note.Time,
+		Severity:  note.Severity,
+		Details:   note.Details,
+	})
+	return notify.Retryable(err), err
+}
+
 // Trigger sends a trigger event once. Errors are *notify.Error, retryable
 // or not.
 func (n *Notifier) Trigger(ctx context.Context, a Alert) (*pd.V2EventResponse, error) {

@@ -17,21 +17,21 @@ func TestPost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fields []slack.Field
+	var fields []notify.Field
 	for i := range 14 {
-		fields = append(fields, slack.Field{Label: "k<" + string(rune('a'+i)), Value: strings.Repeat("v", 2100)})
+		fields = append(fields, notify.Field{Label: "k<" + string(rune('a'+i)), Value: strings.Repeat("v", 2100)})
 	}
-	m := slack.NewMessage("Rollback: shop in prod",
-		slack.Header(strings.Repeat("Rollback of shop ", 20)),
-		slack.Fields(fields...),
-		slack.Section(strings.Repeat("line\n", 1000)),
-		slack.Divider(),
-		slack.Context("rampart report rollback "+slack.Code("r-1")))
+	m := notify.NewMessage("Rollback: shop in prod",
+		notify.Header(strings.Repeat("Rollback of shop ", 20)),
+		notify.Fields(fields...),
+		notify.Section(strings.Repeat("line\n", 1000)),
+		notify.Divider(),
+		notify.Context("rampart report rollback "+notify.Code("r-1")))
 	if err := n.Post(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}
 	got := srv.Messages()
-	if len(got) != 1 || len(got[0].Blocks) != 5 || len(got[0].Blocks[1].Fields) != slack.MaxFields {
+	if len(got) != 1 || len(got[0].Blocks) != 5 || len(got[0].Blocks[1].Fields) != notify.MaxFields {
 		t.Fatalf("messages = %+v", got)
 	}
 	if !strings.HasPrefix(got[0].Blocks[1].Fields[0].Text, "*k&lt;a*\n") {
@@ -53,7 +53,7 @@ func TestPostErrors(t *testing.T) {
 			srv := slacktest.NewServer(t)
 			srv.Respond(tt.status)
 			n, _ := slack.New(slack.Config{Webhook: srv.URL}, nil, nil)
-			err := n.Post(t.Context(), slack.NewMessage("x", slack.Section("x")))
+			err := n.Post(t.Context(), notify.NewMessage("x", notify.Section("x")))
 			var ne *notify.Error
 			if !errors.As(err, &ne) || ne.Status != tt.status || ne.Retryable != tt.retryable {
 				t.Fatalf("err = %v, want status %d retryable %v", err, tt.status, tt.retryable)
@@ -65,7 +65,7 @@ func TestPostErrors(t *testing.T) {
 	}
 	t.Run("no answer hides the URL", func(t *testing.T) {
 		n, _ := slack.New(slack.Config{Webhook: "http://127.0.0.1:1/services/SECRET"}, nil, nil)
-		err := n.Post(t.Context(), slack.NewMessage("x", slack.Section("x")))
+		err := n.Post(t.Context(), notify.NewMessage("x", notify.Section("x")))
 		if !notify.Retryable(err) || strings.Contains(err.Error(), "SECRET") {
 			t.Fatalf("err = %v", err)
 		}

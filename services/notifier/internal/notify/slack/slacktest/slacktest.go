@@ -15,7 +15,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/rampartci/rampart/services/notifier/internal/notify/slack"
+	"github.com/rampartci/rampart/services/notifier/internal/notify"
 )
 
 // Server is the fake webhook.
@@ -26,7 +26,7 @@ type Server struct {
 	mu       sync.Mutex
 	script   []int
 	requests int
-	messages []slack.Message
+	messages []notify.Message
 }
 
 // NewServer starts a webhook at URL, closed when the test ends.
@@ -54,7 +54,7 @@ func (s *Server) Requests() int {
 }
 
 // Messages are the messages answered with 200.
-func (s *Server) Messages() []slack.Message {
+func (s *Server) Messages() []notify.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.messages)
@@ -96,10 +96,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 // Check validates an incoming-webhook body: known fields, fallback text,
 // and the blocks this notifier uses within their limits.
-func Check(body []byte) (*slack.Message, []string) {
+func Check(body []byte) (*notify.Message, []string) {
 	var p []string
 	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
-	var m slack.Message
+	var m notify.Message
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
@@ -108,10 +108,10 @@ func Check(body []byte) (*slack.Message, []string) {
 	if m.Text == "" {
 		bad("text (the notification fallback) is empty")
 	}
-	if len(m.Blocks) == 0 || len(m.Blocks) > slack.MaxBlocks {
-		bad("%d blocks, want 1 to %d", len(m.Blocks), slack.MaxBlocks)
+	if len(m.Blocks) == 0 || len(m.Blocks) > notify.MaxBlocks {
+		bad("%d blocks, want 1 to %d", len(m.Blocks), notify.MaxBlocks)
 	}
-	text := func(where string, t *slack.Text, types []string, limit int) {
+	text := func(where string, t *notify.Text, types []string, limit int) {
 		switch {
 		case t == nil:
 			bad("%s: text is missing", where)
@@ -128,7 +128,7 @@ func Check(body []byte) (*slack.Message, []string) {
 		at := fmt.Sprintf("blocks[%d] (%s)", i, b.Type)
 		switch b.Type {
 		case "header":
-			text(at, b.Text, []string{"plain_text"}, slack.MaxHeader)
+			text(at, b.Text, []string{"plain_text"}, notify.MaxHeader)
 			if b.Fields != nil || b.Elements != nil {
 				bad("%s: a header has only text", at)
 			}
@@ -137,23 +137,23 @@ func Check(body []byte) (*slack.Message, []string) {
 				bad("%s: a section needs text or fields", at)
 			}
 			if b.Text != nil {
-				text(at, b.Text, both, slack.MaxSectionText)
+				text(at, b.Text, both, notify.MaxSectionText)
 			}
-			if len(b.Fields) > slack.MaxFields {
-				bad("%s: %d fields, more than %d", at, len(b.Fields), slack.MaxFields)
+			if len(b.Fields) > notify.MaxFields {
+				bad("%s: %d fields, more than %d", at, len(b.Fields), notify.MaxFields)
 			}
 			for j := range b.Fields {
-				text(fmt.Sprintf("%s.fields[%d]", at, j), &b.Fields[j], both, slack.MaxFieldText)
+				text(fmt.Sprintf("%s.fields[%d]", at, j), &b.Fields[j], both, notify.MaxFieldText)
 			}
 			if b.Elements != nil {
 				bad("%s: a section has no elements", at)
 			}
 		case "context":
-			if len(b.Elements) == 0 || len(b.Elements) > slack.MaxContextElems {
-				bad("%s: %d elements, want 1 to %d", at, len(b.Elements), slack.MaxContextElems)
+			if len(b.Elements) == 0 || len(b.Elements) > notify.MaxContextElems {
+				bad("%s: %d elements, want 1 to %d", at, len(b.Elements), notify.MaxContextElems)
 			}
 			for j := range b.Elements {
-				text(fmt.Sprintf("%s.elements[%d]", at, j), &b.Elements[j], both, slack.MaxSectionText)
+				text(fmt.Sprintf("%s.elements[%d]", at, j), &b.Elements[j], both, notify.MaxSectionText)
 			}
 			if b.Text != nil || b.Fields != nil {
 				bad("%s: a context has only elements", at)

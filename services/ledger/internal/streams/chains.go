@@ -1,4 +1,4 @@
-package ledgerclient
+package streams
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 //
 // The index is a convenience and is not trusted: Chain reads each entry from
 // LEDGER and keeps only those that really name the chain, and
-// `rampart ledger verify` reads LEDGER itself.
+// verification reads LEDGER itself.
 
 // ChainIDHeader names the chain on an index message, for people reading the
 // stream; the subject token may have lost characters.

@@ -3,7 +3,7 @@
 // paged (PagerDuty), posted (Slack) and announced (a page event), exactly
 // once per rollout; an anomaly is a Slack heads-up; a blocked scan and a
 // completed release go to the app's configured channels.
-package notifier
+package dispatch
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -49,13 +50,12 @@ type Config struct {
 	HTTPClient *http.Client
 	// Backoff bounds the in-place retries of one delivery.
 	Backoff notify.Backoff
-	// LedgerWait is how long a rollback waits for the ledger to record it
-	// before the message is retried later; LedgerPoll is the first poll
-	// interval; ProgressEvery how often the server is told the message is
-	// still being worked on.
-	LedgerWait, LedgerPoll, ProgressEvery time.Duration
-	// MaxDeliver is the consumer's; on the last delivery a report is built
-	// without waiting for the ledger any more.
+	// LedgerWait is how long one delivery of a rollback, once paged, waits
+	// for the ledger to record it before the message is retried later;
+	// LedgerPoll is the first poll interval.
+	LedgerWait, LedgerPoll time.Duration
+	// MaxDeliver is the consumer's; on the last delivery the report is
+	// built without waiting for the ledger any more.
 	MaxDeliver int
 	// Now is the clock (reports' generatedAt, incident times).
 	Now     func() time.Time
@@ -63,20 +63,20 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
-// Notifier handles the notifier's events.
-type Notifier struct {
+// Dispatcher handles the notifier's events.
+type Dispatcher struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *Metrics
 }
 
-// New checks cfg and returns a Notifier.
-func New(cfg Config) (*Notifier, error) {
+// New checks cfg and returns a Dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
 	switch {
 	case cfg.Reports == nil || cfg.Incidents == nil || cfg.Chains == nil || cfg.Publisher == nil:
-		return nil, errors.New("notifier: reports, incidents, chains and publisher are required")
+		return nil, errors.New("dispatch: reports, incidents, chains and publisher are required")
 	case cfg.Holder == "":
-		return nil, errors.New("notifier: holder name is required")
+		return nil, errors.New("dispatch: holder name is required")
 	}
 	if cfg.Backoff.Attempts == 0 {
 		cfg.Backoff = notify.DefaultBackoff()
@@ -87,9 +87,6 @@ func New(cfg Config) (*Notifier, error) {
 	if cfg.LedgerPoll <= 0 {
 		cfg.LedgerPoll = 50 * time.Millisecond
 	}
-	if cfg.ProgressEvery <= 0 {
-		cfg.ProgressEvery = 5 * time.Second
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -99,23 +96,21 @@ func New(cfg Config) (*Notifier, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics, _ = NewMetrics(nil)
 	}
-	return &Notifier{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}, nil
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}, nil
 }
 
 // Handle is the consumer's handler (bus.Handler): nil to ack, bus.Poison to
 // dead-letter, any other error to retry later.
-func (n *Notifier) Handle(ctx context.Context, d bus.Delivery) error {
+func (n *Dispatcher) Handle(ctx context.Context, d bus.Delivery) error {
 	ev := d.Event
 	switch events.KindOf(ev.Type()) {
 	case events.KindRollback:
+		// Waiting for the ledger or for another replica can outlast the
+		// ack wait: keep the message ours meanwhile.
+		stop := d.KeepAlive(ctx)
+		defer stop()
 		last := n.cfg.MaxDeliver > 0 && d.Attempt >= uint64(n.cfg.MaxDeliver)
-		return n.rollback(ctx, ev, last, func() {
-			if d.Msg != nil {
-				if err := d.InProgress(); err != nil {
-					n.log.Warn("telling the server the rollback is in progress", "event", ev.ID(), "err", err)
-				}
-			}
-		})
+		return n.rollback(ctx, ev, last)
 	case events.KindAnomaly:
 		return n.anomaly(ctx, ev)
 	case events.KindScan:
@@ -132,7 +127,7 @@ type routes struct {
 	known bool
 }
 
-func (n *Notifier) routes(app string) routes {
+func (n *Dispatcher) routes(app string) routes {
 	if n.cfg.Policy == nil || n.cfg.Policy.Current() == nil {
 		return routes{}
 	}
@@ -140,45 +135,55 @@ func (n *Notifier) routes(app string) routes {
 	return routes{app: a, known: ok}
 }
 
-// pagerDuty returns the app's PagerDuty notifier, nil when none is
-// configured. A secret that cannot be resolved is a permanent failure: the
-// policy must be fixed, and the dead letter says so (naming the reference,
-// never the value).
-func (n *Notifier) pagerDuty(r routes) (*pagerduty.Notifier, error) {
-	pd := r.app.Notify.PagerDuty
-	if pd == nil {
-		return nil, nil
+// channels returns those of the wanted channels the app has configured, by
+// name (notify.Channel*).
+// A channel that cannot be built is a permanent failure: the policy must be
+// fixed, and the dead letter says so (naming a secret's reference, never its
+// value).
+func (n *Dispatcher) channels(r routes, wanted ...string) (map[string]notify.Notifier, []error) {
+	out := map[string]notify.Notifier{}
+	var errs []error
+	if pd := r.app.Notify.PagerDuty; pd != nil && slices.Contains(wanted, notify.ChannelPagerDuty) {
+		key, err := pd.RoutingKey.Resolve()
+		if err != nil {
+			errs = append(errs, &notify.Error{Channel: notify.ChannelPagerDuty, Err: fmt.Errorf("routing key: %w", err)})
+		} else if p, err := pagerduty.New(pagerduty.Config{RoutingKey: key, Severity: pd.Severity, Endpoint: pd.URL}, n.log, n.cfg.HTTPClient); err != nil {
+			errs = append(errs, &notify.Error{Channel: notify.ChannelPagerDuty, Err: err})
+		} else {
+			out[notify.ChannelPagerDuty] = p
+		}
 	}
-	key, err := pd.RoutingKey.Resolve()
-	if err != nil {
-		return nil, &notify.Error{Channel: notify.ChannelPagerDuty, Err: fmt.Errorf("routing key: %w", err)}
+	if s := r.app.Notify.Slack; s != nil && slices.Contains(wanted, notify.ChannelSlack) {
+		url, err := s.Webhook.Resolve()
+		if err != nil {
+			errs = append(errs, &notify.Error{Channel: notify.ChannelSlack, Err: fmt.Errorf("webhook: %w", err)})
+		} else if sl, err := slack.New(slack.Config{Webhook: url}, n.log, n.cfg.HTTPClient); err != nil {
+			errs = append(errs, &notify.Error{Channel: notify.ChannelSlack, Err: err})
+		} else {
+			out[notify.ChannelSlack] = sl
+		}
 	}
-	p, err := pagerduty.New(pagerduty.Config{RoutingKey: key, Severity: pd.Severity, Endpoint: pd.URL}, n.log, n.cfg.HTTPClient)
-	if err != nil {
-		return nil, &notify.Error{Channel: notify.ChannelPagerDuty, Err: err}
-	}
-	return p, nil
+	return out, errs
 }
 
-// slack returns the app's Slack notifier, nil when none is configured.
-func (n *Notifier) slack(r routes) (*slack.Notifier, error) {
-	s := r.app.Notify.Slack
-	if s == nil {
-		return nil, nil
-	}
-	url, err := s.Webhook.Resolve()
-	if err != nil {
-		return nil, &notify.Error{Channel: notify.ChannelSlack, Err: fmt.Errorf("webhook: %w", err)}
-	}
-	sl, err := slack.New(slack.Config{Webhook: url}, n.log, n.cfg.HTTPClient)
-	if err != nil {
-		return nil, &notify.Error{Channel: notify.ChannelSlack, Err: err}
-	}
-	return sl, nil
+// send delivers note on one channel with in-place retries and records the
+// metrics.
+func (n *Dispatcher) send(ctx context.Context, log *slog.Logger, channel string, ch notify.Notifier, note *notify.Notification) error {
+	return n.deliver(ctx, log, channel, note.About, func(ctx context.Context) error {
+		retry, err := ch.Notify(ctx, note)
+		if err == nil {
+			return nil
+		}
+		var e *notify.Error
+		if !errors.As(err, &e) {
+			err = &notify.Error{Channel: channel, Retryable: retry, Err: err}
+		}
+		return err
+	})
 }
 
 // deliver runs one delivery with in-place retries and records its metrics.
-func (n *Notifier) deliver(ctx context.Context, log *slog.Logger, channel, about string, fn func(ctx context.Context) error) error {
+func (n *Dispatcher) deliver(ctx context.Context, log *slog.Logger, channel, about string, fn func(ctx context.Context) error) error {
 	attempts, err := notify.Retry(ctx, n.cfg.Backoff, fn, func(attempt int, err error, wait time.Duration) {
 		n.metrics.retries.WithLabelValues(channel).Inc()
 		log.Warn("delivery failed; retrying", "channel", channel, "attempt", attempt, "wait", wait, "err", err)

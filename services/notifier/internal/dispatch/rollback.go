@@ -1,4 +1,4 @@
-package notifier
+package dispatch
 
 import (
 	"context"
@@ -15,22 +15,25 @@ import (
 	"github.com/rampartci/rampart/services/notifier/internal/incident"
 	"github.com/rampartci/rampart/services/notifier/internal/notify"
 	"github.com/rampartci/rampart/services/notifier/internal/notify/pagerduty"
-	"github.com/rampartci/rampart/services/notifier/internal/notify/slack"
 	"github.com/rampartci/rampart/services/notifier/internal/report"
 )
 
-// rollback reports, pages, posts and announces one rollback. The steps are
-// recorded on the rollout's incident as they succeed, so a redelivery (after
-// a failure, or of a duplicate rollback) does only what is left, and a
-// rollout whose incident is complete is acknowledged without a second page.
-func (n *Notifier) rollback(ctx context.Context, ev cloudevents.Event, last bool, inProgress func()) (err error) {
+// rollback pages, announces, reports and posts one rollback, in that
+// order: on-call hears of it at once, from the rollback event alone, and the
+// report (which waits for the ledger to record the rollback) follows on the
+// same PagerDuty incident and in Slack. The steps are recorded on the
+// rollout's incident as they succeed, so a redelivery (after a failure, a
+// ledger that is behind, or of a duplicate rollback) does only what is left,
+// and a rollout whose incident is complete is acknowledged without a second
+// page.
+func (n *Dispatcher) rollback(ctx context.Context, ev cloudevents.Event, last bool) (err error) {
 	rb, err := events.RollbackOf(ev)
 	if err != nil {
 		return bus.Poison(fmt.Errorf("read rollback: %w", err))
 	}
 	log := n.log.With("app", rb.App, "environment", rb.Environment, "rollout", rb.RolloutID, "event", ev.ID())
 
-	claim, err := n.claim(ctx, rb.RolloutID, ev.ID(), inProgress)
+	claim, err := n.claim(ctx, rb.RolloutID, ev.ID())
 	switch {
 	case errors.Is(err, incident.ErrCompleted):
 		n.metrics.duplicates.Inc()
@@ -52,48 +55,62 @@ func (n *Notifier) rollback(ctx context.Context, ev cloudevents.Event, last bool
 		}
 	}()
 
-	rd, err := n.reportFor(ctx, log, claim, ev, last, inProgress)
-	if err != nil {
-		return err
-	}
-
 	r := n.routes(rb.App)
 	if !r.known {
 		log.Warn("app has no notification routes in the policy; the rollback is reported but nobody is paged")
 	}
-	var errs []error
-	pd, err := n.pagerDuty(r)
-	errs = append(errs, err)
+	chans, errs := n.channels(r, notify.ChannelPagerDuty, notify.ChannelSlack)
+	pd, sl := chans[notify.ChannelPagerDuty], chans[notify.ChannelSlack]
+
+	// 1. Page now: nothing about it waits for the ledger.
 	if pd != nil && claim.Incident.PagedAt.IsZero() {
-		err := n.page(ctx, log, claim, pd, rb, rd)
+		err := n.page(ctx, log, claim, pd, rollbackPage(ev, rb))
 		if errors.Is(err, incident.ErrLost) {
 			return err // another instance took over: it does the rest
 		}
 		errs = append(errs, err)
 	}
-	sl, err := n.slack(r)
-	errs = append(errs, err)
-	if sl != nil && claim.Incident.PostedAt.IsZero() {
-		onCall := "no PagerDuty route"
-		switch {
-		case !claim.Incident.PagedAt.IsZero():
-			onCall = "paged on PagerDuty, dedup key " + slack.Code(claim.Incident.DedupKey)
-		case pd != nil:
-			onCall = "*the PagerDuty page failed*: page on-call by hand"
-		}
-		err := n.deliver(ctx, log, notify.ChannelSlack, events.KindRollback, func(ctx context.Context) error {
-			return sl.Post(ctx, rollbackMessage(rd.report, onCall))
-		})
-		if err == nil {
-			err = claim.Update(ctx, func(i *incident.Incident) { i.PostedAt = n.cfg.Now().UTC() })
-		}
+	if !claim.Incident.PagedAt.IsZero() && claim.Incident.PublishedAt.IsZero() {
+		err := n.publishPage(ctx, log, claim, ev, rb)
 		if errors.Is(err, incident.ErrLost) {
 			return err
 		}
 		errs = append(errs, err)
 	}
-	if !claim.Incident.PagedAt.IsZero() && claim.Incident.PublishedAt.IsZero() {
-		errs = append(errs, n.publishPage(ctx, log, claim, ev, rb))
+
+	// 2. The report, once the ledger has the rollback.
+	rd, err := n.reportFor(ctx, log, claim, ev, last)
+	if err != nil {
+		// Retried later: what is recorded on the incident is not done
+		// again, a permanent page failure included.
+		return outcome(append(errs, err))
+	}
+
+	// 3. The report on the same PagerDuty incident, and in Slack.
+	if pd != nil && !claim.Incident.PagedAt.IsZero() && claim.Incident.ReportPagedAt.IsZero() {
+		note := rollbackPage(ev, rb)
+		note.Details = json.RawMessage(rd.JSON)
+		err := n.sendStep(ctx, log, claim, notify.ChannelPagerDuty, pd, note, func(i *incident.Incident, at time.Time) { i.ReportPagedAt = at })
+		if errors.Is(err, incident.ErrLost) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	if sl != nil && claim.Incident.PostedAt.IsZero() {
+		onCall := "no PagerDuty route"
+		switch {
+		case !claim.Incident.PagedAt.IsZero():
+			onCall = "paged on PagerDuty, dedup key " + notify.Code(claim.Incident.DedupKey)
+		case pd != nil:
+			onCall = "*the PagerDuty page failed*: page on-call by hand"
+		}
+		note := rollbackPage(ev, rb)
+		note.Message = rollbackMessage(rd.report, onCall)
+		err := n.sendStep(ctx, log, claim, notify.ChannelSlack, sl, note, func(i *incident.Incident, at time.Time) { i.PostedAt = at })
+		if errors.Is(err, incident.ErrLost) {
+			return err
+		}
+		errs = append(errs, err)
 	}
 	if err := outcome(errs); err != nil {
 		return err
@@ -105,20 +122,40 @@ func (n *Notifier) rollback(ctx context.Context, ev cloudevents.Event, last bool
 	return nil
 }
 
+// sendStep sends note on one channel and, once it is delivered, records the
+// step on the incident with mark.
+func (n *Dispatcher) sendStep(ctx context.Context, log *slog.Logger, claim *incident.Claim, channel string, ch notify.Notifier, note *notify.Notification, mark func(*incident.Incident, time.Time)) error {
+	if err := n.send(ctx, log, channel, ch, note); err != nil {
+		return err
+	}
+	return claim.Update(ctx, func(i *incident.Incident) { mark(i, n.cfg.Now().UTC()) })
+}
+
+// rollbackPage is the page of a rollback, from the event alone: what, where,
+// why, with the rollback's payload as details.
+func rollbackPage(ev cloudevents.Event, rb events.Rollback) *notify.Notification {
+	return &notify.Notification{
+		About:     events.KindRollback,
+		Key:       pagerduty.DedupKey(rb.RolloutID),
+		Summary:   pageSummary(rb),
+		Source:    rb.App + " (" + rb.Environment + ")",
+		Component: rb.App,
+		Group:     rb.Environment,
+		Class:     rb.Trigger.Rule,
+		Time:      ev.Time(),
+		Details:   rb,
+	}
+}
+
 // claim takes the rollout's incident. While another instance holds it (a
 // duplicate rollback on another replica), it waits for that one to finish,
 // up to the ledger wait, rather than retry the message blindly.
-func (n *Notifier) claim(ctx context.Context, rolloutID, eventID string, inProgress func()) (*incident.Claim, error) {
+func (n *Dispatcher) claim(ctx context.Context, rolloutID, eventID string) (*incident.Claim, error) {
 	deadline := time.Now().Add(n.cfg.LedgerWait)
-	beat := time.Now()
 	for {
 		claim, err := n.cfg.Incidents.Claim(ctx, rolloutID, eventID, n.cfg.Holder)
 		if !errors.Is(err, incident.ErrHeld) || time.Now().After(deadline) {
 			return claim, err
-		}
-		if time.Since(beat) >= n.cfg.ProgressEvery {
-			inProgress()
-			beat = time.Now()
 		}
 		t := time.NewTimer(n.cfg.LedgerPoll)
 		select {
@@ -138,7 +175,7 @@ type rendered struct {
 
 // reportFor builds and stores the rollout's report, or reads the stored one
 // when an earlier delivery did that.
-func (n *Notifier) reportFor(ctx context.Context, log *slog.Logger, claim *incident.Claim, ev cloudevents.Event, last bool, inProgress func()) (*rendered, error) {
+func (n *Dispatcher) reportFor(ctx context.Context, log *slog.Logger, claim *incident.Claim, ev cloudevents.Event, last bool) (*rendered, error) {
 	if !claim.Incident.ReportedAt.IsZero() {
 		rd, err := n.cfg.Reports.Get(ctx, claim.Incident.RolloutID)
 		if err == nil {
@@ -153,7 +190,7 @@ func (n *Notifier) reportFor(ctx context.Context, log *slog.Logger, claim *incid
 	start := time.Now()
 	in := report.Input{Rollback: ev, Now: n.cfg.Now()}
 	if chainID := events.ChainID(ev); chainID != "" {
-		chain, err := n.waitForEvent(ctx, chainID, ev.ID(), last, inProgress)
+		chain, err := n.waitForEvent(ctx, chainID, ev.ID(), last)
 		if err != nil {
 			return nil, err
 		}
@@ -182,27 +219,16 @@ func (n *Notifier) reportFor(ctx context.Context, log *slog.Logger, claim *incid
 }
 
 // page triggers the PagerDuty alert of the rollout and records it.
-func (n *Notifier) page(ctx context.Context, log *slog.Logger, claim *incident.Claim, pd *pagerduty.Notifier, rb events.Rollback, rd *rendered) error {
-	dedup := pagerduty.DedupKey(rb.RolloutID)
-	alert := pagerduty.Alert{
-		DedupKey:  dedup,
-		Summary:   pageSummary(rd.report),
-		Source:    rb.App + " (" + rb.Environment + ")",
-		Component: rb.App,
-		Group:     rb.Environment,
-		Class:     rb.Trigger.Rule,
-		Timestamp: rd.report.RolledBackAt,
-		Details:   json.RawMessage(rd.JSON),
+func (n *Dispatcher) page(ctx context.Context, log *slog.Logger, claim *incident.Claim, pd notify.Notifier, note *notify.Notification) error {
+	if err := n.send(ctx, log, notify.ChannelPagerDuty, pd, note); err != nil {
+		return err
 	}
-	err := n.deliver(ctx, log, notify.ChannelPagerDuty, events.KindRollback, func(ctx context.Context) error {
-		_, err := pd.Trigger(ctx, alert)
-		return err
-	})
-	if err != nil {
-		return err
+	var ticket string
+	if t, ok := pd.(interface{ TicketURI(key string) string }); ok {
+		ticket = t.TicketURI(note.Key)
 	}
 	return claim.Update(ctx, func(i *incident.Incident) {
-		i.PagedAt, i.DedupKey, i.TicketURI = n.cfg.Now().UTC(), dedup, pd.TicketURI(dedup)
+		i.PagedAt, i.DedupKey, i.TicketURI = n.cfg.Now().UTC(), note.Key, ticket
 	})
 }
 
@@ -211,7 +237,7 @@ func (n *Notifier) page(ctx context.Context, log *slog.Logger, claim *incident.C
 func PageEventID(rolloutID string) string { return "notifier-page-" + rolloutID }
 
 // publishPage announces the page on the bus, in the release's chain.
-func (n *Notifier) publishPage(ctx context.Context, log *slog.Logger, claim *incident.Claim, ev cloudevents.Event, rb events.Rollback) error {
+func (n *Dispatcher) publishPage(ctx context.Context, log *slog.Logger, claim *incident.Claim, ev cloudevents.Event, rb events.Rollback) error {
 	inc := claim.Incident
 	channels := []string{notify.ChannelPagerDuty}
 	if !inc.PostedAt.IsZero() {
@@ -229,7 +255,7 @@ func (n *Notifier) publishPage(ctx context.Context, log *slog.Logger, claim *inc
 		Environment: rb.Environment,
 		TicketURI:   inc.TicketURI,
 		DedupKey:    inc.DedupKey,
-		Description: fmt.Sprintf("rollback of %s in %s: %s", rb.App, rb.Environment, report.TriggerText(rb.Trigger.Rule, rb.Trigger.Origin, rb.Trigger.Observed, rb.Trigger.Threshold)),
+		Description: fmt.Sprintf("rollback of %s in %s: %s", rb.App, rb.Environment, events.TriggerText(rb.Trigger.Rule, rb.Trigger.Origin, rb.Trigger.Observed, rb.Trigger.Threshold)),
 		RolloutID:   rb.RolloutID,
 		ArtifactID:  rb.From,
 		Channels:    channels,

@@ -1,4 +1,4 @@
-package notifier
+package dispatch
 
 import (
 	"context"
@@ -6,43 +6,35 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
-	"github.com/rampartci/rampart/pkg/ledger/ledgerclient"
 )
 
 // ChainReader reads the ledger entries of one release's chain, in ledger
-// order.
+// order (client.Client, the ledger's query API).
 type ChainReader interface {
 	Chain(ctx context.Context, chainID string) ([]*entry.Entry, error)
 }
 
-// LedgerChains reads chains from the LEDGER stream on js.
-type LedgerChains struct{ JS jetstream.JetStream }
-
-var _ ChainReader = LedgerChains{}
-
-// Chain implements ChainReader with ledgerclient.Chain.
-func (l LedgerChains) Chain(ctx context.Context, chainID string) ([]*entry.Entry, error) {
-	return ledgerclient.Chain(ctx, l.JS, chainID)
-}
+var _ ChainReader = (*client.Client)(nil)
 
 // ErrLedgerBehind is returned when the ledger has not recorded a rollback
 // within the wait; the message is retried later.
 var ErrLedgerBehind = errors.New("the ledger has not recorded the rollback yet")
 
-// waitForEvent polls the chain until it holds eventID, telling the server
-// the message is in progress every beat. When the wait runs out it returns
-// ErrLedgerBehind, or, when degrade is set (the last delivery), what it
-// found so that the report is built without the ledger rather than never.
-func (n *Notifier) waitForEvent(ctx context.Context, chainID, eventID string, degrade bool, inProgress func()) ([]*entry.Entry, error) {
+// waitForEvent polls the chain until it holds eventID. When the wait runs
+// out it returns ErrLedgerBehind, or, when degrade is set (the last
+// delivery), what it found so that the report is built without the ledger
+// rather than never. A chain the ledger does not know yet is an empty one.
+func (n *Dispatcher) waitForEvent(ctx context.Context, chainID, eventID string, degrade bool) ([]*entry.Entry, error) {
 	start := time.Now()
 	deadline := start.Add(n.cfg.LedgerWait)
-	beat := start
 	poll := n.cfg.LedgerPoll
 	for {
 		es, err := n.cfg.Chains.Chain(ctx, chainID)
+		if errors.Is(err, client.ErrNotFound) {
+			es, err = nil, nil
+		}
 		if err == nil && containsEvent(es, eventID) {
 			n.metrics.ledgerWait.Observe(time.Since(start).Seconds())
 			return es, nil
@@ -56,10 +48,6 @@ func (n *Notifier) waitForEvent(ctx context.Context, chainID, eventID string, de
 			default:
 				return nil, fmt.Errorf("%w: event %s is not in chain %s after %s", ErrLedgerBehind, eventID, chainID, n.cfg.LedgerWait)
 			}
-		}
-		if time.Since(beat) >= n.cfg.ProgressEvery {
-			inProgress()
-			beat = time.Now()
 		}
 		t := time.NewTimer(poll)
 		select {

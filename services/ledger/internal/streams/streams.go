@@ -1,8 +1,8 @@
-// Package ledgerclient reads the ledger's JetStream streams: the entries in
-// LEDGER and the signed checkpoints in LEDGER_CHECKPOINTS. The ledger service
-// uses it to rebuild its state on start; the rampart CLI uses it for
-// `rampart ledger verify` and `rampart ledger show --chain`.
-package ledgerclient
+// Package streams is the ledger's storage layout on JetStream: the entries
+// in LEDGER, the signed checkpoints in LEDGER_CHECKPOINTS and the chain index
+// in LEDGER_CHAINS, and reading them. It is private to the ledger service:
+// everyone else asks the ledger's query API (pkg/ledger/client).
+package streams
 
 import (
 	"context"

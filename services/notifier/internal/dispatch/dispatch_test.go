@@ -1,4 +1,4 @@
-package notifier
+package dispatch
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/notifier/internal/chaintest"
 	"github.com/rampartci/rampart/services/notifier/internal/notify"
@@ -66,7 +67,11 @@ func TestMessagesFitLimits(t *testing.T) {
 	if _, problems := slacktest.Check(body); len(problems) > 0 {
 		t.Errorf("Slack message: %v", problems)
 	}
-	if s := pagerduty.Truncate(pageSummary(r), pagerduty.MaxSummary); len(s) > pagerduty.MaxSummary {
+	rb, err := events.RollbackOf(rel.Rollback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := pagerduty.Truncate(pageSummary(rb), pagerduty.MaxSummary); len(s) > pagerduty.MaxSummary {
 		t.Errorf("summary of %d bytes", len(s))
 	}
 }

@@ -1,0 +1,54 @@
+package events_test
+
+import (
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/rampartci/rampart/pkg/events"
+)
+
+func TestDescribe(t *testing.T) {
+	meta := events.Meta{ID: "e-1", Source: "/test", Time: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), App: "shop"}
+	must := func(ev cloudevents.Event, err error) cloudevents.Event {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	long := "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	other := cloudevents.New()
+	other.SetType("dev.example.unknown")
+	tests := []struct {
+		name string
+		ev   cloudevents.Event
+		want string
+	}{
+		{"commit", must(events.NewCommit(meta, events.Commit{Repository: "github.com/acme/shop", SHA: "0123456789abcdef"})),
+			"commit 0123456789ab merged to github.com/acme/shop"},
+		{"short sha prints whole", must(events.NewCommit(meta, events.Commit{Repository: "github.com/acme/shop", SHA: "abc"})),
+			"commit abc merged to github.com/acme/shop"},
+		{"artifact", must(events.NewArtifactPushed(meta, events.Artifact{Purl: "pkg:oci/shop", Repository: "demo/shop", Digest: long, Tag: "v1"})),
+			"image pushed: demo/shop@sha256:0123456789ab (v1)"},
+		{"short digest prints whole", must(events.NewArtifactPushed(meta, events.Artifact{Purl: "pkg:oci/shop", Repository: "demo/shop", Digest: "sha256:ab"})),
+			"image pushed: demo/shop@sha256:ab"},
+		{"digest without algorithm", must(events.NewArtifactPushed(meta, events.Artifact{Purl: "pkg:oci/shop", Repository: "demo/shop", Digest: "x"})),
+			"image pushed: demo/shop@x"},
+		{"unknown type", other, "dev.example.unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := events.Describe(tt.ev); got != tt.want {
+				t.Errorf("Describe = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFormatCounts(t *testing.T) {
+	if got := events.FormatCounts(map[string]int{"HIGH": 2, "critical": 1, "low": 0, "weird": 1}); got != "1 critical, 2 high, 1 weird" {
+		t.Errorf("FormatCounts = %q", got)
+	}
+}

@@ -1,0 +1,21 @@
+package app
+
+import (
+	"testing"
+	"time"
+)
+
+func TestNewFillsDefaults(t *testing.T) {
+	a, err := New(Options{KeyFile: "ledger.key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := DefaultOptions(""); a.opts.Origin != d.Origin || a.opts.CheckpointInterval != d.CheckpointInterval {
+		t.Errorf("options = %+v, want the defaults filled in", a.opts)
+	}
+	for _, bad := range []Options{{}, {KeyFile: "k", CheckpointInterval: time.Millisecond}} {
+		if _, err := New(bad); err == nil {
+			t.Errorf("New(%+v) accepted", bad)
+		}
+	}
+}
