@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -163,6 +165,7 @@ func (o Options) Validate() error {
 type App struct {
 	opts     Options
 	ledger   ledgerChains
+	reports  atomic.Pointer[report.Store]
 	bus      *bus.Bus
 	consumer *bus.Consumer
 	cancel   context.CancelFunc
@@ -254,7 +257,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	}
 	n, err := dispatch.New(dispatch.Config{
 		Policy:     store,
-		Reports:    report.NewStore(reports, a.opts.ReportDir),
+		Reports:    a.reportStore(reports),
 		Incidents:  incident.NewStore(incidents, a.opts.IncidentLease, now),
 		Chains:     &a.ledger,
 		Publisher:  deps.Bus,
@@ -339,29 +342,67 @@ func holderName() (string, error) {
 // ReportsBucket is the key-value bucket that holds the rollback reports.
 const ReportsBucket = report.Bucket
 
-// ErrNoReport is returned by ReadReport when no report is stored for the
-// rollout.
-var ErrNoReport = report.ErrNotFound
-
 // Report formats.
 const (
 	FormatMarkdown = "md"
 	FormatJSON     = "json"
 )
 
-// ReadReport returns the stored rollback report of rolloutID in format
-// FormatMarkdown or FormatJSON, reading the bucket on js without creating
-// it. The CLI's `rampart report rollback` uses it.
-func ReadReport(ctx context.Context, js jetstream.JetStream, rolloutID, format string) ([]byte, error) {
-	if format != FormatMarkdown && format != FormatJSON {
-		return nil, fmt.Errorf("report format %q: want %s or %s", format, FormatMarkdown, FormatJSON)
+// ReportPath is where the stored rollback reports are served:
+//
+//	GET /notifier/reports/{rollout}[?format=md|json]
+const ReportPath = "/notifier/reports/"
+
+// maxRolloutID bounds a rollout id in a request; the deployer's are short.
+const maxRolloutID = 256
+
+func (a *App) reportStore(kv jetstream.KeyValue) *report.Store {
+	s := report.NewStore(kv, a.opts.ReportDir)
+	a.reports.Store(s)
+	return s
+}
+
+// Routes implements service.Router: the stored rollback reports, read by
+// `rampart report rollback`. Answers: 200 with the report (text/markdown or
+// application/json); 400 for a bad format or rollout id; 404 when no report
+// is stored for the rollout; 503 before the notifier has started.
+func (a *App) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+ReportPath+"{rollout}", a.serveReport)
+}
+
+var _ service.Router = (*App)(nil)
+
+func (a *App) serveReport(w http.ResponseWriter, r *http.Request) {
+	id, format := r.PathValue("rollout"), r.URL.Query().Get("format")
+	if format == "" {
+		format = FormatMarkdown
 	}
-	rd, err := report.Read(ctx, js, rolloutID)
-	if err != nil {
-		return nil, err
+	switch {
+	case format != FormatMarkdown && format != FormatJSON:
+		http.Error(w, fmt.Sprintf("format %q: want %s or %s", format, FormatMarkdown, FormatJSON), http.StatusBadRequest)
+		return
+	case len(id) > maxRolloutID || strings.ContainsFunc(id, unicode.IsControl):
+		http.Error(w, fmt.Sprintf("rollout id: want at most %d printable characters", maxRolloutID), http.StatusBadRequest)
+		return
 	}
+	store := a.reports.Load()
+	if store == nil {
+		http.Error(w, "the notifier has not started", http.StatusServiceUnavailable)
+		return
+	}
+	rd, err := store.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, report.ErrNotFound):
+		http.Error(w, fmt.Sprintf("no rollback report is stored for rollout %q", id), http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, "reading the report: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	body, ctype := rd.Markdown, "text/markdown; charset=utf-8"
 	if format == FormatJSON {
-		return rd.JSON, nil
+		body, ctype = rd.JSON, "application/json"
 	}
-	return rd.Markdown, nil
+	w.Header().Set("Content-Type", ctype)
+	_, _ = w.Write(body)
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +52,7 @@ type env struct {
 	ledger    *chaintest.Ledger
 	recorded  uint64 // entries appended to the ledger
 	regs      []*prometheus.Registry
+	app       *App // the last notifier started
 }
 
 func newEnv(t *testing.T) *env {
@@ -112,7 +115,21 @@ func (e *env) start(adjust func(*Options)) *App {
 	if err := a.Ready(e.t.Context()); err != nil {
 		e.t.Fatal(err)
 	}
+	e.app = a
 	return a
+}
+
+// report asks the last notifier started for a rollout's report over its
+// HTTP route, as the CLI does; a missing report is an error.
+func (e *env) report(rolloutID, format string) ([]byte, error) {
+	mux := http.NewServeMux()
+	e.app.Routes(mux)
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, httptest.NewRequest("GET", ReportPath+url.PathEscape(rolloutID)+"?format="+format, nil))
+	if w.Code != http.StatusOK {
+		return nil, fmt.Errorf("GET report %s: %d %s", rolloutID, w.Code, w.Body)
+	}
+	return w.Body.Bytes(), nil
 }
 
 // testWriter sends logs to the test log.
@@ -264,7 +281,7 @@ func TestRollback(t *testing.T) {
 		t.Errorf("the page's custom_details are not the rollback: %s", evs[0].Payload.CustomDetails)
 	}
 	ev := evs[1]
-	stored, err := ReadReport(t.Context(), e.js, "r-42", FormatJSON)
+	stored, err := e.report("r-42", FormatJSON)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +298,7 @@ func TestRollback(t *testing.T) {
 	if led := report["ledger"].(map[string]any); led["complete"] != true || led["rollbackIndex"] != float64(7) {
 		t.Errorf("report ledger = %v, want complete with the rollback at entry 7", led)
 	}
-	md, err := ReadReport(t.Context(), e.js, "r-42", FormatMarkdown)
+	md, err := e.report("r-42", FormatMarkdown)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +475,7 @@ func TestLedgerBehind(t *testing.T) {
 		if evs := e.pd.Events(); len(evs) != 2 || !strings.Contains(string(evs[1].Payload.CustomDetails), `"complete":true`) {
 			t.Errorf("PagerDuty events %+v, want the page and the complete report", evs)
 		}
-		js, _ := ReadReport(t.Context(), e.js, "r-42", FormatJSON)
+		js, _ := e.report("r-42", FormatJSON)
 		if !bytes.Contains(js, []byte(`"complete": true`)) {
 			t.Errorf("report not complete:\n%s", js)
 		}
@@ -474,7 +491,7 @@ func TestLedgerBehind(t *testing.T) {
 		e.publish(rel.Rollback)
 		e.record(rel.Events[:2]...)
 		e.waitFor("rollback notified", func() error { return e.completed("r-42") })
-		md, _ := ReadReport(t.Context(), e.js, "r-42", FormatMarkdown)
+		md, _ := e.report("r-42", FormatMarkdown)
 		if !bytes.Contains(md, []byte("the ledger had not recorded the rollback event")) || len(e.pd.Events()) != 2 {
 			t.Errorf("pages %d; report:\n%s", len(e.pd.Events()), md)
 		}
@@ -577,8 +594,39 @@ func TestOptions(t *testing.T) {
 	if _, err := New(Options{}); err != nil {
 		t.Errorf("zero options: %v", err)
 	}
-	if _, err := ReadReport(t.Context(), nil, "r-1", "pdf"); err == nil {
-		t.Error("ReadReport accepted format pdf")
+}
+
+// TestReportRoute: what the report route refuses, and why.
+func TestReportRoute(t *testing.T) {
+	get := func(a *App, path string) *httptest.ResponseRecorder {
+		mux := http.NewServeMux()
+		a.Routes(mux)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w
+	}
+	idle, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := get(idle, ReportPath+"r-1"); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("before start: %d %s, want 503", w.Code, w.Body)
+	}
+	e := newEnv(t)
+	a := e.start(nil)
+	for _, tt := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{ReportPath + "r-404", http.StatusNotFound, `no rollback report is stored for rollout "r-404"`},
+		{ReportPath + "r-1?format=pdf", http.StatusBadRequest, `format "pdf": want md or json`},
+		{ReportPath + strings.Repeat("r", 257), http.StatusBadRequest, "at most 256 printable characters"},
+		{ReportPath + "r%0A1", http.StatusBadRequest, "printable"},
+	} {
+		if w := get(a, tt.path); w.Code != tt.code || !strings.Contains(w.Body.String(), tt.want) {
+			t.Errorf("GET %s: %d %q, want %d with %q", tt.path, w.Code, w.Body, tt.code, tt.want)
+		}
 	}
 }
 

@@ -21,8 +21,8 @@ import (
 )
 
 // startNotifier runs the notifier service against m, without a policy: it
-// stores reports and notifies nobody.
-func startNotifier(t *testing.T, m *mesh, ledgerURL, reportDir string) {
+// stores reports and notifies nobody. It returns the notifier's HTTP URL.
+func startNotifier(t *testing.T, m *mesh, ledgerURL, reportDir string) string {
 	t.Helper()
 	n, err := notifier.New(notifier.Options{ReportDir: reportDir, LedgerURL: ledgerURL, LedgerWait: 5 * time.Second})
 	if err != nil {
@@ -42,6 +42,7 @@ func startNotifier(t *testing.T, m *mesh, ledgerURL, reportDir string) {
 			t.Errorf("stopping the notifier: %v", err)
 		}
 	})
+	return "http://" + h.HTTPAddr()
 }
 
 // rolledBack is a release of shop that was promoted, stepped to 5% and
@@ -79,7 +80,7 @@ func TestReportRollback(t *testing.T) {
 	m := newMesh(t)
 	_, ledgerURL, _ := startLedger(t, m)
 	dir := t.TempDir()
-	startNotifier(t, m, ledgerURL, dir)
+	notifierURL := startNotifier(t, m, ledgerURL, dir)
 	for _, ev := range rolledBack(t, "r-1", "rel-1") {
 		if _, err := m.bus.Publish(t.Context(), ev); err != nil {
 			t.Fatal(err)
@@ -88,7 +89,7 @@ func TestReportRollback(t *testing.T) {
 
 	var md result
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		md = rampart(t, t.Context(), "", "report", "rollback", "r-1", "--nats", m.url)
+		md = rampart(t, t.Context(), "", "report", "rollback", "r-1", "--server", notifierURL)
 		if md.code != 0 {
 			return errors.New(md.stderr)
 		}
@@ -108,7 +109,7 @@ func TestReportRollback(t *testing.T) {
 		t.Errorf("timeline (ledger index:kind) = %s\n%s", got, md.stdout)
 	}
 
-	js := rampart(t, t.Context(), "", "report", "rollback", "--format", "json", "--nats", m.url, "r-1")
+	js := rampart(t, t.Context(), "", "report", "rollback", "--format", "json", "--server", notifierURL, "r-1")
 	var rep struct {
 		RolloutID string `json:"rolloutId"`
 		Versions  struct {
@@ -133,24 +134,27 @@ func TestReportRollback(t *testing.T) {
 		}
 	}
 
-	unknown := rampart(t, t.Context(), "", "report", "rollback", "r-404", "--nats", m.url)
-	if unknown.code != 1 || !strings.Contains(unknown.stderr, "no rollback report for rollout r-404") {
+	unknown := rampart(t, t.Context(), "", "report", "rollback", "r-404", "--server", notifierURL)
+	if unknown.code != 1 || !strings.Contains(unknown.stderr, `no rollback report is stored for rollout "r-404"`) {
 		t.Errorf("unknown rollout: exit %d: %s", unknown.code, unknown.stderr)
 	}
 }
 
 func TestReportRollbackErrors(t *testing.T) {
 	m := newMesh(t)
+	ledgerURL := "http://127.0.0.1:1"
+	notifierURL := startNotifier(t, m, ledgerURL, t.TempDir())
 	tests := []struct {
 		args []string
 		code int
 		want string
 	}{
-		{[]string{"report", "rollback", "--nats", m.url}, 2, "want one ROLLOUT-ID"},
-		{[]string{"report", "rollback", "r-1", "r-2", "--nats", m.url}, 2, "want one ROLLOUT-ID"},
-		{[]string{"report", "rollback", "r-1", "--format", "pdf", "--nats", m.url}, 2, `--format "pdf"`},
-		{[]string{"report", "rollback", "r-1", "--nats", m.url}, 1, "bucket RAMPART_REPORTS does not exist"},
-		{[]string{"report", "rollback", "r-1", "--nats", "nats://127.0.0.1:1"}, 1, "is `rampart up` running?"},
+		{[]string{"report", "rollback", "--server", notifierURL}, 2, "want one ROLLOUT-ID"},
+		{[]string{"report", "rollback", "r-1", "r-2", "--server", notifierURL}, 2, "want one ROLLOUT-ID"},
+		{[]string{"report", "rollback", "r-1", "--format", "pdf", "--server", notifierURL}, 2, `--format "pdf"`},
+		{[]string{"report", "rollback", "r-1", "--server", "nats://127.0.0.1:4222"}, 2, "is not an http(s) URL"},
+		{[]string{"report", "rollback", "r-1", "--server", notifierURL}, 1, `no rollback report is stored for rollout "r-1"`},
+		{[]string{"report", "rollback", "r-1", "--server", "http://127.0.0.1:1"}, 1, "is `rampart up` running?"},
 	}
 	for _, tt := range tests {
 		r := rampart(t, t.Context(), "", tt.args...)

@@ -92,19 +92,6 @@ func (s *Store) Get(ctx context.Context, rolloutID string) (*Rendered, error) {
 	return get(ctx, s.kv, rolloutID)
 }
 
-// Read returns the stored report of a rollout from the bucket on js without
-// creating anything: ErrNotFound when the bucket or the report is missing.
-func Read(ctx context.Context, js jetstream.JetStream, rolloutID string) (*Rendered, error) {
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("%w for rollout %s: bucket %s does not exist (no notifier has stored a report here)", ErrNotFound, rolloutID, Bucket)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", Bucket, err)
-	}
-	return get(ctx, kv, rolloutID)
-}
-
 func get(ctx context.Context, kv jetstream.KeyValue, rolloutID string) (*Rendered, error) {
 	e, err := kv.Get(ctx, Key(rolloutID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
