@@ -26,6 +26,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
+	"github.com/rampartci/rampart/services/scanner/internal/gate"
 )
 
 // githubCall is one request the fake GitHub received.
@@ -377,8 +378,10 @@ func TestSARIFHook(t *testing.T) {
 	}
 
 	resp, body := post("sarif-token", q, doc)
-	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, `"outcome":"blocked"`) {
-		t.Fatalf("%d %s, want 202 blocked", resp.StatusCode, body)
+	var ans SARIFAnswer
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal([]byte(body), &ans) != nil || ans.Outcome != gate.Blocked ||
+		ans.Blocking != 1 || len(ans.Findings) != 1 || ans.Findings[0].ID != "go/sql-injection" || ans.Duplicate {
+		t.Fatalf("%d %s, want 202 blocked by go/sql-injection", resp.StatusCode, body)
 	}
 	ev, s := e.verdictFor(t, sha)
 	if !slices.ContainsFunc(s.Findings, func(f events.Finding) bool {
@@ -390,7 +393,9 @@ func TestSARIFHook(t *testing.T) {
 		t.Errorf("app %q, want shop", events.App(ev))
 	}
 	// The same upload again is the same event: JetStream keeps one.
-	post("sarif-token", q, doc)
+	if _, body := post("sarif-token", q, doc); !strings.Contains(body, `"duplicate":true`) {
+		t.Errorf("second upload answered %s, want it marked a duplicate", body)
+	}
 	stream, err := e.bus.JetStream().Stream(context.Background(), bus.StreamName)
 	if err != nil {
 		t.Fatal(err)
