@@ -8,7 +8,6 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,13 +16,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
@@ -381,8 +380,7 @@ func (a *App) serveRescan(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "re-scan trigger disabled: no --admin-token configured"})
 		return
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.admin)) != 1 {
+	if err := (webhook.Auth{Bearer: a.admin}).Verify(r.Header); err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart-scanner"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "authentication failed"})
