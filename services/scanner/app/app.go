@@ -255,7 +255,7 @@ func New(opts Options) (*App, error) {
 func (a *App) Name() string { return "scanner" }
 
 // Start opens the vulnerability DB (building the fixture DB first if asked),
-// starts the pipeline's consumers, the webhook handler, and the DB and
+// starts the image scans' consumers, the webhook handler, and the DB and
 // policy watchers.
 func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 	a.log = deps.Logger

@@ -24,7 +24,7 @@ func ghHeader(event string, body []byte) http.Header {
 	return h
 }
 
-func TestVerifyGitHubSignatureKnownVector(t *testing.T) {
+func TestGitHubSignatureKnownVector(t *testing.T) {
 	// The example from GitHub's "Validating webhook deliveries" docs.
 	err := webhook.VerifySignature([]byte("It's a Secret to Everybody"), []byte("Hello, World!"),
 		"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", hooks.GitHubSignatureHeader)

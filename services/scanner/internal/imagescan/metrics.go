@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.scans, m.verdicts, m.cacheHits, m.scanSeconds, m.anomalies} {
 			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("pipeline: register metrics: %w", err)
+				return nil, fmt.Errorf("imagescan: register metrics: %w", err)
 			}
 		}
 	}

@@ -121,9 +121,9 @@ type Pipeline struct {
 func New(b *bus.Bus, sc Scanner, db DB, opts Options, logger *slog.Logger) (*Pipeline, error) {
 	switch {
 	case b == nil || sc == nil || db == nil:
-		return nil, errors.New("pipeline: bus, scanner and DB are required")
+		return nil, errors.New("imagescan: bus, scanner and DB are required")
 	case len(opts.Key) != ed25519.PrivateKeySize:
-		return nil, errors.New("pipeline: a verdict signing key is required")
+		return nil, errors.New("imagescan: a verdict signing key is required")
 	}
 	if opts.Gate == nil {
 		opts.Gate = gate.Default()
@@ -132,7 +132,7 @@ func New(b *bus.Bus, sc Scanner, db DB, opts Options, logger *slog.Logger) (*Pip
 		opts.PullAttempts = 3
 	}
 	if opts.PullAttempts >= Consumer.MaxDeliver {
-		return nil, fmt.Errorf("pipeline: pull attempts %d must be below the consumer's %d deliveries", opts.PullAttempts, Consumer.MaxDeliver)
+		return nil, fmt.Errorf("imagescan: pull attempts %d must be below the consumer's %d deliveries", opts.PullAttempts, Consumer.MaxDeliver)
 	}
 	if opts.TopFindings <= 0 {
 		opts.TopFindings = 10
