@@ -83,6 +83,17 @@ func (p *Pipeline) Track(ctx context.Context, d bus.Delivery) error {
 	tracked := func(artifact, rollout string) *Tracked {
 		return &Tracked{Artifact: artifact, RolloutID: rollout, ChainID: events.ChainID(ev), EventID: ev.ID(), Since: ev.Time().UTC()}
 	}
+	// landed makes artifact live; the flight of its rollout, or of the
+	// artifact that was flying, is over.
+	landed := func(env, artifact, rollout, flying string) func(*AppTargets) {
+		return func(t *AppTargets) {
+			t.Environment = env
+			t.Live = tracked(artifact, rollout)
+			if t.InFlight != nil && (t.InFlight.RolloutID == rollout || t.InFlight.Artifact == flying) {
+				t.InFlight = nil
+			}
+		}
+	}
 	var app string
 	var apply func(*AppTargets)
 	switch events.KindOf(ev.Type()) {
@@ -96,7 +107,7 @@ func (p *Pipeline) Track(ctx context.Context, d bus.Delivery) error {
 			t.Environment = pr.Environment
 			t.InFlight = tracked(pr.ArtifactID, pr.RolloutID)
 			if t.Live == nil && pr.Previous != "" {
-				t.Live = &Tracked{Artifact: pr.Previous, ChainID: events.ChainID(ev), EventID: ev.ID(), Since: ev.Time().UTC()}
+				t.Live = tracked(pr.Previous, "")
 			}
 		}
 	case events.KindRelease:
@@ -104,27 +115,13 @@ func (p *Pipeline) Track(ctx context.Context, d bus.Delivery) error {
 		if err != nil {
 			return bus.Poison(err)
 		}
-		app = r.App
-		apply = func(t *AppTargets) {
-			t.Environment = r.Environment
-			t.Live = tracked(r.ArtifactID, r.RolloutID)
-			if t.InFlight != nil && (t.InFlight.RolloutID == r.RolloutID || t.InFlight.Artifact == r.ArtifactID) {
-				t.InFlight = nil
-			}
-		}
+		app, apply = r.App, landed(r.Environment, r.ArtifactID, r.RolloutID, r.ArtifactID)
 	case events.KindRollback:
 		r, err := events.RollbackOf(ev)
 		if err != nil {
 			return bus.Poison(err)
 		}
-		app = r.App
-		apply = func(t *AppTargets) {
-			t.Environment = r.Environment
-			t.Live = tracked(r.ArtifactID, r.RolloutID)
-			if t.InFlight != nil && (t.InFlight.RolloutID == r.RolloutID || t.InFlight.Artifact == r.From) {
-				t.InFlight = nil
-			}
-		}
+		app, apply = r.App, landed(r.Environment, r.ArtifactID, r.RolloutID, r.From)
 	default:
 		return nil
 	}
