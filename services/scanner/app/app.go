@@ -8,7 +8,6 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,36 +16,36 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
+	"github.com/rampartci/rampart/services/scanner/internal/commitscan"
+	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
+	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
 	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/services/scanner/internal/imagescan"
 	"github.com/rampartci/rampart/services/scanner/internal/ingress"
-	"github.com/rampartci/rampart/services/scanner/internal/pipeline"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
-	"github.com/rampartci/rampart/services/scanner/internal/source"
-	"github.com/rampartci/rampart/services/scanner/internal/source/contract"
-	"github.com/rampartci/rampart/services/scanner/internal/source/feedback"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 
 // Consumer is the scanner's durable consumer: pushed artifacts to scan as
 // images and commits to scan at source.
-var Consumer = pipeline.Consumer
+var Consumer = imagescan.Consumer
 
 // TargetsConsumer follows promotions, releases and rollbacks, to know what
 // a zero-day re-scan must look at.
-var TargetsConsumer = pipeline.TargetsConsumer
+var TargetsConsumer = imagescan.TargetsConsumer
 
 // Registry is how the scanner reaches one image registry.
 type Registry = scan.Registry
 
 // CommitHandler scans commits at source; see Options.Commits.
-type CommitHandler = pipeline.CommitHandler
+type CommitHandler = imagescan.CommitHandler
 
 // FixtureDBTime is the UpdatedAt of the fixture DB --fixture-db builds, so
 // its version is the same on every start.
@@ -126,6 +125,22 @@ func DefaultOptions() Options {
 	return Options{DBCheckInterval: time.Minute, ScanTimeout: scan.DefaultTimeout, PullAttempts: 3}
 }
 
+// withDefaults fills the options left zero from DefaultOptions, so that a
+// program embedding the scanner sets only what it means to change.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.DBCheckInterval <= 0 {
+		o.DBCheckInterval = d.DBCheckInterval
+	}
+	if o.ScanTimeout <= 0 {
+		o.ScanTimeout = d.ScanTimeout
+	}
+	if o.PullAttempts <= 0 {
+		o.PullAttempts = d.PullAttempts
+	}
+	return o
+}
+
 // BindFlags registers the options as flags.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the application and environment of each image")
@@ -159,14 +174,14 @@ type App struct {
 	admin      string
 	hooks      ingress.Config
 
-	db       *vulndb.DB
-	scanner  *scan.Scanner
-	pipeline *pipeline.Pipeline
-	ingress  *ingress.Handler
-	commits  CommitHandler
-	cancel   context.CancelFunc
-	done     chan struct{} // closed when the background loops returned
-	log      *slog.Logger
+	db      *vulndb.DB
+	scanner *scan.Scanner
+	images  *imagescan.Pipeline
+	ingress *ingress.Handler
+	commits CommitHandler
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the background loops returned
+	log     *slog.Logger
 }
 
 // New checks the options and loads the key, policies and credentials; the
@@ -178,9 +193,7 @@ func New(opts Options) (*App, error) {
 	if opts.CacheDir == "" {
 		return nil, errors.New("scanner: --cache-dir is required: it holds the vulnerability DB")
 	}
-	if opts.DBCheckInterval <= 0 {
-		opts.DBCheckInterval = time.Minute
-	}
+	opts = opts.withDefaults()
 	a := &App{opts: opts, key: opts.VerdictKey, policy: opts.Policy, registries: opts.Registries, commits: opts.Commits}
 	var err error
 	if a.key == nil {
@@ -242,7 +255,7 @@ func New(opts Options) (*App, error) {
 func (a *App) Name() string { return "scanner" }
 
 // Start opens the vulnerability DB (building the fixture DB first if asked),
-// starts the pipeline's consumers, the webhook handler, and the DB and
+// starts the image scans' consumers, the webhook handler, and the DB and
 // policy watchers.
 func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 	a.log = deps.Logger
@@ -263,11 +276,11 @@ func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 		return err
 	}
 	if a.commits == nil {
-		if a.commits, err = a.sourceService(ctx, deps); err != nil {
+		if a.commits, err = a.commitScanner(ctx, deps); err != nil {
 			return err
 		}
 	}
-	a.pipeline, err = pipeline.New(deps.Bus, a.scanner, a.db, pipeline.Options{
+	a.images, err = imagescan.New(deps.Bus, a.scanner, a.db, imagescan.Options{
 		Key: a.key, Policy: a.policy, Gate: a.gate, Commits: a.commits, PullAttempts: a.opts.PullAttempts,
 		RetryBackoff: a.opts.RetryBackoff, DBDir: vulndb.Dir(a.opts.CacheDir), Registerer: deps.Registerer,
 	}, a.log)
@@ -277,7 +290,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 	if a.ingress, err = ingress.New(a.hooks, deps.Bus, deps.Registerer, a.log); err != nil {
 		return err
 	}
-	if err := a.pipeline.Start(ctx); err != nil {
+	if err := a.images.Start(ctx); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -287,7 +300,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 	if a.opts.PolicyFile != "" && a.opts.Policy == nil {
 		wg.Go(func() { a.policy.Watch(runCtx, 2*time.Second, a.log) })
 	}
-	wg.Go(func() { a.pipeline.WatchDB(runCtx, a.opts.DBCheckInterval) })
+	wg.Go(func() { a.images.WatchDB(runCtx, a.opts.DBCheckInterval) })
 	go func() { wg.Wait(); close(a.done) }()
 	a.log.Info("scanner ready", "db_version", a.db.Version().String(), "fixture_db", a.opts.FixtureDB,
 		"gate_policy", a.gate.Version, "registries", len(a.registries))
@@ -298,8 +311,8 @@ func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 // watchers and closes the DB.
 func (a *App) Stop(ctx context.Context) error {
 	var errs []error
-	if a.pipeline != nil {
-		errs = append(errs, a.pipeline.Stop(ctx))
+	if a.images != nil {
+		errs = append(errs, a.images.Stop(ctx))
 	}
 	if a.cancel != nil {
 		a.cancel()
@@ -317,10 +330,10 @@ func (a *App) Stop(ctx context.Context) error {
 
 // Ready implements service.ReadyChecker.
 func (a *App) Ready(context.Context) error {
-	if a.pipeline == nil {
+	if a.images == nil {
 		return errors.New("starting")
 	}
-	return a.pipeline.Ready()
+	return a.images.Ready()
 }
 
 // Routes serves the webhooks and the re-scan trigger:
@@ -337,24 +350,24 @@ func (a *App) Routes(mux *http.ServeMux) {
 	}
 }
 
-// sourceService is the commit scanner: clone, Trivy's secret,
+// commitScanner is the commit scanner: clone, Trivy's secret,
 // misconfiguration and lock-file scans, the OpenAPI contract diff, SARIF
 // uploads, and feedback to GitHub.
-func (a *App) sourceService(ctx context.Context, deps service.Deps) (*source.Service, error) {
+func (a *App) commitScanner(ctx context.Context, deps service.Deps) (*commitscan.Service, error) {
 	specs, err := contract.OpenObjectStore(ctx, deps.Bus.JetStream(), 1)
 	if err != nil {
 		return nil, err
 	}
-	sc, err := source.NewScanner(source.ScannerOptions{DB: a.db, Specs: specs, AllowLocal: a.opts.AllowLocalRepos}, a.log)
+	sc, err := commitscan.NewScanner(commitscan.ScannerOptions{DB: a.db, Specs: specs, AllowLocal: a.opts.AllowLocalRepos}, a.log)
 	if err != nil {
 		return nil, err
 	}
-	opts := source.Options{Scanner: sc, Specs: specs, Key: a.key, Publisher: source.BusPublisher(deps.Bus), Gate: a.gate,
+	opts := commitscan.Options{Scanner: sc, Specs: specs, Key: a.key, Publisher: deps.Bus, Gate: a.gate,
 		SARIFToken: a.opts.SARIFToken, Logger: a.log}
 	if !a.opts.GitHubToken.IsZero() {
 		opts.GitHub, opts.GitHubToken = &feedback.Options{APIURL: a.opts.GitHubAPI}, a.opts.GitHubToken
 	}
-	return source.New(opts)
+	return commitscan.New(opts)
 }
 
 // serveRescan is the explicit "vulnerability DB updated" trigger: it
@@ -367,14 +380,13 @@ func (a *App) serveRescan(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "re-scan trigger disabled: no --admin-token configured"})
 		return
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.admin)) != 1 {
+	if err := (webhook.Auth{Bearer: a.admin}).Verify(r.Header); err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart-scanner"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "authentication failed"})
 		return
 	}
-	rep, err := a.pipeline.Refresh(r.Context(), true)
+	rep, err := a.images.Refresh(r.Context(), true)
 	if err != nil {
 		a.log.Error("re-scan", "err", err)
 		w.WriteHeader(http.StatusInternalServerError)

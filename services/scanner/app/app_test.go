@@ -18,6 +18,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"go.uber.org/goleak"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
@@ -26,8 +27,8 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/scanner/app"
 	"github.com/rampartci/rampart/services/scanner/internal/hooks"
-	"github.com/rampartci/rampart/services/scanner/internal/imagetest"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
+	"github.com/rampartci/rampart/services/scanner/sampleimage"
 )
 
 // Trivy's DB is process-global: every scanner in this binary shares one
@@ -44,6 +45,12 @@ func TestMain(m *testing.M) {
 	cacheDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -57,8 +64,8 @@ const (
 type mesh struct {
 	url  string // the scanner's HTTP address
 	b    *bus.Bus
-	reg  *imagetest.Registry
-	puts chan imagetest.ManifestPut
+	reg  *sampleimage.Registry
+	puts chan sampleimage.ManifestPut
 	pub  ed25519.PublicKey
 }
 
@@ -73,8 +80,8 @@ func secretFile(t *testing.T, dir, name, v string) policy.Secret {
 
 func start(t *testing.T) *mesh {
 	t.Helper()
-	m := &mesh{puts: make(chan imagetest.ManifestPut, 16)}
-	m.reg = imagetest.StartRegistry(imagetest.RegistryOptions{OnManifestPut: func(p imagetest.ManifestPut) { m.puts <- p }})
+	m := &mesh{puts: make(chan sampleimage.ManifestPut, 16)}
+	m.reg = sampleimage.StartRegistry(sampleimage.RegistryOptions{OnManifestPut: func(p sampleimage.ManifestPut) { m.puts <- p }})
 	t.Cleanup(m.reg.Close)
 
 	ns := natstest.Server(t, "")
@@ -114,7 +121,7 @@ func start(t *testing.T) *mesh {
 
 // push builds and pushes spec as team/app:tag and returns the manifest put
 // the registry notified.
-func (m *mesh) push(t *testing.T, tag string, spec imagetest.Image) imagetest.ManifestPut {
+func (m *mesh) push(t *testing.T, tag string, spec sampleimage.Image) sampleimage.ManifestPut {
 	t.Helper()
 	if _, err := m.reg.BuildAndPush(t.Context(), "team/app", tag, spec); err != nil {
 		t.Fatal(err)
@@ -125,7 +132,7 @@ func (m *mesh) push(t *testing.T, tag string, spec imagetest.Image) imagetest.Ma
 	case <-time.After(10 * time.Second):
 		t.Fatal("the registry notified no manifest put")
 	}
-	return imagetest.ManifestPut{}
+	return sampleimage.ManifestPut{}
 }
 
 func (m *mesh) post(t *testing.T, path, contentType, auth string, body []byte) (int, string) {
@@ -149,7 +156,7 @@ func (m *mesh) post(t *testing.T, path, contentType, auth string, body []byte) (
 
 // notify posts the registry's Distribution notification of p (registry
 // event id) and returns the id of the artifact event it becomes.
-func (m *mesh) notify(t *testing.T, p imagetest.ManifestPut, id string) string {
+func (m *mesh) notify(t *testing.T, p sampleimage.ManifestPut, id string) string {
 	t.Helper()
 	body := mustEnvelope(t, p, m.reg.Host, id)
 	pushes, err := hooks.ParseDistribution(hooks.DistributionMediaType, body)
@@ -238,16 +245,16 @@ func TestEndToEnd(t *testing.T) {
 
 	// The registry's notification of each push is posted to /hooks/registry,
 	// as a Distribution endpoint would.
-	vulnerable := m.push(t, "v1", imagetest.VulnerableAlpine())
+	vulnerable := m.push(t, "v1", sampleimage.VulnerableAlpine())
 	v := m.verdictFor(t, m.notify(t, vulnerable, "push-vulnerable"))
-	if v.Outcome != events.OutcomeBlocked || !strings.Contains(v.Reason, imagetest.CriticalOpenSSL) || v.Findings[0].ID != imagetest.CriticalOpenSSL {
+	if v.Outcome != events.OutcomeBlocked || !strings.Contains(v.Reason, sampleimage.CriticalOpenSSL) || v.Findings[0].ID != sampleimage.CriticalOpenSSL {
 		t.Errorf("vulnerable image: %s %q", v.Outcome, v.Reason)
 	}
 	if v.Environment != "production" || v.TargetKind != "image" || !strings.Contains(v.Target, vulnerable.Digest[len("sha256:"):]) {
 		t.Errorf("verdict %+v", v)
 	}
 
-	clean := m.push(t, "v2", imagetest.CleanAlpine())
+	clean := m.push(t, "v2", sampleimage.CleanAlpine())
 	c := m.verdictFor(t, m.notify(t, clean, "push-clean"))
 	if c.Outcome != events.OutcomePass {
 		t.Errorf("clean image: %s %q", c.Outcome, c.Reason)
@@ -257,7 +264,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	t.Run("same digest pushed again is served from the cache", func(t *testing.T) {
-		again := m.push(t, "v2-again", imagetest.CleanAlpine())
+		again := m.push(t, "v2-again", sampleimage.CleanAlpine())
 		if again.Digest != clean.Digest {
 			t.Fatalf("digest changed: %s", again.Digest)
 		}
@@ -405,7 +412,7 @@ var zeroDay = fstest.MapFS{"zz-zero-day.yaml": {Data: []byte(`
         Severity: CRITICAL
 `)}}
 
-func mustEnvelope(t *testing.T, p imagetest.ManifestPut, host, id string) []byte {
+func mustEnvelope(t *testing.T, p sampleimage.ManifestPut, host, id string) []byte {
 	t.Helper()
 	b, err := p.DistributionEnvelope(host, id, time.Unix(1786612364, 0))
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/rampartci/rampart/services/scanner/shiftleft"
+	"github.com/rampartci/rampart/services/scanner/secrets"
 )
 
 func init() {
@@ -46,7 +46,7 @@ func runPrecommit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	scanner := shiftleft.NewSecretScanner()
+	scanner := secrets.New()
 	found := 0
 	for _, path := range strings.Split(list, "\x00") {
 		if path == "" {

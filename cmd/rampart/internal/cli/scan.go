@@ -1,38 +1,64 @@
 package cli
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"log/slog"
-	"os"
+	"io"
+	"net/http"
+	"net/url"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
-	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/services/scanner/shiftleft"
+	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/service"
 )
 
 func init() {
-	register("scan sarif", "publish a source verdict on a SARIF file from another tool (Semgrep, CodeQL, ZAP)", runScanSARIF)
+	register("scan sarif", "have the scanner judge a SARIF file from another tool (Semgrep, CodeQL, ZAP)", runScanSARIF)
+}
+
+// defaultScannerURL is where `rampart up` serves the scanner's routes.
+const defaultScannerURL = "http://127.0.0.1:8080"
+
+// sarifAnswer is the scanner's 202 answer to POST /hooks/sarif.
+type sarifAnswer struct {
+	ID       string `json:"id"`
+	Outcome  string `json:"outcome"`
+	Blocking int    `json:"blocking"`
+	Findings []struct {
+		ID       string `json:"id"`
+		Package  string `json:"package"`
+		Severity string `json:"severity"`
+		Title    string `json:"title"`
+	} `json:"findings"`
+	Duplicate bool `json:"duplicate"`
 }
 
 func runScanSARIF(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "scan sarif", "--commit SHA [--repo REPO] [--app APP] [--pr N] [--key FILE] [--gate FILE] [--nats URL] FILE|-\n\n"+
-		"Reads a SARIF 2.1.0 log, judges its results under the gate policy (error-level results and\n"+
-		"rules with security-severity >= 7.0 are High; others by level) and publishes the signed\n"+
-		"source verdict for the commit. Prints the outcome and the blocking findings. The exit code is 0\n"+
-		"once the verdict is published, blocked or not: the verdict is what gates the release.")
+	fs := newFlags(e, "scan sarif", "--commit SHA [--repo REPO] [--app APP] [--pr N] [--scanner URL] [--token REF] FILE|-\n\n"+
+		"Posts a SARIF 2.1.0 log to the scanner's /hooks/sarif. The scanner judges its results under its\n"+
+		"gate policy (error-level results and rules with security-severity >= 7.0 are High; others by\n"+
+		"level) and publishes the source verdict for the commit, signed with its key. Prints the outcome\n"+
+		"and the blocking findings. The exit code is 0 once the verdict is published, blocked or not:\n"+
+		"the verdict is what gates the release.")
 	sha := fs.String("commit", "", "full `SHA` of the commit the tool analysed (required)")
 	repo := fs.String("repo", "", "`REPOSITORY` the commit belongs to, e.g. github.com/acme/shop")
 	app := fs.String("app", "", "`APP` the verdict is about (its event subject)")
 	pr := fs.Int("pr", 0, "pull request `N`, if the commit is a pull request's head")
-	keyFile := fs.String("key", filepath.Join(".rampart", "scanner", "verdict.key"), "the scanner's verdict signing key `FILE` (rampart up writes it under its data directory)")
-	gateFile := fs.String("gate", "", "gate policy `FILE` (YAML); default blocks on CRITICAL and HIGH")
-	natsURL := natsURLFlag(fs)
+	server := fs.String("scanner", defaultScannerURL, "the scanner's HTTP `URL` (rampart up serves it)")
+	token := policy.Secret{File: filepath.Join(".rampart", "scanner", "sarif.token")}
+	var secrets service.SecretFlags
+	secrets.Var(fs, &token, "token", "bearer token of the scanner's /hooks/sarif (rampart up writes "+token.File+")")
 	files, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
+	}
+	if err := secrets.Err(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if len(files) != 1 {
 		return fmt.Errorf("%w: want one SARIF FILE, or - for standard input; got %d arguments", errUsage, len(files))
@@ -40,56 +66,56 @@ func runScanSARIF(ctx context.Context, e *env, args []string) error {
 	if *sha == "" {
 		return fmt.Errorf("%w: --commit is required", errUsage)
 	}
+	base, err := url.Parse(*server)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return fmt.Errorf("%w: --scanner %q: want an http(s) URL", errUsage, *server)
+	}
+	tok, err := token.Resolve()
+	if err != nil {
+		return fmt.Errorf("SARIF hook token: %w (start `rampart up`, or pass --token)", err)
+	}
 	data, err := readInput(e.stdin, files[0])
 	if err != nil {
 		return err
 	}
-	// Never create a key here: a verdict signed by a fresh key is one no
-	// deployer trusts.
-	if _, err := os.Stat(*keyFile); err != nil {
-		return fmt.Errorf("verdict key %s: %w (start `rampart up`, or pass --key)", *keyFile, err)
-	}
-	key, err := events.LoadOrCreateVerdictKey(*keyFile)
-	if err != nil {
-		return err
-	}
-	pol := shiftleft.DefaultPolicy()
-	if *gateFile != "" {
-		if pol, err = shiftleft.LoadPolicy(*gateFile); err != nil {
-			return err
+
+	q := url.Values{"commit": {*sha}}
+	for k, v := range map[string]string{"repository": *repo, "app": *app} {
+		if v != "" {
+			q.Set(k, v)
 		}
 	}
-	ev, dec, err := shiftleft.SARIFVerdict(shiftleft.Upload{Repository: *repo, SHA: *sha, App: *app, PullRequest: *pr, SARIF: data},
-		shiftleft.VerdictOptions{Key: key, Gate: pol})
-	if errors.Is(err, shiftleft.ErrUpload) {
-		return fmt.Errorf("%s: %w; published nothing", files[0], err)
+	if *pr != 0 {
+		q.Set("pull_request", strconv.Itoa(*pr))
 	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base.String(), "/")+"/hooks/sarif?"+q.Encode(), bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
-
-	nc, err := connectNATS(*natsURL, "scan sarif")
+	req.Header.Set("Content-Type", "application/sarif+json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 	if err != nil {
-		return err
+		return fmt.Errorf("scanner: %w", err)
 	}
-	defer nc.Close()
-	b, err := bus.New(nc, slog.New(slog.DiscardHandler))
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return fmt.Errorf("scanner: read answer: %w", err)
 	}
-	if _, err := openEventStream(ctx, b.JetStream(), *natsURL); err != nil {
-		return err
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("%s: scanner answered %s: %s; published nothing", files[0], resp.Status, strings.TrimSpace(string(body)))
 	}
-	ack, err := b.Publish(ctx, ev)
-	if err != nil {
-		return err
+	var ans sarifAnswer
+	if err := json.Unmarshal(body, &ans); err != nil {
+		return fmt.Errorf("scanner: answer %q: %w", body, err)
 	}
 	dup := ""
-	if ack.Duplicate {
+	if ans.Duplicate {
 		dup = " (already published)"
 	}
-	fmt.Fprintf(e.stdout, "%s: commit %s, %d blocking finding(s); verdict %s%s\n", dec.Outcome, *sha, len(dec.Blocking), ev.ID(), dup)
-	for _, f := range dec.Blocking {
+	fmt.Fprintf(e.stdout, "%s: commit %s, %d blocking finding(s); verdict %s%s\n", ans.Outcome, *sha, ans.Blocking, ans.ID, dup)
+	for _, f := range ans.Findings {
 		fmt.Fprintf(e.stdout, "  %s %s %s %s\n", f.Severity, f.ID, f.Package, f.Title)
 	}
 	return nil

@@ -6,7 +6,6 @@ package mesh
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/embedded"
 	"github.com/rampartci/rampart/pkg/runtime/service"
@@ -94,11 +92,6 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		m.NATSURL = m.NATS.ClientURL()
 	}
 
-	// The scanner signs verdicts with this key; the deployer trusts its public half.
-	priv, err := events.LoadOrCreateVerdictKey(m.ScannerKeyFile)
-	if err != nil {
-		return nil, err
-	}
 	pol := opts.Policy
 	if pol == nil {
 		pol = policy.StoreOf(&policy.Policy{Version: 1})
@@ -111,32 +104,34 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	if m.Ledger, err = ledger.New(lopts); err != nil {
 		return nil, err
 	}
+	// The scanner creates its verdict key on first start; the deployer
+	// trusts the public half it writes beside it.
 	sopts := opts.Scanner
-	if sopts.ScanTimeout == 0 {
-		d := scanner.DefaultOptions()
-		sopts.DBCheckInterval, sopts.ScanTimeout, sopts.PullAttempts = d.DBCheckInterval, d.ScanTimeout, d.PullAttempts
-	}
-	sopts.Policy, sopts.VerdictKey = pol, priv
+	sopts.Policy, sopts.VerdictKeyFile = pol, m.ScannerKeyFile
 	if sopts.CacheDir == "" {
 		// No vulnerability DB can be downloaded here: the embedded default
 		// scans against the shipped fixture DB unless told otherwise.
 		sopts.CacheDir, sopts.FixtureDB = filepath.Join(opts.DataDir, "scanner", "cache"), true
 	}
-	if sopts.RegistryToken.IsZero() && sopts.RegistryUser == "" && sopts.RegistryHeader.IsZero() {
-		if sopts.RegistryToken.File, err = secretFile(filepath.Join(opts.DataDir, "scanner", "registry.token")); err != nil {
-			return nil, err
-		}
+	// Its webhooks and routes refuse requests without credentials; give the
+	// embedded default its own, kept in the data directory (`rampart scan
+	// sarif` reads sarif.token).
+	tokens := map[string]*policy.Secret{"admin.token": &sopts.AdminToken, "sarif.token": &sopts.SARIFToken}
+	if sopts.RegistryUser == "" && sopts.RegistryHeader.IsZero() {
+		tokens["registry.token"] = &sopts.RegistryToken
 	}
-	if sopts.AdminToken.IsZero() {
-		if sopts.AdminToken.File, err = secretFile(filepath.Join(opts.DataDir, "scanner", "admin.token")); err != nil {
-			return nil, err
+	for name, tok := range tokens {
+		if tok.IsZero() {
+			if tok.File, err = secretFile(filepath.Join(opts.DataDir, "scanner", name)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if m.Scanner, err = scanner.New(sopts); err != nil {
 		return nil, err
 	}
 	dopts := opts.Deployer
-	dopts.Policy, dopts.ScannerKey = pol, priv.Public().(ed25519.PublicKey)
+	dopts.Policy, dopts.ScannerKeyFile = pol, m.ScannerKeyFile+".pub"
 	if m.Deployer, err = deployer.New(dopts); err != nil {
 		return nil, err
 	}

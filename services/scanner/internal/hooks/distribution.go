@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 )
 
 // DistributionMediaType is the Content-Type of CNCF Distribution's
@@ -54,11 +56,11 @@ type distributionEnvelope struct {
 // The registry host is the request's Host (what clients pull from), or the
 // host of the target URL.
 func ParseDistribution(contentType string, body []byte) ([]ArtifactPush, error) {
-	if mt := mediaType(contentType); mt != DistributionMediaType {
+	if mt := webhook.MediaType(contentType); mt != DistributionMediaType {
 		return nil, fmt.Errorf("%w: content type %q, want %s", ErrUnsupported, contentType, DistributionMediaType)
 	}
 	var env distributionEnvelope
-	if err := decodeJSON(body, &env); err != nil {
+	if err := webhook.Decode(body, &env, false); err != nil {
 		return nil, err
 	}
 	if env.Events == nil {

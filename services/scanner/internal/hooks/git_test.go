@@ -1,25 +1,19 @@
 package hooks_test
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/scanner/internal/hooks"
 )
 
 var ghSecret = []byte("It's a Secret to Everybody")
 
-func sign(secret, body []byte) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
-}
+func sign(secret, body []byte) string { return webhook.Sign(secret, body) }
 
 func ghHeader(event string, body []byte) http.Header {
 	h := http.Header{}
@@ -30,10 +24,10 @@ func ghHeader(event string, body []byte) http.Header {
 	return h
 }
 
-func TestVerifyGitHubSignatureKnownVector(t *testing.T) {
+func TestGitHubSignatureKnownVector(t *testing.T) {
 	// The example from GitHub's "Validating webhook deliveries" docs.
-	err := hooks.VerifyGitHubSignature([]byte("It's a Secret to Everybody"), []byte("Hello, World!"),
-		"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+	err := webhook.VerifySignature([]byte("It's a Secret to Everybody"), []byte("Hello, World!"),
+		"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", hooks.GitHubSignatureHeader)
 	if err != nil {
 		t.Errorf("GitHub's documented example does not verify: %v", err)
 	}
@@ -113,7 +107,7 @@ func TestParseGitHubErrors(t *testing.T) {
 			h.Set(hooks.GitHubSignatureHeader, "sha1=7d38cdd689735b008b3c702edd92eea23791c5f6")
 		}, wantErr: hooks.ErrUnauthorized},
 		{name: "wrong secret", event: "push", body: push, secret: []byte("guess"), wantErr: hooks.ErrUnauthorized, wantMsg: "does not match"},
-		{name: "no secret configured", event: "push", body: push, secret: []byte{}, wantErr: hooks.ErrUnauthorized, wantMsg: "no GitHub webhook secret"},
+		{name: "no secret configured", event: "push", body: push, secret: []byte{}, wantErr: hooks.ErrUnauthorized, wantMsg: "no signing secret is configured"},
 		{name: "signature not hex", event: "push", body: push, header: func(h http.Header) { h.Set(hooks.GitHubSignatureHeader, "sha256=zz") }, wantErr: hooks.ErrUnauthorized},
 		{name: "body changed after signing", event: "push", body: push, header: func(h http.Header) {
 			h.Set(hooks.GitHubSignatureHeader, sign(ghSecret, append([]byte(" "), push...)))

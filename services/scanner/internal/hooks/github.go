@@ -1,14 +1,13 @@
 package hooks
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 )
 
 // GitHub delivery headers.
@@ -56,29 +55,6 @@ type githubPullRequest struct {
 	} `json:"sender"`
 }
 
-// VerifyGitHubSignature checks X-Hub-Signature-256 ("sha256=" and the hex
-// HMAC-SHA256 of the raw body under secret) in constant time. An empty
-// secret never verifies: an unsigned hook is not accepted.
-func VerifyGitHubSignature(secret []byte, body []byte, signature string) error {
-	if len(secret) == 0 {
-		return fmt.Errorf("%w: no GitHub webhook secret configured", ErrUnauthorized)
-	}
-	hexSig, ok := strings.CutPrefix(signature, "sha256=")
-	if !ok {
-		return fmt.Errorf("%w: %s missing or not sha256=…", ErrUnauthorized, GitHubSignatureHeader)
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil || len(got) != sha256.Size {
-		return fmt.Errorf("%w: %s is not a hex SHA-256 HMAC", ErrUnauthorized, GitHubSignatureHeader)
-	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	if !hmac.Equal(got, mac.Sum(nil)) {
-		return fmt.Errorf("%w: %s does not match the body", ErrUnauthorized, GitHubSignatureHeader)
-	}
-	return nil
-}
-
 // ParseGitHub verifies and decodes a GitHub webhook delivery. push and
 // pull_request become a Commit; ping, branch or tag deletions and
 // pull_request actions that do not change the head are ErrIgnored; other
@@ -87,11 +63,11 @@ func VerifyGitHubSignature(secret []byte, body []byte, signature string) error {
 // accepted: application/json and application/x-www-form-urlencoded
 // (payload=<json>).
 func ParseGitHub(h http.Header, body []byte, secret []byte) (Commit, error) {
-	if err := VerifyGitHubSignature(secret, body, h.Get(GitHubSignatureHeader)); err != nil {
+	if err := webhook.VerifySignature(secret, body, h.Get(GitHubSignatureHeader), GitHubSignatureHeader); err != nil {
 		return Commit{}, err
 	}
 	payload := body
-	switch mt := mediaType(h.Get("Content-Type")); mt {
+	switch mt := webhook.MediaType(h.Get("Content-Type")); mt {
 	case "application/json":
 	case "application/x-www-form-urlencoded":
 		form, err := url.ParseQuery(string(body))
@@ -132,7 +108,7 @@ func checkGitHubRepo(r *githubRepo) error {
 
 func parseGitHubPush(body []byte) (Commit, error) {
 	var p githubPush
-	if err := decodeJSON(body, &p); err != nil {
+	if err := webhook.Decode(body, &p, false); err != nil {
 		return Commit{}, err
 	}
 	if err := checkRef("ref", p.Ref); err != nil {
@@ -161,7 +137,7 @@ func parseGitHubPush(body []byte) (Commit, error) {
 
 func parseGitHubPullRequest(body []byte) (Commit, error) {
 	var p githubPullRequest
-	if err := decodeJSON(body, &p); err != nil {
+	if err := webhook.Decode(body, &p, false); err != nil {
 		return Commit{}, err
 	}
 	if p.Action == "" {

@@ -1,9 +1,10 @@
 package hooks
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"net/http"
+
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 )
 
 // GitLab delivery headers.
@@ -26,29 +27,14 @@ type gitlabPush struct {
 	} `json:"project"`
 }
 
-// VerifyGitLabToken compares X-Gitlab-Token with the configured secret token
-// in constant time. An empty configured token never verifies.
-func VerifyGitLabToken(want, got string) error {
-	if want == "" {
-		return fmt.Errorf("%w: no GitLab webhook token configured", ErrUnauthorized)
-	}
-	if got == "" {
-		return fmt.Errorf("%w: %s missing", ErrUnauthorized, GitLabTokenHeader)
-	}
-	if subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 {
-		return fmt.Errorf("%w: %s does not match", ErrUnauthorized, GitLabTokenHeader)
-	}
-	return nil
-}
-
 // ParseGitLab verifies and decodes a GitLab push or tag push hook into a
 // Commit. Branch and tag deletions are ErrIgnored; other hooks are
 // ErrUnsupported.
 func ParseGitLab(h http.Header, body []byte, token string) (Commit, error) {
-	if err := VerifyGitLabToken(token, h.Get(GitLabTokenHeader)); err != nil {
+	if err := webhook.VerifyToken(token, h.Get(GitLabTokenHeader), GitLabTokenHeader); err != nil {
 		return Commit{}, err
 	}
-	if mt := mediaType(h.Get("Content-Type")); mt != "application/json" {
+	if mt := webhook.MediaType(h.Get("Content-Type")); mt != "application/json" {
 		return Commit{}, fmt.Errorf("%w: content type %q, want application/json", ErrUnsupported, h.Get("Content-Type"))
 	}
 	var kind string
@@ -64,7 +50,7 @@ func ParseGitLab(h http.Header, body []byte, token string) (Commit, error) {
 	}
 
 	var p gitlabPush
-	if err := decodeJSON(body, &p); err != nil {
+	if err := webhook.Decode(body, &p, false); err != nil {
 		return Commit{}, err
 	}
 	if p.ObjectKind != kind {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 )
 
 // Harbor event types the scanner acts on; every other type is ErrIgnored.
@@ -56,7 +58,7 @@ type harborCloudEvent struct {
 // application/cloudevents+json the CloudEvents one. Only artifact pushes
 // count; other event types are ErrIgnored.
 func ParseHarbor(contentType string, body []byte) ([]ArtifactPush, error) {
-	switch mt := mediaType(contentType); mt {
+	switch mt := webhook.MediaType(contentType); mt {
 	case "application/json":
 		return parseHarborDefault(body)
 	case "application/cloudevents+json":
@@ -68,7 +70,7 @@ func ParseHarbor(contentType string, body []byte) ([]ArtifactPush, error) {
 
 func parseHarborDefault(body []byte) ([]ArtifactPush, error) {
 	var p harborDefault
-	if err := decodeJSON(body, &p); err != nil {
+	if err := webhook.Decode(body, &p, false); err != nil {
 		return nil, err
 	}
 	if p.Type == "" {
@@ -87,7 +89,7 @@ func parseHarborDefault(body []byte) ([]ArtifactPush, error) {
 
 func parseHarborCloudEvent(body []byte) ([]ArtifactPush, error) {
 	var ce harborCloudEvent
-	if err := decodeJSON(body, &ce); err != nil {
+	if err := webhook.Decode(body, &ce, false); err != nil {
 		return nil, err
 	}
 	if ce.SpecVersion != "1.0" {
@@ -102,7 +104,7 @@ func parseHarborCloudEvent(body []byte) ([]ArtifactPush, error) {
 	if ce.Type != HarborCloudEventsPushed {
 		return nil, fmt.Errorf("%w: Harbor event %s", ErrIgnored, ce.Type)
 	}
-	if ce.DataContentType != "" && mediaType(ce.DataContentType) != "application/json" {
+	if ce.DataContentType != "" && webhook.MediaType(ce.DataContentType) != "application/json" {
 		return nil, fmt.Errorf("%w: datacontenttype %q, want application/json", ErrMalformed, ce.DataContentType)
 	}
 	// Harbor mints a fresh CloudEvents id when it formats a delivery, so the

@@ -16,37 +16,35 @@
 package hooks
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/url"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 )
 
-// Sentinel errors; parsers wrap them with the precise reason.
+// Sentinel errors; parsers wrap them with the precise reason. They are the
+// platform's webhook errors, so webhook.Status maps them to HTTP statuses.
 var (
 	// ErrTooLarge: the body exceeds the size limit (HTTP 413).
-	ErrTooLarge = errors.New("webhook body too large")
+	ErrTooLarge = webhook.ErrTooLarge
 	// ErrUnauthorized: missing or wrong signature, token or credentials
 	// (HTTP 401).
-	ErrUnauthorized = errors.New("webhook authentication failed")
+	ErrUnauthorized = webhook.ErrUnauthorized
 	// ErrMalformed: the body is not valid JSON of the expected shape, or a
 	// field the scanner needs is missing or invalid (HTTP 400).
-	ErrMalformed = errors.New("malformed webhook payload")
+	ErrMalformed = webhook.ErrMalformed
 	// ErrUnsupported: a content type or event kind this endpoint does not
 	// accept (HTTP 400).
-	ErrUnsupported = errors.New("unsupported webhook")
+	ErrUnsupported = webhook.ErrUnsupported
 	// ErrIgnored: a valid event that asks for nothing, e.g. only layer
 	// pushes, a pull, a branch deletion or a closed pull request (HTTP 202,
 	// nothing published).
-	ErrIgnored = errors.New("webhook ignored")
+	ErrIgnored = webhook.ErrIgnored
 )
 
 // Body size limits: registry notifications are small; GitHub caps payloads at
@@ -55,18 +53,6 @@ const (
 	MaxRegistryBody = 1 << 20
 	MaxGitBody      = 5 << 20
 )
-
-// ReadBody reads at most limit bytes from r; a longer body is ErrTooLarge.
-func ReadBody(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read webhook body: %w", err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
-	}
-	return b, nil
-}
 
 // ArtifactPush is one image manifest (or index) pushed to a registry.
 type ArtifactPush struct {
@@ -155,43 +141,6 @@ func stableID(source string, parts ...string) string {
 		h.Write([]byte{0})
 	}
 	return source + "-" + hex.EncodeToString(h.Sum(nil))[:32]
-}
-
-// decodeJSON decodes exactly one JSON value into v. Syntax and type errors
-// name the byte offset or the field.
-func decodeJSON(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return fmt.Errorf("%w: empty body", ErrMalformed)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
-		var syn *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &syn):
-			return fmt.Errorf("%w: invalid JSON at byte %d: %v", ErrMalformed, syn.Offset, err)
-		case errors.As(err, &typ):
-			return fmt.Errorf("%w: %s: expected %s, got JSON %s", ErrMalformed, typ.Field, typ.Type, typ.Value)
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return fmt.Errorf("%w: truncated JSON", ErrMalformed)
-		default:
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: data after the JSON value at byte %d", ErrMalformed, dec.InputOffset())
-	}
-	return nil
-}
-
-// mediaType returns the media type of a Content-Type header without
-// parameters, lower-cased.
-func mediaType(contentType string) string {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return strings.ToLower(strings.TrimSpace(contentType))
-	}
-	return mt
 }
 
 var (

@@ -3,7 +3,7 @@
 // pull requests (POST /hooks/git) become commit events.
 //
 // Every request is authenticated per source, size-limited and decoded
-// strictly (internal/hooks) before anything is published; a request that
+// strictly (pkg/runtime/webhook, internal/hooks) before anything is published; a request that
 // fails publishes nothing. Event ids derive from the provider's event, so a
 // redelivered webhook is one event (JetStream drops the repeat by
 // Nats-Msg-Id).
@@ -27,6 +27,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/scanner/internal/hooks"
 )
 
@@ -58,7 +59,7 @@ type Config struct {
 type Handler struct {
 	pub      Publisher
 	source   string
-	registry hooks.RegistryAuth
+	registry webhook.Auth
 	github   []byte
 	gitlab   string
 	log      *slog.Logger
@@ -138,22 +139,13 @@ type problem struct {
 
 func (p *problem) Error() string { return p.reason }
 
-// statusOf maps a hooks error to its HTTP status.
+// statusOf is the HTTP status of a failed request: a problem's own, else
+// the webhook sentinel's (see webhook.Status).
 func statusOf(err error) int {
-	var p *problem
-	switch {
-	case errors.As(err, &p):
+	if p, ok := errors.AsType[*problem](err); ok {
 		return p.status
-	case errors.Is(err, hooks.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, hooks.ErrUnauthorized):
-		return http.StatusUnauthorized
-	case errors.Is(err, hooks.ErrMalformed), errors.Is(err, hooks.ErrUnsupported):
-		return http.StatusBadRequest
-	case errors.Is(err, hooks.ErrIgnored):
-		return http.StatusAccepted
 	}
-	return http.StatusInternalServerError
+	return webhook.Status(err)
 }
 
 // response is the JSON body of every answer.
@@ -195,20 +187,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, hook string, err 
 	h.reply(w, hook, status, response{Error: msg})
 }
 
-// readBody enforces limit, answering an announced oversized body before
-// reading it.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", hooks.ErrTooLarge, r.ContentLength, limit)
-	}
-	return hooks.ReadBody(r.Body, limit)
-}
-
-// mediaType is the Content-Type without parameters, lower-cased.
-func mediaType(r *http.Request) string {
-	mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
-	return strings.ToLower(strings.TrimSpace(mt))
-}
+// mediaType is the request's Content-Type without parameters, lower-cased.
+func mediaType(r *http.Request) string { return webhook.MediaType(r.Header.Get("Content-Type")) }
 
 func unsupportedMedia(got string, want ...string) error {
 	return &problem{http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q, want %s", got, strings.Join(want, " or "))}
@@ -257,7 +237,7 @@ func (h *Handler) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, hook, unsupportedMedia(mt, hooks.DistributionMediaType, "application/json (Harbor)", "application/cloudevents+json (Harbor)"))
 		return
 	}
-	body, err := readBody(r, hooks.MaxRegistryBody)
+	body, err := webhook.ReadBody(r, hooks.MaxRegistryBody)
 	if err != nil {
 		h.fail(w, r, hook, err)
 		return
@@ -305,7 +285,7 @@ func (h *Handler) artifactEvent(p hooks.ArtifactPush) (cloudevents.Event, error)
 // checked before the media type and before the payload is read as JSON.
 func (h *Handler) serveGit(w http.ResponseWriter, r *http.Request) {
 	const hook = "git"
-	body, err := readBody(r, hooks.MaxGitBody)
+	body, err := webhook.ReadBody(r, hooks.MaxGitBody)
 	if err != nil {
 		h.fail(w, r, hook, err)
 		return
@@ -314,7 +294,7 @@ func (h *Handler) serveGit(w http.ResponseWriter, r *http.Request) {
 	mt := mediaType(r)
 	switch {
 	case r.Header.Get(hooks.GitHubEventHeader) != "":
-		if err := hooks.VerifyGitHubSignature(h.github, body, r.Header.Get(hooks.GitHubSignatureHeader)); err != nil {
+		if err := webhook.VerifySignature(h.github, body, r.Header.Get(hooks.GitHubSignatureHeader), hooks.GitHubSignatureHeader); err != nil {
 			h.fail(w, r, hook, err)
 			return
 		}
@@ -324,7 +304,7 @@ func (h *Handler) serveGit(w http.ResponseWriter, r *http.Request) {
 		}
 		c, err = hooks.ParseGitHub(r.Header, body, h.github)
 	case r.Header.Get(hooks.GitLabEventHeader) != "":
-		if err := hooks.VerifyGitLabToken(h.gitlab, r.Header.Get(hooks.GitLabTokenHeader)); err != nil {
+		if err := webhook.VerifyToken(h.gitlab, r.Header.Get(hooks.GitLabTokenHeader), hooks.GitLabTokenHeader); err != nil {
 			h.fail(w, r, hook, err)
 			return
 		}

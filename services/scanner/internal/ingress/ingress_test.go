@@ -286,6 +286,20 @@ func TestRegistryBasicAuth(t *testing.T) {
 	}
 }
 
+// Harbor sends a policy's auth_header verbatim as the Authorization header.
+func TestRegistryHarborAuthHeader(t *testing.T) {
+	f := setup(t, ingress.Config{RegistryHeader: secretFile(t, "s3cret-value")})
+	for _, tt := range []struct {
+		header string
+		want   int
+	}{{"s3cret-value", http.StatusAccepted}, {"s3cret-valu", http.StatusUnauthorized}, {"Bearer s3cret-value", http.StatusUnauthorized}} {
+		if code, body := post(t, f.url+"/hooks/registry", header("Content-Type", hooks.DistributionMediaType, "Authorization", tt.header),
+			testdata(t, "distribution_push.json")); code != tt.want {
+			t.Errorf("Authorization %q: %d %s, want %d", tt.header, code, body, tt.want)
+		}
+	}
+}
+
 func TestNoCredentialConfiguredRefuses(t *testing.T) {
 	f := setup(t, ingress.Config{})
 	code, _ := post(t, f.url+"/hooks/registry", header("Content-Type", hooks.DistributionMediaType, "Authorization", "Bearer anything"), testdata(t, "distribution_push.json"))

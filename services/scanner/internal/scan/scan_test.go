@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/rampartci/rampart/services/scanner/internal/finding"
-	"github.com/rampartci/rampart/services/scanner/internal/imagetest"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
+	"github.com/rampartci/rampart/services/scanner/sampleimage"
 )
 
 // The vulnerability DB is process-global, so the whole test binary shares one
@@ -24,9 +26,9 @@ import (
 var env struct {
 	cacheDir   string
 	db         *vulndb.DB
-	reg        *imagetest.Registry
-	vulnerable imagetest.Pushed
-	clean      imagetest.Pushed
+	reg        *sampleimage.Registry
+	vulnerable sampleimage.Pushed
+	clean      sampleimage.Pushed
 	opts       scan.Options
 }
 
@@ -37,7 +39,14 @@ const (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	os.Exit(run(m))
+	code := run(m) // its defers stop the registry and close the DB first
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func run(m *testing.M) int {
@@ -59,7 +68,7 @@ func run(m *testing.M) int {
 	}
 	defer env.db.Close()
 
-	env.reg = imagetest.StartRegistry(imagetest.RegistryOptions{Username: regUser, Password: regPass})
+	env.reg = sampleimage.StartRegistry(sampleimage.RegistryOptions{Username: regUser, Password: regPass})
 	defer env.reg.Close()
 	env.opts = scan.Options{Registries: map[string]scan.Registry{
 		env.reg.Host: {Username: regUser, Password: regPass},
@@ -74,11 +83,11 @@ func run(m *testing.M) int {
 	first.Close()
 
 	ctx := context.Background()
-	if env.vulnerable, err = env.reg.BuildAndPush(ctx, "team/app", "vulnerable", imagetest.VulnerableAlpine()); err != nil {
+	if env.vulnerable, err = env.reg.BuildAndPush(ctx, "team/app", "vulnerable", sampleimage.VulnerableAlpine()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if env.clean, err = env.reg.BuildAndPush(ctx, "team/app", "clean", imagetest.CleanAlpine()); err != nil {
+	if env.clean, err = env.reg.BuildAndPush(ctx, "team/app", "clean", sampleimage.CleanAlpine()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -123,9 +132,9 @@ func TestScanVulnerableImage(t *testing.T) {
 	// The Critical openssl CVE comes first, on both packages built from openssl.
 	top := res.Top(2)
 	for _, f := range top {
-		if f.ID != imagetest.CriticalOpenSSL || f.Severity != finding.Critical ||
+		if f.ID != sampleimage.CriticalOpenSSL || f.Severity != finding.Critical ||
 			f.InstalledVersion != "3.5.1-r0" || f.FixedVersion != "3.5.4-r0" {
-			t.Errorf("top finding = %+v, want %s Critical 3.5.1-r0 -> 3.5.4-r0", f, imagetest.CriticalOpenSSL)
+			t.Errorf("top finding = %+v, want %s Critical 3.5.1-r0 -> 3.5.4-r0", f, sampleimage.CriticalOpenSSL)
 		}
 	}
 	if got := []string{top[0].Package, top[1].Package}; !slices.Equal(got, []string{"libcrypto3", "libssl3"}) {
@@ -135,12 +144,12 @@ func TestScanVulnerableImage(t *testing.T) {
 	// The Go module in the binary is found through its build info.
 	var xnet *finding.Finding
 	for i, f := range res.Findings {
-		if f.ID == imagetest.HighXNet {
+		if f.ID == sampleimage.HighXNet {
 			xnet = &res.Findings[i]
 		}
 	}
 	if xnet == nil {
-		t.Fatalf("no %s in %v", imagetest.HighXNet, findingIDs(res.Findings))
+		t.Fatalf("no %s in %v", sampleimage.HighXNet, findingIDs(res.Findings))
 	}
 	if xnet.Package != "golang.org/x/net" || xnet.InstalledVersion != "v0.15.0" || xnet.Severity != finding.High ||
 		xnet.Target != "usr/local/bin/app" || xnet.PURL != "pkg:golang/golang.org/x/net@v0.15.0" {
@@ -195,7 +204,7 @@ func TestScanByTagResolvesDigest(t *testing.T) {
 }
 
 func TestScanImageIndex(t *testing.T) {
-	img, err := imagetest.VulnerableAlpine().Build()
+	img, err := sampleimage.VulnerableAlpine().Build()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,22 +17,16 @@ import (
 	"strings"
 	"time"
 
-	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
 	dbtypes "github.com/aquasecurity/trivy-db/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/cache"
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
-	"github.com/aquasecurity/trivy/pkg/fanal/applier"
 	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
 	imageartifact "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
 	sbomartifact "github.com/aquasecurity/trivy/pkg/fanal/artifact/sbom"
 	"github.com/aquasecurity/trivy/pkg/fanal/image"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	trivyscan "github.com/aquasecurity/trivy/pkg/scan"
-	"github.com/aquasecurity/trivy/pkg/scan/langpkg"
-	"github.com/aquasecurity/trivy/pkg/scan/local"
-	"github.com/aquasecurity/trivy/pkg/scan/ospkg"
 	"github.com/aquasecurity/trivy/pkg/types"
-	"github.com/aquasecurity/trivy/pkg/vulnerability"
 	xhttp "github.com/aquasecurity/trivy/pkg/x/http"
 	"github.com/google/go-containerregistry/pkg/name"
 
@@ -240,31 +234,9 @@ func (s *Scanner) ScanSBOM(ctx context.Context, sbom []byte) (*Result, error) {
 // vulnerabilities in OS and language packages. It returns the DB version the
 // detection read.
 func (s *Scanner) run(ctx context.Context, art artifact.Artifact, c cache.Cache) (types.Report, vulndb.Version, error) {
-	backend := &leasedBackend{db: s.db, next: local.NewService(applier.NewApplier(c), ospkg.NewScanner(),
-		langpkg.NewScanner(), vulnerability.NewClient(trivydb.Config{}))}
+	backend := s.db.Backend(c)
 	report, err := trivyscan.NewService(backend, art).ScanArtifact(ctx, scanOptions)
-	return report, backend.version, err
-}
-
-// leasedBackend holds a read lease on the vulnerability DB only while Trivy
-// matches packages against it, not while layers are pulled and analysed, so
-// a slow registry never holds up a DB reload (and the scans queued behind it).
-type leasedBackend struct {
-	db      *vulndb.DB
-	next    trivyscan.Backend
-	version vulndb.Version // the DB the detection read
-}
-
-var _ trivyscan.Backend = (*leasedBackend)(nil)
-
-func (b *leasedBackend) Scan(ctx context.Context, target, artifactKey string, blobKeys []string, opts types.ScanOptions) (types.ScanResponse, error) {
-	v, release, err := b.db.Acquire()
-	if err != nil {
-		return types.ScanResponse{}, err
-	}
-	defer release()
-	b.version = v
-	return b.next.Scan(ctx, target, artifactKey, blobKeys, opts)
+	return report, backend.Version(), err
 }
 
 // scanOptions asks for vulnerabilities in OS and language packages with every
