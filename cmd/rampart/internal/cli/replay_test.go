@@ -320,7 +320,11 @@ func TestOperatorCommandsRefuseBadFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			r := rampart(t, t.Context(), "", append(tt.args, "--nats", "nats://127.0.0.1:1")...)
+			at := []string{"--nats", "nats://127.0.0.1:1"}
+			if tt.args[0] == "ledger" { // the ledger commands are clients of its query API
+				at = []string{"--server", "http://127.0.0.1:1"}
+			}
+			r := rampart(t, t.Context(), "", append(tt.args, at...)...)
 			if tt.args[len(tt.args)-1] == "--key" {
 				r = rampart(t, t.Context(), "", tt.args...)
 			}
@@ -335,7 +339,11 @@ func TestOperatorCommandsHelp(t *testing.T) {
 	for _, cmd := range [][]string{{"events", "publish"}, {"events", "tail"}, {"replay"}, {"ledger", "verify"}, {"ledger", "show"}} {
 		t.Run(strings.Join(cmd, " "), func(t *testing.T) {
 			r := rampart(t, t.Context(), "", append(cmd, "--help")...)
-			if r.code != 0 || !strings.Contains(r.stdout, "Usage: rampart "+strings.Join(cmd, " ")) || !strings.Contains(r.stdout, "-nats URL") {
+			where := "-nats URL"
+			if cmd[0] == "ledger" {
+				where = "-server URL"
+			}
+			if r.code != 0 || !strings.Contains(r.stdout, "Usage: rampart "+strings.Join(cmd, " ")) || !strings.Contains(r.stdout, where) {
 				t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 			}
 		})
