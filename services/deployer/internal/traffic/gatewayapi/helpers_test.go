@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/rampartci/rampart/services/deployer/internal/router/gatewayapi"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
 )
 
 // loadRoute reads an HTTPRoute from testdata the way the API server's JSON

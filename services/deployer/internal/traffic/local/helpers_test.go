@@ -15,7 +15,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/services/deployer/internal/router/local"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
 
 // upstream is a version under test: it answers with its name and status and
