@@ -6,61 +6,146 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
-// ErrFinished is returned for an operator action on a rollout that ended.
-var ErrFinished = fmt.Errorf("rollout has finished")
+// Kind is what a request asks of an application's owner.
+type Kind string
 
-// Pause holds rollout id at its current step.
-func (m *Manager) Pause(ctx context.Context, id, reason string) (*Rollout, error) {
-	return m.operate(ctx, id, func(r *Rollout) {
-		r.Phase, r.Reason = PhasePaused, "paused by operator: "+reason
-	})
+// The kinds of request.
+const (
+	// KindVerdict: a verified passing verdict; its candidate starts, or
+	// waits for the active rollout (the latest candidate wins).
+	KindVerdict Kind = "verdict"
+	// KindBlocked: a failing verdict (a re-scan); the rollout in flight that
+	// delivers the artifact is rolled back.
+	KindBlocked Kind = "blocked"
+	// KindAnomaly: an anomaly on the canary; its rollout is rolled back.
+	KindAnomaly Kind = "anomaly"
+	// KindLiveAnomaly: an anomaly on the live release; it returns to the
+	// previous clean release when there is one.
+	KindLiveAnomaly Kind = "live-anomaly"
+	// The operator's actions on one rollout.
+	KindPause   = Kind(adminapi.ActionPause)
+	KindResume  = Kind(adminapi.ActionResume)
+	KindPromote = Kind(adminapi.ActionPromote)
+	KindAbort   = Kind(adminapi.ActionAbort)
+)
+
+// Request is one thing an application's owner is asked to do. It is
+// applied by the owner alone, in the order received; applying it twice
+// changes nothing more than applying it once.
+type Request struct {
+	Kind Kind `json:"kind"`
+	// ID names the request: the event it came from, or the operator's
+	// action; the rollback announces it as its cause.
+	ID  string `json:"id"`
+	App string `json:"app"`
+	// Rollout is the rollout the request is about; "" for the one active.
+	Rollout   string          `json:"rollout,omitempty"`
+	Candidate *Candidate      `json:"candidate,omitempty"`
+	Anomaly   *events.Anomaly `json:"anomaly,omitempty"`
+	Reason    string          `json:"reason,omitempty"`
+	// Received is when the deployer got it; the rollback latency is
+	// measured from it.
+	Received time.Time `json:"received"`
 }
 
-// Resume continues a paused rollout; the current step's pause starts again.
-func (m *Manager) Resume(ctx context.Context, id string) (*Rollout, error) {
-	return m.operate(ctx, id, func(r *Rollout) {
-		r.Phase, r.Reason, r.StepStartedAt = PhaseProgressing, "", m.now().UTC()
-	})
+// cutsTraffic reports whether r ends a canary: its weight goes to 0 before
+// anything else is done.
+func (r Request) cutsTraffic() bool {
+	return r.Kind == KindAnomaly || r.Kind == KindAbort || r.Kind == KindBlocked
 }
 
-// Promote ends the current step's pause now, so the next step follows at once.
-func (m *Manager) Promote(ctx context.Context, id string) (*Rollout, error) {
-	return m.operate(ctx, id, func(r *Rollout) {
-		r.Phase, r.Reason, r.StepStartedAt = PhaseProgressing, "", time.Time{}
-	})
-}
-
-// Abort rolls rollout id back as an anomaly would.
-func (m *Manager) Abort(ctx context.Context, id, reason string) (*Rollout, error) {
-	r, err := m.store.Rollout(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if r.Phase.Terminal() {
-		return r, fmt.Errorf("%w (%s)", ErrFinished, r.Phase)
-	}
-	trigger := events.Anomaly{Target: events.TargetCanary, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact,
-		RolloutID: r.ID, Rule: "operator", Origin: "operator", Description: "aborted by operator: " + reason, DetectedAt: m.now().UTC()}
-	if err := m.abort(ctx, id, trigger, "operator:"+id, time.Now()); err != nil {
-		return nil, err
-	}
-	return m.store.Rollout(ctx, id)
-}
-
-func (m *Manager) operate(ctx context.Context, id string, change func(r *Rollout)) (*Rollout, error) {
-	r, _, err := m.store.updateRollout(ctx, id, func(r *Rollout) (bool, error) {
-		if r.Phase.Terminal() {
-			return false, fmt.Errorf("%w (%s)", ErrFinished, r.Phase)
+// apply carries out req. The owner holds the lease. It returns the rollout
+// the request was about, when there is one.
+func (o *owner) apply(ctx context.Context, req Request) (*Rollout, error) {
+	app := &o.state.Value
+	switch req.Kind {
+	case KindVerdict:
+		return nil, o.offer(ctx, *req.Candidate)
+	case KindBlocked:
+		if o.active == nil || o.active.Value.Phase.Terminal() || o.active.Value.Artifact != req.Candidate.Artifact {
+			return nil, nil
 		}
-		change(r)
-		r.UpdatedAt = m.now().UTC()
-		return true, nil
-	})
-	if err != nil {
-		return r, err
+		trigger := events.Anomaly{Target: events.TargetCanary, App: o.app, Environment: o.active.Value.Environment,
+			ArtifactID: req.Candidate.Artifact, RolloutID: o.active.Value.ID, Rule: "scan", Origin: "scanner",
+			Description: req.Reason, DetectedAt: o.m.now().UTC()}
+		return nil, o.abort(ctx, trigger, req.ID, req.Received)
+	case KindAnomaly:
+		id := req.Rollout
+		if id == "" {
+			id = app.Active
+		}
+		if o.active == nil || o.active.Value.ID != id || o.active.Value.Phase.Terminal() {
+			if id != "" {
+				o.m.metrics.duplicateAnomalies.Inc()
+			}
+			return nil, nil // that canary has ended already: one rollback per rollout
+		}
+		return nil, o.abort(ctx, *req.Anomaly, req.ID, req.Received)
+	case KindLiveAnomaly:
+		return nil, o.rollbackLive(ctx, *req.Anomaly, req.ID, req.Received)
 	}
-	m.wake(id)
-	return r, nil
+
+	// An operator's action on the active rollout.
+	if o.active == nil || o.active.Value.ID != req.Rollout {
+		e, err := o.m.store.rollout(ctx, req.Rollout)
+		if err != nil {
+			return nil, err
+		}
+		return &e.Value, fmt.Errorf("%w (%s)", ErrFinished, e.Value.Phase)
+	}
+	r := o.active.Value
+	if r.Phase.Terminal() {
+		return &r, fmt.Errorf("%w (%s)", ErrFinished, r.Phase)
+	}
+	now := o.m.now().UTC()
+	switch req.Kind {
+	case KindPause:
+		r.Phase, r.Reason = PhasePaused, "paused by operator: "+req.Reason
+	case KindResume:
+		r.Phase, r.Reason, r.StepStartedAt = PhaseProgressing, "", now
+	case KindPromote:
+		r.Phase, r.Reason, r.StepStartedAt = PhaseProgressing, "", time.Time{}
+	case KindAbort:
+		trigger := events.Anomaly{Target: events.TargetCanary, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact,
+			RolloutID: r.ID, Rule: "operator", Origin: "operator", Description: "aborted by operator: " + req.Reason, DetectedAt: now}
+		if err := o.abort(ctx, trigger, "operator:"+r.ID, req.Received); err != nil {
+			return nil, err
+		}
+		done := o.active.Value
+		return &done, nil
+	default:
+		return nil, fmt.Errorf("unknown request kind %q", req.Kind)
+	}
+	r.UpdatedAt = now
+	if err := o.saveRollout(ctx, r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// offer takes a passing candidate: it becomes the application's queued
+// candidate, which the start step begins once nothing is active. A verdict
+// delivered again for the active rollout, or for the live artifact, changes
+// nothing.
+func (o *owner) offer(ctx context.Context, c Candidate) error {
+	id := rolloutID(o.app, c.ScanEventID)
+	return o.updateApp(ctx, func(a *AppState) bool {
+		switch {
+		case a.Active == id:
+			return false
+		case a.Active == "" && a.Live() != nil && a.Live().Artifact == c.Artifact:
+			o.log.Info("artifact is already live", "artifact", c.Artifact)
+			return false
+		case a.Queued != nil && a.Queued.ScanEventID == c.ScanEventID:
+			return false
+		}
+		if a.Active != "" {
+			o.log.Info("candidate queued behind the active rollout", "artifact", c.Artifact, "active", a.Active)
+		}
+		a.Queued = &c
+		return true
+	})
 }

@@ -14,6 +14,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
@@ -195,11 +196,11 @@ func (h *harness) waitFor(what string, f func() error) {
 func (h *harness) waitPhase(id string, want Phase) *Rollout {
 	var r *Rollout
 	h.waitFor("rollout "+id+" "+string(want), func() error {
-		var err error
-		r, err = (&Store{kv: h.kv}).Rollout(h.t.Context(), id)
+		e, err := newStore(h.kv).rollout(h.t.Context(), id)
 		if err != nil {
 			return err
 		}
+		r = &e.Value
 		if r.Phase != want {
 			return fmt.Errorf("phase %s", r.Phase)
 		}
@@ -207,6 +208,18 @@ func (h *harness) waitPhase(id string, want Phase) *Rollout {
 	})
 	return r
 }
+
+// app reads the application's state.
+func (h *harness) app(name string) *AppState {
+	h.t.Helper()
+	e, err := newStore(h.kv).app(h.t.Context(), name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return &e.Value
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRolloutStepsToCompletion(t *testing.T) {
 	h := newHarness(t, 20*time.Millisecond)
@@ -241,7 +254,7 @@ func TestRolloutStepsToCompletion(t *testing.T) {
 	if p := h.published("rampart.promote.shop"); len(p) != 1 {
 		t.Fatalf("%d promote events", len(p))
 	}
-	state, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+	state := h.app("shop")
 	if state.Active != "" || state.Live() == nil || state.Live().Artifact != artifact(t, 1) {
 		t.Fatalf("app state %+v", state)
 	}
@@ -445,7 +458,7 @@ func TestLiveAnomalyRollsBackToPreviousCleanRelease(t *testing.T) {
 		}
 		return nil
 	})
-	state, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+	state := h.app("shop")
 	if state.Live().Artifact != artifact(t, 1) {
 		t.Fatalf("live is %s", state.Live().Artifact)
 	}
@@ -453,7 +466,7 @@ func TestLiveAnomalyRollsBackToPreviousCleanRelease(t *testing.T) {
 	// Now release 1 is found vulnerable too: nothing clean is left.
 	h.anomaly("cve-on-1", events.TargetRelease, "", 1)
 	h.waitFor("anomaly handled", func() error {
-		s, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+		s := h.app("shop")
 		if !s.Live().Vulnerable {
 			return fmt.Errorf("live release not marked vulnerable")
 		}
