@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -16,6 +17,8 @@ import (
 	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
 	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestNewRouterLocal(t *testing.T) {
 	app := policy.App{Name: "shop", Router: policy.Router{Type: policy.RouterLocal,

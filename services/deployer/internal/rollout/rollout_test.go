@@ -20,6 +20,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
 // fakeRouter records every weight it is given. The real routers have their
@@ -27,9 +28,14 @@ import (
 type fakeRouter struct {
 	mu      sync.Mutex
 	weights []int
+	// onSet, when set, runs before each weight is taken.
+	onSet func(w int)
 }
 
 func (f *fakeRouter) SetWeight(_ context.Context, w int) error {
+	if f.onSet != nil {
+		f.onSet(w)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n := len(f.weights); n == 0 || f.weights[n-1] != w {
@@ -94,6 +100,19 @@ apps:
 // "deployer", as the service does. stop kills it (no drain).
 func (h *harness) manager(owner string, rt Router) (stop func()) {
 	h.t.Helper()
+	r := h.replica(owner, rt)
+	return r.stop
+}
+
+// replica is one deployer process: its Manager and its consumer.
+type replica struct {
+	m        *Manager
+	consumer *bus.Consumer
+	stop     func()
+}
+
+func (h *harness) replica(owner string, rt Router) *replica {
+	h.t.Helper()
 	m, err := NewManager(h.kv, h.bus, h.policy, map[string]Router{"shop": rt},
 		Options{ScannerKey: h.pub, Owner: owner, Lease: 2 * time.Second}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -108,9 +127,9 @@ func (h *harness) manager(owner string, rt Router) (stop func()) {
 		h.t.Fatal(err)
 	}
 	var once sync.Once
-	stop = func() { once.Do(func() { c.Stop(); m.Stop() }) }
-	h.t.Cleanup(stop)
-	return stop
+	r := &replica{m: m, consumer: c, stop: func() { once.Do(func() { c.Stop(); m.Stop() }) }}
+	h.t.Cleanup(r.stop)
+	return r
 }
 
 func digest(n int) string { return "sha256:" + strings.Repeat(fmt.Sprintf("%02x", n), 32) }
@@ -474,5 +493,89 @@ func TestLiveAnomalyRollsBackToPreviousCleanRelease(t *testing.T) {
 	})
 	if n := len(h.published("rampart.rollback.shop")); n != 1 {
 		t.Fatalf("%d rollbacks; with no clean release traffic must stay", n)
+	}
+}
+
+// The instant part comes first: when the router is told weight 0, the
+// rollback is not recorded yet.
+func TestRollbackCutsTrafficBeforeRecording(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	id := rolloutID("shop", "scan-1")
+	var mu sync.Mutex
+	var phaseAtCut Phase
+	rt := &fakeRouter{}
+	rt.onSet = func(w int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if w != 0 || phaseAtCut != "" {
+			return
+		}
+		e, err := newStore(h.kv).rollout(context.Background(), id)
+		if err == nil {
+			phaseAtCut = e.Value.Phase
+		}
+	}
+	h.manager("d1", rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	h.waitFor("canary at 5%", func() error {
+		if rt.current() != 5 {
+			return fmt.Errorf("weight %d", rt.current())
+		}
+		return nil
+	})
+	h.anomaly("anomaly-1", events.TargetCanary, id, 1)
+	h.waitPhase(id, PhaseRolledBack)
+	mu.Lock()
+	defer mu.Unlock()
+	if phaseAtCut != PhaseProgressing {
+		t.Fatalf("the rollout was %q when the weight went to 0, want it still progressing (weight 0 first, then the record)", phaseAtCut)
+	}
+}
+
+// A replica that does not own the application leaves what it receives
+// (an operator's action, an anomaly) for the owner, which applies it; the
+// other replica never moves traffic.
+func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	ra, rb := &fakeRouter{}, &fakeRouter{}
+	a := h.replica("replica-a", ra)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	id := rolloutID("shop", "scan-1")
+	h.waitFor("canary at 5% on replica a", func() error {
+		if ra.current() != 5 {
+			return fmt.Errorf("weight %d", ra.current())
+		}
+		return nil
+	})
+	a.consumer.Stop() // from now on only replica b receives events
+	b := h.replica("replica-b", rb)
+
+	r, err := b.m.Act(t.Context(), id, adminapi.ActionPause, "looking")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Phase != PhasePaused || r.Reason != "paused by operator: looking" {
+		t.Fatalf("pause through replica b: %+v", r)
+	}
+
+	h.anomaly("anomaly-1", events.TargetCanary, id, 1)
+	r = *h.waitPhase(id, PhaseRolledBack)
+	if r.TrafficAtAbort != 5 || r.AnomalyID != "anomaly-1" {
+		t.Fatalf("rollback record %+v", r)
+	}
+	h.waitFor("one rollback event", func() error {
+		if n := len(h.published("rampart.rollback.shop")); n != 1 {
+			return fmt.Errorf("%d rollback events", n)
+		}
+		return nil
+	})
+	if ra.current() != 0 {
+		t.Fatalf("owner's weight %d after rollback", ra.current())
+	}
+	if hb := rb.history(); len(hb) != 0 {
+		t.Fatalf("replica b moved traffic it does not own: %v", hb)
+	}
+	if s := h.app("shop"); len(s.Inbox) != 0 || s.Active != "" {
+		t.Fatalf("application state after the rollback: %+v", s)
 	}
 }
