@@ -122,8 +122,9 @@ func newStore(b jetstream.KeyValue) store {
 // holds it, then resumes or finishes what is under way. It also watches the
 // application records, so an owner hears at once of a request another
 // replica left in its inbox.
-func (m *Manager) Start(ctx context.Context) error {
-	w, err := m.kv.Watch(ctx, "app.*", jetstream.UpdatesOnly())
+func (m *Manager) Start(context.Context) error {
+	// The watch lives as long as the Manager, not as ctx.
+	w, err := m.kv.Watch(m.ctx, "app.*", jetstream.UpdatesOnly())
 	if err != nil {
 		return fmt.Errorf("watch application state: %w", err)
 	}

@@ -123,6 +123,7 @@ func (o *owner) stepLease(ctx context.Context, p *pass) (result, error) {
 		return resultEmpty, nil
 	}
 	if !a.hasWork() {
+		o.active = nil
 		if a.Lease.Holder != o.m.opts.Owner {
 			o.drop()
 			return resultEmpty, nil // idle, and nobody's
