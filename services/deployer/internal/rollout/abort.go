@@ -45,11 +45,7 @@ func (o *owner) publishRollback(ctx context.Context, r *Rollout) error {
 		RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: returnTo, From: r.Artifact,
 		TrafficAtAbort: r.TrafficAtAbort, Trigger: trigger, AnomalyID: r.AnomalyID,
 	})
-	if err != nil {
-		return err
-	}
-	_, err = o.m.bus.Publish(ctx, ev)
-	return err
+	return o.announce(ctx, ev, err)
 }
 
 // rollbackLive handles an anomaly against the live release (a new Critical
@@ -120,9 +116,5 @@ func (o *owner) rollbackLive(ctx context.Context, a events.Anomaly, anomalyID st
 		RolloutID: live.RolloutID, App: o.app, Environment: app.Environment, ArtifactID: target.Artifact,
 		From: live.Artifact, TrafficAtAbort: 100, Trigger: a, AnomalyID: anomalyID,
 	})
-	if err != nil {
-		return err
-	}
-	_, err = o.m.bus.Publish(ctx, ev)
-	return err
+	return o.announce(ctx, ev, err)
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/kv"
@@ -205,10 +207,7 @@ func (o *owner) stepFinish(ctx context.Context, _ *pass) (result, error) {
 		ev, err := events.NewReleaseCompleted(o.m.meta(r, "release:"+r.ID, stepEventID(r, len(r.Steps)-1)), events.Release{
 			RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact, Previous: r.Stable,
 		})
-		if err != nil {
-			return resultEmpty, err
-		}
-		if _, err := o.m.bus.Publish(ctx, ev); err != nil {
+		if err := o.announce(ctx, ev, err); err != nil {
 			return resultEmpty, err
 		}
 	} else if err := o.publishRollback(ctx, r); err != nil {
@@ -433,11 +432,7 @@ func (o *owner) publishPromote(ctx context.Context, r *Rollout) error {
 		RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact,
 		Previous: r.Stable, Steps: r.Steps, ScanID: r.ScanEventID,
 	})
-	if err != nil {
-		return err
-	}
-	_, err = o.m.bus.Publish(ctx, ev)
-	return err
+	return o.announce(ctx, ev, err)
 }
 
 func (o *owner) publishStep(ctx context.Context, r *Rollout) error {
@@ -449,6 +444,12 @@ func (o *owner) publishStep(ctx context.Context, r *Rollout) error {
 		RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact,
 		Stable: r.Stable, Step: r.Step, Weight: r.Weight,
 	})
+	return o.announce(ctx, ev, err)
+}
+
+// announce publishes ev, an event just built; err is the error of building
+// it.
+func (o *owner) announce(ctx context.Context, ev cloudevents.Event, err error) error {
 	if err != nil {
 		return err
 	}

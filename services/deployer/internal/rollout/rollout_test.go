@@ -228,6 +228,28 @@ func (h *harness) waitPhase(id string, want Phase) *Rollout {
 	return r
 }
 
+// waitWeight waits until rt's canary weight is w.
+func (h *harness) waitWeight(rt *fakeRouter, w int) {
+	h.t.Helper()
+	h.waitFor(fmt.Sprintf("canary at %d%%", w), func() error {
+		if rt.current() != w {
+			return fmt.Errorf("weights %v", rt.history())
+		}
+		return nil
+	})
+}
+
+// waitEvents waits until n events are published on subject pattern.
+func (h *harness) waitEvents(pattern string, n int) {
+	h.t.Helper()
+	h.waitFor(fmt.Sprintf("%d events on %s", n, pattern), func() error {
+		if got := len(h.published(pattern)); got != n {
+			return fmt.Errorf("%d events", got)
+		}
+		return nil
+	})
+}
+
 // app reads the application's state.
 func (h *harness) app(name string) *AppState {
 	h.t.Helper()
@@ -247,12 +269,7 @@ func TestRolloutStepsToCompletion(t *testing.T) {
 	h.verdict("scan-1", 1, events.OutcomePass, true)
 	id := rolloutID("shop", "scan-1")
 	h.waitPhase(id, PhaseCompleted)
-	h.waitFor("release event", func() error {
-		if n := len(h.published("rampart.release.shop")); n != 1 {
-			return fmt.Errorf("%d release events", n)
-		}
-		return nil
-	})
+	h.waitEvents("rampart.release.shop", 1)
 	if got := rt.history(); !slices.Equal(got, []int{5, 25, 50, 100, 0}) {
 		t.Fatalf("weights %v, want 5 25 50 100 then 0 (the stable slot now runs the release)", got)
 	}
@@ -305,12 +322,7 @@ func TestAnomalyRollsBackOnce(t *testing.T) {
 	h.manager("d1", rt)
 	h.verdict("scan-1", 1, events.OutcomePass, true)
 	id := rolloutID("shop", "scan-1")
-	h.waitFor("canary at 5%", func() error {
-		if rt.current() != 5 {
-			return fmt.Errorf("weight %d", rt.current())
-		}
-		return nil
-	})
+	h.waitWeight(rt, 5)
 	for i := range 20 {
 		h.anomaly(fmt.Sprintf("anomaly-%d", i), events.TargetCanary, id, 1)
 	}
@@ -318,12 +330,7 @@ func TestAnomalyRollsBackOnce(t *testing.T) {
 	if r.TrafficAtAbort != 5 || r.Trigger == nil || r.Trigger.Rule != "http-5xx-ratio" {
 		t.Fatalf("rollback record %+v", r)
 	}
-	h.waitFor("rollback event", func() error {
-		if n := len(h.published("rampart.rollback.shop")); n != 1 {
-			return fmt.Errorf("%d rollback events", n)
-		}
-		return nil
-	})
+	h.waitEvents("rampart.rollback.shop", 1)
 	// Every anomaly was handled (acked) and still only one rollback exists.
 	h.waitFor("all anomalies handled", func() error {
 		c, err := h.bus.JetStream().Consumer(t.Context(), bus.StreamName, "deployer")
@@ -389,12 +396,7 @@ func TestRestartResumesAndRollsBackOnce(t *testing.T) {
 	rt3 := &fakeRouter{}
 	h.manager("deployer-0", rt3)
 	h.waitPhase(id, PhaseRolledBack)
-	h.waitFor("one rollback", func() error {
-		if n := len(h.published("rampart.rollback.shop")); n != 1 {
-			return fmt.Errorf("%d rollback events", n)
-		}
-		return nil
-	})
+	h.waitEvents("rampart.rollback.shop", 1)
 	if rt3.current() != 0 {
 		t.Fatalf("weight %d", rt3.current())
 	}
@@ -423,12 +425,7 @@ func TestBlockedVerdictHaltsInflightCandidate(t *testing.T) {
 	h.manager("d1", rt)
 	h.verdict("scan-1", 1, events.OutcomePass, true)
 	id := rolloutID("shop", "scan-1")
-	h.waitFor("canary at 5%", func() error {
-		if rt.current() != 5 {
-			return fmt.Errorf("weight %d", rt.current())
-		}
-		return nil
-	})
+	h.waitWeight(rt, 5)
 	h.verdict("rescan-1", 1, events.OutcomeBlocked, true)
 	r := h.waitPhase(id, PhaseRolledBack)
 	if r.Trigger == nil || r.Trigger.Origin != "scanner" || rt.current() != 0 {
@@ -517,12 +514,7 @@ func TestRollbackCutsTrafficBeforeRecording(t *testing.T) {
 	}
 	h.manager("d1", rt)
 	h.verdict("scan-1", 1, events.OutcomePass, true)
-	h.waitFor("canary at 5%", func() error {
-		if rt.current() != 5 {
-			return fmt.Errorf("weight %d", rt.current())
-		}
-		return nil
-	})
+	h.waitWeight(rt, 5)
 	h.anomaly("anomaly-1", events.TargetCanary, id, 1)
 	h.waitPhase(id, PhaseRolledBack)
 	mu.Lock()
@@ -541,12 +533,7 @@ func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
 	a := h.replica("replica-a", ra)
 	h.verdict("scan-1", 1, events.OutcomePass, true)
 	id := rolloutID("shop", "scan-1")
-	h.waitFor("canary at 5% on replica a", func() error {
-		if ra.current() != 5 {
-			return fmt.Errorf("weight %d", ra.current())
-		}
-		return nil
-	})
+	h.waitWeight(ra, 5)
 	a.consumer.Stop() // from now on only replica b receives events
 	b := h.replica("replica-b", rb)
 
@@ -563,12 +550,7 @@ func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
 	if r.TrafficAtAbort != 5 || r.AnomalyID != "anomaly-1" {
 		t.Fatalf("rollback record %+v", r)
 	}
-	h.waitFor("one rollback event", func() error {
-		if n := len(h.published("rampart.rollback.shop")); n != 1 {
-			return fmt.Errorf("%d rollback events", n)
-		}
-		return nil
-	})
+	h.waitEvents("rampart.rollback.shop", 1)
 	if ra.current() != 0 {
 		t.Fatalf("owner's weight %d after rollback", ra.current())
 	}
