@@ -172,7 +172,9 @@ func (o *owner) acquire(ctx context.Context) error {
 		a.Lease.Take(o.m.opts.Owner, now, o.m.opts.Lease)
 		return true, nil
 	})
-	o.remember(e)
+	if err == nil || errors.Is(err, errHeldElsewhere) {
+		o.remember(e)
+	}
 	if err != nil {
 		o.drop()
 		return err
@@ -182,17 +184,27 @@ func (o *owner) acquire(ctx context.Context) error {
 		return nil
 	}
 	o.log.Debug("took the application's lease", "until", o.until)
-	if err := o.loadActive(ctx); err != nil {
-		o.drop()
+	if err := o.restore(ctx); err != nil {
+		o.drop() // taken again, and restored, on the next try
 		return err
 	}
-	if r := o.active; r != nil && !r.Value.Phase.Terminal() && r.Value.Step >= 0 {
-		if err := o.setWeight(ctx, r.Value.Weight); err != nil {
-			return err
-		}
-		return o.publishStep(ctx, &r.Value)
-	}
 	return nil
+}
+
+// restore loads the active rollout and puts the router back to its
+// recorded step, announced again (the event id is the step's).
+func (o *owner) restore(ctx context.Context) error {
+	if err := o.loadActive(ctx); err != nil {
+		return err
+	}
+	r := o.active
+	if r == nil || r.Value.Phase.Terminal() || r.Value.Step < 0 {
+		return nil
+	}
+	if err := o.setWeight(ctx, r.Value.Weight); err != nil {
+		return err
+	}
+	return o.publishStep(ctx, &r.Value)
 }
 
 // remember keeps e as the application record last seen here.

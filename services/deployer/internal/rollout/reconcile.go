@@ -155,7 +155,10 @@ func (o *owner) stepRequests(ctx context.Context, _ *pass) (result, error) {
 	inbox := slices.Clone(o.state.Value.Inbox)
 	for _, req := range inbox {
 		_, err := o.apply(ctx, req)
-		if err != nil && !errors.Is(err, ErrFinished) && !errors.Is(err, ErrNotFound) {
+		switch {
+		case errors.Is(err, ErrFinished), errors.Is(err, ErrNotFound), errors.Is(err, errUnknownRequest):
+			o.log.Warn("request dropped", "kind", req.Kind, "request", req.ID, "err", err)
+		case err != nil:
 			return resultEmpty, fmt.Errorf("%s request %s: %w", req.Kind, req.ID, err)
 		}
 		err = o.updateApp(ctx, func(a *AppState) bool {

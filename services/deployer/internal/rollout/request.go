@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -50,6 +51,10 @@ type Request struct {
 	// measured from it.
 	Received time.Time `json:"received"`
 }
+
+// errUnknownRequest is a request of a kind this deployer does not know (one
+// left by a newer replica); it is dropped.
+var errUnknownRequest = errors.New("unknown request kind")
 
 // cutsTraffic reports whether r ends a canary: its weight goes to 0 before
 // anything else is done.
@@ -117,7 +122,7 @@ func (o *owner) apply(ctx context.Context, req Request) (*Rollout, error) {
 		done := o.active.Value
 		return &done, nil
 	default:
-		return nil, fmt.Errorf("unknown request kind %q", req.Kind)
+		return nil, fmt.Errorf("%w %q", errUnknownRequest, req.Kind)
 	}
 	r.UpdatedAt = now
 	if err := o.saveRollout(ctx, r); err != nil {
