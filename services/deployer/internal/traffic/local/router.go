@@ -126,7 +126,7 @@ func New(app string, conf policy.LocalRouter, opts Options) (*Router, error) {
 	r := &Router{
 		app:       app,
 		listen:    conf.Listen,
-		log:       log.With("router", policy.RouterLocal), // the caller names the app (routers.New does)
+		log:       log.With("router", policy.RouterLocal), // the caller names the app (the deployer's app does)
 		metrics:   m,
 		transport: tr,
 	}
