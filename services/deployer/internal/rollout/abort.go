@@ -32,6 +32,18 @@ func (o *owner) abort(ctx context.Context, trigger events.Anomaly, anomalyID str
 	return nil
 }
 
+// halt rolls the rollout in flight back if it delivers artifact: a verdict
+// or a re-scan found the artifact unsafe after it was promoted.
+func (o *owner) halt(ctx context.Context, artifact, reason, causeID string, received time.Time) error {
+	r := o.active
+	if r == nil || r.Value.Phase.Terminal() || r.Value.Artifact != artifact {
+		return nil
+	}
+	trigger := events.Anomaly{Target: events.TargetCanary, App: o.app, Environment: r.Value.Environment, ArtifactID: artifact,
+		RolloutID: r.Value.ID, Rule: "scan", Origin: "scanner", Description: reason, DetectedAt: o.m.now().UTC()}
+	return o.abort(ctx, trigger, causeID, received)
+}
+
 func (o *owner) publishRollback(ctx context.Context, r *Rollout) error {
 	var trigger events.Anomaly
 	if r.Trigger != nil {
@@ -54,10 +66,8 @@ func (o *owner) publishRollback(ctx context.Context, r *Rollout) error {
 // known to be vulnerable. Without one traffic stays, and the notifier pages
 // on the anomaly itself.
 func (o *owner) rollbackLive(ctx context.Context, a events.Anomaly, anomalyID string, received time.Time) error {
-	if r := o.active; a.ArtifactID != "" && r != nil && !r.Value.Phase.Terminal() && r.Value.Artifact == a.ArtifactID {
-		trigger := events.Anomaly{Target: events.TargetCanary, App: o.app, Environment: r.Value.Environment, ArtifactID: a.ArtifactID,
-			RolloutID: r.Value.ID, Rule: "scan", Origin: "scanner", Description: a.Description, DetectedAt: o.m.now().UTC()}
-		if err := o.abort(ctx, trigger, anomalyID, received); err != nil {
+	if a.ArtifactID != "" {
+		if err := o.halt(ctx, a.ArtifactID, a.Description, anomalyID, received); err != nil {
 			return err
 		}
 	}

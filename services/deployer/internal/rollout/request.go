@@ -70,13 +70,7 @@ func (o *owner) apply(ctx context.Context, req Request) (*Rollout, error) {
 	case KindVerdict:
 		return nil, o.offer(ctx, *req.Candidate)
 	case KindBlocked:
-		if o.active == nil || o.active.Value.Phase.Terminal() || o.active.Value.Artifact != req.Candidate.Artifact {
-			return nil, nil
-		}
-		trigger := events.Anomaly{Target: events.TargetCanary, App: o.app, Environment: o.active.Value.Environment,
-			ArtifactID: req.Candidate.Artifact, RolloutID: o.active.Value.ID, Rule: "scan", Origin: "scanner",
-			Description: req.Reason, DetectedAt: o.m.now().UTC()}
-		return nil, o.abort(ctx, trigger, req.ID, req.Received)
+		return nil, o.halt(ctx, req.Candidate.Artifact, req.Reason, req.ID, req.Received)
 	case KindAnomaly:
 		id := req.Rollout
 		if id == "" {
