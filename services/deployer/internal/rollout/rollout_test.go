@@ -561,3 +561,27 @@ func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
 		t.Fatalf("application state after the rollback: %+v", s)
 	}
 }
+
+// When the owner dies, another replica takes the application over once the
+// lease has run out: it restores the recorded weight on its router and acts
+// on what comes next.
+func TestReplicaTakesOverWhenTheLeaseRunsOut(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	ra, rb := &fakeRouter{}, &fakeRouter{}
+	a := h.replica("replica-a", ra)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	id := rolloutID("shop", "scan-1")
+	h.waitWeight(ra, 5)
+	h.replica("replica-b", rb)
+	a.stop()
+	h.waitWeight(rb, 5) // within the 2 s lease and a bit
+	if s := h.app("shop"); s.Lease.Holder != "replica-b" {
+		t.Fatalf("lease %+v after the take-over", s.Lease)
+	}
+	h.anomaly("anomaly-1", events.TargetCanary, id, 1)
+	h.waitPhase(id, PhaseRolledBack)
+	h.waitEvents("rampart.rollback.shop", 1)
+	if rb.current() != 0 {
+		t.Fatalf("weights %v on the new owner", rb.history())
+	}
+}
