@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,7 +121,7 @@ func newStore(b jetstream.KeyValue) store {
 // Start starts an owner for every application in the policy: each takes
 // its application's lease if the application has work and nobody else
 // holds it, then resumes or finishes what is under way. It also watches the
-// application records, so an owner hears at once of a request another
+// application records, so that an owner hears at once of a request another
 // replica left in its inbox.
 func (m *Manager) Start(context.Context) error {
 	// The watch lives as long as the Manager, not as ctx.
@@ -138,8 +139,9 @@ func (m *Manager) Start(context.Context) error {
 				if !ok {
 					return
 				}
-				if e != nil {
-					m.wake(strings.TrimPrefix(e.Key(), "app."), e.Revision())
+				var a AppState
+				if e != nil && json.Unmarshal(e.Value(), &a) == nil && len(a.Inbox) > 0 {
+					m.wake(strings.TrimPrefix(e.Key(), "app."))
 				}
 			}
 		}
@@ -172,12 +174,12 @@ func (m *Manager) owner(app string) *owner {
 	return o
 }
 
-// wake tells app's owner, if it runs here, that its record changed.
-func (m *Manager) wake(app string, revision uint64) {
+// wake tells app's owner, if it runs here, that its inbox holds requests.
+func (m *Manager) wake(app string) {
 	m.mu.Lock()
 	o := m.owners[app]
 	m.mu.Unlock()
-	if o != nil && revision > o.seen.Load() {
+	if o != nil {
 		o.poke()
 	}
 }

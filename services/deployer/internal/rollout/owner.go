@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/rampartci/rampart/pkg/runtime/kv"
@@ -18,16 +17,13 @@ import (
 // requests in the inbox of the process that holds it, and takes the lease
 // over when that one lets it go or runs out.
 //
-// Every field below calls is touched by run's goroutine only.
+// The fields after wake are touched by run's goroutine only.
 type owner struct {
 	m     *Manager
 	app   string
 	log   *slog.Logger
 	calls chan call
 	wake  chan struct{}
-	// seen is the revision of the application record last read or written
-	// here; the watch wakes the owner only for a newer one.
-	seen atomic.Uint64
 
 	// state is the application record as last read or written.
 	state kv.Entry[AppState]
@@ -213,7 +209,6 @@ func (o *owner) remember(e kv.Entry[AppState]) {
 		e.Value.App = o.app
 	}
 	o.state = e
-	o.seen.Store(e.Revision)
 }
 
 // loadActive reads the active rollout's record.

@@ -67,6 +67,7 @@ func (o *owner) reconcile(ctx context.Context) time.Duration {
 		}
 		o.m.metrics.reconcile.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		if p.owned && !errors.Is(err, errLeaseLost) {
+			o.serveWaiting(ctx)
 			o.recordReady(ctx, err)
 		}
 	}()
@@ -78,6 +79,7 @@ func (o *owner) reconcile(ctx context.Context) time.Duration {
 		{"progress", o.stepProgress}, // move the active rollout on when its step is due
 		{"release", o.stepRelease},   // let the lease go when nothing is left to do
 	} {
+		o.serveWaiting(ctx)
 		res, err = s.run(ctx, p)
 		if err != nil {
 			err = fmt.Errorf("%s: %w", s.name, err)
@@ -104,6 +106,18 @@ func (o *owner) reconcile(ctx context.Context) time.Duration {
 		return -1
 	}
 	return max(0, p.requeueAt.Sub(o.m.now()))
+}
+
+// serveWaiting applies a request that is waiting, between two steps of a
+// pass: an anomaly does not wait for the rest of the pass to cut traffic.
+// Each step starts from the state the request left.
+func (o *owner) serveWaiting(ctx context.Context) {
+	select {
+	case c := <-o.calls:
+		r, err := o.handle(ctx, c.req)
+		c.done <- answer{r, err}
+	default:
+	}
 }
 
 // stepLease reads the application record and holds the lease while the
@@ -233,9 +247,7 @@ func (o *owner) stepFinish(ctx context.Context, _ *pass) (result, error) {
 	return resultSuccess, nil
 }
 
-// stepStart begins the queued candidate when no rollout is active: the
-// rollout is recorded, then made the active one. The promotion is announced
-// by the first progress step.
+// stepStart begins the queued candidate when no rollout is active.
 func (o *owner) stepStart(ctx context.Context, _ *pass) (result, error) {
 	a := &o.state.Value
 	if a.Active != "" && o.active == nil {
@@ -246,21 +258,31 @@ func (o *owner) stepStart(ctx context.Context, _ *pass) (result, error) {
 	if a.Active != "" || a.Queued == nil {
 		return resultSuccess, nil
 	}
-	c := *a.Queued
+	if err := o.begin(ctx, *a.Queued); err != nil {
+		return resultEmpty, err
+	}
+	return resultSuccess, nil
+}
+
+// begin starts candidate c: its rollout is recorded, then made the active
+// one (and c leaves the queue). The promotion is announced by the first
+// progress step. A candidate that is live already, or whose rollout ran
+// before, only leaves the queue.
+func (o *owner) begin(ctx context.Context, c Candidate) error {
 	dequeue := func(a *AppState) {
 		if a.Queued != nil && a.Queued.ScanEventID == c.ScanEventID {
 			a.Queued = nil
 		}
 	}
 	id := rolloutID(o.app, c.ScanEventID)
-	live := a.Live()
+	live := o.state.Value.Live()
 	if live != nil && live.Artifact == c.Artifact {
 		o.log.Info("artifact is already live", "artifact", c.Artifact)
-		return resultSuccess, o.updateApp(ctx, func(a *AppState) bool { dequeue(a); return true })
+		return o.updateApp(ctx, func(a *AppState) bool { dequeue(a); return true })
 	}
 	app, err := o.policyApp()
 	if err != nil {
-		return resultEmpty, err
+		return err
 	}
 	now := o.m.now().UTC()
 	r := Rollout{
@@ -276,11 +298,11 @@ func (o *owner) stepStart(ctx context.Context, _ *pass) (result, error) {
 		e, err = o.m.store.rollout(ctx, id) // begun before a restart
 	}
 	if err != nil {
-		return resultEmpty, err
+		return err
 	}
 	if e.Value.Phase.Terminal() {
 		o.log.Info("candidate's rollout has run already", "rollout", id, "phase", e.Value.Phase)
-		return resultSuccess, o.updateApp(ctx, func(a *AppState) bool { dequeue(a); return true })
+		return o.updateApp(ctx, func(a *AppState) bool { dequeue(a); return true })
 	}
 	err = o.updateApp(ctx, func(a *AppState) bool {
 		a.Active = id
@@ -288,11 +310,11 @@ func (o *owner) stepStart(ctx context.Context, _ *pass) (result, error) {
 		return true
 	})
 	if err != nil {
-		return resultEmpty, err
+		return err
 	}
 	o.active = &e
 	o.m.metrics.rollouts.WithLabelValues("started").Inc()
-	return resultSuccess, nil
+	return nil
 }
 
 // stepProgress moves the active rollout on: before the first step the

@@ -125,25 +125,27 @@ func (o *owner) apply(ctx context.Context, req Request) (*Rollout, error) {
 	return &r, nil
 }
 
-// offer takes a passing candidate: it becomes the application's queued
-// candidate, which the start step begins once nothing is active. A verdict
-// delivered again for the active rollout, or for the live artifact, changes
-// nothing.
+// offer takes a passing candidate: it starts at once when nothing is
+// active or waiting, and otherwise becomes the queued candidate (the latest
+// wins), begun by the start step when the active rollout has ended. A
+// verdict delivered again for the active rollout, or for the live artifact,
+// changes nothing.
 func (o *owner) offer(ctx context.Context, c Candidate) error {
-	id := rolloutID(o.app, c.ScanEventID)
+	a := &o.state.Value
+	switch {
+	case a.Active == rolloutID(o.app, c.ScanEventID):
+		return nil
+	case a.Active == "" && a.Live() != nil && a.Live().Artifact == c.Artifact:
+		o.log.Info("artifact is already live", "artifact", c.Artifact)
+		return nil
+	case a.Active == "" && a.Queued == nil:
+		return o.begin(ctx, c)
+	}
 	return o.updateApp(ctx, func(a *AppState) bool {
-		switch {
-		case a.Active == id:
-			return false
-		case a.Active == "" && a.Live() != nil && a.Live().Artifact == c.Artifact:
-			o.log.Info("artifact is already live", "artifact", c.Artifact)
-			return false
-		case a.Queued != nil && a.Queued.ScanEventID == c.ScanEventID:
+		if a.Queued != nil && a.Queued.ScanEventID == c.ScanEventID {
 			return false
 		}
-		if a.Active != "" {
-			o.log.Info("candidate queued behind the active rollout", "artifact", c.Artifact, "active", a.Active)
-		}
+		o.log.Info("candidate queued", "artifact", c.Artifact, "active", a.Active)
 		a.Queued = &c
 		return true
 	})
