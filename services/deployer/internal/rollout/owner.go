@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/rampartci/rampart/pkg/runtime/kv"
 )
 
@@ -33,6 +35,8 @@ type owner struct {
 	until time.Time
 	// retry is the wait after a failed pass, doubled on each failure.
 	retry time.Duration
+	// outbox holds step announcements not published yet.
+	outbox []cloudevents.Event
 }
 
 // call is a request waiting for its answer.
@@ -200,7 +204,8 @@ func (o *owner) restore(ctx context.Context) error {
 	if err := o.setWeight(ctx, r.Value.Weight); err != nil {
 		return err
 	}
-	return o.publishStep(ctx, &r.Value)
+	ev, err := o.stepEvent(&r.Value)
+	return o.announce(ctx, ev, err)
 }
 
 // remember keeps e as the application record last seen here.

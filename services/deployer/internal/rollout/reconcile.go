@@ -54,22 +54,28 @@ type step struct {
 }
 
 // reconcile runs the steps in order until one fails or has nothing more to
-// do, records the application's Ready condition and the metrics, and says
-// when to run again (negative: not until something happens).
-func (o *owner) reconcile(ctx context.Context) time.Duration {
+// do, then records the application's Ready condition, publishes the step
+// announcements of the pass and the metrics, and says when to run again
+// (negative: not until something happens). The announcements go out last,
+// so whoever acts on a step event finds the owner free.
+func (o *owner) reconcile(ctx context.Context) (next time.Duration) {
 	start := time.Now()
 	p := &pass{now: o.m.now()}
 	res, err := resultEmpty, error(nil)
 	defer func() {
+		if p.owned && !errors.Is(err, errLeaseLost) {
+			o.serveWaiting(ctx)
+			o.recordReady(ctx, err)
+		}
+		if ferr := o.flush(ctx); ferr != nil && err == nil {
+			err = fmt.Errorf("announce: %w", ferr)
+			next = o.failed(err)
+		}
 		label := res.String()
 		if err != nil {
 			label = "error"
 		}
 		o.m.metrics.reconcile.WithLabelValues(label).Observe(time.Since(start).Seconds())
-		if p.owned && !errors.Is(err, errLeaseLost) {
-			o.serveWaiting(ctx)
-			o.recordReady(ctx, err)
-		}
 	}()
 	for _, s := range []step{
 		{"lease", o.stepLease},       // hold the application, or leave it to its owner
@@ -94,10 +100,7 @@ func (o *owner) reconcile(ctx context.Context) time.Duration {
 		o.log.Warn("another deployer took the application over", "err", err)
 		return 0
 	case err != nil:
-		o.log.Error("rollout pass failed; retrying", "err", err, "in", o.retry)
-		wait := o.retry
-		o.retry = min(2*o.retry, 5*time.Second)
-		return wait
+		return o.failed(err)
 	case res == resultRequeue:
 		return 0
 	}
@@ -106,6 +109,27 @@ func (o *owner) reconcile(ctx context.Context) time.Duration {
 		return -1
 	}
 	return max(0, p.requeueAt.Sub(o.m.now()))
+}
+
+// failed logs a failed pass and returns the wait before the next, doubled
+// after each failure in a row.
+func (o *owner) failed(err error) time.Duration {
+	o.log.Error("rollout pass failed; retrying", "err", err, "in", o.retry)
+	wait := o.retry
+	o.retry = min(2*o.retry, 5*time.Second)
+	return wait
+}
+
+// flush publishes the pending step announcements in order; what fails stays
+// for the next pass.
+func (o *owner) flush(ctx context.Context) error {
+	for len(o.outbox) > 0 {
+		if _, err := o.m.bus.Publish(ctx, o.outbox[0]); err != nil {
+			return err
+		}
+		o.outbox = o.outbox[1:]
+	}
+	return nil
 }
 
 // serveWaiting applies a request that is waiting, between two steps of a
@@ -357,9 +381,10 @@ func (o *owner) stepProgress(ctx context.Context, p *pass) (result, error) {
 	return resultRequeue, nil // the finish step carries the end out
 }
 
-// step records, applies and announces step i of the active rollout. A
-// deployer killed in between re-applies and re-announces the recorded step
-// when it takes the application back.
+// step records and applies step i of the active rollout, and leaves its
+// announcement for the end of the pass. A deployer killed in between
+// re-applies and re-announces the recorded step when it takes the
+// application back.
 func (o *owner) step(ctx context.Context, p *pass, i int) (result, error) {
 	r := o.active.Value
 	now := o.m.now()
@@ -371,9 +396,11 @@ func (o *owner) step(ctx context.Context, p *pass, i int) (result, error) {
 		return resultEmpty, err
 	}
 	o.log.Info("canary step", "rollout", r.ID, "step", i, "weight", r.Weight)
-	if err := o.publishStep(ctx, &r); err != nil {
+	ev, err := o.stepEvent(&r)
+	if err != nil {
 		return resultEmpty, err
 	}
+	o.outbox = append(o.outbox, ev) // announced at the end of the pass
 	p.requeue(now.Add(r.Pause))
 	return resultSuccess, nil
 }
@@ -460,16 +487,16 @@ func (o *owner) publishPromote(ctx context.Context, r *Rollout) error {
 	return o.announce(ctx, ev, err)
 }
 
-func (o *owner) publishStep(ctx context.Context, r *Rollout) error {
+// stepEvent is the announcement of r's current step.
+func (o *owner) stepEvent(r *Rollout) (cloudevents.Event, error) {
 	cause := "promote:" + r.ID
 	if r.Step > 0 {
 		cause = stepEventID(r, r.Step-1)
 	}
-	ev, err := events.NewCanaryStepped(o.m.meta(r, stepEventID(r, r.Step), cause), events.CanaryStep{
+	return events.NewCanaryStepped(o.m.meta(r, stepEventID(r, r.Step), cause), events.CanaryStep{
 		RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact,
 		Stable: r.Stable, Step: r.Step, Weight: r.Weight,
 	})
-	return o.announce(ctx, ev, err)
 }
 
 // announce publishes ev, an event just built; err is the error of building
