@@ -250,6 +250,16 @@ func (h *harness) waitEvents(pattern string, n int) {
 	})
 }
 
+// canary starts a replica named owner and a rollout of scan-1 on it, and
+// waits until the canary has 5%.
+func (h *harness) canary(owner string, rt *fakeRouter) (*replica, string) {
+	h.t.Helper()
+	r := h.replica(owner, rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	h.waitWeight(rt, 5)
+	return r, rolloutID("shop", "scan-1")
+}
+
 // app reads the application's state.
 func (h *harness) app(name string) *AppState {
 	h.t.Helper()
@@ -530,10 +540,7 @@ func TestRollbackCutsTrafficBeforeRecording(t *testing.T) {
 func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
 	h := newHarness(t, time.Hour)
 	ra, rb := &fakeRouter{}, &fakeRouter{}
-	a := h.replica("replica-a", ra)
-	h.verdict("scan-1", 1, events.OutcomePass, true)
-	id := rolloutID("shop", "scan-1")
-	h.waitWeight(ra, 5)
+	a, id := h.canary("replica-a", ra)
 	a.consumer.Stop() // from now on only replica b receives events
 	b := h.replica("replica-b", rb)
 
@@ -568,10 +575,7 @@ func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
 func TestReplicaTakesOverWhenTheLeaseRunsOut(t *testing.T) {
 	h := newHarness(t, time.Hour)
 	ra, rb := &fakeRouter{}, &fakeRouter{}
-	a := h.replica("replica-a", ra)
-	h.verdict("scan-1", 1, events.OutcomePass, true)
-	id := rolloutID("shop", "scan-1")
-	h.waitWeight(ra, 5)
+	a, id := h.canary("replica-a", ra)
 	h.replica("replica-b", rb)
 	a.stop()
 	h.waitWeight(rb, 5) // within the 2 s lease and a bit
