@@ -12,6 +12,7 @@ require (
 	github.com/rampartci/rampart/pkg/events v0.0.0
 	github.com/rampartci/rampart/pkg/policy v0.0.0
 	github.com/rampartci/rampart/pkg/runtime v0.0.0
+	go.uber.org/goleak v1.3.0
 	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2
 )

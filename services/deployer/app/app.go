@@ -23,7 +23,6 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/deployer/internal/admin"
 	"github.com/rampartci/rampart/services/deployer/internal/rollout"
-	"github.com/rampartci/rampart/services/deployer/internal/router/routers"
 )
 
 // Workload makes an artifact run in an application's slot; see Options.Workload.
@@ -43,8 +42,8 @@ const (
 var Consumer = bus.ConsumerOptions{
 	Durable:        "deployer",
 	FilterSubjects: []string{"rampart.scan.>", "rampart.anomaly.>"},
-	// Verdicts wait for a lost rollout lease at most a few seconds; give
-	// transient failures room before dead-lettering.
+	// A request is acked once the application's owner has it; give
+	// transient failures (the bucket, a router) room before dead-lettering.
 	MaxDeliver: 10,
 	Backoff:    []time.Duration{200 * time.Millisecond, time.Second, 5 * time.Second},
 }
@@ -55,7 +54,7 @@ type Options struct {
 	PolicyFile string
 	// ScannerKeyFile holds the scanner's public key (base64 Ed25519).
 	ScannerKeyFile string
-	// Owner names this deployer in rollout leases (default: host name).
+	// Owner names this deployer in application leases (default: host name).
 	Owner string
 	// AdminToken, when set, is required as a bearer token by the operator API.
 	AdminToken policy.Secret
@@ -71,7 +70,7 @@ type Options struct {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the applications to deliver")
 	fs.StringVar(&o.ScannerKeyFile, "scanner-key", o.ScannerKeyFile, "file with the scanner's public key, to verify scan verdicts")
-	fs.StringVar(&o.Owner, "owner", o.Owner, "name of this deployer in rollout leases (default: host name)")
+	fs.StringVar(&o.Owner, "owner", o.Owner, "name of this deployer in application leases (default: host name)")
 	fs.StringVar(&o.AdminToken.Env, "admin-token-env", o.AdminToken.Env, "environment variable holding the operator API's bearer token")
 	fs.StringVar(&o.AdminToken.File, "admin-token-file", o.AdminToken.File, "file holding the operator API's bearer token")
 }
@@ -81,7 +80,7 @@ type App struct {
 	opts     Options
 	token    string
 	policy   *policy.Store
-	routers  map[string]routers.Router // by application
+	routers  map[string]router // by application
 	manager  *rollout.Manager
 	consumer *bus.Consumer
 	cancel   context.CancelFunc
@@ -135,9 +134,9 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 		return err
 	}
 	byApp := map[string]rollout.Router{}
-	a.routers = map[string]routers.Router{}
+	a.routers = map[string]router{}
 	for _, app := range a.policy.Current().Apps {
-		rt, err := routers.New(app, routers.Options{Logger: deps.Logger, Registerer: deps.Registerer})
+		rt, err := newRouter(app, routerOptions{Logger: deps.Logger, Registerer: deps.Registerer})
 		if err != nil {
 			return err
 		}

@@ -1,17 +1,15 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -23,34 +21,17 @@ func init() {
 	register("rollout status", "show one rollout", func(ctx context.Context, e *env, args []string) error {
 		return runRollout(ctx, e, "status", args)
 	})
-	for _, action := range []string{"pause", "resume", "abort", "promote"} {
-		summary := map[string]string{
-			"pause":   "hold a rollout at its current step",
-			"resume":  "continue a paused rollout",
-			"abort":   "roll a rollout back now: canary weight 0, then the rollback is recorded",
-			"promote": "end the current step's pause now",
+	for _, action := range adminapi.Actions {
+		summary := map[adminapi.Action]string{
+			adminapi.ActionPause:   "hold a rollout at its current step",
+			adminapi.ActionResume:  "continue a paused rollout",
+			adminapi.ActionAbort:   "roll a rollout back now: canary weight 0, then the rollback is recorded",
+			adminapi.ActionPromote: "end the current step's pause now",
 		}[action]
-		register("rollout "+action, summary, func(ctx context.Context, e *env, args []string) error {
-			return runRollout(ctx, e, action, args)
+		register("rollout "+string(action), summary, func(ctx context.Context, e *env, args []string) error {
+			return runRollout(ctx, e, string(action), args)
 		})
 	}
-}
-
-// rolloutView is what the deployer's operator API returns for a rollout.
-type rolloutView struct {
-	ID            string    `json:"id"`
-	App           string    `json:"app"`
-	Environment   string    `json:"environment"`
-	Artifact      string    `json:"artifact"`
-	Stable        string    `json:"stable"`
-	Steps         []int     `json:"steps"`
-	Step          int       `json:"step"`
-	Weight        int       `json:"weight"`
-	Phase         string    `json:"phase"`
-	Reason        string    `json:"reason"`
-	StepStartedAt time.Time `json:"stepStartedAt"`
-	CreatedAt     time.Time `json:"createdAt"`
-	UpdatedAt     time.Time `json:"updatedAt"`
 }
 
 func runRollout(ctx context.Context, e *env, action string, args []string) error {
@@ -62,7 +43,7 @@ func runRollout(ctx context.Context, e *env, action string, args []string) error
 	server := fs.String("server", defaultServer, "the deployer's HTTP address (rampart up serves it)")
 	tokenFile := fs.String("token-file", "", "file with the operator API's bearer token, if it requires one")
 	reason := ""
-	if action == "pause" || action == "abort" {
+	if action == string(adminapi.ActionPause) || action == string(adminapi.ActionAbort) {
 		fs.StringVar(&reason, "reason", "", "why, recorded with the rollout")
 	}
 	asJSON := fs.Bool("json", false, "print the API's JSON")
@@ -78,10 +59,6 @@ func runRollout(ctx context.Context, e *env, action string, args []string) error
 	default:
 		return fmt.Errorf("%w: want %s", errUsage, synopsis)
 	}
-	base, err := url.Parse(*server)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return fmt.Errorf("%w: --server %q is not an http(s) URL", errUsage, *server)
-	}
 	token := ""
 	if *tokenFile != "" {
 		b, err := os.ReadFile(*tokenFile)
@@ -90,51 +67,29 @@ func runRollout(ctx context.Context, e *env, action string, args []string) error
 		}
 		token = strings.TrimSpace(string(b))
 	}
+	client, err := adminapi.NewClient(*server, token, nil)
+	if err != nil {
+		return fmt.Errorf("%w: --server %q is not an http(s) URL", errUsage, *server)
+	}
 
-	method, path := http.MethodGet, "/deployer/rollouts"
-	var body []byte
+	var answer any
 	switch action {
+	case "list":
+		answer, err = client.List(ctx)
 	case "status":
-		path += "/" + url.PathEscape(id)
-	case "pause", "resume", "abort", "promote":
-		method, path = http.MethodPost, path+"/"+url.PathEscape(id)+"/"+action
-		body, _ = json.Marshal(map[string]string{"reason": reason})
+		answer, err = client.Rollout(ctx, id)
+	default:
+		answer, err = client.Act(ctx, id, adminapi.Action(action), reason)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base.String(), "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("reach the deployer at %s: %w", *server, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var apiErr struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(raw, &apiErr) == nil && apiErr.Error != "" {
-			return fmt.Errorf("%s: %s", resp.Status, apiErr.Error)
-		}
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(raw))
 	}
 	if *asJSON {
-		_, err := e.stdout.Write(raw)
-		return err
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(answer)
 	}
-	if action == "list" {
-		var list []rolloutView
-		if err := json.Unmarshal(raw, &list); err != nil {
-			return fmt.Errorf("decode the deployer's answer: %w", err)
-		}
+	if list, ok := answer.([]adminapi.Rollout); ok {
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ROLLOUT\tAPP\tPHASE\tSTEP\tWEIGHT\tUPDATED\tARTIFACT")
 		for _, r := range list {
@@ -143,10 +98,7 @@ func runRollout(ctx context.Context, e *env, action string, args []string) error
 		}
 		return tw.Flush()
 	}
-	var r rolloutView
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return fmt.Errorf("decode the deployer's answer: %w", err)
-	}
+	r := answer.(adminapi.Rollout)
 	fmt.Fprintf(e.stdout, "rollout   %s\napp       %s (%s)\nphase     %s\nstep      %d of %d, canary weight %d%%\nartifact  %s\nstable    %s\n",
 		r.ID, r.App, r.Environment, r.Phase, r.Step+1, len(r.Steps), r.Weight, r.Artifact, r.Stable)
 	if r.Reason != "" {

@@ -5,10 +5,12 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +21,8 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/kv"
+	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
 // Router shifts one application's traffic between stable and canary.
@@ -35,9 +39,12 @@ const (
 	SlotCanary Slot = "canary"
 )
 
-// Workload makes an artifact run in an application's slot. Where something
-// else deploys the slots (a GitOps controller, a Kubernetes Deployment per
-// slot), the deployer runs with no Workload and only moves traffic.
+// Workload makes an artifact run in an application's slot: the candidate in
+// the canary slot before the first step, the release in the stable slot
+// when it completes, the previous release in the stable slot when the live
+// one is rolled back. Without a Workload the deployer only moves traffic
+// between the upstreams the policy names, and whatever runs there is
+// deployed by other means.
 type Workload interface {
 	Deploy(ctx context.Context, app policy.App, slot Slot, artifact string) error
 }
@@ -49,11 +56,12 @@ const Source = "/rampart/deployer"
 type Options struct {
 	// ScannerKey verifies scan verdicts; verdicts that do not verify are refused.
 	ScannerKey ed25519.PublicKey
-	// Owner names this process in rollout leases (default: the host name).
-	// A restarted deployer with the same name takes its rollouts back at once.
+	// Owner names this process in application leases (default: the host
+	// name). A restarted deployer with the same name takes its
+	// applications back at once.
 	Owner string
-	// Lease is how long a rollout stays with its owner without renewal
-	// (default 10s); after that another replica takes it over.
+	// Lease is how long an application stays with its owner without
+	// renewal (default 10s); after that another replica takes it over.
 	Lease time.Duration
 	// Workload deploys candidates to slots; nil leaves that to others.
 	Workload Workload
@@ -61,27 +69,25 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// Manager runs the rollouts of every configured application.
+// Manager turns the deployer's events and the operator's actions into
+// requests for each application's owner, and runs the owners.
 type Manager struct {
-	store    *Store
-	bus      *bus.Bus
-	policy   *policy.Store
-	routers  map[string]Router
-	opts     Options
-	log      *slog.Logger
-	metrics  *metrics
-	now      func() time.Time
-	rootCtx  context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	appLocks sync.Map // app name → *sync.Mutex: traffic changes of one app are serial
+	store   store
+	kv      jetstream.KeyValue
+	bus     *bus.Bus
+	policy  *policy.Store
+	routers map[string]Router
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
 
-	mu      sync.Mutex
-	drivers map[string]chan struct{} // rollout id → wake-up channel, for rollouts driven here
-	// active is each application's rollout in flight as this process last
-	// saw it, so an anomaly against it can cut traffic before any state is
-	// read. The bucket stays the record; this is only a hint.
-	active sync.Map // app name → rollout id
+	ctx    context.Context // ends when the Manager stops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	owners map[string]*owner // by application
 }
 
 // NewManager returns a Manager over the bucket kv. routers holds one Router
@@ -103,62 +109,126 @@ func NewManager(kv jetstream.KeyValue, b *bus.Bus, pol *policy.Store, routers ma
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
-		store: &Store{kv: kv}, bus: b, policy: pol, routers: routers, opts: opts,
-		log: logger, metrics: m, now: time.Now, rootCtx: ctx, cancel: cancel,
-		drivers: map[string]chan struct{}{},
+		store: newStore(kv), kv: kv, bus: b, policy: pol, routers: routers, opts: opts,
+		log: logger, metrics: m, now: time.Now, ctx: ctx, cancel: cancel, owners: map[string]*owner{},
 	}, nil
 }
 
-// Store gives read access to rollout state.
-func (m *Manager) Store() *Store { return m.store }
+func newStore(b jetstream.KeyValue) store {
+	return store{rollouts: kv.New[Rollout](b), apps: kv.New[AppState](b)}
+}
 
-// Start resumes every unfinished rollout and finishes any rollout whose end
-// was not fully carried out (a deployer killed in between).
-func (m *Manager) Start(ctx context.Context) error {
-	all, err := m.store.List(ctx)
+// Start starts an owner for every application in the policy: each takes
+// its application's lease if the application has work and nobody else
+// holds it, then resumes or finishes what is under way. It also watches the
+// application records, so that an owner hears at once of a request another
+// replica left in its inbox.
+func (m *Manager) Start(context.Context) error {
+	// The watch lives as long as the Manager, not as ctx.
+	w, err := m.kv.Watch(m.ctx, "app.*", jetstream.UpdatesOnly())
 	if err != nil {
-		return err
+		return fmt.Errorf("watch application state: %w", err)
 	}
-	for _, r := range all {
-		if !r.Phase.Terminal() {
-			m.active.Store(r.App, r.ID)
-			m.startDriver(r.ID)
-			continue
-		}
-		a, err := m.store.App(ctx, r.App)
-		if err != nil {
-			return err
-		}
-		if a.Active == r.ID {
-			if err := m.finish(ctx, r); err != nil {
-				return err
+	m.wg.Go(func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-m.ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				var a AppState
+				if e != nil && json.Unmarshal(e.Value(), &a) == nil && len(a.Inbox) > 0 {
+					m.wake(strings.TrimPrefix(e.Key(), "app."))
+				}
 			}
 		}
+	})
+	for _, app := range m.policy.Current().Apps {
+		m.owner(app.Name)
 	}
 	return nil
 }
 
-// Stop stops driving rollouts; their state stays for the next start.
+// Stop stops the owners; the state stays for the next start, and the lease
+// runs out unless this process, by the same name, starts again first.
 func (m *Manager) Stop() {
 	m.cancel()
 	m.wg.Wait()
 }
 
-// Handle acts on one event from the deployer's consumer.
-func (m *Manager) Handle(ctx context.Context, d bus.Delivery) error {
-	switch events.KindOf(d.Event.Type()) {
-	case events.KindScan:
-		return m.handleScan(ctx, d.Event)
-	case events.KindAnomaly:
-		return m.handleAnomaly(ctx, d.Event)
+// owner returns app's owner in this process, started on first use.
+func (m *Manager) owner(app string) *owner {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.owners[app]
+	if !ok {
+		o = newOwner(m, app)
+		m.owners[app] = o
+		if m.ctx.Err() == nil {
+			m.wg.Go(func() { o.run(m.ctx) })
+		}
 	}
-	return nil
+	return o
 }
 
-func (m *Manager) lockApp(app string) func() {
-	mu, _ := m.appLocks.LoadOrStore(app, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	return mu.(*sync.Mutex).Unlock
+// wake tells app's owner, if it runs here, that its inbox holds requests.
+func (m *Manager) wake(app string) {
+	m.mu.Lock()
+	o := m.owners[app]
+	m.mu.Unlock()
+	if o != nil {
+		o.poke()
+	}
+}
+
+// errStopped is returned for a request made while the Manager stops.
+var errStopped = errors.New("deployer is stopping")
+
+// submit hands req to its application's owner and waits until the owner
+// has applied it or left it in the inbox for the owner elsewhere
+// (errForwarded).
+func (m *Manager) submit(ctx context.Context, req Request) (*Rollout, error) {
+	c := call{req: req, done: make(chan answer, 1)}
+	select {
+	case m.owner(req.App).calls <- c:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-m.ctx.Done():
+		return nil, errStopped
+	}
+	select {
+	case a := <-c.done:
+		return a.rollout, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-m.ctx.Done():
+		return nil, errStopped
+	}
+}
+
+// Handle acts on one event from the deployer's consumer: it becomes a
+// request for the application's owner, and is acked once the owner has
+// applied it (or, on another replica, has it in its inbox).
+func (m *Manager) Handle(ctx context.Context, d bus.Delivery) error {
+	var req *Request
+	var err error
+	switch events.KindOf(d.Event.Type()) {
+	case events.KindScan:
+		req, err = m.scanRequest(d.Event)
+	case events.KindAnomaly:
+		req, err = m.anomalyRequest(d.Event)
+	}
+	if err != nil || req == nil {
+		return err
+	}
+	_, err = m.submit(ctx, *req)
+	if errors.Is(err, errForwarded) {
+		return nil
+	}
+	return err
 }
 
 // rolloutID is derived from the verdict, so a redelivered verdict is the
@@ -168,110 +238,118 @@ func rolloutID(app, scanEventID string) string {
 	return app + "-" + hex.EncodeToString(sum[:5])
 }
 
-func (m *Manager) handleScan(ctx context.Context, ev cloudevents.Event) error {
+func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
+	received := time.Now()
 	s, err := events.VerifyScan(ev, m.opts.ScannerKey)
 	if errors.Is(err, events.ErrUnsigned) || errors.Is(err, events.ErrBadSignature) {
 		m.metrics.verdictsRefused.WithLabelValues(refusal(err)).Inc()
 		m.log.Warn("refusing scan verdict", "event", ev.ID(), "err", err)
-		return bus.Poison(fmt.Errorf("refused: %w", err))
+		return nil, bus.Poison(fmt.Errorf("refused: %w", err))
 	}
 	if err != nil {
-		return bus.Poison(err)
+		return nil, bus.Poison(err)
 	}
 	if s.TargetKind != "image" {
-		return nil
+		return nil, nil
 	}
 	oci, err := events.ParseOCI(s.Target)
 	if err != nil {
-		return bus.Poison(fmt.Errorf("verdict target: %w", err))
+		return nil, bus.Poison(fmt.Errorf("verdict target: %w", err))
 	}
 	app, ok := m.policy.Current().AppForImage(oci.RepositoryURL)
 	if !ok {
 		m.log.Debug("verdict for an image no application delivers", "image", oci.RepositoryURL)
-		return nil
+		return nil, nil
 	}
-	log := m.log.With("app", app.Name, "artifact", s.Target)
+	req := &Request{Kind: KindVerdict, ID: ev.ID(), App: app.Name, Received: received,
+		Candidate: &Candidate{Artifact: s.Target, ScanEventID: ev.ID(), ChainID: events.ChainID(ev)}}
 	if s.Outcome != events.OutcomePass {
 		// A blocked verdict for a candidate in flight (a re-scan after a
 		// vulnerability DB update) halts it.
-		return m.haltArtifact(ctx, app, s.Target, ev.ID(), "scan verdict "+s.Outcome+": "+s.Reason)
+		req.Kind, req.Reason = KindBlocked, "scan verdict "+s.Outcome+": "+s.Reason
 	}
+	return req, nil
+}
 
-	id := rolloutID(app.Name, ev.ID())
-	chain := events.ChainID(ev)
-	var queued bool
-	state, err := m.store.updateApp(ctx, app.Name, func(a *AppState) (bool, error) {
-		queued = false
-		switch {
-		case a.Active == id:
-			return false, nil // redelivered: carry on below
-		case a.Live() != nil && a.Live().Artifact == s.Target && a.Active == "":
-			return false, nil // already live
-		case a.Active != "":
-			queued = true
-			if a.Queued != nil && a.Queued.ScanEventID == ev.ID() {
-				return false, nil
-			}
-			a.Queued = &Candidate{Artifact: s.Target, ScanEventID: ev.ID(), ChainID: chain}
-			return true, nil
+func (m *Manager) anomalyRequest(ev cloudevents.Event) (*Request, error) {
+	received := time.Now()
+	a, err := events.AnomalyOf(ev)
+	if err != nil {
+		return nil, bus.Poison(err)
+	}
+	if _, ok := m.policy.Current().App(a.App); !ok {
+		return nil, nil
+	}
+	req := &Request{ID: ev.ID(), App: a.App, Rollout: a.RolloutID, Anomaly: &a, Received: received}
+	switch a.Target {
+	case events.TargetCanary:
+		req.Kind = KindAnomaly
+	case events.TargetRelease:
+		req.Kind = KindLiveAnomaly
+	default:
+		return nil, nil // TargetNone: recorded by the ledger, nothing to do
+	}
+	return req, nil
+}
+
+// List returns every rollout, newest first.
+func (m *Manager) List(ctx context.Context) ([]Rollout, error) { return m.store.list(ctx) }
+
+// Rollout reads one rollout.
+func (m *Manager) Rollout(ctx context.Context, id string) (Rollout, error) {
+	e, err := m.store.rollout(ctx, id)
+	return e.Value, err
+}
+
+// Act carries out an operator's action on rollout id and returns the
+// rollout after it. On a replica that does not own the application it
+// waits until the owner has applied the action.
+func (m *Manager) Act(ctx context.Context, id string, action adminapi.Action, reason string) (Rollout, error) {
+	e, err := m.store.rollout(ctx, id)
+	if err != nil {
+		return Rollout{}, err
+	}
+	if e.Value.Phase.Terminal() {
+		return e.Value, fmt.Errorf("%w (%s)", ErrFinished, e.Value.Phase)
+	}
+	now := m.now()
+	req := Request{Kind: Kind(action), ID: fmt.Sprintf("operator:%s:%s:%d", action, id, now.UnixNano()), App: e.Value.App,
+		Rollout: id, Reason: reason, Received: time.Now()}
+	r, err := m.submit(ctx, req)
+	if errors.Is(err, errForwarded) {
+		return m.awaitApplied(ctx, req)
+	}
+	if err != nil {
+		return Rollout{}, err
+	}
+	return *r, nil
+}
+
+// awaitApplied waits until the owner elsewhere has taken req out of the
+// inbox, and returns its rollout then.
+func (m *Manager) awaitApplied(ctx context.Context, req Request) (Rollout, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*m.opts.Lease)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		a, err := m.store.app(ctx, req.App)
+		if err != nil {
+			return Rollout{}, err
 		}
-		a.Active = id
-		return true, nil
-	})
-	if err != nil {
-		return err
+		pending := false
+		for _, r := range a.Value.Inbox {
+			pending = pending || r.ID == req.ID
+		}
+		if !pending {
+			return m.Rollout(ctx, req.Rollout)
+		}
+		select {
+		case <-ctx.Done():
+			return Rollout{}, fmt.Errorf("the owner of %s has not applied the %s yet: %w", req.App, req.Kind, ctx.Err())
+		case <-tick.C:
+		}
 	}
-	if queued {
-		log.Info("candidate queued behind the active rollout", "active", state.Active)
-		return nil
-	}
-	if state.Active != id {
-		log.Info("artifact is already live")
-		return nil
-	}
-	return m.begin(ctx, app, id, Candidate{Artifact: s.Target, ScanEventID: ev.ID(), ChainID: chain}, state)
-}
-
-// begin creates the rollout (if this is not a redelivery), publishes the
-// promotion and starts driving it.
-func (m *Manager) begin(ctx context.Context, app policy.App, id string, c Candidate, state *AppState) error {
-	now := m.now().UTC()
-	r := &Rollout{
-		ID: id, App: app.Name, Environment: app.Environment, Artifact: c.Artifact, ChainID: c.ChainID,
-		ScanEventID: c.ScanEventID, Steps: app.Canary.Steps, Pause: app.Canary.Pause, Step: -1,
-		Phase: PhaseProgressing, CreatedAt: now, UpdatedAt: now, Owner: m.opts.Owner, LeaseUntil: now.Add(m.opts.Lease),
-	}
-	if live := state.Live(); live != nil {
-		r.Stable = live.Artifact
-	}
-	// A redelivered verdict finds the rollout created already: carry on with
-	// the stored one.
-	if err := m.store.saveRollout(ctx, r); err != nil && !errors.Is(err, errConflict) {
-		return err
-	}
-	saved, err := m.store.Rollout(ctx, id)
-	if err != nil {
-		return err
-	}
-	if err := m.publishPromote(ctx, saved); err != nil {
-		return err
-	}
-	m.metrics.rollouts.WithLabelValues("started").Inc()
-	m.active.Store(app.Name, id)
-	m.startDriver(id)
-	return nil
-}
-
-func (m *Manager) publishPromote(ctx context.Context, r *Rollout) error {
-	ev, err := events.NewPromoted(m.meta(r, "promote:"+r.ID, r.ScanEventID), events.Promotion{
-		RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact,
-		Previous: r.Stable, Steps: r.Steps, ScanID: r.ScanEventID,
-	})
-	if err != nil {
-		return err
-	}
-	_, err = m.bus.Publish(ctx, ev)
-	return err
 }
 
 func (m *Manager) meta(r *Rollout, id, causedBy string) events.Meta {

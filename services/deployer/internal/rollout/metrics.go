@@ -8,6 +8,7 @@ type metrics struct {
 	rollbackLatency    prometheus.Histogram
 	verdictsRefused    *prometheus.CounterVec
 	duplicateAnomalies prometheus.Counter
+	reconcile          *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,9 +30,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duplicateAnomalies: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_deployer_duplicate_anomalies_total", Help: "Anomalies for rollouts that had already ended.",
 		}),
+		reconcile: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rampart_deployer_reconcile_seconds",
+			Help:    "Duration of an application owner's passes, by result: success, requeue, empty, error.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rollouts, m.weight, m.rollbackLatency, m.verdictsRefused, m.duplicateAnomalies} {
+		for _, c := range []prometheus.Collector{m.rollouts, m.weight, m.rollbackLatency, m.verdictsRefused, m.duplicateAnomalies, m.reconcile} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

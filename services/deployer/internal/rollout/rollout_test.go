@@ -14,11 +14,13 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
 // fakeRouter records every weight it is given. The real routers have their
@@ -26,9 +28,14 @@ import (
 type fakeRouter struct {
 	mu      sync.Mutex
 	weights []int
+	// onSet, when set, runs before each weight is taken.
+	onSet func(w int)
 }
 
 func (f *fakeRouter) SetWeight(_ context.Context, w int) error {
+	if f.onSet != nil {
+		f.onSet(w)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n := len(f.weights); n == 0 || f.weights[n-1] != w {
@@ -93,6 +100,19 @@ apps:
 // "deployer", as the service does. stop kills it (no drain).
 func (h *harness) manager(owner string, rt Router) (stop func()) {
 	h.t.Helper()
+	r := h.replica(owner, rt)
+	return r.stop
+}
+
+// replica is one deployer process: its Manager and its consumer.
+type replica struct {
+	m        *Manager
+	consumer *bus.Consumer
+	stop     func()
+}
+
+func (h *harness) replica(owner string, rt Router) *replica {
+	h.t.Helper()
 	m, err := NewManager(h.kv, h.bus, h.policy, map[string]Router{"shop": rt},
 		Options{ScannerKey: h.pub, Owner: owner, Lease: 2 * time.Second}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -107,9 +127,9 @@ func (h *harness) manager(owner string, rt Router) (stop func()) {
 		h.t.Fatal(err)
 	}
 	var once sync.Once
-	stop = func() { once.Do(func() { c.Stop(); m.Stop() }) }
-	h.t.Cleanup(stop)
-	return stop
+	r := &replica{m: m, consumer: c, stop: func() { once.Do(func() { c.Stop(); m.Stop() }) }}
+	h.t.Cleanup(r.stop)
+	return r
 }
 
 func digest(n int) string { return "sha256:" + strings.Repeat(fmt.Sprintf("%02x", n), 32) }
@@ -195,11 +215,11 @@ func (h *harness) waitFor(what string, f func() error) {
 func (h *harness) waitPhase(id string, want Phase) *Rollout {
 	var r *Rollout
 	h.waitFor("rollout "+id+" "+string(want), func() error {
-		var err error
-		r, err = (&Store{kv: h.kv}).Rollout(h.t.Context(), id)
+		e, err := newStore(h.kv).rollout(h.t.Context(), id)
 		if err != nil {
 			return err
 		}
+		r = &e.Value
 		if r.Phase != want {
 			return fmt.Errorf("phase %s", r.Phase)
 		}
@@ -208,6 +228,50 @@ func (h *harness) waitPhase(id string, want Phase) *Rollout {
 	return r
 }
 
+// waitWeight waits until rt's canary weight is w.
+func (h *harness) waitWeight(rt *fakeRouter, w int) {
+	h.t.Helper()
+	h.waitFor(fmt.Sprintf("canary at %d%%", w), func() error {
+		if rt.current() != w {
+			return fmt.Errorf("weights %v", rt.history())
+		}
+		return nil
+	})
+}
+
+// waitEvents waits until n events are published on subject pattern.
+func (h *harness) waitEvents(pattern string, n int) {
+	h.t.Helper()
+	h.waitFor(fmt.Sprintf("%d events on %s", n, pattern), func() error {
+		if got := len(h.published(pattern)); got != n {
+			return fmt.Errorf("%d events", got)
+		}
+		return nil
+	})
+}
+
+// canary starts a replica named owner and a rollout of scan-1 on it, and
+// waits until the canary has 5%.
+func (h *harness) canary(owner string, rt *fakeRouter) (*replica, string) {
+	h.t.Helper()
+	r := h.replica(owner, rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	h.waitWeight(rt, 5)
+	return r, rolloutID("shop", "scan-1")
+}
+
+// app reads the application's state.
+func (h *harness) app(name string) *AppState {
+	h.t.Helper()
+	e, err := newStore(h.kv).app(h.t.Context(), name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return &e.Value
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
 func TestRolloutStepsToCompletion(t *testing.T) {
 	h := newHarness(t, 20*time.Millisecond)
 	rt := &fakeRouter{}
@@ -215,12 +279,7 @@ func TestRolloutStepsToCompletion(t *testing.T) {
 	h.verdict("scan-1", 1, events.OutcomePass, true)
 	id := rolloutID("shop", "scan-1")
 	h.waitPhase(id, PhaseCompleted)
-	h.waitFor("release event", func() error {
-		if n := len(h.published("rampart.release.shop")); n != 1 {
-			return fmt.Errorf("%d release events", n)
-		}
-		return nil
-	})
+	h.waitEvents("rampart.release.shop", 1)
 	if got := rt.history(); !slices.Equal(got, []int{5, 25, 50, 100, 0}) {
 		t.Fatalf("weights %v, want 5 25 50 100 then 0 (the stable slot now runs the release)", got)
 	}
@@ -241,7 +300,7 @@ func TestRolloutStepsToCompletion(t *testing.T) {
 	if p := h.published("rampart.promote.shop"); len(p) != 1 {
 		t.Fatalf("%d promote events", len(p))
 	}
-	state, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+	state := h.app("shop")
 	if state.Active != "" || state.Live() == nil || state.Live().Artifact != artifact(t, 1) {
 		t.Fatalf("app state %+v", state)
 	}
@@ -273,12 +332,7 @@ func TestAnomalyRollsBackOnce(t *testing.T) {
 	h.manager("d1", rt)
 	h.verdict("scan-1", 1, events.OutcomePass, true)
 	id := rolloutID("shop", "scan-1")
-	h.waitFor("canary at 5%", func() error {
-		if rt.current() != 5 {
-			return fmt.Errorf("weight %d", rt.current())
-		}
-		return nil
-	})
+	h.waitWeight(rt, 5)
 	for i := range 20 {
 		h.anomaly(fmt.Sprintf("anomaly-%d", i), events.TargetCanary, id, 1)
 	}
@@ -286,12 +340,7 @@ func TestAnomalyRollsBackOnce(t *testing.T) {
 	if r.TrafficAtAbort != 5 || r.Trigger == nil || r.Trigger.Rule != "http-5xx-ratio" {
 		t.Fatalf("rollback record %+v", r)
 	}
-	h.waitFor("rollback event", func() error {
-		if n := len(h.published("rampart.rollback.shop")); n != 1 {
-			return fmt.Errorf("%d rollback events", n)
-		}
-		return nil
-	})
+	h.waitEvents("rampart.rollback.shop", 1)
 	// Every anomaly was handled (acked) and still only one rollback exists.
 	h.waitFor("all anomalies handled", func() error {
 		c, err := h.bus.JetStream().Consumer(t.Context(), bus.StreamName, "deployer")
@@ -357,12 +406,7 @@ func TestRestartResumesAndRollsBackOnce(t *testing.T) {
 	rt3 := &fakeRouter{}
 	h.manager("deployer-0", rt3)
 	h.waitPhase(id, PhaseRolledBack)
-	h.waitFor("one rollback", func() error {
-		if n := len(h.published("rampart.rollback.shop")); n != 1 {
-			return fmt.Errorf("%d rollback events", n)
-		}
-		return nil
-	})
+	h.waitEvents("rampart.rollback.shop", 1)
 	if rt3.current() != 0 {
 		t.Fatalf("weight %d", rt3.current())
 	}
@@ -391,12 +435,7 @@ func TestBlockedVerdictHaltsInflightCandidate(t *testing.T) {
 	h.manager("d1", rt)
 	h.verdict("scan-1", 1, events.OutcomePass, true)
 	id := rolloutID("shop", "scan-1")
-	h.waitFor("canary at 5%", func() error {
-		if rt.current() != 5 {
-			return fmt.Errorf("weight %d", rt.current())
-		}
-		return nil
-	})
+	h.waitWeight(rt, 5)
 	h.verdict("rescan-1", 1, events.OutcomeBlocked, true)
 	r := h.waitPhase(id, PhaseRolledBack)
 	if r.Trigger == nil || r.Trigger.Origin != "scanner" || rt.current() != 0 {
@@ -445,7 +484,7 @@ func TestLiveAnomalyRollsBackToPreviousCleanRelease(t *testing.T) {
 		}
 		return nil
 	})
-	state, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+	state := h.app("shop")
 	if state.Live().Artifact != artifact(t, 1) {
 		t.Fatalf("live is %s", state.Live().Artifact)
 	}
@@ -453,7 +492,7 @@ func TestLiveAnomalyRollsBackToPreviousCleanRelease(t *testing.T) {
 	// Now release 1 is found vulnerable too: nothing clean is left.
 	h.anomaly("cve-on-1", events.TargetRelease, "", 1)
 	h.waitFor("anomaly handled", func() error {
-		s, _ := (&Store{kv: h.kv}).App(t.Context(), "shop")
+		s := h.app("shop")
 		if !s.Live().Vulnerable {
 			return fmt.Errorf("live release not marked vulnerable")
 		}
@@ -461,5 +500,92 @@ func TestLiveAnomalyRollsBackToPreviousCleanRelease(t *testing.T) {
 	})
 	if n := len(h.published("rampart.rollback.shop")); n != 1 {
 		t.Fatalf("%d rollbacks; with no clean release traffic must stay", n)
+	}
+}
+
+// The instant part comes first: when the router is told weight 0, the
+// rollback is not recorded yet.
+func TestRollbackCutsTrafficBeforeRecording(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	id := rolloutID("shop", "scan-1")
+	var mu sync.Mutex
+	var phaseAtCut Phase
+	rt := &fakeRouter{}
+	rt.onSet = func(w int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if w != 0 || phaseAtCut != "" {
+			return
+		}
+		e, err := newStore(h.kv).rollout(context.Background(), id)
+		if err == nil {
+			phaseAtCut = e.Value.Phase
+		}
+	}
+	h.manager("d1", rt)
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	h.waitWeight(rt, 5)
+	h.anomaly("anomaly-1", events.TargetCanary, id, 1)
+	h.waitPhase(id, PhaseRolledBack)
+	mu.Lock()
+	defer mu.Unlock()
+	if phaseAtCut != PhaseProgressing {
+		t.Fatalf("the rollout was %q when the weight went to 0, want it still progressing (weight 0 first, then the record)", phaseAtCut)
+	}
+}
+
+// A replica that does not own the application leaves what it receives
+// (an operator's action, an anomaly) for the owner, which applies it; the
+// other replica never moves traffic.
+func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	ra, rb := &fakeRouter{}, &fakeRouter{}
+	a, id := h.canary("replica-a", ra)
+	a.consumer.Stop() // from now on only replica b receives events
+	b := h.replica("replica-b", rb)
+
+	r, err := b.m.Act(t.Context(), id, adminapi.ActionPause, "looking")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Phase != PhasePaused || r.Reason != "paused by operator: looking" {
+		t.Fatalf("pause through replica b: %+v", r)
+	}
+
+	h.anomaly("anomaly-1", events.TargetCanary, id, 1)
+	r = *h.waitPhase(id, PhaseRolledBack)
+	if r.TrafficAtAbort != 5 || r.AnomalyID != "anomaly-1" {
+		t.Fatalf("rollback record %+v", r)
+	}
+	h.waitEvents("rampart.rollback.shop", 1)
+	if ra.current() != 0 {
+		t.Fatalf("owner's weight %d after rollback", ra.current())
+	}
+	if hb := rb.history(); len(hb) != 0 {
+		t.Fatalf("replica b moved traffic it does not own: %v", hb)
+	}
+	if s := h.app("shop"); len(s.Inbox) != 0 || s.Active != "" {
+		t.Fatalf("application state after the rollback: %+v", s)
+	}
+}
+
+// When the owner dies, another replica takes the application over once the
+// lease has run out: it restores the recorded weight on its router and acts
+// on what comes next.
+func TestReplicaTakesOverWhenTheLeaseRunsOut(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	ra, rb := &fakeRouter{}, &fakeRouter{}
+	a, id := h.canary("replica-a", ra)
+	h.replica("replica-b", rb)
+	a.stop()
+	h.waitWeight(rb, 5) // within the 2 s lease and a bit
+	if s := h.app("shop"); s.Lease.Holder != "replica-b" {
+		t.Fatalf("lease %+v after the take-over", s.Lease)
+	}
+	h.anomaly("anomaly-1", events.TargetCanary, id, 1)
+	h.waitPhase(id, PhaseRolledBack)
+	h.waitEvents("rampart.rollback.shop", 1)
+	if rb.current() != 0 {
+		t.Fatalf("weights %v on the new owner", rb.history())
 	}
 }

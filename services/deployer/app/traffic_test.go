@@ -1,4 +1,4 @@
-package routers_test
+package app
 
 import (
 	"context"
@@ -7,22 +7,24 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/fake"
 
 	"github.com/rampartci/rampart/pkg/policy"
-	"github.com/rampartci/rampart/services/deployer/internal/router/gatewayapi"
-	"github.com/rampartci/rampart/services/deployer/internal/router/local"
-	"github.com/rampartci/rampart/services/deployer/internal/router/routers"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
 
-func TestNewLocal(t *testing.T) {
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestNewRouterLocal(t *testing.T) {
 	app := policy.App{Name: "shop", Router: policy.Router{Type: policy.RouterLocal,
 		Local: &policy.LocalRouter{Listen: "127.0.0.1:0", Stable: "http://127.0.0.1:1", Canary: "http://127.0.0.1:2"}}}
 	host := prometheus.NewRegistry()
-	r, err := routers.New(app, routers.Options{Registerer: host})
+	r, err := newRouter(app, routerOptions{Registerer: host})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +52,13 @@ func TestNewLocal(t *testing.T) {
 	}
 }
 
-func TestNewGatewayAPI(t *testing.T) {
+func TestNewRouterGatewayAPI(t *testing.T) {
 	app := policy.App{Name: "shop", Router: policy.Router{Type: policy.RouterGatewayAPI,
 		GatewayAPI: &policy.GatewayAPIRouter{Namespace: "shop", Route: "shop", StableBackend: "s", CanaryBackend: "c", Kubeconfig: "/etc/kube"}}}
 	var asked string
 	client := fake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{gatewayapi.HTTPRoutes: "HTTPRouteList"})
-	r, err := routers.New(app, routers.Options{Kubernetes: func(kubeconfig string) (dynamic.Interface, error) {
+	r, err := newRouter(app, routerOptions{Kubernetes: func(kubeconfig string) (dynamic.Interface, error) {
 		asked = kubeconfig
 		return client, nil
 	}})
@@ -68,24 +70,24 @@ func TestNewGatewayAPI(t *testing.T) {
 	}
 
 	boom := errors.New("no cluster")
-	_, err = routers.New(app, routers.Options{Kubernetes: func(string) (dynamic.Interface, error) { return nil, boom }})
+	_, err = newRouter(app, routerOptions{Kubernetes: func(string) (dynamic.Interface, error) { return nil, boom }})
 	if !errors.Is(err, boom) {
 		t.Fatalf("client error: %v", err)
 	}
 }
 
-func TestNewRefusesIncompletePolicies(t *testing.T) {
+func TestNewRouterRefusesIncompletePolicies(t *testing.T) {
 	for name, app := range map[string]policy.App{
 		"unknown type":      {Name: "shop", Router: policy.Router{Type: "istio"}},
 		"local, no conf":    {Name: "shop", Router: policy.Router{Type: policy.RouterLocal}},
 		"gateway, no conf":  {Name: "shop", Router: policy.Router{Type: policy.RouterGatewayAPI}},
 		"local, bad stable": {Name: "shop", Router: policy.Router{Type: policy.RouterLocal, Local: &policy.LocalRouter{Stable: "x", Canary: "http://c"}}},
 	} {
-		_, err := routers.New(app, routers.Options{})
+		_, err := newRouter(app, routerOptions{})
 		if err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
-		if name == "unknown type" && !errors.Is(err, routers.ErrUnknownType) {
+		if name == "unknown type" && !errors.Is(err, errUnknownRouter) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -26,7 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rampartci/rampart/pkg/policy"
-	"github.com/rampartci/rampart/services/deployer/internal/router"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic"
 )
 
 // HTTPRoutes is the resource the router updates.
@@ -66,7 +66,7 @@ type Router struct {
 	weight atomic.Int64
 }
 
-var _ router.Router = (*Router)(nil)
+var _ traffic.Router = (*Router)(nil)
 
 // New returns the router for the HTTPRoute conf.Route in conf.Namespace,
 // using client (NewClient builds one from conf.Kubeconfig). It makes no
@@ -153,7 +153,7 @@ func (r *Router) Weight() int { return int(r.weight.Load()) }
 // in all, waiting between attempts within ctx; other errors are returned
 // at once. A route whose weights already match is not updated.
 func (r *Router) SetWeight(ctx context.Context, canaryPercent int) error {
-	if err := router.ValidateWeight(canaryPercent); err != nil {
+	if err := traffic.ValidateWeight(canaryPercent); err != nil {
 		return r.errorf("%w", err)
 	}
 	r.mu.Lock()

@@ -16,11 +16,11 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/rampartci/rampart/pkg/policy"
-	"github.com/rampartci/rampart/services/deployer/internal/router"
-	"github.com/rampartci/rampart/services/deployer/internal/router/gatewayapi"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
 )
 
-var _ router.Router = (*gatewayapi.Router)(nil)
+var _ traffic.Router = (*gatewayapi.Router)(nil)
 
 var shopConf = policy.GatewayAPIRouter{Namespace: "shop", Route: "shop", StableBackend: "shop-stable", CanaryBackend: "shop-canary"}
 
@@ -214,7 +214,7 @@ func TestSetWeightRejectsOutOfRangeWithoutARequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range []int{-1, 101} {
-		if err := r.SetWeight(context.Background(), w); !errors.Is(err, router.ErrInvalidWeight) {
+		if err := r.SetWeight(context.Background(), w); !errors.Is(err, traffic.ErrInvalidWeight) {
 			t.Errorf("SetWeight(%d) = %v", w, err)
 		}
 	}

@@ -1,18 +1,18 @@
-// Package router is the deployer's view of traffic routing: one Router per
-// application splits its requests between the stable and the canary version
-// by a canary weight in percent.
+// Package traffic is how the deployer moves an application's requests
+// between its stable and its canary version: a Router sets the canary's
+// share in percent, and every implementation checks the weight with
+// ValidateWeight.
 //
-// The implementations are in subpackages, one per way of routing, each with
-// the same constructor shape:
+// The implementations are its subpackages, one per way of routing:
 //
 //   - local: the deployer's own weighted reverse proxy, with per-version
 //     Prometheus metrics (the embedded default);
 //   - gatewayapi: backend weights on a Kubernetes Gateway API HTTPRoute.
 //
-// Package routers builds the one an application's policy asks for. This
-// package imports neither, so that code which only moves weights (the
-// rollout) does not pull in a proxy or client-go.
-package router
+// The deployer's app picks the one each application's policy names. The
+// rollout engine does not import this package: it declares the one method
+// it calls (SetWeight) itself.
+package traffic
 
 import (
 	"context"

@@ -1,10 +1,10 @@
-package router_test
+package traffic_test
 
 import (
 	"errors"
 	"testing"
 
-	"github.com/rampartci/rampart/services/deployer/internal/router"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic"
 )
 
 func TestValidateWeight(t *testing.T) {
@@ -15,11 +15,11 @@ func TestValidateWeight(t *testing.T) {
 		{-1, false}, {0, true}, {1, true}, {5, true}, {50, true}, {99, true}, {100, true}, {101, false},
 		{-1 << 31, false}, {1 << 31, false},
 	} {
-		err := router.ValidateWeight(tc.weight)
+		err := traffic.ValidateWeight(tc.weight)
 		if (err == nil) != tc.ok {
 			t.Errorf("ValidateWeight(%d) = %v, want ok=%v", tc.weight, err, tc.ok)
 		}
-		if err != nil && !errors.Is(err, router.ErrInvalidWeight) {
+		if err != nil && !errors.Is(err, traffic.ErrInvalidWeight) {
 			t.Errorf("ValidateWeight(%d) = %v, want it to wrap ErrInvalidWeight", tc.weight, err)
 		}
 	}
@@ -32,11 +32,11 @@ func FuzzValidateWeight(f *testing.F) {
 		f.Add(w)
 	}
 	f.Fuzz(func(t *testing.T, w int) {
-		err := router.ValidateWeight(w)
+		err := traffic.ValidateWeight(w)
 		if want := w >= 0 && w <= 100; (err == nil) != want {
 			t.Fatalf("ValidateWeight(%d) = %v, want ok=%v", w, err, want)
 		}
-		if err != nil && !errors.Is(err, router.ErrInvalidWeight) {
+		if err != nil && !errors.Is(err, traffic.ErrInvalidWeight) {
 			t.Fatalf("ValidateWeight(%d) = %v does not wrap ErrInvalidWeight", w, err)
 		}
 	})

@@ -12,11 +12,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
 
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/services/deployer/internal/router/local"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // upstream is a version under test: it answers with its name and status and
 // counts the requests it saw.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/services/deployer/internal/router/local"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
 
 // benchClient keeps enough idle connections that neither path pays for

@@ -16,7 +16,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/rampartci/rampart/services/deployer/internal/router/gatewayapi"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
 )
 
 // apiServer serves one HTTPRoute over the Kubernetes REST API, as far as

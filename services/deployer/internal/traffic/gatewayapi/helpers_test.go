@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"go.uber.org/goleak"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -16,8 +17,10 @@ import (
 	"k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/rampartci/rampart/services/deployer/internal/router/gatewayapi"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // loadRoute reads an HTTPRoute from testdata the way the API server's JSON
 // decoder would type it (integers as int64).

@@ -29,7 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartci/rampart/pkg/policy"
-	"github.com/rampartci/rampart/services/deployer/internal/router"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic"
 )
 
 // VersionHeader is set on every proxied response to the version that served
@@ -87,7 +87,7 @@ type Router struct {
 	serveDone chan struct{}
 }
 
-var _ router.Router = (*Router)(nil)
+var _ traffic.Router = (*Router)(nil)
 
 // route is one consistent state of the router.
 type route struct {
@@ -105,7 +105,7 @@ type backend struct {
 // New returns the router of app with the listen address and upstreams of
 // conf. It does not listen until Start.
 func New(app string, conf policy.LocalRouter, opts Options) (*Router, error) {
-	if err := router.ValidateWeight(opts.InitialWeight); err != nil {
+	if err := traffic.ValidateWeight(opts.InitialWeight); err != nil {
 		return nil, fmt.Errorf("local router for %s: initial weight: %w", app, err)
 	}
 	log := opts.Logger
@@ -126,7 +126,7 @@ func New(app string, conf policy.LocalRouter, opts Options) (*Router, error) {
 	r := &Router{
 		app:       app,
 		listen:    conf.Listen,
-		log:       log.With("router", policy.RouterLocal), // the caller names the app (routers.New does)
+		log:       log.With("router", policy.RouterLocal), // the caller names the app (the deployer's app does)
 		metrics:   m,
 		transport: tr,
 	}
@@ -149,7 +149,7 @@ func New(app string, conf policy.LocalRouter, opts Options) (*Router, error) {
 // SetWeight sends canaryPercent of the following requests to the canary.
 // The very next request is split by the new weight.
 func (r *Router) SetWeight(_ context.Context, canaryPercent int) error {
-	if err := router.ValidateWeight(canaryPercent); err != nil {
+	if err := traffic.ValidateWeight(canaryPercent); err != nil {
 		return fmt.Errorf("local router for %s: %w", r.app, err)
 	}
 	r.mu.Lock()
@@ -212,9 +212,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // spaced. Weights 0 and 100 do not consult the counter at all.
 func (r *Router) choose(rt *route) *backend {
 	switch rt.weight {
-	case router.MinWeight:
+	case traffic.MinWeight:
 		return rt.stable
-	case router.MaxWeight:
+	case traffic.MaxWeight:
 		return rt.canary
 	}
 	n := r.next()

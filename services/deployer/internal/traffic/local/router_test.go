@@ -15,11 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartci/rampart/pkg/policy"
-	"github.com/rampartci/rampart/services/deployer/internal/router"
-	"github.com/rampartci/rampart/services/deployer/internal/router/local"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
 
-var _ router.Router = (*local.Router)(nil)
+var _ traffic.Router = (*local.Router)(nil)
 
 // At weight w, every 100 consecutive requests send exactly w to the canary;
 // at 0 the canary sees nothing and at 100 stable sees nothing.
@@ -80,14 +80,14 @@ func TestSetWeightRejectsOutOfRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range []int{-1, 101, 1000} {
-		if err := r.SetWeight(context.Background(), w); !errors.Is(err, router.ErrInvalidWeight) {
+		if err := r.SetWeight(context.Background(), w); !errors.Is(err, traffic.ErrInvalidWeight) {
 			t.Errorf("SetWeight(%d) = %v, want ErrInvalidWeight", w, err)
 		}
 	}
 	if r.Weight() != 5 {
 		t.Fatalf("weight changed to %d by rejected calls", r.Weight())
 	}
-	if _, err := local.New("shop", policy.LocalRouter{Stable: "http://a", Canary: "http://b"}, local.Options{InitialWeight: 101}); !errors.Is(err, router.ErrInvalidWeight) {
+	if _, err := local.New("shop", policy.LocalRouter{Stable: "http://a", Canary: "http://b"}, local.Options{InitialWeight: 101}); !errors.Is(err, traffic.ErrInvalidWeight) {
 		t.Fatalf("New with initial weight 101: %v", err)
 	}
 }

@@ -1,9 +1,8 @@
-// Package routers builds the traffic router an application's policy asks
-// for (policy.App.Router): the local reverse proxy or a Gateway API
-// HTTPRoute. It is the one place that knows every implementation; the
-// rollout needs only router.Router, so it does not import this package or,
-// through it, client-go.
-package routers
+package app
+
+// The traffic router of each application, chosen by its policy
+// (policy.App.Router): the local reverse proxy or a Gateway API HTTPRoute.
+// This is the one place that knows every implementation.
 
 import (
 	"context"
@@ -15,35 +14,35 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/rampartci/rampart/pkg/policy"
-	"github.com/rampartci/rampart/services/deployer/internal/router"
-	"github.com/rampartci/rampart/services/deployer/internal/router/gatewayapi"
-	"github.com/rampartci/rampart/services/deployer/internal/router/local"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
+	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
 
-// Router is an application's router with its lifecycle: the rollout moves
-// the weight, the deployer's app starts it before and shuts it down after.
+// router is an application's traffic router with its lifecycle: the rollout
+// moves the weight, the app starts it before and shuts it down after.
 //
 //   - local: Start listens on policy.LocalRouter.Listen; Shutdown drains
 //     and closes the listener.
 //   - gatewayapi: Start reads the route's current weight and checks it has
 //     both backends; Shutdown does nothing.
-type Router interface {
-	router.Router
+type router interface {
+	traffic.Router
 	Start(ctx context.Context) error
 	Shutdown(ctx context.Context) error
 }
 
 var (
-	_ Router = (*local.Router)(nil)
-	_ Router = (*gatewayapi.Router)(nil)
+	_ router = (*local.Router)(nil)
+	_ router = (*gatewayapi.Router)(nil)
 )
 
-// ErrUnknownType is returned for a router type this deployer does not
+// errUnknownRouter is returned for a router type this deployer does not
 // have.
-var ErrUnknownType = errors.New("unknown router type")
+var errUnknownRouter = errors.New("unknown router type")
 
-// Options are what the routers may need from their host.
-type Options struct {
+// routerOptions are what the routers may need from their host.
+type routerOptions struct {
 	// Logger is given to the router (default: discard).
 	Logger *slog.Logger
 	// Registerer is the host's registry: the local router registers its
@@ -56,10 +55,10 @@ type Options struct {
 	Kubernetes func(kubeconfig string) (dynamic.Interface, error)
 }
 
-// New returns app's router, not yet started. Its type is app.Router.Type:
+// newRouter returns app's router, not yet started. Its type is app.Router.Type:
 // a *local.Router or a *gatewayapi.Router, for callers that need more than
 // the weight (the local router's Addr, SetUpstreams).
-func New(app policy.App, opts Options) (Router, error) {
+func newRouter(app policy.App, opts routerOptions) (router, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -86,6 +85,6 @@ func New(app policy.App, opts Options) (Router, error) {
 		}
 		return gatewayapi.New(*conf, client, gatewayapi.Options{Logger: log})
 	default:
-		return nil, fmt.Errorf("router for %s: %w %q (want %s or %s)", app.Name, ErrUnknownType, app.Router.Type, policy.RouterLocal, policy.RouterGatewayAPI)
+		return nil, fmt.Errorf("router for %s: %w %q (want %s or %s)", app.Name, errUnknownRouter, app.Router.Type, policy.RouterLocal, policy.RouterGatewayAPI)
 	}
 }

@@ -1,0 +1,93 @@
+// Package adminapi is the deployer's operator API as its clients see it:
+// the rollout record it serves, the request and error bodies, and a typed
+// Client. The deployer stores rollouts in this very form, so what an
+// operator reads is what the deployer acts on.
+//
+//	GET  /deployer/rollouts                  []Rollout, newest first
+//	GET  /deployer/rollouts/{id}             Rollout
+//	POST /deployer/rollouts/{id}/{action}    ActionRequest → Rollout
+//
+// Every answer that is not 200 carries an Error.
+package adminapi
+
+import (
+	"time"
+
+	"github.com/rampartci/rampart/pkg/events"
+)
+
+// PathRollouts is where the API lives on the deployer's HTTP server.
+const PathRollouts = "/deployer/rollouts"
+
+// Phase is where a rollout is.
+type Phase string
+
+const (
+	// PhaseProgressing: stepping through the canary weights.
+	PhaseProgressing Phase = "progressing"
+	// PhasePaused: held at its step by an operator.
+	PhasePaused Phase = "paused"
+	// PhaseCompleted: the candidate is the stable release.
+	PhaseCompleted Phase = "completed"
+	// PhaseRolledBack: aborted; traffic is back on the stable release.
+	PhaseRolledBack Phase = "rolledback"
+)
+
+// Terminal reports whether nothing more happens to a rollout in phase p.
+func (p Phase) Terminal() bool { return p == PhaseCompleted || p == PhaseRolledBack }
+
+// Rollout is one candidate's way to 100% (or back to 0).
+type Rollout struct {
+	ID          string        `json:"id"`
+	App         string        `json:"app"`
+	Environment string        `json:"environment"`
+	Artifact    string        `json:"artifact"`         // candidate purl
+	Stable      string        `json:"stable,omitempty"` // purl the canary is measured against and returns to
+	ChainID     string        `json:"chainId,omitempty"`
+	ScanEventID string        `json:"scanEventId"`
+	Steps       []int         `json:"steps"`
+	Pause       time.Duration `json:"pause"`
+	// Step is the index of the current step in Steps; -1 before the first.
+	Step          int       `json:"step"`
+	Weight        int       `json:"weight"`
+	StepStartedAt time.Time `json:"stepStartedAt"`
+	Phase         Phase     `json:"phase"`
+	// Reason says why the rollout ended or was paused.
+	Reason    string `json:"reason,omitempty"`
+	AnomalyID string `json:"anomalyId,omitempty"`
+	// Trigger and TrafficAtAbort describe a rollback.
+	Trigger        *events.Anomaly `json:"trigger,omitempty"`
+	TrafficAtAbort int             `json:"trafficAtAbort,omitempty"`
+	CreatedAt      time.Time       `json:"createdAt"`
+	UpdatedAt      time.Time       `json:"updatedAt"`
+	FinishedAt     time.Time       `json:"finishedAt,omitzero"`
+}
+
+// Action is what an operator asks of a rollout.
+type Action string
+
+// The actions.
+const (
+	// ActionPause holds the rollout at its current step.
+	ActionPause Action = "pause"
+	// ActionResume continues a paused rollout; the step's pause starts again.
+	ActionResume Action = "resume"
+	// ActionPromote ends the current step's pause now.
+	ActionPromote Action = "promote"
+	// ActionAbort rolls the rollout back as an anomaly would.
+	ActionAbort Action = "abort"
+)
+
+// Actions lists every action, in the order the CLI shows them.
+var Actions = []Action{ActionPause, ActionResume, ActionAbort, ActionPromote}
+
+// ActionRequest is the body of an action; it may be empty.
+type ActionRequest struct {
+	// Reason is recorded with a pause or an abort.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Error is the body of every answer that is not 200.
+type Error struct {
+	Error string `json:"error"`
+}
