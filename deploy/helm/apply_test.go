@@ -8,16 +8,17 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
 	"github.com/rampartci/rampart/pkg/kubetest"
@@ -131,10 +132,19 @@ func TestApply(t *testing.T) {
 
 	t.Run("RBAC", func(t *testing.T) {
 		admin := srv.Clientset(t)
+		dir, err := kubetest.GatewayAPICRDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.InstallCRDs(t, dir)
 		for _, ns := range []string{appNamespace, "other"} {
 			if _, err := admin.AppsV1().Deployments(ns).Create(t.Context(), webDeployment(ns), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := dyn.Resource(httpRoutes).Namespace(ns).Create(t.Context(), webRoute(), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			warn.take()
 		}
 		client := func(svc string) kubernetes.Interface {
 			cs, err := kubernetes.NewForConfig(srv.TokenConfig(srv.ServiceAccountToken(t, namespace, fullname+"-"+svc)))
@@ -159,7 +169,7 @@ func TestApply(t *testing.T) {
 				t.Errorf("%s: want Forbidden, got %v", what, err)
 			}
 		}
-		_, err := deployer.AppsV1().Deployments("other").Get(t.Context(), "web", metav1.GetOptions{})
+		_, err = deployer.AppsV1().Deployments("other").Get(t.Context(), "web", metav1.GetOptions{})
 		forbidden("deployer: get Deployment in a namespace the values do not name", err)
 		_, err = deployer.AppsV1().Deployments("other").Patch(t.Context(), "web", types.MergePatchType, patch, metav1.PatchOptions{})
 		forbidden("deployer: patch Deployment in a namespace the values do not name", err)
@@ -171,22 +181,27 @@ func TestApply(t *testing.T) {
 		_, err = deployer.CoreV1().Pods(appNamespace).List(t.Context(), metav1.ListOptions{})
 		forbidden("deployer: list Pods", err)
 
-		// HTTPRoutes: what the deployer may do, asked of the apiserver's
-		// authorizer (no Gateway API CRDs are needed for that).
-		for _, tc := range []struct {
-			ns, verb string
-			want     bool
-		}{{appNamespace, "get", true}, {appNamespace, "patch", true}, {appNamespace, "delete", false}, {appNamespace, "create", false}, {"other", "patch", false}} {
-			ssar := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: tc.ns, Verb: tc.verb, Group: "gateway.networking.k8s.io", Resource: "httproutes", Name: "web"}}}
-			r, err := deployer.AuthorizationV1().SelfSubjectAccessReviews().Create(t.Context(), ssar, metav1.CreateOptions{})
+		// HTTPRoutes: the deployer sets a canary's weight where it may.
+		routes := func(cfg *rest.Config, ns string) dynamic.ResourceInterface {
+			d, err := dynamic.NewForConfig(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Status.Allowed != tc.want {
-				t.Errorf("deployer: %s httproutes in %s allowed %v, want %v", tc.verb, tc.ns, r.Status.Allowed, tc.want)
-			}
+			return d.Resource(httpRoutes).Namespace(ns)
 		}
+		deployerCfg := srv.TokenConfig(srv.ServiceAccountToken(t, namespace, fullname+"-deployer"))
+		weights := []byte(`{"spec":{"rules":[{"backendRefs":[{"name":"web-stable","port":80,"weight":95},{"name":"web-canary","port":80,"weight":5}]}]}}`)
+		if _, err := routes(deployerCfg, appNamespace).Get(t.Context(), "web", metav1.GetOptions{}); err != nil {
+			t.Errorf("deployer: get HTTPRoute in %s: %v", appNamespace, err)
+		}
+		if r, err := routes(deployerCfg, appNamespace).Patch(t.Context(), "web", types.MergePatchType, weights, metav1.PatchOptions{}); err != nil {
+			t.Errorf("deployer: patch HTTPRoute weights in %s: %v", appNamespace, err)
+		} else if w := canaryWeight(r); w != 5 {
+			t.Errorf("deployer: HTTPRoute canary weight %d after the patch, want 5", w)
+		}
+		_, err = routes(deployerCfg, "other").Patch(t.Context(), "web", types.MergePatchType, weights, metav1.PatchOptions{})
+		forbidden("deployer: patch HTTPRoute in a namespace the values do not name", err)
+		forbidden("deployer: delete HTTPRoute", routes(deployerCfg, appNamespace).Delete(t.Context(), "web", metav1.DeleteOptions{}))
 
 		for _, svc := range services {
 			if svc == "deployer" {
@@ -197,6 +212,8 @@ func TestApply(t *testing.T) {
 			forbidden(svc+": get Deployment", err)
 			_, err = cs.AppsV1().Deployments(appNamespace).Patch(t.Context(), "web", types.MergePatchType, patch, metav1.PatchOptions{})
 			forbidden(svc+": patch Deployment", err)
+			_, err = routes(srv.TokenConfig(srv.ServiceAccountToken(t, namespace, fullname+"-"+svc)), appNamespace).Patch(t.Context(), "web", types.MergePatchType, weights, metav1.PatchOptions{})
+			forbidden(svc+": patch HTTPRoute", err)
 		}
 	})
 }
@@ -231,6 +248,37 @@ func runtimeToUnstructured(v any) (*unstructured.Unstructured, error) {
 	}
 	u := &unstructured.Unstructured{}
 	return u, u.UnmarshalJSON(b)
+}
+
+var httpRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+
+// webRoute is an application's HTTPRoute, all traffic on stable.
+func webRoute() *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+		"metadata": map[string]any{"name": "web"},
+		"spec": map[string]any{
+			"parentRefs": []any{map[string]any{"name": "gateway"}},
+			"rules": []any{map[string]any{"backendRefs": []any{
+				map[string]any{"name": "web-stable", "port": int64(80), "weight": int64(100)},
+				map[string]any{"name": "web-canary", "port": int64(80), "weight": int64(0)},
+			}}},
+		},
+	}}
+}
+
+// canaryWeight is the weight of the second backend of route's first rule.
+func canaryWeight(route *unstructured.Unstructured) int64 {
+	rules, _, _ := unstructured.NestedSlice(route.Object, "spec", "rules")
+	if len(rules) == 0 {
+		return -1
+	}
+	refs, _, _ := unstructured.NestedSlice(rules[0].(map[string]any), "backendRefs")
+	if len(refs) < 2 {
+		return -1
+	}
+	w, _, _ := unstructured.NestedInt64(refs[1].(map[string]any), "weight")
+	return w
 }
 
 // webDeployment is an application's Deployment for the deployer to patch.
