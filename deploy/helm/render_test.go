@@ -19,6 +19,8 @@ func TestLint(t *testing.T) {
 		"external NATS":       {"--set", "nats.enabled=false,nats.url=nats://nats.example:4222"},
 		"single-node NATS":    {"--set", "nats.replicas=1"},
 		"gate policy, digest": {"--set", "scanner.gatePolicy=version: 1", "--set", "image.digests.scanner=sha256:" + strings.Repeat("ab", 32)},
+		"DB on a claim":       {"--set", "scanner.cache.existingClaim=trivy-db"},
+		"fixture DB":          {"--set", "scanner.fixtureDB=true"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"lint", "--strict", chartDir, "--namespace", namespace, "-f", "testdata/values.yaml"}, extra...)
