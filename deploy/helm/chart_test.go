@@ -2,9 +2,7 @@ package helm_test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -13,7 +11,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -73,19 +70,11 @@ func render(t *testing.T, extra ...string) []*unstructured.Unstructured {
 
 func decode(t *testing.T, manifest string) []*unstructured.Unstructured {
 	t.Helper()
-	var objs []*unstructured.Unstructured
-	d := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
-	for {
-		var m map[string]any
-		if err := d.Decode(&m); errors.Is(err, io.EOF) {
-			return objs
-		} else if err != nil {
-			t.Fatalf("decode rendered chart: %v", err)
-		}
-		if len(m) > 0 {
-			objs = append(objs, &unstructured.Unstructured{Object: m})
-		}
+	objs, err := kubetest.Objects(strings.NewReader(manifest))
+	if err != nil {
+		t.Fatalf("decode rendered chart: %v", err)
 	}
+	return objs
 }
 
 // find is the object of kind and name, or fails the test.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +85,15 @@ func (s *Server) InstallCRDs(t testing.TB, dir string) {
 	}
 }
 
+func readObjects(path string) ([]*unstructured.Unstructured, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return Objects(f)
+}
+
 func established(t testing.TB, dyn dynamic.Interface, name string) bool {
 	crd, err := dyn.Resource(crds).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
@@ -100,14 +108,11 @@ func established(t testing.TB, dyn dynamic.Interface, name string) bool {
 	return false
 }
 
-// readObjects decodes every object of a multi-document YAML file.
-func readObjects(path string) ([]*unstructured.Unstructured, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+// Objects decodes every object of a multi-document YAML (or JSON) stream,
+// such as a rendered Helm chart or a CRD file; empty documents are skipped.
+func Objects(r io.Reader) ([]*unstructured.Unstructured, error) {
 	var objs []*unstructured.Unstructured
-	d := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(string(b)), 4096)
+	d := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
 	for {
 		var m map[string]any
 		if err := d.Decode(&m); errors.Is(err, io.EOF) {
