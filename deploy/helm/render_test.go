@@ -13,17 +13,19 @@ import (
 )
 
 func TestLint(t *testing.T) {
+	values := []string{"-f", "testdata/values.yaml"}
 	for name, extra := range map[string][]string{
-		"test values":         nil,
-		"monitoring forced":   {"--set", "monitoring.serviceMonitor=true,monitoring.prometheusRule=true"},
-		"external NATS":       {"--set", "nats.enabled=false,nats.url=nats://nats.example:4222"},
-		"single-node NATS":    {"--set", "nats.replicas=1"},
-		"gate policy, digest": {"--set", "scanner.gatePolicy=version: 1", "--set", "image.digests.scanner=sha256:" + strings.Repeat("ab", 32)},
-		"DB on a claim":       {"--set", "scanner.cache.existingClaim=trivy-db"},
-		"fixture DB":          {"--set", "scanner.fixtureDB=true"},
+		"default values":      nil,
+		"test values":         values,
+		"monitoring forced":   append(values, "--set", "monitoring.serviceMonitor=true,monitoring.prometheusRule=true"),
+		"external NATS":       append(values, "--set", "nats.enabled=false,nats.url=nats://nats.example:4222"),
+		"single-node NATS":    append(values, "--set", "nats.replicas=1"),
+		"gate policy, digest": append(values, "--set", "scanner.gatePolicy=version: 1", "--set", "image.digests.scanner=sha256:"+strings.Repeat("ab", 32)),
+		"DB on a claim":       append(values, "--set", "scanner.cache.existingClaim=trivy-db"),
+		"fixture DB":          append(values, "--set", "scanner.fixtureDB=true"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			args := append([]string{"lint", "--strict", chartDir, "--namespace", namespace, "-f", "testdata/values.yaml"}, extra...)
+			args := append([]string{"lint", "--strict", chartDir, "--namespace", namespace}, extra...)
 			if out, err := helm(t, args...); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
