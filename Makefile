@@ -1,12 +1,13 @@
 # Rampart: one Makefile over every Go module in the workspace (go.work).
-# Targets run per module, found from the go.mod files.
+# Targets run per module, found from the go.mod files (tools/ holds the
+# modules of tools `make tools` builds, not Rampart's own).
 
 SHELL := /bin/bash
 # Trivy v0.74 needs the encoding/json/v2 experiment to build with Go 1.26;
 # every module is built and tested with it so all binaries agree.
 export GOEXPERIMENT := jsonv2
 GO ?= go
-MODULES := $(shell find . -name go.mod -not -path './.git/*' -not -path './bin/*' -printf '%h\n' | sed 's|^\./||' | sort)
+MODULES := $(shell find . -name go.mod -not -path './.git/*' -not -path './bin/*' -not -path './tools/*' -printf '%h\n' | sed 's|^\./||' | sort)
 BIN := $(CURDIR)/bin
 DATA ?= .rampart
 TESTFLAGS ?= -race -count=1 -timeout 20m
@@ -25,6 +26,10 @@ build: ## Build the rampart CLI and every service binary into bin/
 	@for svc in scanner deployer watcher notifier ledger; do \
 		echo "$(GO) build -o $(BIN)/$$svc ./services/$$svc/cmd/$$svc"; \
 		$(GO) build -o $(BIN)/$$svc ./services/$$svc/cmd/$$svc || exit 1; done
+
+.PHONY: tools
+tools: ## Build kube-apiserver, etcd and helm for the cluster tests into bin/tools (or $$RAMPART_TOOLS), once
+	scripts/tools.sh
 
 .PHONY: test
 test: ## Run every module's tests with -race
