@@ -31,14 +31,15 @@ func Describe(ev cloudevents.Event) string {
 		}
 	case KindScan:
 		if s, err := ScanOf(ev); err == nil {
-			out := fmt.Sprintf("%s scan %s of %s", s.TargetKind, s.Outcome, ShortArtifact(s.Target))
-			if c := FormatCounts(s.Counts); c != "" {
-				out += ": " + c
+			what := ShortArtifact(s.Target)
+			if s.TargetKind == "source" {
+				what = "commit " + prefix(s.Target, 12)
 			}
-			if s.Reason != "" && s.Outcome != OutcomePass {
-				out += " (" + s.Reason + ")"
+			found := FormatCounts(s.Counts)
+			if found == "" {
+				found = "no findings"
 			}
-			return out
+			return fmt.Sprintf("%s scan of %s: %s, %s", s.TargetKind, what, s.Outcome, found)
 		}
 	case KindTestOutput:
 		if o, err := TestOutputOf(ev); err == nil {

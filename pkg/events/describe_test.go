@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,11 @@ func TestDescribe(t *testing.T) {
 			"image pushed: demo/shop@sha256:ab"},
 		{"digest without algorithm", must(events.NewArtifactPushed(meta, events.Artifact{Purl: "pkg:oci/shop", Repository: "demo/shop", Digest: "x"})),
 			"image pushed: demo/shop@x"},
+		{"image scan", must(events.NewScanFinished(meta, events.Scan{Target: "pkg:oci/shop@" + strings.ReplaceAll(long, ":", "%3A") + "?repository_url=registry.example/shop", TargetKind: "image", Environment: "prod", Outcome: "pass"})),
+			"image scan of shop@sha256:0123456789ab: pass, no findings"},
+		{"source scan", must(events.NewScanFinished(meta, events.Scan{Target: "fc05a38cdb38d8bfeb62f1ed07d8ae4c0e98e90a", TargetKind: "source", Environment: "prod", Outcome: "blocked",
+			Reason: "aws-access-key-id (CRITICAL) in deploy/prod.env:2", Counts: map[string]int{"HIGH": 1, "CRITICAL": 2}})),
+			"source scan of commit fc05a38cdb38: blocked, 2 critical, 1 high"},
 		{"unknown type", other, "dev.example.unknown"},
 	}
 	for _, tt := range tests {

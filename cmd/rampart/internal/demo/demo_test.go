@@ -154,7 +154,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"scan blocked of", ": 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: "} {
+	for _, want := range []string{"scan of commit ", ": blocked, 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out.String())
 		}

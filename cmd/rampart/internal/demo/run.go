@@ -66,7 +66,7 @@ func describe(s Seen) string {
 			if i == 2 {
 				break
 			}
-			line += fmt.Sprintf("\n%23s%s %s in %s %s", "", f.Severity, f.ID, f.Package, f.InstalledVersion)
+			line += strings.TrimRight(fmt.Sprintf("\n%23s%s %s in %s %s", "", f.Severity, f.ID, f.Package, f.InstalledVersion), " ")
 			if f.FixedVersion != "" {
 				line += " (fixed in " + f.FixedVersion + ")"
 			}
