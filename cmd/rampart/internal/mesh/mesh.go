@@ -39,8 +39,10 @@ type Options struct {
 	Service service.Options
 	// Policy is the applications to deliver; nil delivers none.
 	Policy *policy.Store
-	// Ledger, Deployer, Watcher and Notifier are each service's options;
-	// the mesh fills in the keys, the policy and the data paths.
+	// Ledger, Scanner, Deployer, Watcher and Notifier are each service's
+	// options; each app.New fills what is unset with its own defaults, and
+	// the mesh adds only what ties them together: the policy, the key and
+	// credential files in DataDir, the ledger's address.
 	Ledger   ledger.Options
 	Scanner  scanner.Options
 	Deployer deployer.Options
