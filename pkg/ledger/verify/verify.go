@@ -189,6 +189,12 @@ func (c *Checker) flush() {
 		switch {
 		case ck.err != nil:
 			c.entryErr = ck.err
+		case pos == 0 && ck.index > 0:
+			c.entryErr = &Error{Index: 0, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntriesMissing, ErrEntryIndex),
+				Reason: fmt.Sprintf("the first %s entries are missing: the log starts at entry %s", Count(int64(ck.index)), Count(int64(ck.index)))}
+		case ck.index > uint64(pos):
+			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntriesMissing, ErrEntryIndex),
+				Reason: fmt.Sprintf("entries %s to %s are missing: entry %s follows entry %s", Count(pos), Count(int64(ck.index)-1), Count(int64(ck.index)), Count(pos-1))}
 		case ck.index != uint64(pos):
 			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryIndex,
 				Reason: fmt.Sprintf("entry at position %d says index %d", pos, ck.index)}
