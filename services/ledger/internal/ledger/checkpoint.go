@@ -47,6 +47,9 @@ func (l *Ledger) signCheckpoint(ctx context.Context) error {
 	if _, err := l.js.Publish(ctx, streams.CheckpointsSubject, signed); err != nil {
 		return fmt.Errorf("storing checkpoint at size %d: %w", size, err)
 	}
+	// After LEDGER_CHECKPOINTS: a witness never holds a checkpoint that
+	// the ledger's own stream lacks.
+	l.witnessCheckpoint(signed)
 	l.mu.Lock()
 	l.latestCP, l.cpSize = signed, size
 	l.mu.Unlock()
