@@ -148,10 +148,15 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 		}
 	}
 	// Verification through the query API sees the real entries only.
-	check := func(l *Ledger) {
+	// check verifies the ledger through its API; forgedCP says a forged
+	// checkpoint is in the stream, which the verifier must name.
+	check := func(l *Ledger, forgedCP bool) {
 		t.Helper()
 		res, err := apiVerify(t, l, s.Verifier())
-		if err != nil || res.Entries != 6 {
+		switch {
+		case forgedCP && !errors.Is(err, verify.ErrCheckpointSignature):
+			t.Fatalf("API verify with a forged checkpoint = %v, want it named", err)
+		case !forgedCP && (err != nil || res.Entries != 6):
 			t.Fatalf("API verify = %+v, %v", res, err)
 		}
 		page, err := func() (*client.Entries, error) {
@@ -175,7 +180,18 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 			t.Fatalf("entries %v", got)
 		}
 	}
-	check(in.l)
+	check(in.l, false)
+
+	// A checkpoint someone else signed, published on the ledger's
+	// checkpoint subject, is named by a verifier and ignored by a restart.
+	forgedCP, err := forger.Sign(checkpoint.Checkpoint{Origin: forger.Name(), Size: 6, Root: [32]byte{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), streams.CheckpointsSubject, forgedCP); err != nil {
+		t.Fatal(err)
+	}
+	check(in.l, true)
 
 	// A restart skips them again, reports nothing new, and records on.
 	in.stop(t)
@@ -183,7 +199,10 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 	if in.l.Size() != 6 {
 		t.Fatalf("restarted ledger has %d entries, want 6", in.l.Size())
 	}
-	check(in.l)
+	if _, size := in.l.LatestCheckpoint(); size != 6 {
+		t.Fatalf("restarted ledger's latest checkpoint is at %d, want its own at 6", size)
+	}
+	check(in.l, true)
 	publishAsync(t, js, []*nats.Msg{commitMsg(t, "a-4", "a-4")})
 	waitCommitted(t, in.l, 7)
 	if n := len(ledgerAnomalies(t, js)); n != 3 {
