@@ -170,14 +170,7 @@ func TestLedgerVerifyAndShow(t *testing.T) {
 	}
 
 	// Another key did not sign this ledger.
-	other, _, err := checkpoint.GenerateSigner("rampart.ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherKey := filepath.Join(t.TempDir(), "other.pub")
-	if err := os.WriteFile(otherKey, []byte(other.VerifierKey()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	otherKey, _ := otherLedgerKey(t)
 	r = rampart(t, t.Context(), "", "ledger", "verify", "--server", ledgerURL, "--key", otherKey)
 	if r.code != 1 || !strings.Contains(r.stderr, "the ledger does NOT verify: ledger entry 0: ") {
 		t.Fatalf("verify with another key: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
@@ -380,16 +373,24 @@ func TestLedgerVerifyRemembersTheTree(t *testing.T) {
 		t.Fatalf("verify of a grown tree: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// A file holding another ledger's checkpoint is not silently replaced.
+	otherKey, otherVKey := otherLedgerKey(t)
+	if r := rampart(t, t.Context(), "", "ledger", "verify", "--server", url, "--key", otherKey, "--verified-checkpoint", remembered); r.code != 1 ||
+		!strings.Contains(r.stderr, "--verified-checkpoint: the checkpoint in file "+remembered+" does not verify with key "+otherVKey) {
+		t.Fatalf("verify with another ledger's file: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// otherLedgerKey writes the verifier key of a new ledger key, one that
+// signed nothing here; it returns the file and the key.
+func otherLedgerKey(t *testing.T) (file, vkey string) {
+	t.Helper()
 	other, _, err := checkpoint.GenerateSigner("rampart.ledger")
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherKey := filepath.Join(t.TempDir(), "other.pub")
-	if err := os.WriteFile(otherKey, []byte(other.VerifierKey()+"\n"), 0o600); err != nil {
+	file = filepath.Join(t.TempDir(), "other.pub")
+	if err := os.WriteFile(file, []byte(other.VerifierKey()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := rampart(t, t.Context(), "", "ledger", "verify", "--server", url, "--key", otherKey, "--verified-checkpoint", remembered); r.code != 1 ||
-		!strings.Contains(r.stderr, "--verified-checkpoint: the checkpoint in file "+remembered+" does not verify with key "+other.VerifierKey()) {
-		t.Fatalf("verify with another ledger's file: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	return file, other.VerifierKey()
 }

@@ -226,7 +226,10 @@ func (l *Ledger) writeMissing(w http.ResponseWriter, r *http.Request, i int64, s
 		first := info.State.FirstSeq
 		msg = fmt.Sprintf("the first %s LEDGER messages are missing (the stream now starts at message %s): "+
 			"they were deleted or dropped by a limit set on the stream", verify.Count(int64(first-1)), verify.Count(int64(first)))
-		if l.skips == 0 {
+		l.mu.RLock()
+		skips := l.skips
+		l.mu.RUnlock()
+		if skips == 0 {
 			msg = fmt.Sprintf("the first %s entries are missing from LEDGER (the stream now starts at message %s): "+
 				"they were deleted or dropped by a limit set on the stream", verify.Count(int64(first-1)), verify.Count(int64(first)))
 		}
