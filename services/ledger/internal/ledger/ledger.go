@@ -161,7 +161,11 @@ type Ledger struct {
 	idxSize   int64 // committed size when idxQueue was last appended to
 	idxMarked int64 // size of the last published mark
 
-	inflight   chan *pending
+	inflight chan *pending
+	// published is the index after the last entry the publisher started
+	// to publish; with the committed size it tells whether LEDGER may hold
+	// messages of this process that are not committed yet.
+	published  atomic.Int64
 	sendMu     sync.RWMutex // held by the handler; taken to close toSign and toPublish
 	sendClosed bool
 	ready      atomic.Bool
@@ -348,7 +352,7 @@ func (l *Ledger) record(ctx context.Context) error {
 		}
 	})
 	var cpWG sync.WaitGroup
-	cpWG.Go(func() { l.checkpointLoop(runCtx) })
+	cpWG.Go(func() { l.checkpointLoop(runCtx, cancel) })
 	cpWG.Go(func() { l.indexLoop(runCtx) })
 
 	cons, err := l.bus.ConsumeRaw(runCtx, bus.ConsumerOptions{
@@ -414,6 +418,7 @@ func (l *Ledger) record(ctx context.Context) error {
 // handler state again describes the committed prefix.
 func (l *Ledger) rollback() {
 	size := uint64(l.tree.Size())
+	l.published.Store(int64(size))
 	for k, i := range l.dedup {
 		if i >= size {
 			delete(l.dedup, k)

@@ -177,6 +177,7 @@ func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 	}
 	size := l.tree.Size()
 	l.next = uint64(size)
+	l.published.Store(size)
 	l.lastSeq, l.prevID = l.committedSeq, l.committedID
 	l.metrics.treeSize.Set(float64(size))
 	return nil
