@@ -22,7 +22,9 @@
 // The LEDGER stream is the source of truth for progress: on start the tree,
 // the duplicate index and the RAMPART cursor are rebuilt from it
 // (rebuild.go), and the durable consumer is re-created at the cursor.
-// See docs/decisions/0001-ledger-cursor.md.
+// See docs/decisions/0001-ledger-cursor.md. What it trusts outside the
+// streams (witnesses), and what it does about messages it did not write, is
+// in trust.go (docs/decisions/0015-ledger-trust.md).
 package ledger
 
 import (
@@ -50,10 +52,12 @@ import (
 // Durable is the name of the ledger's consumer on the RAMPART stream.
 const Durable = "ledger"
 
-// ErrTampered is returned by Run when the LEDGER or LEDGER_CHECKPOINTS
-// streams hold something this ledger did not write: a message that is not a
-// validly signed entry at its position, a checkpoint that does not verify or
-// does not match the entries. The ledger refuses to record on top of it.
+// ErrTampered is returned by Run when the LEDGER streams lost or changed
+// what this ledger wrote: entries missing (deleted, or dropped by a limit on
+// the stream), entries that do not match its latest checkpoint, an entry
+// signed with its key that goes backwards. The ledger refuses to record on
+// top of it. Messages someone else added (a forged or replayed entry, a
+// checkpoint it did not sign) are skipped and reported instead (trust.go).
 var ErrTampered = errors.New("ledger streams were written by someone else")
 
 // Options configures a Ledger.
