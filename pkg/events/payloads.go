@@ -287,7 +287,9 @@ type Anomaly struct {
 	// Target is what the anomaly is against: TargetCanary (a live canary: the
 	// deployer aborts it), TargetRelease (the live stable release: the
 	// deployer rolls back to the previous clean one or pages), or TargetNone
-	// (nothing live matched: recorded, not acted on).
+	// (nothing live matched: recorded, not acted on), or TargetLedger (the
+	// ledger's own record was tampered with: nothing to roll back, the
+	// operator is told).
 	Target      string    `json:"target"`
 	App         string    `json:"app"`
 	Environment string    `json:"environment"`
@@ -306,6 +308,10 @@ const (
 	TargetCanary  = "canary"
 	TargetRelease = "release"
 	TargetNone    = "none"
+	// TargetLedger: an anomaly in the ledger itself (a message in its
+	// stream it did not write, a new log accepted by the operator). App
+	// is "ledger".
+	TargetLedger = "ledger"
 )
 
 // NewAnomaly builds an incident.detected event.
@@ -313,8 +319,8 @@ func NewAnomaly(m Meta, a Anomaly) (cloudevents.Event, error) {
 	if a.App == "" || a.Environment == "" || a.Rule == "" {
 		return cloudevents.Event{}, errors.New("anomaly: app, environment and rule are required")
 	}
-	if a.Target != TargetCanary && a.Target != TargetRelease && a.Target != TargetNone {
-		return cloudevents.Event{}, fmt.Errorf("anomaly: target %q is not canary, release or none", a.Target)
+	if a.Target != TargetCanary && a.Target != TargetRelease && a.Target != TargetNone && a.Target != TargetLedger {
+		return cloudevents.Event{}, fmt.Errorf("anomaly: target %q is not canary, release, none or ledger", a.Target)
 	}
 	content := map[string]any{"environment": Ref{ID: a.Environment}, "service": Ref{ID: a.App}}
 	if a.Description != "" {

@@ -77,6 +77,9 @@ type Result struct {
 	Checkpoints int       // checkpoints checked
 	// Latest is the last checkpoint, if any checkpoint verified.
 	Latest *checkpoint.Checkpoint
+	// LatestNote is Latest as signed (the note), to be kept as a trusted
+	// head (see Extends).
+	LatestNote []byte
 	// Unanchored is the number of entries after the latest checkpoint; they
 	// are covered by their own signatures only.
 	Unanchored int64
@@ -135,6 +138,7 @@ type Checker struct {
 	cpEnd       int64 // size of the range the failing checkpoint covers
 	covered     int64 // size of the largest checkpoint that matched so far
 	prev        *checkpoint.Checkpoint
+	prevNote    []byte
 	checkpoints int
 	entriesDone bool
 
@@ -189,6 +193,12 @@ func (c *Checker) flush() {
 		switch {
 		case ck.err != nil:
 			c.entryErr = ck.err
+		case pos == 0 && ck.index > 0:
+			c.entryErr = &Error{Index: 0, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntriesMissing, ErrEntryIndex),
+				Reason: fmt.Sprintf("the first %s entries are missing: the log starts at entry %s", Count(int64(ck.index)), Count(int64(ck.index)))}
+		case ck.index > uint64(pos):
+			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntriesMissing, ErrEntryIndex),
+				Reason: fmt.Sprintf("entries %s to %s are missing: entry %s follows entry %s", Count(pos), Count(int64(ck.index)-1), Count(int64(ck.index)), Count(pos-1))}
 		case ck.index != uint64(pos):
 			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryIndex,
 				Reason: fmt.Sprintf("entry at position %d says index %d", pos, ck.index)}
@@ -232,7 +242,7 @@ func (c *Checker) endEntries() {
 // (see Log for which problem is first).
 func (c *Checker) Result() (*Result, error) {
 	c.endEntries()
-	res := &Result{Entries: c.entries, Checkpoints: c.checkpoints, Latest: c.prev}
+	res := &Result{Entries: c.entries, Checkpoints: c.checkpoints, Latest: c.prev, LatestNote: c.prevNote}
 	if c.err != nil {
 		return res, c.err
 	}
@@ -361,6 +371,6 @@ func (c *Checker) checkCheckpoint(signed []byte) (*Error, int64, error) {
 		}
 	}
 	c.covered = cp.Size
-	c.prev = &cp
+	c.prev, c.prevNote = &cp, signed
 	return nil, 0, nil
 }

@@ -145,6 +145,20 @@ func TestLog(t *testing.T) {
 			wantErr: ErrEntryIndex, wantIndex: 4, wantCheckpoint: -1,
 		},
 		{
+			name: "the first entries are missing (stream limited to its last messages)",
+			mutate: func(es []Entry, cps [][]byte) ([]Entry, [][]byte) {
+				return es[4:], cps
+			},
+			wantErr: ErrEntriesMissing, wantIndex: 0, wantCheckpoint: -1,
+		},
+		{
+			name: "entries missing in the middle",
+			mutate: func(es []Entry, cps [][]byte) ([]Entry, [][]byte) {
+				return slices.Delete(es, 6, 8), cps
+			},
+			wantErr: ErrEntriesMissing, wantIndex: 6, wantCheckpoint: -1,
+		},
+		{
 			name: "validly signed non-canonical entry",
 			mutate: func(es []Entry, cps [][]byte) ([]Entry, [][]byte) {
 				d := []byte(strings.Replace(string(es[2].Data), `"index":2`, `"index": 2`, 1))
@@ -338,5 +352,87 @@ func BenchmarkInclusionProof(b *testing.B) {
 		if err := tlog.CheckRecord(p, n, root, i, tlog.RecordHash(fmt.Appendf(nil, "leaf %d", i))); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestMissingEntriesMessage: a log that lost its first entries says so in
+// plain words rather than blaming entry 0's index.
+func TestMissingEntriesMessage(t *testing.T) {
+	s, _, err := checkpoint.GenerateSigner(checkpoint.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, cps := goodLog(t, s, 30, 10, 30)
+	_, err = Log(es[25:], cps, s.Verifier())
+	if want := "ledger entry 0: the first 25 entries are missing: the log starts at entry 25"; err == nil || err.Error() != want {
+		t.Fatalf("Log = %v, want %q", err, want)
+	}
+}
+
+func TestCount(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 5051: "5,051", 1234567: "1,234,567", -4952: "-4,952"} {
+		if got := Count(n); got != want {
+			t.Errorf("Count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestExtends: a trusted head is extended by the same head and by a larger
+// consistent one; a smaller tree, a different root at the same size and a
+// larger tree with other first entries are named with both heads.
+func TestExtends(t *testing.T) {
+	s, _, err := checkpoint.GenerateSigner(checkpoint.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := func(es []Entry, size int64) (checkpoint.Checkpoint, *tree.Tree) {
+		tr := tree.New()
+		for _, e := range es {
+			tr.Append(e.Data)
+		}
+		root, err := tr.RootAt(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return checkpoint.Checkpoint{Origin: s.Name(), Size: size, Root: root}, tr
+	}
+	es, _ := goodLog(t, s, 20)
+	trusted, tr := head(es, 12)
+	cur, _ := head(es, 20)
+	proof, err := tr.ConsistencyProof(12, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Extends(trusted, cur, proof, "file x"); err != nil {
+		t.Fatalf("consistent head: %v", err)
+	}
+	if err := Extends(trusted, trusted, nil, "file x"); err != nil {
+		t.Fatalf("same head: %v", err)
+	}
+	if err := Extends(checkpoint.Checkpoint{Origin: s.Name()}, cur, nil, "file x"); err != nil {
+		t.Fatalf("from the empty tree: %v", err)
+	}
+
+	smaller, _ := head(es, 9)
+	err = Extends(trusted, smaller, nil, "file x")
+	if !errors.Is(err, ErrTreeShrank) || !strings.HasPrefix(err.Error(), "tree shrank from 12 to 9: ") ||
+		!strings.Contains(err.Error(), Head(smaller)) || !strings.Contains(err.Error(), Head(trusted)+", file x") {
+		t.Fatalf("smaller tree: %v", err)
+	}
+
+	other := slices.Clone(es)
+	other[3] = signed(t, s, makeEntry(t, 3, "rewritten"))
+	forkSame, _ := head(other, 12)
+	if err := Extends(trusted, forkSame, nil, "file x"); !errors.Is(err, ErrTreeFork) || !strings.Contains(err.Error(), "the roots differ") {
+		t.Fatalf("same size, other root: %v", err)
+	}
+	forkCur, forkTree := head(other, 20)
+	forkProof, err := forkTree.ConsistencyProof(12, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Extends(trusted, forkCur, forkProof, "file x")
+	if !errors.Is(err, ErrTreeFork) || !strings.HasPrefix(err.Error(), "tree forked at size 12: ") || !strings.Contains(err.Error(), "consistency proof fails") {
+		t.Fatalf("larger forked tree: %v", err)
 	}
 }

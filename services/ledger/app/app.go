@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/witness"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/services/ledger/internal/ledger"
 )
@@ -24,6 +26,18 @@ type Options struct {
 	Origin string
 	// CheckpointInterval is the most often a checkpoint is signed.
 	CheckpointInterval time.Duration
+	// CheckpointFile keeps the latest checkpoint the ledger signed, outside
+	// its streams (default: ledger.checkpoint beside KeyFile). On start the
+	// ledger refuses streams holding a smaller or different tree.
+	CheckpointFile string
+	// Witnesses are files each signed checkpoint is appended to (C2SP
+	// signed notes, each followed by an empty line), checked like
+	// CheckpointFile on start.
+	Witnesses []string
+	// AcceptNewLog starts recording on streams that do not extend the
+	// checkpoints kept outside them (a new log), reporting it as an
+	// anomaly, instead of refusing. Remove it once the new log is signed.
+	AcceptNewLog bool
 }
 
 // BindFlags registers the options as flags.
@@ -31,11 +45,26 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KeyFile, "ledger-key", o.KeyFile, "file holding the ledger's signing key (created on first start)")
 	fs.StringVar(&o.Origin, "ledger-origin", o.Origin, "origin line of the ledger's checkpoints")
 	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", o.CheckpointInterval, "most often a checkpoint is signed")
+	o.BindTrustFlags(fs)
 }
 
-// DefaultOptions keeps the key under dir.
+// BindTrustFlags registers the options about the checkpoints kept outside
+// the ledger's streams; `rampart up` binds them too.
+func (o *Options) BindTrustFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.CheckpointFile, "ledger-checkpoint-file", o.CheckpointFile, "file keeping the latest checkpoint the ledger signed (default: ledger.checkpoint beside --ledger-key)")
+	fs.Func("ledger-witness", "append every signed checkpoint to this `FILE` and refuse to record on a tree that does not extend its last one (repeatable)", func(v string) error {
+		if v == "" {
+			return errors.New("empty file name")
+		}
+		o.Witnesses = append(o.Witnesses, v)
+		return nil
+	})
+	fs.BoolVar(&o.AcceptNewLog, "ledger-accept-new-log", o.AcceptNewLog, "record on LEDGER streams that do not extend the checkpoint file and witnesses (a new log; reported as an anomaly); remove once the new log is signed")
+}
+
+// DefaultOptions keeps the key and the checkpoint file under dir.
 func DefaultOptions(dir string) Options {
-	return Options{KeyFile: dir + "/ledger.key", Origin: "rampart.ledger", CheckpointInterval: time.Second}
+	return Options{KeyFile: dir + "/ledger.key", CheckpointFile: dir + "/ledger.checkpoint", Origin: "rampart.ledger", CheckpointInterval: time.Second}
 }
 
 // App runs the ledger inside a service host.
@@ -56,6 +85,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CheckpointInterval == 0 {
 		o.CheckpointInterval = d.CheckpointInterval
+	}
+	if o.CheckpointFile == "" && o.KeyFile != "" {
+		o.CheckpointFile = filepath.Join(filepath.Dir(o.KeyFile), "ledger.checkpoint")
 	}
 	return o
 }
@@ -85,10 +117,16 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	if created {
 		deps.Logger.Info("generated ledger signing key", "file", a.opts.KeyFile, "verifier", signer.VerifierKey())
 	}
+	witnesses := []witness.Witness{witness.NewLatest(a.opts.CheckpointFile)}
+	for _, f := range a.opts.Witnesses {
+		witnesses = append(witnesses, witness.NewLog(f))
+	}
 	a.ledger, err = ledger.New(deps.Bus, signer, ledger.Options{
 		CheckpointInterval: a.opts.CheckpointInterval,
 		Replicas:           1,
 		Registerer:         deps.Registerer,
+		Witnesses:          witnesses,
+		AcceptNewLog:       a.opts.AcceptNewLog,
 	}, deps.Logger)
 	if err != nil {
 		return err

@@ -659,6 +659,54 @@ func mustJSON(t *testing.T, v any) []byte {
 
 // A new finding in the live release pages on-call: whether or not the
 // deployer found a clean release to return to, a human has to know.
+// TestLedgerAnomalyPages: an anomaly in the ledger itself (here a message
+// in its stream it did not write) pages and posts, once per distinct
+// channel, although it names no application: two apps share the channels.
+func TestLedgerAnomalyPages(t *testing.T) {
+	e := newEnv(t)
+	p := e.policy.Current()
+	web := p.Apps[0]
+	web.Name = "web"
+	p.Apps = append(p.Apps, web)
+	e.start(nil)
+	ev, err := events.NewAnomaly(events.Meta{ID: "ledger-foreign:3:abc", Source: "/rampart/ledger", Time: chaintest.T0, App: "ledger"}, events.Anomaly{
+		Target: events.TargetLedger, App: "ledger", Environment: "rampart.ledger", Rule: "ledger-foreign-message", Origin: "ledger",
+		Description: "LEDGER message 3, before entry 2, is not an entry this ledger wrote", DetectedAt: chaintest.T0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish(ev)
+	e.waitFor("the page and the post", func() error {
+		if e.pd.Requests() != 1 || e.slack.Requests() != 1 {
+			return fmt.Errorf("%d PagerDuty requests, %d Slack posts", e.pd.Requests(), e.slack.Requests())
+		}
+		return nil
+	})
+	// Once the notifier has handled the event, that is still all.
+	e.waitFor("the event handled", func() error {
+		c, err := e.js.Consumer(t.Context(), bus.StreamName, "notifier")
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	if e.pd.Requests() != 1 || e.slack.Requests() != 1 {
+		t.Fatalf("%d PagerDuty requests, %d Slack posts; want one each", e.pd.Requests(), e.slack.Requests())
+	}
+	got := e.pd.Events()[0]
+	if got.DedupKey != "ledger:ledger-foreign:3:abc" || got.Payload.Severity != "critical" ||
+		!strings.Contains(got.Payload.Summary, "Rampart ledger: LEDGER message 3, before entry 2, is not an entry this ledger wrote") {
+		t.Fatalf("page %+v", got)
+	}
+}
+
 func TestLiveReleaseFindingPages(t *testing.T) {
 	e := newEnv(t)
 	e.start(nil)

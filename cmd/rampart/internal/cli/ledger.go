@@ -15,6 +15,7 @@ import (
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
+	"github.com/rampartci/rampart/pkg/ledger/witness"
 )
 
 // defaultLedgerKey is the verifier key `rampart up` writes with its default
@@ -31,15 +32,24 @@ func ledgerServerFlag(fs *flag.FlagSet) *string {
 	return fs.String("server", defaultServer, "the ledger's HTTP `URL` (rampart up serves it)")
 }
 
+// verifiedFileName is the file, beside the key by default, where `ledger
+// verify` remembers the last checkpoint it verified.
+const verifiedFileName = "verified-checkpoint"
+
 func runLedgerVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "ledger verify", "[--server URL] [--key FILE]\n\n"+
+	fs := newFlags(e, "ledger verify", "[--server URL] [--key FILE] [--verified-checkpoint FILE]\n\n"+
 		"Reads every entry and signed checkpoint through the ledger's query API and checks\n"+
 		"against the key (never one the ledger serves) that every entry\n"+
 		"is signed by the ledger key, sits at its index and records a new event, that the\n"+
 		"Merkle tree of the entries matches every signed checkpoint, and that successive\n"+
-		"checkpoints are consistent. Exits 1 naming the first entry that does not match.")
+		"checkpoints are consistent. Exits 1 naming the first entry that does not match.\n\n"+
+		"Like the Go checksum database client, it remembers the last checkpoint it verified\n"+
+		"(--verified-checkpoint, outside the ledger) and fails, naming both tree heads, when\n"+
+		"the ledger's tree is smaller than that one or does not extend it (a consistency\n"+
+		"proof fails): the ledger's streams were deleted, truncated or rewritten.")
 	server := ledgerServerFlag(fs)
 	keyFile := fs.String("key", defaultLedgerKey, "the ledger's verifier key `FILE` (the .pub beside the ledger key), or the ledger key file itself")
+	verifiedFile := fs.String("verified-checkpoint", "", "`FILE` keeping the last checkpoint verified (default: "+verifiedFileName+" beside --key)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -49,6 +59,14 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	v, err := loadLedgerVerifier(*keyFile)
 	if err != nil {
 		return err
+	}
+	if *verifiedFile == "" {
+		*verifiedFile = filepath.Join(filepath.Dir(*keyFile), verifiedFileName)
+	}
+	state := witness.NewLatest(*verifiedFile)
+	trusted, err := witness.Trusted(state, v)
+	if err != nil {
+		return fmt.Errorf("--verified-checkpoint: %w (a checkpoint of another ledger? give this ledger its own file)", err)
 	}
 	c, err := client.New(*server, nil)
 	if err != nil {
@@ -69,6 +87,47 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	}
 	if res.Unanchored > 0 {
 		fmt.Fprintf(e.stdout, "%d entries after the latest checkpoint are covered by their own signatures only\n", res.Unanchored)
+	}
+	if err := extendsTrusted(ctx, c, trusted, res, state); err != nil {
+		return fmt.Errorf("the ledger does NOT verify: %w; if an operator started a new log on purpose, remove %s to trust it", err, state.Path())
+	}
+	switch {
+	case res.Latest == nil:
+	case trusted == nil:
+		fmt.Fprintf(e.stdout, "remembered checkpoint size %d in %s\n", res.Latest.Size, state.Path())
+	case res.Latest.Size > trusted.Size:
+		fmt.Fprintf(e.stdout, "extends the checkpoint verified before (size %d); remembered size %d in %s\n", trusted.Size, res.Latest.Size, state.Path())
+	default:
+		fmt.Fprintf(e.stdout, "same checkpoint as verified before (size %d, %s)\n", trusted.Size, state.Path())
+	}
+	return nil
+}
+
+// extendsTrusted checks that the verified ledger extends the checkpoint
+// verified before (with a consistency proof from the ledger, checked against
+// both signed roots), and then remembers its latest checkpoint.
+func extendsTrusted(ctx context.Context, c *client.Client, trusted *checkpoint.Checkpoint, res *verify.Result, state *witness.Latest) error {
+	if trusted != nil {
+		cur := checkpoint.Checkpoint{Origin: trusted.Origin}
+		if res.Latest != nil {
+			cur = *res.Latest
+		}
+		proof := &client.Consistency{}
+		if trusted.Size > 0 && cur.Size > trusted.Size {
+			var err error
+			if proof, err = c.ConsistencyProof(ctx, trusted.Size, cur.Size); err != nil {
+				return fmt.Errorf("asking for a consistency proof from size %d to %d: %w", trusted.Size, cur.Size, err)
+			}
+		}
+		if err := verify.Extends(*trusted, cur, proof.Proof, state.Name()); err != nil {
+			return err
+		}
+	}
+	if res.Latest == nil || trusted != nil && res.Latest.Size <= trusted.Size {
+		return nil
+	}
+	if err := state.Add(res.LatestNote); err != nil {
+		return fmt.Errorf("remembering the checkpoint: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
@@ -31,6 +34,16 @@ func startLedger(t *testing.T, m *mesh) (keyFile, url string, stop func()) {
 	t.Helper()
 	opts := ledgerapp.DefaultOptions(t.TempDir())
 	opts.CheckpointInterval = 10 * time.Millisecond
+	url, stop = startLedgerWith(t, m, opts)
+	return opts.KeyFile, url, stop
+}
+
+// startLedgerWith runs the real ledger service with opts against m; it
+// returns the URL of its HTTP listener and a stop function. A shutdown error
+// fails the test unless it contains refused (what a ledger that refused to
+// record returns).
+func startLedgerWith(t *testing.T, m *mesh, opts ledgerapp.Options, refused ...string) (url string, stop func()) {
+	t.Helper()
 	led, err := ledgerapp.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -50,12 +63,12 @@ func startLedger(t *testing.T, m *mesh) (keyFile, url string, stop func()) {
 		stopped = true
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
+		if err := h.Shutdown(ctx); err != nil && (len(refused) == 0 || !strings.Contains(err.Error(), refused[0])) {
 			t.Errorf("stopping the ledger: %v", err)
 		}
 	}
 	t.Cleanup(stop)
-	return opts.KeyFile, "http://" + h.HTTPAddr(), stop
+	return "http://" + h.HTTPAddr(), stop
 }
 
 // waitRecorded waits until the ledger has handled every RAMPART message and
@@ -157,14 +170,7 @@ func TestLedgerVerifyAndShow(t *testing.T) {
 	}
 
 	// Another key did not sign this ledger.
-	other, _, err := checkpoint.GenerateSigner("rampart.ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherKey := filepath.Join(t.TempDir(), "other.pub")
-	if err := os.WriteFile(otherKey, []byte(other.VerifierKey()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	otherKey, _ := otherLedgerKey(t)
 	r = rampart(t, t.Context(), "", "ledger", "verify", "--server", ledgerURL, "--key", otherKey)
 	if r.code != 1 || !strings.Contains(r.stderr, "the ledger does NOT verify: ledger entry 0: ") {
 		t.Fatalf("verify with another key: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
@@ -252,4 +258,139 @@ func TestLedgerVerifyFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLedgerVerifyRemembersTheTree: `ledger verify` keeps the last checkpoint
+// it verified and catches what an admin with the ledger's NATS streams, but
+// not its files, can still do: delete the LEDGER streams and two RAMPART
+// events and restart (the ledger refuses, /readyz says why), have the
+// operator accept the new log anyway (the tree shrank), let it grow past the
+// old size (a fork).
+func TestLedgerVerifyRemembersTheTree(t *testing.T) {
+	m := newMesh(t)
+	opts := ledgerapp.DefaultOptions(t.TempDir())
+	opts.CheckpointInterval = 10 * time.Millisecond
+	url, stop := startLedgerWith(t, m, opts)
+	publishCommits := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			msg, err := events.ToMsg("rampart.commit.shop", commit(t, fmt.Sprintf("%s-%d", prefix, i), "shop", "rel-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.js.PublishMsgAsync(msg, jetstream.WithStallWait(10*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-m.js.PublishAsyncComplete():
+		case <-time.After(30 * time.Second):
+			t.Fatal("publishes not acknowledged")
+		}
+	}
+	publishCommits("e", 1051)
+	waitRecorded(t, m, url, 1051)
+
+	key := opts.KeyFile + ".pub"
+	remembered := filepath.Join(filepath.Dir(key), "verified-checkpoint")
+	verifyLedger := func() result {
+		t.Helper()
+		return rampart(t, t.Context(), "", "ledger", "verify", "--server", url, "--key", key)
+	}
+	if r := verifyLedger(); r.code != 0 || !strings.Contains(r.stdout, "remembered checkpoint size 1051 in "+remembered+"\n") {
+		t.Fatalf("first verify: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := verifyLedger(); r.code != 0 || !strings.Contains(r.stdout, "same checkpoint as verified before (size 1051, "+remembered+")") {
+		t.Fatalf("second verify: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// The admin deletes the ledger's streams and two events, and restarts it.
+	stop()
+	for _, name := range []string{"LEDGER", "LEDGER_CHECKPOINTS", "LEDGER_CHAINS"} {
+		if err := m.js.DeleteStream(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, err := m.js.Stream(t.Context(), bus.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{2, 5} {
+		if err := rs.DeleteMsg(t.Context(), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const refusal = "tree shrank from 1,051 to 0: "
+	url, stop = startLedgerWith(t, m, opts, refusal)
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), refusal) ||
+			!strings.Contains(string(body), "file "+filepath.Join(filepath.Dir(key), "ledger.checkpoint")) {
+			return fmt.Errorf("/readyz answered %d %q", resp.StatusCode, body)
+		}
+		return nil
+	})
+	if r := verifyLedger(); r.code != 1 || !strings.Contains(r.stderr, "503 Service Unavailable: the ledger is not recording: it stopped: ") ||
+		!strings.Contains(r.stderr, refusal) {
+		t.Fatalf("verify of a refusing ledger: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	stop()
+
+	// The operator accepts a new log: 1,049 events and the anomaly that
+	// reports the new log. To the verifier the tree shrank.
+	accept := opts
+	accept.AcceptNewLog = true
+	url, stop = startLedgerWith(t, m, accept)
+	waitRecorded(t, m, url, 1050)
+	r := verifyLedger()
+	if r.code != 1 || !strings.Contains(r.stderr, "the ledger does NOT verify: tree shrank from 1,051 to 1,050: the ledger's tree head (size 1,050, root ") ||
+		!strings.Contains(r.stderr, "is smaller than the one trusted before (size 1,051, root ") ||
+		!strings.Contains(r.stderr, "remove "+remembered+" to trust it") {
+		t.Fatalf("verify of a shrunk tree: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// More events: the tree is larger again, but a fork.
+	publishCommits("f", 5)
+	waitRecorded(t, m, url, 1055)
+	if r := verifyLedger(); r.code != 1 || !strings.Contains(r.stderr, "the ledger does NOT verify: tree forked at size 1,051: the ledger's tree head (size 1,055, root ") ||
+		!strings.Contains(r.stderr, "the consistency proof fails") {
+		t.Fatalf("verify of a forked tree: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// Trusting the new log is the operator's explicit decision.
+	if err := os.Remove(remembered); err != nil {
+		t.Fatal(err)
+	}
+	if r := verifyLedger(); r.code != 0 || !strings.Contains(r.stdout, "remembered checkpoint size 1055") {
+		t.Fatalf("verify after removing the file: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	publishCommits("g", 2)
+	waitRecorded(t, m, url, 1057)
+	if r := verifyLedger(); r.code != 0 || !strings.Contains(r.stdout, "extends the checkpoint verified before (size 1055); remembered size 1057") {
+		t.Fatalf("verify of a grown tree: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A file holding another ledger's checkpoint is not silently replaced.
+	otherKey, otherVKey := otherLedgerKey(t)
+	if r := rampart(t, t.Context(), "", "ledger", "verify", "--server", url, "--key", otherKey, "--verified-checkpoint", remembered); r.code != 1 ||
+		!strings.Contains(r.stderr, "--verified-checkpoint: the checkpoint in file "+remembered+" does not verify with key "+otherVKey) {
+		t.Fatalf("verify with another ledger's file: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// otherLedgerKey writes the verifier key of a new ledger key, one that
+// signed nothing here; it returns the file and the key.
+func otherLedgerKey(t *testing.T) (file, vkey string) {
+	t.Helper()
+	other, _, err := checkpoint.GenerateSigner("rampart.ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file = filepath.Join(t.TempDir(), "other.pub")
+	if err := os.WriteFile(file, []byte(other.VerifierKey()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, other.VerifierKey()
 }

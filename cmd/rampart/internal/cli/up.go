@@ -27,6 +27,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&opts.Service.HTTPAddr, "http", opts.Service.HTTPAddr, "HTTP address for /healthz, /readyz, /metrics and the services' routes")
 	fs.DurationVar(&opts.Service.Stream.MaxAge, "stream-max-age", opts.Service.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
 	fs.DurationVar(&opts.Ledger.CheckpointInterval, "checkpoint-interval", time.Second, "most often the ledger signs a checkpoint")
+	opts.Ledger.BindTrustFlags(fs) // --ledger-checkpoint-file, --ledger-witness, --ledger-accept-new-log
 	policyFile := fs.String("policy", "", "rampart.yaml: the applications to deliver (none without it)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {

@@ -11,8 +11,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/verify"
 )
 
 // Handler serves the ledger's query API under /ledger/ (the wire types are
@@ -46,7 +49,11 @@ func (l *Ledger) Handler() http.Handler {
 		// tampered stream it describes a prefix the ledger no longer
 		// stands behind.
 		if !l.Ready() {
-			http.Error(w, "the ledger is not recording (rebuilding its state, or stopped)", http.StatusServiceUnavailable)
+			msg := "the ledger is not recording (rebuilding its state, or stopped)"
+			if why := l.StoppedReason(); why != "" {
+				msg = "the ledger is not recording: it stopped: " + why
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -195,7 +202,12 @@ func (l *Ledger) serveChain(w http.ResponseWriter, r *http.Request) {
 func (l *Ledger) writeEntries(w http.ResponseWriter, r *http.Request, size int64, indexes []int64, next *int64) {
 	out := client.Entries{Size: size, Entries: make([]client.Entry, 0, len(indexes)), Next: next}
 	for _, i := range indexes {
-		m, err := l.entries.GetMsg(r.Context(), uint64(i)+1)
+		seq := l.entrySeq(i)
+		m, err := l.entries.GetMsg(r.Context(), seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			l.writeMissing(w, r, i, seq)
+			return
+		}
 		if err != nil {
 			l.writeError(w, fmt.Errorf("reading entry %d: %w", i, err))
 			return
@@ -203,6 +215,27 @@ func (l *Ledger) writeEntries(w http.ResponseWriter, r *http.Request, size int64
 		out.Entries = append(out.Entries, client.Entry{Index: i, Entry: m.Data, Signature: m.Header.Get(entry.SignatureHeader)})
 	}
 	writeJSON(w, out)
+}
+
+// writeMissing answers for entry i, committed at LEDGER sequence seq, which
+// the stream no longer has: someone deleted it, or set a limit on the stream
+// that dropped it.
+func (l *Ledger) writeMissing(w http.ResponseWriter, r *http.Request, i int64, seq uint64) {
+	msg := fmt.Sprintf("entry %d (LEDGER message %d) is missing from LEDGER: it was deleted", i, seq)
+	if info, err := l.entries.Info(r.Context()); err == nil && info.State.FirstSeq > seq {
+		first := info.State.FirstSeq
+		msg = fmt.Sprintf("the first %s LEDGER messages are missing (the stream now starts at message %s): "+
+			"they were deleted or dropped by a limit set on the stream", verify.Count(int64(first-1)), verify.Count(int64(first)))
+		l.mu.RLock()
+		skips := l.skips
+		l.mu.RUnlock()
+		if skips == 0 {
+			msg = fmt.Sprintf("the first %s entries are missing from LEDGER (the stream now starts at message %s): "+
+				"they were deleted or dropped by a limit set on the stream", verify.Count(int64(first-1)), verify.Count(int64(first)))
+		}
+	}
+	l.log.Error("ledger API: entries are missing", "entry", i, "seq", seq, "err", msg)
+	http.Error(w, msg, http.StatusInternalServerError)
 }
 
 func (l *Ledger) serveCheckpoints(w http.ResponseWriter, r *http.Request) {

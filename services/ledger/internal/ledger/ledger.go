@@ -22,10 +22,13 @@
 // The LEDGER stream is the source of truth for progress: on start the tree,
 // the duplicate index and the RAMPART cursor are rebuilt from it
 // (rebuild.go), and the durable consumer is re-created at the cursor.
-// See docs/decisions/0001-ledger-cursor.md.
+// See docs/decisions/0001-ledger-cursor.md. What it trusts outside the
+// streams (witnesses), and what it does about messages it did not write, is
+// in trust.go (docs/decisions/0015-ledger-trust.md).
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +44,7 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/tree"
+	"github.com/rampartci/rampart/pkg/ledger/witness"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
@@ -48,10 +52,12 @@ import (
 // Durable is the name of the ledger's consumer on the RAMPART stream.
 const Durable = "ledger"
 
-// ErrTampered is returned by Run when the LEDGER or LEDGER_CHECKPOINTS
-// streams hold something this ledger did not write: a message that is not a
-// validly signed entry at its position, a checkpoint that does not verify or
-// does not match the entries. The ledger refuses to record on top of it.
+// ErrTampered is returned by Run when the LEDGER streams lost or changed
+// what this ledger wrote: entries missing (deleted, or dropped by a limit on
+// the stream), entries that do not match its latest checkpoint, an entry
+// signed with its key that goes backwards. The ledger refuses to record on
+// top of it. Messages someone else added (a forged or replayed entry, a
+// checkpoint it did not sign) are skipped and reported instead (trust.go).
 var ErrTampered = errors.New("ledger streams were written by someone else")
 
 // Options configures a Ledger.
@@ -73,6 +79,12 @@ type Options struct {
 	Now func() time.Time
 	// Registerer receives the metrics (default: none registered).
 	Registerer prometheus.Registerer
+	// Witnesses receive every signed checkpoint; on start the rebuilt tree
+	// must extend the latest checkpoint each holds (decision 0015).
+	Witnesses []witness.Witness
+	// AcceptNewLog takes streams that do not extend a witness's checkpoint
+	// as a new log (reported as an anomaly) instead of refusing to record.
+	AcceptNewLog bool
 }
 
 func (o *Options) defaults() {
@@ -115,6 +127,16 @@ type Ledger struct {
 	chains   map[string][]int64 // chainId → committed entry indexes
 	latestCP []byte             // latest signed checkpoint note
 	cpSize   int64              // its size
+	// skipped are the LEDGER sequences, ascending, of messages that are
+	// not entries (trust.go); entry i is LEDGER message seqOf(skipped, i).
+	// Changed only by catchUp, while the pipeline does not run.
+	skipped []uint64
+	skips   uint64 // len(skipped), read by the pipeline without the lock
+
+	// foreign messages found by catchUp and not reported yet.
+	foreign []foreign
+	// stopped is why Run returned with an error (a string), for the API.
+	stopped atomic.Value
 
 	// Owned by the consumer handler (and by rebuild and rollback while it
 	// does not run).
@@ -143,7 +165,11 @@ type Ledger struct {
 	idxSize   int64 // committed size when idxQueue was last appended to
 	idxMarked int64 // size of the last published mark
 
-	inflight   chan *pending
+	inflight chan *pending
+	// published is the index after the last entry the publisher started
+	// to publish; with the committed size it tells whether LEDGER may hold
+	// messages of this process that are not committed yet.
+	published  atomic.Int64
 	sendMu     sync.RWMutex // held by the handler; taken to close toSign and toPublish
 	sendClosed bool
 	ready      atomic.Bool
@@ -234,8 +260,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (e
 // messages until ctx ends or a fatal problem (ErrTampered) occurs. On the way
 // out it lets in-flight entries commit and signs a last checkpoint, within
 // Options.ShutdownGrace.
-func (l *Ledger) Run(ctx context.Context) error {
-	var err error
+func (l *Ledger) Run(ctx context.Context) (err error) {
+	defer func() { l.setStopped(err) }()
 	l.entries, l.cps, err = EnsureStreams(ctx, l.js, l.opts.Replicas)
 	if err != nil {
 		return err
@@ -244,21 +270,48 @@ func (l *Ledger) Run(ctx context.Context) error {
 	if err := l.rebuild(ctx); err != nil {
 		return err
 	}
-	l.log.Info("ledger state rebuilt", "entries", l.tree.Size(), "cursor", l.lastSeq, "took", time.Since(start))
+	l.log.Info("ledger state rebuilt", "entries", l.tree.Size(), "cursor", l.lastSeq, "skipped", l.skips, "took", time.Since(start))
+	if err := l.checkWitnesses(ctx); err != nil {
+		return err
+	}
+	l.syncWitnesses()
+	l.reportForeign(ctx)
 	l.warnExpired(ctx)
 	for {
 		err := l.record(ctx)
 		if !errors.Is(err, errStale) {
 			return err
 		}
-		// Another process with this ledger's key appended entries (a
-		// previous incarnation whose last publishes landed late, or an
-		// overlapping replica). What is committed here is still a prefix
-		// of LEDGER: roll back what was in flight and read the rest.
-		l.log.Warn("LEDGER has entries this process did not write but signed with its key; catching up", "committed", l.tree.Size())
+		// LEDGER holds messages this process did not write: entries signed
+		// with its key (a previous incarnation whose last publishes landed
+		// late, or an overlapping replica), or messages someone else
+		// published on its subject. What is committed here is still a
+		// prefix of LEDGER: roll back what was in flight and read the rest,
+		// skipping what is not an entry.
+		l.log.Warn("LEDGER has messages this process did not write; catching up", "committed", l.tree.Size(), "err", err)
 		l.rollback()
 		if err := l.catchUp(ctx, l.tree.Size()); err != nil {
 			return err
+		}
+		l.reportForeign(ctx)
+	}
+}
+
+// syncWitnesses hands the latest checkpoint to the witnesses that do not
+// hold it yet: on first start with witnesses, and after a new log was
+// accepted.
+func (l *Ledger) syncWitnesses() {
+	cp, _ := l.LatestCheckpoint()
+	if cp == nil {
+		return
+	}
+	for _, w := range l.opts.Witnesses {
+		if held, err := w.Latest(); err == nil && bytes.Equal(held, cp) {
+			continue
+		}
+		if err := w.Add(cp); err != nil {
+			l.metrics.witnessErrors.Inc()
+			l.log.Error("handing the checkpoint to a witness", "witness", w.Name(), "err", err)
 		}
 	}
 }
@@ -303,7 +356,7 @@ func (l *Ledger) record(ctx context.Context) error {
 		}
 	})
 	var cpWG sync.WaitGroup
-	cpWG.Go(func() { l.checkpointLoop(runCtx) })
+	cpWG.Go(func() { l.checkpointLoop(runCtx, cancel) })
 	cpWG.Go(func() { l.indexLoop(runCtx) })
 
 	cons, err := l.bus.ConsumeRaw(runCtx, bus.ConsumerOptions{
@@ -369,6 +422,7 @@ func (l *Ledger) record(ctx context.Context) error {
 // handler state again describes the committed prefix.
 func (l *Ledger) rollback() {
 	size := uint64(l.tree.Size())
+	l.published.Store(int64(size))
 	for k, i := range l.dedup {
 		if i >= size {
 			delete(l.dedup, k)

@@ -17,6 +17,8 @@ type metrics struct {
 	treeSize       prometheus.Gauge
 	checkpointSize prometheus.Gauge
 	chainIndexSize prometheus.Gauge
+	foreign        prometheus.Counter
+	witnessErrors  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,6 +48,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rampart_ledger_dead_letters_total",
 			Help: "Messages the ledger terminated and dead-lettered because they are not CloudEvents.",
 		}),
+		foreign: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_ledger_foreign_messages_total",
+			Help: "Messages found in LEDGER that this ledger did not write (skipped, not entries), counted each time the stream is read.",
+		}),
+		witnessErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_ledger_witness_errors_total",
+			Help: "Failures to hand a signed checkpoint to a witness.",
+		}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_ledger_expired_unrecorded_total",
 			Help: "RAMPART messages that expired before the ledger could record them.",
@@ -67,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.appended, m.appendLatency, m.appendRetries, m.checkpoints,
-		m.duplicates, m.poison, m.expired, m.treeSize, m.checkpointSize, m.chainIndexSize} {
+		m.duplicates, m.poison, m.expired, m.treeSize, m.checkpointSize, m.chainIndexSize, m.foreign, m.witnessErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering ledger metrics: %w", err)
 		}

@@ -63,6 +63,7 @@ func (l *Ledger) publishLoop(ctx context.Context) error {
 		if p.err != nil {
 			return p.err
 		}
+		l.published.Store(int64(p.index) + 1)
 		fut, err := l.js.PublishMsgAsync(l.entryMsg(p), l.expect(p.index, l.prevID)...)
 		if err != nil {
 			l.log.Debug("async publish of entry failed to start", "entry", p.index, "err", err)

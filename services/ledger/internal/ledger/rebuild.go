@@ -9,6 +9,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/rampartci/rampart/pkg/ledger/entry"
+	"github.com/rampartci/rampart/pkg/ledger/tree"
 	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
@@ -19,17 +20,9 @@ import (
 // once the rebuilt root matches it, so only the entries after it have their
 // signatures checked one by one; this keeps a restart fast on a long log.
 func (l *Ledger) rebuild(ctx context.Context) error {
-	cpBytes, err := streams.LatestCheckpoint(ctx, l.js)
+	cpBytes, cp, err := l.latestValidCheckpoint(ctx)
 	if err != nil {
 		return err
-	}
-	var cp checkpointState
-	if cpBytes != nil {
-		c, err := l.verifier.Open(cpBytes)
-		if err != nil {
-			return fmt.Errorf("%w: latest checkpoint: %w", ErrTampered, err)
-		}
-		cp = checkpointState{size: c.Size, root: c.Root}
 	}
 	// Entries below the chain index mark were indexed by an earlier
 	// process; catchUp queues the ones after it.
@@ -45,14 +38,28 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 		return err
 	}
 	if cpBytes != nil {
-		if size := l.tree.Size(); cp.size > size {
-			return fmt.Errorf("%w: latest checkpoint covers %d entries but LEDGER holds %d", ErrTampered, cp.size, size)
-		}
-		root, err := l.tree.RootAt(cp.size)
+		ok, err := l.matches(cp)
 		if err != nil {
 			return err
 		}
-		if root != cp.root {
+		if !ok {
+			// A message someone else published with a plausible index may
+			// have been taken for an entry the checkpoint vouches for (and
+			// the real entry then skipped): read LEDGER again checking
+			// every signature.
+			l.log.Warn("entries do not match the latest checkpoint; reading LEDGER again with every signature checked", "size", cp.size)
+			l.reset()
+			if err := l.catchUp(ctx, 0); err != nil {
+				return err
+			}
+			if ok, err = l.matches(cp); err != nil {
+				return err
+			}
+		}
+		if size := l.tree.Size(); !ok && cp.size > size {
+			return fmt.Errorf("%w: latest checkpoint covers %d entries but LEDGER holds %d", ErrTampered, cp.size, size)
+		}
+		if !ok {
 			// Name the first bad entry: the query API, and so `rampart
 			// ledger verify`, is not served on top of tampered storage.
 			_, verr := streams.Verify(ctx, l.js, l.verifier)
@@ -66,9 +73,60 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 	return nil
 }
 
+// matches reports whether the rebuilt tree holds the checkpoint's tree.
+func (l *Ledger) matches(cp checkpointState) (bool, error) {
+	if l.tree.Size() < cp.size {
+		return false, nil
+	}
+	root, err := l.tree.RootAt(cp.size)
+	return root == cp.root, err
+}
+
 type checkpointState struct {
 	size int64
 	root tlog.Hash
+}
+
+// latestValidCheckpoint returns the last checkpoint in LEDGER_CHECKPOINTS
+// that verifies with the ledger's key. Checkpoints after it that do not
+// verify were published by someone else; they are logged and reported, and
+// ignored.
+func (l *Ledger) latestValidCheckpoint(ctx context.Context) ([]byte, checkpointState, error) {
+	cpBytes, err := streams.LatestCheckpoint(ctx, l.js)
+	if err != nil || cpBytes == nil {
+		return nil, checkpointState{}, err
+	}
+	if c, err := l.verifier.Open(cpBytes); err == nil {
+		return cpBytes, checkpointState{size: c.Size, root: c.Root}, nil
+	}
+	all, err := streams.Checkpoints(ctx, l.js)
+	if err != nil {
+		return nil, checkpointState{}, err
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		c, err := l.verifier.Open(all[i])
+		if err == nil {
+			return all[i], checkpointState{size: c.Size, root: c.Root}, nil
+		}
+		l.log.Error("LEDGER_CHECKPOINTS holds a checkpoint this ledger did not sign; ignoring it", "position", i, "err", err)
+		l.metrics.foreign.Inc()
+	}
+	return nil, checkpointState{}, nil
+}
+
+// reset forgets everything rebuilt from LEDGER, before reading it again.
+func (l *Ledger) reset() {
+	l.tree = tree.New()
+	l.mu.Lock()
+	l.chains = map[string][]int64{}
+	l.skipped, l.skips = nil, 0
+	l.mu.Unlock()
+	l.dedup = map[string]uint64{}
+	l.foreign = nil
+	l.committedSeq, l.committedID = 0, ""
+	l.idxMu.Lock()
+	l.idxQueue = nil
+	l.idxMu.Unlock()
 }
 
 // catchUp reads the LEDGER entries after the committed ones and adds them to
@@ -76,27 +134,27 @@ type checkpointState struct {
 // of them. Entries at or beyond trustedSize (the size of a checkpoint that is
 // compared with the tree afterwards) have their signatures checked.
 func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
-	from := uint64(l.tree.Size()) + 1
+	from := uint64(l.tree.Size()) + 1 + l.skips
 	_, err := streams.Read(ctx, l.js, streams.EntriesStream, from, func(seq uint64, msg jetstream.Msg) error {
 		idx := l.tree.Size()
-		if seq != uint64(idx)+1 {
-			return fmt.Errorf("%w: LEDGER message %d where entry %d (message %d) was expected", ErrTampered, seq, idx, idx+1)
+		if want := uint64(idx) + 1 + l.skips; seq != want {
+			return missingEntries(want, seq)
 		}
 		data := msg.Data()
-		if idx >= trustedSize {
-			if err := l.verifier.CheckEntry(data, msg.Headers().Get(entry.SignatureHeader)); err != nil {
-				return fmt.Errorf("%w: entry %d: %w", ErrTampered, idx, err)
-			}
-		}
-		e, err := entry.Unmarshal(data)
-		if err != nil {
-			return fmt.Errorf("%w: entry %d: %w", ErrTampered, idx, err)
-		}
-		if e.Index != uint64(idx) {
-			return fmt.Errorf("%w: entry %d says index %d", ErrTampered, idx, e.Index)
+		checkSig := idx >= trustedSize
+		e, why := l.classify(idx, data, msg.Headers().Get(entry.SignatureHeader), checkSig)
+		if why != "" {
+			l.skip(seq, msg, why)
+			return nil
 		}
 		if idx > 0 && e.StreamSeq <= l.committedSeq {
-			return fmt.Errorf("%w: entry %d records RAMPART sequence %d after %d", ErrTampered, idx, e.StreamSeq, l.committedSeq)
+			if !checkSig {
+				// Not vouched for by a signature here; the root
+				// comparison after the rebuild settles it.
+				l.skip(seq, msg, fmt.Sprintf("it records RAMPART sequence %d after %d", e.StreamSeq, l.committedSeq))
+				return nil
+			}
+			return fmt.Errorf("%w: entry %d, signed with the ledger's key, records RAMPART sequence %d after %d", ErrTampered, idx, e.StreamSeq, l.committedSeq)
 		}
 		leaf := tlog.RecordHash(data)
 		if _, err := l.tree.AppendHash(leaf); err != nil {
@@ -119,6 +177,7 @@ func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 	}
 	size := l.tree.Size()
 	l.next = uint64(size)
+	l.published.Store(size)
 	l.lastSeq, l.prevID = l.committedSeq, l.committedID
 	l.metrics.treeSize.Set(float64(size))
 	return nil

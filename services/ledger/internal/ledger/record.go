@@ -221,10 +221,11 @@ func (l *Ledger) entryMsg(p *pending) *nats.Msg {
 }
 
 // expect returns the publish conditions for entry index: LEDGER ends with
-// message index (entry index-1), whose message id is prevID.
+// message index+skips (entry index-1, or a skipped message), whose message
+// id is prevID (the id of the last LEDGER message; none when it had none).
 func (l *Ledger) expect(index uint64, prevID string) []jetstream.PublishOpt {
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequence(index)}
-	if index > 0 {
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequence(index + l.skips)}
+	if prevID != "" {
 		opts = append(opts, jetstream.WithExpectLastMsgID(prevID))
 	}
 	return opts

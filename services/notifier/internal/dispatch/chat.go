@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -23,6 +24,9 @@ func (n *Dispatcher) anomaly(ctx context.Context, ev cloudevents.Event) error {
 	if a.Target == events.TargetNone {
 		return nil
 	}
+	if a.Target == events.TargetLedger {
+		return n.ledgerAnomaly(ctx, ev, a)
+	}
 	log := n.log.With("app", a.App, "environment", a.Environment, "rule", a.Rule, "event", ev.ID())
 	r := n.routes(a.App)
 	note := &notify.Notification{
@@ -38,6 +42,47 @@ func (n *Dispatcher) anomaly(ctx context.Context, ev cloudevents.Event) error {
 		return n.toChannels(ctx, log, r, []string{notify.ChannelPagerDuty, notify.ChannelSlack}, note)
 	}
 	return n.toChannels(ctx, log, r, []string{notify.ChannelSlack}, note)
+}
+
+// ledgerAnomaly pages about an anomaly in the ledger itself (a message in
+// its stream that it did not write, a new log accepted by the operator): the
+// ledger keeps every application's trail, so every application's PagerDuty
+// and Slack hear of it, each distinct channel once.
+func (n *Dispatcher) ledgerAnomaly(ctx context.Context, ev cloudevents.Event, a events.Anomaly) error {
+	log := n.log.With("rule", a.Rule, "event", ev.ID())
+	if n.cfg.Policy == nil || n.cfg.Policy.Current() == nil {
+		log.Warn("ledger anomaly, but no application has channels to tell", "description", a.Description)
+		return nil
+	}
+	note := &notify.Notification{
+		About: events.KindAnomaly, Key: "ledger:" + ev.ID(), Severity: "critical",
+		Summary: "Rampart ledger: " + a.Description,
+		Source:  "rampart ledger (" + a.Environment + ")", Component: "ledger", Group: a.Environment, Class: a.Rule,
+		Time: ev.Time(), Details: a, Message: anomalyMessage(a),
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for _, app := range n.cfg.Policy.Current().Apps {
+		r := routes{app: app, known: true}
+		if pd := app.Notify.PagerDuty; pd != nil {
+			k := "pagerduty " + pd.RoutingKey.String() + " " + pd.URL
+			if seen[k] {
+				r.app.Notify.PagerDuty = nil
+			}
+			seen[k] = true
+		}
+		if sl := app.Notify.Slack; sl != nil {
+			k := "slack " + sl.Webhook.String()
+			if seen[k] {
+				r.app.Notify.Slack = nil
+			}
+			seen[k] = true
+		}
+		if err := n.toChannels(ctx, log, r, []string{notify.ChannelPagerDuty, notify.ChannelSlack}, note); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // scan tells the app's ScanBlocked channels about a blocked scan; passing
