@@ -48,7 +48,7 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 		"the ledger's tree is smaller than that one or does not extend it (a consistency\n"+
 		"proof fails): the ledger's streams were deleted, truncated or rewritten.")
 	server := ledgerServerFlag(fs)
-	keyFile := fs.String("key", defaultLedgerKey, "the ledger's verifier key `FILE` (the .pub beside the ledger key), or the ledger key file itself")
+	keyFile := fs.String("key", defaultLedgerKey, "the ledger's verifier key `FILE` (the .pub beside the ledger key)")
 	verifiedFile := fs.String("verified-checkpoint", "", "`FILE` keeping the last checkpoint verified (default: "+verifiedFileName+" beside --key)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -141,11 +141,8 @@ func loadLedgerVerifier(path string) (*checkpoint.Verifier, error) {
 	}
 	text := strings.TrimSpace(string(b))
 	if strings.HasPrefix(text, "PRIVATE+KEY+") {
-		s, err := checkpoint.NewSigner(text)
-		if err != nil {
-			return nil, fmt.Errorf("--key %s: %w", path, err)
-		}
-		return s.Verifier(), nil
+		// Only the ledger loads its signing key; a verifier needs the public half.
+		return nil, fmt.Errorf("%w: --key %s is the ledger's private signing key; give its verifier key, %s.pub", errUsage, path, path)
 	}
 	v, err := checkpoint.NewVerifier(text)
 	if err != nil {
