@@ -68,11 +68,11 @@ type Handler struct {
 	pub       Publisher
 	source    string
 	maxPushes int
-	registry webhook.Auth
-	github   []byte
-	gitlab   string
-	log      *slog.Logger
-	requests *prometheus.CounterVec
+	registry  webhook.Auth
+	github    []byte
+	gitlab    string
+	log       *slog.Logger
+	requests  *prometheus.CounterVec
 }
 
 // New resolves the configured secrets and returns the handler. reg may be
