@@ -101,18 +101,22 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("deployer: %w", err)
 	}
 	a := &App{opts: opts}
-	for flag, t := range map[string]struct {
-		s   policy.Secret
-		out *string
-	}{"operator-token": {opts.OperatorToken, &a.tokens.Operator}, "viewer-token": {opts.ViewerToken, &a.tokens.Viewer}} {
-		if t.s.IsZero() {
-			continue
+	resolve := func(flag string, s policy.Secret) (string, error) {
+		if s.IsZero() {
+			return "", nil
 		}
-		v, err := t.s.Resolve()
+		v, err := s.Resolve()
 		if err != nil {
-			return nil, fmt.Errorf("deployer: --%s: %w", flag, err)
+			return "", fmt.Errorf("deployer: --%s: %w", flag, err)
 		}
-		*t.out = v
+		return v, nil
+	}
+	var err error
+	if a.tokens.Operator, err = resolve("operator-token", opts.OperatorToken); err != nil {
+		return nil, err
+	}
+	if a.tokens.Viewer, err = resolve("viewer-token", opts.ViewerToken); err != nil {
+		return nil, err
 	}
 	if a.tokens.Operator != "" && a.tokens.Operator == a.tokens.Viewer {
 		return nil, errors.New("deployer: --operator-token and --viewer-token are the same token: the viewer could act")
