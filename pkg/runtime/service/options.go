@@ -25,6 +25,10 @@ type Options struct {
 	Stream bus.StreamOptions
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
+	// Listener: HTTPS with this certificate and key (PEM files) when set;
+	// a non-loopback HTTPAddr needs them unless InsecureListen (listen.go).
+	TLSCertFile, TLSKeyFile string
+	InsecureListen          bool
 }
 
 // BindFlags registers the options as flags on fs with the given defaults.
@@ -34,6 +38,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Stream.MaxAge, "stream-max-age", o.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
 	fs.IntVar(&o.Stream.Replicas, "stream-replicas", o.Stream.Replicas, "RAMPART stream replicas (1 embedded, 3 in a cluster)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long a graceful shutdown may take")
+	o.bindListenFlags(fs)
 }
 
 // DefaultOptions are the options of a service on the embedded default.
@@ -55,6 +60,9 @@ func (o Options) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(o.HTTPAddr); err != nil {
 		return fmt.Errorf("--http %q: %v", o.HTTPAddr, err)
+	}
+	if err := o.checkListen(); err != nil {
+		return err
 	}
 	if o.Stream.MaxAge < 0 {
 		return errors.New("--stream-max-age must not be negative")

@@ -142,7 +142,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 	h.listener = ln
 	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := h.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := opts.serve(h.srv, ln); !errors.Is(err, http.ErrServerClosed) {
 			h.serveErr <- err
 		}
 	}()

@@ -7,7 +7,10 @@
 //	GET  /deployer/rollouts/{id}             Rollout
 //	POST /deployer/rollouts/{id}/{action}    ActionRequest → Rollout
 //
-// Every answer that is not 200 carries an Error.
+// Every request carries a bearer token: the viewer's may GET, the
+// operator's may also POST actions (403 for the viewer's, 401 without a
+// valid one). An action's body is JSON, with Content-Type application/json
+// (415 otherwise). Every answer that is not 200 carries an Error.
 package adminapi
 
 import (

@@ -22,6 +22,9 @@ var (
 	ErrFinished = errors.New("rollout has finished")
 	// ErrUnauthorized: the API wants a valid bearer token (401).
 	ErrUnauthorized = errors.New("a valid bearer token is required")
+	// ErrForbidden: the token is the viewer's; actions need the
+	// operator's (403).
+	ErrForbidden = errors.New("the viewer token may only read: pause, resume, promote and abort need the operator token")
 )
 
 // StatusError is an answer other than 200.
@@ -42,6 +45,8 @@ func (e *StatusError) Is(target error) bool {
 		return target == ErrFinished
 	case http.StatusUnauthorized:
 		return target == ErrUnauthorized
+	case http.StatusForbidden:
+		return target == ErrForbidden
 	}
 	return false
 }

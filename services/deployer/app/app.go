@@ -21,6 +21,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/services/deployer/adminapi"
 	"github.com/rampartci/rampart/services/deployer/internal/admin"
 	"github.com/rampartci/rampart/services/deployer/internal/rollout"
 )
@@ -56,14 +57,21 @@ type Options struct {
 	ScannerKeyFile string
 	// Owner names this deployer in application leases (default: host name).
 	Owner string
-	// AdminToken, when set, is required as a bearer token by the operator API.
-	AdminToken policy.Secret
+	// OperatorToken and ViewerToken are the operator API's bearer tokens
+	// (references: env:NAME or file:PATH). The operator's may act on
+	// rollouts, the viewer's only read them; with neither, the API refuses
+	// every request.
+	OperatorToken policy.Secret
+	ViewerToken   policy.Secret
 
 	// Set by an embedding program instead of the files above.
 	Policy     *policy.Store
 	ScannerKey ed25519.PublicKey
 	// Workload deploys candidates to the slots; nil leaves that to others.
 	Workload Workload
+
+	// secrets records the secret flags given a value instead of a reference.
+	secrets service.SecretFlags
 }
 
 // BindFlags registers the options as flags.
@@ -71,14 +79,14 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the applications to deliver")
 	fs.StringVar(&o.ScannerKeyFile, "scanner-key", o.ScannerKeyFile, "file with the scanner's public key, to verify scan verdicts")
 	fs.StringVar(&o.Owner, "owner", o.Owner, "name of this deployer in application leases (default: host name)")
-	fs.StringVar(&o.AdminToken.Env, "admin-token-env", o.AdminToken.Env, "environment variable holding the operator API's bearer token")
-	fs.StringVar(&o.AdminToken.File, "admin-token-file", o.AdminToken.File, "file holding the operator API's bearer token")
+	o.secrets.Var(fs, &o.OperatorToken, "operator-token", "bearer token of the operator API's operator role (read and act on rollouts)")
+	o.secrets.Var(fs, &o.ViewerToken, "viewer-token", "bearer token of the operator API's viewer role (read rollouts)")
 }
 
 // App is the deployer component.
 type App struct {
 	opts     Options
-	token    string
+	tokens   admin.Tokens
 	policy   *policy.Store
 	routers  map[string]router // by application
 	manager  *rollout.Manager
@@ -89,13 +97,29 @@ type App struct {
 
 // New checks the options; the work starts in Start.
 func New(opts Options) (*App, error) {
+	if err := opts.secrets.Err(); err != nil {
+		return nil, fmt.Errorf("deployer: %w", err)
+	}
 	a := &App{opts: opts}
-	if !opts.AdminToken.IsZero() {
-		t, err := opts.AdminToken.Resolve()
-		if err != nil {
-			return nil, fmt.Errorf("deployer: admin token: %w", err)
+	resolve := func(flag string, s policy.Secret) (string, error) {
+		if s.IsZero() {
+			return "", nil
 		}
-		a.token = t
+		v, err := s.Resolve()
+		if err != nil {
+			return "", fmt.Errorf("deployer: --%s: %w", flag, err)
+		}
+		return v, nil
+	}
+	var err error
+	if a.tokens.Operator, err = resolve("operator-token", opts.OperatorToken); err != nil {
+		return nil, err
+	}
+	if a.tokens.Viewer, err = resolve("viewer-token", opts.ViewerToken); err != nil {
+		return nil, err
+	}
+	if a.tokens.Operator != "" && a.tokens.Operator == a.tokens.Viewer {
+		return nil, errors.New("deployer: --operator-token and --viewer-token are the same token: the viewer could act")
 	}
 	switch {
 	case opts.Policy != nil:
@@ -166,6 +190,9 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	for n := range byApp {
 		names = append(names, n)
 	}
+	if a.tokens == (admin.Tokens{}) {
+		deps.Logger.Warn("no operator API token configured (--operator-token, --viewer-token): " + adminapi.PathRollouts + " refuses every request")
+	}
 	deps.Logger.Info("deployer ready", "applications", strings.Join(names, ","))
 	return nil
 }
@@ -190,7 +217,7 @@ func (a *App) Stop(ctx context.Context) error {
 }
 
 // Routes serves the operator API under /deployer/.
-func (a *App) Routes(mux *http.ServeMux) { admin.Routes(mux, a.manager, a.token) }
+func (a *App) Routes(mux *http.ServeMux) { admin.Routes(mux, a.manager, a.tokens) }
 
 // Ready implements service.ReadyChecker.
 func (a *App) Ready(context.Context) error {

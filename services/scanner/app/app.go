@@ -91,6 +91,9 @@ type Options struct {
 	// PullAttempts is how many deliveries an unpullable image is tried
 	// before its verdict is "error".
 	PullAttempts int
+	// MaxPushes caps the artifacts of one registry delivery; a delivery
+	// over it is refused whole with 413 (0: ingress.DefaultMaxPushes).
+	MaxPushes int
 
 	// Set by embedding programs instead of the files above.
 	Policy     *policy.Store
@@ -162,6 +165,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.DBCheckInterval, "db-check-interval", o.DBCheckInterval, "how often the vulnerability DB files are checked for a new version")
 	fs.DurationVar(&o.ScanTimeout, "scan-timeout", o.ScanTimeout, "bound on one image scan, pull included")
 	fs.IntVar(&o.PullAttempts, "pull-attempts", o.PullAttempts, "deliveries an unpullable image is tried before its verdict is error")
+	fs.IntVar(&o.MaxPushes, "max-pushes-per-delivery", o.MaxPushes, "most artifacts one registry delivery may carry; more is refused whole with 413 (0: 100)")
 }
 
 // App is the scanner component.
@@ -237,6 +241,10 @@ func New(opts Options) (*App, error) {
 	a.hooks = ingress.Config{
 		RegistryToken: opts.RegistryToken, RegistryUser: opts.RegistryUser, RegistryPassword: opts.RegistryPassword,
 		RegistryHeader: opts.RegistryHeader, GitHubSecret: opts.GitHubSecret, GitLabToken: opts.GitLabToken,
+		MaxPushes: opts.MaxPushes,
+	}
+	if opts.MaxPushes < 0 {
+		return nil, fmt.Errorf("scanner: --max-pushes-per-delivery %d must not be negative", opts.MaxPushes)
 	}
 	// Resolve the webhook secrets now, so a missing one fails at start-up
 	// rather than as 401s later.

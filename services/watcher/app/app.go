@@ -50,6 +50,9 @@ type Options struct {
 	// Interval, when set, replaces every application's analysis interval
 	// (at least policy.MinInterval).
 	Interval time.Duration
+	// MaxAlerts caps the alerts of one Alertmanager delivery; a delivery
+	// over it is refused whole with 413 (0: ingress.DefaultMaxAlerts).
+	MaxAlerts int
 
 	// secrets records the secret flags given a value instead of a reference.
 	secrets service.SecretFlags
@@ -69,6 +72,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.secrets.Var(fs, &o.AlertmanagerPassword, "alertmanager-password", "basic-auth password Alertmanager sends")
 	o.secrets.Var(fs, &o.SIEMSecret, "siem-secret", "HMAC-SHA256 key of /hooks/siem signatures")
 	fs.DurationVar(&o.Interval, "analysis-interval", o.Interval, "replace every application's analysis interval (0: the policy's)")
+	fs.IntVar(&o.MaxAlerts, "max-alerts-per-delivery", o.MaxAlerts, "most alerts one Alertmanager delivery may carry; more is refused whole with 413 (0: 100)")
 }
 
 // App runs the watcher inside a service host.
@@ -127,6 +131,10 @@ func New(opts Options) (*App, error) {
 	}
 	a.cfg.SIEMSecret = []byte(siem)
 	a.cfg.Interval = opts.Interval
+	if opts.MaxAlerts < 0 {
+		return nil, fmt.Errorf("watcher: --max-alerts-per-delivery %d must not be negative", opts.MaxAlerts)
+	}
+	a.cfg.MaxAlerts = opts.MaxAlerts
 	a.cfg.Policy = a.store
 	return a, nil
 }

@@ -36,6 +36,9 @@ type config struct {
 	SIEMSecret   []byte
 	// MaxBody bounds webhook bodies (default ingress.MaxBody).
 	MaxBody int64
+	// MaxAlerts caps one Alertmanager delivery (default
+	// ingress.DefaultMaxAlerts).
+	MaxAlerts int
 }
 
 // watcher is the running service: the tracker keeps the live set current
@@ -90,7 +93,7 @@ func startWatcher(ctx context.Context, cfg config, deps service.Deps) (*watcher,
 	w.tracker = live.NewTracker(w.live, deps.Bus, Consumer, w.follow, deps.Logger)
 	w.ingress, err = ingress.New(ingress.Config{
 		Live: w.live, App: appPolicy, Ready: w.tracker.Ready, Alertmanager: cfg.Alertmanager, SIEMSecret: cfg.SIEMSecret,
-		MaxBody: cfg.MaxBody, Evaluations: w.evaluations, Publisher: pub, Registerer: deps.Registerer, Logger: deps.Logger,
+		MaxBody: cfg.MaxBody, MaxAlerts: cfg.MaxAlerts, Evaluations: w.evaluations, Publisher: pub, Registerer: deps.Registerer, Logger: deps.Logger,
 	})
 	if err != nil {
 		return nil, err

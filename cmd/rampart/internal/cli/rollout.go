@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -41,7 +42,13 @@ func runRollout(ctx context.Context, e *env, action string, args []string) error
 	}
 	fs := newFlags(e, "rollout "+action, synopsis)
 	server := fs.String("server", defaultServer, "the deployer's HTTP address (rampart up serves it)")
-	tokenFile := fs.String("token-file", "", "file with the operator API's bearer token, if it requires one")
+	// Reading needs the viewer's token, acting the operator's: each
+	// command reads the least it needs from where `rampart up` writes them.
+	role := "operator"
+	if action == "list" || action == "status" {
+		role = "viewer"
+	}
+	tokenFile := fs.String("token-file", filepath.Join(".rampart", "deployer", role+".token"), "file with the operator API's bearer token ("+role+" role)")
 	reason := ""
 	if action == string(adminapi.ActionPause) || action == string(adminapi.ActionAbort) {
 		fs.StringVar(&reason, "reason", "", "why, recorded with the rollout")
@@ -59,14 +66,11 @@ func runRollout(ctx context.Context, e *env, action string, args []string) error
 	default:
 		return fmt.Errorf("%w: want %s", errUsage, synopsis)
 	}
-	token := ""
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	b, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("the operator API's %s token: %w (start `rampart up`, or pass --token-file)", role, err)
 	}
+	token := strings.TrimSpace(string(b))
 	client, err := adminapi.NewClient(*server, token, nil)
 	if err != nil {
 		return fmt.Errorf("%w: --server %q is not an http(s) URL", errUsage, *server)

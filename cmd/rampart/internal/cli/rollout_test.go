@@ -2,6 +2,7 @@ package cli
 
 import (
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,7 +12,8 @@ import (
 )
 
 func TestRolloutCommands(t *testing.T) {
-	e, err := demo.Start(t.Context(), demo.Config{DataDir: t.TempDir(), Pause: time.Hour, Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	dir := t.TempDir()
+	e, err := demo.Start(t.Context(), demo.Config{DataDir: dir, Pause: time.Hour, Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,6 +31,13 @@ func TestRolloutCommands(t *testing.T) {
 		if !slices.Contains(args, "--server") {
 			args = append(args, "--server", server)
 		}
+		if !slices.Contains(args, "--token-file") {
+			role := "operator"
+			if args[1] == "list" || args[1] == "status" {
+				role = "viewer"
+			}
+			args = append(args, "--token-file", filepath.Join(dir, "deployer", role+".token"))
+		}
 		code := Main(t.Context(), args, nil, &out, &errOut)
 		return code, out.String(), errOut.String()
 	}
@@ -38,6 +47,10 @@ func TestRolloutCommands(t *testing.T) {
 		want string
 	}{
 		{[]string{"rollout", "list"}, 0, a.RolloutID},
+		// The viewer's token reads and may not act; none at all is refused.
+		{[]string{"rollout", "promote", a.RolloutID, "--token-file", filepath.Join(dir, "deployer", "viewer.token")}, 1, "403 Forbidden: the viewer token may only read"},
+		{[]string{"rollout", "list", "--token-file", filepath.Join(dir, "watcher", "siem.secret")}, 1, "401 Unauthorized: a valid bearer token is required"},
+		{[]string{"rollout", "pause", a.RolloutID, "--token-file", filepath.Join(dir, "nothing")}, 1, "the operator API's operator token: open " + filepath.Join(dir, "nothing")},
 		{[]string{"rollout", "status", a.RolloutID}, 0, "step      1 of 4, canary weight 5%"},
 		{[]string{"rollout", "pause", a.RolloutID, "--reason", "investigating"}, 0, "paused by operator: investigating"},
 		{[]string{"rollout", "resume", a.RolloutID}, 0, "phase     progressing"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
@@ -19,12 +20,13 @@ func init() {
 }
 
 func runUp(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "up", "[--data DIR] [--nats-listen ADDR | --nats URL] [--http ADDR] [--policy FILE]")
+	fs := newFlags(e, "up", "[--data DIR] [--nats-listen ADDR | --nats URL] [--http ADDR [--insecure-listen]] [--policy FILE]")
 	opts := mesh.Options{Service: service.DefaultOptions("rampart-up")}
 	fs.StringVar(&opts.DataDir, "data", ".rampart", "data directory: JetStream store, keys, webhook secrets, reports; survives restarts")
 	fs.StringVar(&opts.NATSListen, "nats-listen", embedded.DefaultListen, "address of the embedded NATS server (loopback only)")
 	fs.StringVar(&opts.NATSURL, "nats", "", "connect to this NATS server instead of embedding one")
 	fs.StringVar(&opts.Service.HTTPAddr, "http", opts.Service.HTTPAddr, "HTTP address for /healthz, /readyz, /metrics and the services' routes")
+	fs.BoolVar(&opts.Service.InsecureListen, "insecure-listen", false, "allow a non-loopback --http address in plain HTTP (only behind a TLS-terminating proxy)")
 	fs.DurationVar(&opts.Service.Stream.MaxAge, "stream-max-age", opts.Service.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
 	fs.DurationVar(&opts.Ledger.CheckpointInterval, "checkpoint-interval", time.Second, "most often the ledger signs a checkpoint")
 	opts.Ledger.BindTrustFlags(fs) // --ledger-checkpoint-file, --ledger-witness, --ledger-accept-new-log
@@ -67,6 +69,16 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintln(e.stdout, "  services  ledger, scanner, deployer, watcher, notifier")
 	fmt.Fprintf(e.stdout, "  ledger    verifier key %s\n", filepath.Join(opts.DataDir, "ledger", "ledger.key.pub"))
 	fmt.Fprintf(e.stdout, "  scanner   verdict key %s.pub\n", m.ScannerKeyFile)
+	// Where the credentials are, never what they are.
+	in := func(dir string, names ...string) string {
+		for i, n := range names {
+			names[i] = filepath.Join(opts.DataDir, dir, n)
+		}
+		return strings.Join(names, " ")
+	}
+	fmt.Fprintf(e.stdout, "  operator  %s  (rampart rollout reads them)\n", in("deployer", "viewer.token", "operator.token"))
+	fmt.Fprintf(e.stdout, "  webhooks  %s\n", in("scanner", "registry.token", "github.secret", "gitlab.token", "sarif.token"))
+	fmt.Fprintf(e.stdout, "            %s\n", in("watcher", "alertmanager.token", "siem.secret"))
 	fmt.Fprintln(e.stdout, "Press Ctrl-C to stop.")
 
 	werr := m.Host.Wait(ctx)

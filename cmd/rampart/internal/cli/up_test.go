@@ -3,13 +3,18 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -148,6 +153,9 @@ func TestUpServesHealthAndRecordsEvents(t *testing.T) {
 	publishCommit(t, natsURL, "up-1")
 	waitLedger(t, httpURL, "up-1")
 
+	checkCredentials(t, data, httpURL, out.String())
+	checkOverlongApp(t, data, httpURL)
+
 	// Every service holds its durable consumer.
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -170,6 +178,105 @@ func TestUpServesHealthAndRecordsEvents(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("rampart up did not stop within 20s of Ctrl-C")
 	}
+}
+
+// D6: a non-loopback HTTP listener is refused with the reason, unless
+// forced.
+func TestUpRefusesAnOpenListener(t *testing.T) {
+	var out, errOut syncBuffer
+	code := Main(t.Context(), []string{"up", "--http", "0.0.0.0:0", "--nats-listen", "127.0.0.1:0", "--data", t.TempDir()}, nil, &out, &errOut)
+	if code != 2 || !strings.Contains(errOut.String(), "--http 0.0.0.0:0: a non-loopback HTTP listener needs TLS") ||
+		!strings.Contains(errOut.String(), "--insecure-listen") {
+		t.Fatalf("exit %d\nstderr: %s", code, errOut.String())
+	}
+}
+
+// post sends body to url with the headers and a JSON content type.
+func post(t *testing.T, url string, header http.Header, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = header
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// secretIn reads a credential rampart up wrote in its data directory.
+func secretIn(t *testing.T, data, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// checkCredentials: D8, the Git webhooks' credentials are generated (mode
+// 0600) and printed like the others: a signed GitHub ping and a GitLab
+// request with the token get past authentication (202 ignored, 400
+// unsupported), not 401.
+func checkCredentials(t *testing.T, data, httpURL, printed string) {
+	t.Helper()
+	for _, f := range []string{"deployer/operator.token", "deployer/viewer.token", "scanner/github.secret", "scanner/gitlab.token"} {
+		path := filepath.Join(data, f)
+		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 || !strings.Contains(printed, path) {
+			t.Errorf("%s: %v (mode %v), printed: %v", f, err, st, strings.Contains(printed, path))
+		}
+	}
+	ping := []byte(`{"zen":"Design for failure.","hook_id":1}`)
+	mac := hmac.New(sha256.New, []byte(secretIn(t, data, "scanner/github.secret")))
+	mac.Write(ping)
+	for _, tc := range []struct {
+		header http.Header
+		code   int
+	}{
+		{http.Header{"X-Github-Event": {"ping"}, "X-Hub-Signature-256": {"sha256=" + hex.EncodeToString(mac.Sum(nil))}}, http.StatusAccepted},
+		{http.Header{"X-Github-Event": {"ping"}, "X-Hub-Signature-256": {"sha256=" + strings.Repeat("0", 64)}}, http.StatusUnauthorized},
+		{http.Header{"X-Gitlab-Event": {"Merge Request Hook"}, "X-Gitlab-Token": {secretIn(t, data, "scanner/gitlab.token")}}, http.StatusBadRequest},
+		{http.Header{"X-Gitlab-Event": {"Merge Request Hook"}, "X-Gitlab-Token": {"guess"}}, http.StatusUnauthorized},
+	} {
+		if code, body := post(t, httpURL+"/hooks/git", tc.header, ping); code != tc.code {
+			t.Errorf("/hooks/git %v: %d %s, want %d", tc.header, code, body, tc.code)
+		}
+	}
+}
+
+// checkOverlongApp: D1, an alert whose app label is 5,000 characters once
+// closed the mesh's shared connection for good. It is ignored with the
+// reason, the mesh stays ready and the next valid alert is recorded.
+func checkOverlongApp(t *testing.T, data, httpURL string) {
+	t.Helper()
+	alert := func(fingerprint, app string) (int, string) {
+		body, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "receiver": "rampart", "alerts": []map[string]any{{
+			"status": "firing", "labels": map[string]string{"alertname": "HighErrorRate", "app": app},
+			"startsAt": "2026-05-01T12:00:00Z", "fingerprint": fingerprint}}})
+		return post(t, httpURL+"/hooks/alertmanager", http.Header{"Authorization": {"Bearer " + secretIn(t, data, "watcher/alertmanager.token")}}, body)
+	}
+	if code, body := alert("d1", strings.Repeat("a", 5000)); code != http.StatusOK || !strings.Contains(body, `"ignored"`) || !strings.Contains(body, "(5000 bytes)") {
+		t.Fatalf("5,000-character app: %d %.300s", code, body)
+	}
+	resp, err := http.Get(httpURL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz after the alert: %s", resp.Status)
+	}
+	code, body := alert("d2", "shop")
+	var answer struct{ Published []string }
+	if err := json.Unmarshal([]byte(body), &answer); code != http.StatusOK || err != nil || len(answer.Published) != 1 {
+		t.Fatalf("the next valid alert: %d %s", code, body)
+	}
+	waitLedger(t, httpURL, answer.Published[0])
 }
 
 func TestUpRejectsBadFlags(t *testing.T) {

@@ -78,7 +78,12 @@ func (e *Env) Alert(ctx context.Context, fingerprint string, startsAt time.Time)
 
 // Promote ends the rollout's current pause now (the operator API).
 func (e *Env) Promote(ctx context.Context, rolloutID string) error {
-	return e.post(ctx, "/deployer/rollouts/"+rolloutID+"/promote", nil, nil)
+	token, err := os.ReadFile(filepath.Join(e.dataDir, "deployer", "operator.token"))
+	if err != nil {
+		return err
+	}
+	return e.post(ctx, "/deployer/rollouts/"+rolloutID+"/promote", []byte("{}"),
+		map[string]string{"Authorization": "Bearer " + strings.TrimSpace(string(token))})
 }
 
 func (e *Env) secret(name string) (string, error) {

@@ -70,7 +70,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	if opts.DataDir == "" {
 		return nil, errors.New("mesh: a data directory is required")
 	}
-	for _, dir := range []string{"ledger", "scanner", "reports", "watcher"} {
+	for _, dir := range []string{"ledger", "scanner", "reports", "watcher", "deployer"} {
 		if err := os.MkdirAll(filepath.Join(opts.DataDir, dir), 0o700); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
@@ -122,6 +122,8 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	if sopts.RegistryUser == "" && sopts.RegistryHeader.IsZero() {
 		tokens["registry.token"] = &sopts.RegistryToken
 	}
+	// The Git webhooks too: GitHub's HMAC secret and GitLab's token.
+	tokens["github.secret"], tokens["gitlab.token"] = &sopts.GitHubSecret, &sopts.GitLabToken
 	for name, tok := range tokens {
 		if tok.IsZero() {
 			if tok.File, err = secretFile(filepath.Join(opts.DataDir, "scanner", name)); err != nil {
@@ -134,6 +136,15 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	}
 	dopts := opts.Deployer
 	dopts.Policy, dopts.ScannerKeyFile = pol, m.ScannerKeyFile+".pub"
+	// The operator API refuses requests without a token: one per role
+	// (`rampart rollout` reads them).
+	for name, tok := range map[string]*policy.Secret{"operator.token": &dopts.OperatorToken, "viewer.token": &dopts.ViewerToken} {
+		if tok.IsZero() {
+			if tok.File, err = secretFile(filepath.Join(opts.DataDir, "deployer", name)); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if m.Deployer, err = deployer.New(dopts); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/rampartci/rampart/pkg/runtime/webhook"
@@ -23,24 +24,60 @@ type Operator interface {
 // maxBody bounds an action's request body.
 const maxBody = 64 << 10
 
-// Routes registers the API under adminapi.PathRollouts. When token is not
-// empty every request must carry it as a bearer token.
-func Routes(mux *http.ServeMux, op Operator, token string) {
-	auth := func(h http.HandlerFunc) http.HandlerFunc {
-		if token == "" {
-			return h
-		}
-		want := webhook.Auth{Bearer: token}
+// Tokens are the operator API's bearer tokens, one per role. A request
+// carrying neither is refused (401); with none configured, every request is.
+type Tokens struct {
+	// Viewer may list and inspect rollouts.
+	Viewer string
+	// Operator may also pause, resume, promote and abort them.
+	Operator string
+}
+
+// role is what a request's token allows.
+type role int
+
+const (
+	viewer role = iota + 1
+	operator
+)
+
+// roleOf is the role r's bearer token grants, or 0.
+func (t Tokens) roleOf(r *http.Request) role {
+	switch {
+	case t.Operator != "" && (webhook.Auth{Bearer: t.Operator}).Verify(r.Header) == nil:
+		return operator
+	case t.Viewer != "" && (webhook.Auth{Bearer: t.Viewer}).Verify(r.Header) == nil:
+		return viewer
+	}
+	return 0
+}
+
+// Routes registers the API under adminapi.PathRollouts. Reads need the
+// viewer or the operator token; actions need the operator token (403 for
+// the viewer's) and a JSON body (415 otherwise, checked first: a browser's
+// cross-origin form or text/plain POST never reaches an action).
+func Routes(mux *http.ServeMux, op Operator, tokens Tokens) {
+	auth := func(need role, h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if err := want.Verify(r.Header); err != nil {
+			if r.Method == http.MethodPost {
+				if mt := webhook.MediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+					writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q, want application/json", mt))
+					return
+				}
+			}
+			switch got := tokens.roleOf(r); {
+			case got == 0:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="rampart-deployer"`)
 				writeError(w, http.StatusUnauthorized, adminapi.ErrUnauthorized.Error())
+				return
+			case got < need:
+				writeError(w, http.StatusForbidden, adminapi.ErrForbidden.Error())
 				return
 			}
 			h(w, r)
 		}
 	}
-	mux.HandleFunc("GET "+adminapi.PathRollouts, auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+adminapi.PathRollouts, auth(viewer, func(w http.ResponseWriter, r *http.Request) {
 		list, err := op.List(r.Context())
 		if err != nil {
 			writeOperatorError(w, err)
@@ -51,7 +88,7 @@ func Routes(mux *http.ServeMux, op Operator, token string) {
 		}
 		writeJSON(w, http.StatusOK, list)
 	}))
-	mux.HandleFunc("GET "+adminapi.PathRollouts+"/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+adminapi.PathRollouts+"/{id}", auth(viewer, func(w http.ResponseWriter, r *http.Request) {
 		ro, err := op.Rollout(r.Context(), r.PathValue("id"))
 		if err != nil {
 			writeOperatorError(w, err)
@@ -59,7 +96,7 @@ func Routes(mux *http.ServeMux, op Operator, token string) {
 		}
 		writeJSON(w, http.StatusOK, ro)
 	}))
-	mux.HandleFunc("POST "+adminapi.PathRollouts+"/{id}/{action}", auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+adminapi.PathRollouts+"/{id}/{action}", auth(operator, func(w http.ResponseWriter, r *http.Request) {
 		action := adminapi.Action(r.PathValue("action"))
 		switch action {
 		case adminapi.ActionPause, adminapi.ActionResume, adminapi.ActionPromote, adminapi.ActionAbort:

@@ -55,10 +55,10 @@ func (o *operator) Act(ctx context.Context, id string, action adminapi.Action, r
 	return r, nil
 }
 
-func serve(t *testing.T, op admin.Operator, token string) string {
+func serve(t *testing.T, op admin.Operator, tokens admin.Tokens) string {
 	t.Helper()
 	mux := http.NewServeMux()
-	admin.Routes(mux, op, token)
+	admin.Routes(mux, op, tokens)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -69,7 +69,7 @@ func TestClientAndServer(t *testing.T) {
 		"shop-1": {ID: "shop-1", App: "shop", Phase: adminapi.PhaseProgressing, Steps: []int{5, 100}, Weight: 5},
 		"shop-0": {ID: "shop-0", App: "shop", Phase: adminapi.PhaseRolledBack},
 	}}
-	url := serve(t, op, "s3cret")
+	url := serve(t, op, admin.Tokens{Operator: "s3cret", Viewer: "look"})
 	c, err := adminapi.NewClient(url+"/", "s3cret", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestClientAndServer(t *testing.T) {
 		t.Fatalf("unknown action: %v", err)
 	}
 
-	for _, token := range []string{"", "wrong"} {
+	for _, token := range []string{"", "wrong", "s3cret2", "Bearer s3cret"} {
 		bad, _ := adminapi.NewClient(url, token, nil)
 		if _, err := bad.List(ctx); !errors.Is(err, adminapi.ErrUnauthorized) {
 			t.Fatalf("token %q: %v", token, err)
@@ -117,7 +117,7 @@ func TestClientAndServer(t *testing.T) {
 // The action body is decoded strictly and bounded.
 func TestActionBody(t *testing.T) {
 	op := &operator{rollouts: map[string]adminapi.Rollout{"shop-1": {ID: "shop-1", Phase: adminapi.PhaseProgressing}}}
-	url := serve(t, op, "")
+	url := serve(t, op, admin.Tokens{Operator: "op"})
 	for _, tc := range []struct {
 		body string
 		code int
@@ -128,16 +128,112 @@ func TestActionBody(t *testing.T) {
 		{`{"reason": `, http.StatusBadRequest},
 		{`{"reason": "` + strings.Repeat("x", 70<<10) + `"}`, http.StatusRequestEntityTooLarge},
 	} {
-		resp, err := http.Post(url+adminapi.PathRollouts+"/shop-1/resume", "application/json", strings.NewReader(tc.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := post(t, url+adminapi.PathRollouts+"/shop-1/resume", "op", "application/json", tc.body)
 		if resp.StatusCode != tc.code {
 			t.Errorf("body %.30q: status %d, want %d", tc.body, resp.StatusCode, tc.code)
 		}
 	}
 	if len(op.acted) != 2 {
 		t.Fatalf("acted %v, want the two valid requests", op.acted)
+	}
+}
+
+// post sends an action request with a bearer token (none when empty) and
+// a content type (none when empty).
+func post(t *testing.T, url, token, contentType, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// The viewer token reads; acting needs the operator token (D6: anyone could
+// promote a canary to 100%).
+func TestRoles(t *testing.T) {
+	op := &operator{rollouts: map[string]adminapi.Rollout{"shop-1": {ID: "shop-1", Phase: adminapi.PhaseProgressing}}}
+	url := serve(t, op, admin.Tokens{Operator: "op", Viewer: "view"})
+	ctx := t.Context()
+	viewer, _ := adminapi.NewClient(url, "view", nil)
+	if _, err := viewer.List(ctx); err != nil {
+		t.Fatalf("viewer List: %v", err)
+	}
+	if _, err := viewer.Rollout(ctx, "shop-1"); err != nil {
+		t.Fatalf("viewer Rollout: %v", err)
+	}
+	for _, action := range adminapi.Actions {
+		_, err := viewer.Act(ctx, "shop-1", action, "")
+		var se *adminapi.StatusError
+		if !errors.Is(err, adminapi.ErrForbidden) || !errors.As(err, &se) || se.Code != http.StatusForbidden {
+			t.Fatalf("viewer %s: %v, want 403", action, err)
+		}
+	}
+	for _, token := range []string{"", "nope"} {
+		if resp := post(t, url+adminapi.PathRollouts+"/shop-1/promote", token, "application/json", "{}"); resp.StatusCode != http.StatusUnauthorized ||
+			resp.Header.Get("WWW-Authenticate") == "" {
+			t.Fatalf("promote with token %q: %d", token, resp.StatusCode)
+		}
+	}
+	if len(op.acted) != 0 {
+		t.Fatalf("acted %v on refused requests", op.acted)
+	}
+	operatorClient, _ := adminapi.NewClient(url, "op", nil)
+	if _, err := operatorClient.Act(ctx, "shop-1", adminapi.ActionPromote, ""); err != nil || len(op.acted) != 1 {
+		t.Fatalf("operator promote: %v (acted %v)", err, op.acted)
+	}
+}
+
+// With no token configured, the API refuses every request.
+func TestNoTokenRefusesAll(t *testing.T) {
+	op := &operator{rollouts: map[string]adminapi.Rollout{"shop-1": {ID: "shop-1", Phase: adminapi.PhaseProgressing}}}
+	url := serve(t, op, admin.Tokens{})
+	for _, token := range []string{"", "anything"} {
+		c, _ := adminapi.NewClient(url, token, nil)
+		if _, err := c.List(t.Context()); !errors.Is(err, adminapi.ErrUnauthorized) {
+			t.Fatalf("List with %q: %v", token, err)
+		}
+		if _, err := c.Act(t.Context(), "shop-1", adminapi.ActionPromote, ""); !errors.Is(err, adminapi.ErrUnauthorized) {
+			t.Fatalf("promote with %q: %v", token, err)
+		}
+	}
+	if len(op.acted) != 0 {
+		t.Fatalf("acted %v", op.acted)
+	}
+}
+
+// An action must be JSON: a cross-origin text/plain or form POST (which a
+// browser sends without a preflight) gets 415 and never reaches the
+// handler, token or not.
+func TestActionsNeedJSON(t *testing.T) {
+	op := &operator{rollouts: map[string]adminapi.Rollout{"shop-1": {ID: "shop-1", Phase: adminapi.PhaseProgressing}}}
+	url := serve(t, op, admin.Tokens{Operator: "op"})
+	for _, tc := range []struct{ token, contentType string }{
+		{"", "text/plain"},
+		{"op", "text/plain;charset=UTF-8"},
+		{"op", "application/x-www-form-urlencoded"},
+		{"op", "multipart/form-data; boundary=x"},
+		{"op", ""},
+	} {
+		if resp := post(t, url+adminapi.PathRollouts+"/shop-1/promote", tc.token, tc.contentType, `{"reason":"x"}`); resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("token %q, content type %q: %d, want 415", tc.token, tc.contentType, resp.StatusCode)
+		}
+	}
+	if len(op.acted) != 0 {
+		t.Fatalf("acted %v on requests that were not JSON", op.acted)
+	}
+	if resp := post(t, url+adminapi.PathRollouts+"/shop-1/promote", "op", "application/json; charset=utf-8", `{}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("JSON with a charset: %d", resp.StatusCode)
 	}
 }

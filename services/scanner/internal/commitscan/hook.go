@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/sarif"
@@ -68,6 +70,12 @@ func (s *Service) serveSARIF(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	u := verdict.Upload{Repository: q.Get("repository"), SHA: q.Get("commit"), App: q.Get("app"), SARIF: body}
+	if u.App != "" {
+		if err := events.CheckName("app", u.App); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
 	if pr := q.Get("pull_request"); pr != "" {
 		if u.PullRequest, err = strconv.Atoi(pr); err != nil || u.PullRequest < 1 {
 			http.Error(w, "pull_request is not a positive number", http.StatusBadRequest)
@@ -86,7 +94,13 @@ func (s *Service) serveSARIF(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ack, err := s.opts.Publisher.Publish(r.Context(), ev)
-	if err != nil {
+	switch {
+	case errors.Is(err, bus.ErrTooLarge):
+		// Retrying cannot help: say so, with the limit.
+		s.logger.Warn("SARIF verdict too large", "sha", u.SHA, "err", err)
+		http.Error(w, "the verdict is larger than the event bus accepts: "+err.Error(), http.StatusRequestEntityTooLarge)
+		return
+	case err != nil:
 		s.logger.Error("publish SARIF verdict", "sha", u.SHA, "err", err)
 		http.Error(w, "could not publish the verdict; retry", http.StatusServiceUnavailable)
 		return

@@ -363,6 +363,8 @@ func TestSARIFHook(t *testing.T) {
 		{"wrong token", "nope", q, doc, http.StatusUnauthorized, "unauthorized"},
 		{"not SARIF", "sarif-token", q, []byte(`{"version":"1.0.0","runs":[]}`), http.StatusBadRequest, "is not 2.1.0"},
 		{"no commit", "sarif-token", "?repository=x", doc, http.StatusBadRequest, "not a full commit hash"},
+		{"app not a name", "sarif-token", "?commit=" + sha + "&app=" + strings.Repeat("a", 5000), doc, http.StatusBadRequest, "app \"aaaa"},
+		{"app with a wildcard", "sarif-token", "?commit=" + sha + "&app=shop.%3E", doc, http.StatusBadRequest, "lower-case letters, digits and dashes"},
 		{"too large", "sarif-token", q, bytes.Repeat([]byte(" "), 33<<20), http.StatusRequestEntityTooLarge, "larger than"},
 	}
 	for _, tt := range tests {

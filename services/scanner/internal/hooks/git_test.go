@@ -120,6 +120,8 @@ func TestParseGitHubErrors(t *testing.T) {
 		{name: "short after", event: "push", body: []byte(strings.Replace(string(push), `"after": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"`, `"after": "0d1a26e"`, 1)), wantErr: hooks.ErrMalformed, wantMsg: "after"},
 		{name: "bad ref", event: "push", body: []byte(strings.Replace(string(push), `"ref": "refs/heads/main"`, `"ref": "main"`, 1)), wantErr: hooks.ErrMalformed, wantMsg: `ref: "main"`},
 		{name: "no repository", event: "push", body: []byte(`{"ref":"refs/heads/main","after":"0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}`), wantErr: hooks.ErrMalformed, wantMsg: "repository: missing"},
+		{name: "repository name of 5,000 characters", event: "push", body: []byte(strings.Replace(string(push), `"full_name": "rampartci/app"`, `"full_name": "rampartci/`+strings.Repeat("a", 5000)+`"`, 1)), wantErr: hooks.ErrMalformed, wantMsg: "(5010 bytes)"},
+		{name: "repository name with a space", event: "push", body: []byte(strings.Replace(string(push), `"full_name": "rampartci/app"`, `"full_name": "rampartci/a pp"`, 1)), wantErr: hooks.ErrMalformed, wantMsg: "not a repository path"},
 		{name: "ssh clone url", event: "push", body: []byte(strings.Replace(string(push), `"clone_url": "https://github.com/rampartci/app.git"`, `"clone_url": "git@github.com:rampartci/app.git"`, 1)), wantErr: hooks.ErrMalformed, wantMsg: "clone_url"},
 		{name: "pull request closed", event: "pull_request", body: []byte(strings.Replace(string(pr), `"action": "synchronize"`, `"action": "closed"`, 1)), wantErr: hooks.ErrIgnored, wantMsg: "closed"},
 		{name: "pull request number as string", event: "pull_request", body: []byte(strings.Replace(string(pr), `"number": 42`, `"number": "42"`, 1)), wantErr: hooks.ErrMalformed, wantMsg: "number"},
@@ -205,6 +207,7 @@ func TestParseGitLabErrors(t *testing.T) {
 		{"branch deleted", "Push Hook", glToken, strings.Replace(push, `"after": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"`, `"after": "0000000000000000000000000000000000000000"`, 1), hooks.ErrIgnored, "deleted"},
 		{"no project", "Push Hook", glToken, `{"object_kind":"push","ref":"refs/heads/main","after":"da1560886d4f094c3e6c9ef40349f7d38b5d27d7"}`, hooks.ErrMalformed, "project: missing"},
 		{"bad checkout_sha", "Push Hook", glToken, strings.Replace(push, `"checkout_sha": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"`, `"checkout_sha": "HEAD"`, 1), hooks.ErrMalformed, "checkout_sha"},
+		{"path with ..", "Push Hook", glToken, strings.Replace(push, `"path_with_namespace": "team/app"`, `"path_with_namespace": "team/../app"`, 1), hooks.ErrMalformed, "not a repository path"},
 		{"project_id as string", "Push Hook", glToken, strings.Replace(push, `"project_id": 15`, `"project_id": "15"`, 1), hooks.ErrMalformed, "project_id"},
 	}
 	for _, tt := range tests {

@@ -103,6 +103,9 @@ func checkGitHubRepo(r *githubRepo) error {
 	if owner, name, ok := strings.Cut(r.FullName, "/"); !ok || owner == "" || name == "" || strings.Contains(name, "/") {
 		return fmt.Errorf("%w: repository.full_name: %q is not owner/name", ErrMalformed, r.FullName)
 	}
+	if err := checkGitRepo("repository.full_name", r.FullName); err != nil {
+		return err
+	}
 	return checkCloneURL("repository.clone_url", r.CloneURL)
 }
 

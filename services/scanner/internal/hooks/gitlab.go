@@ -77,6 +77,9 @@ func ParseGitLab(h http.Header, body []byte, token string) (Commit, error) {
 	if p.Project.PathWithNamespace == "" {
 		return Commit{}, fmt.Errorf("%w: project.path_with_namespace: missing", ErrMalformed)
 	}
+	if err := checkGitRepo("project.path_with_namespace", p.Project.PathWithNamespace); err != nil {
+		return Commit{}, err
+	}
 	if err := checkCloneURL("project.git_http_url", p.Project.GitHTTPURL); err != nil {
 		return Commit{}, err
 	}

@@ -153,7 +153,14 @@ var (
 	// host[:port]: a DNS name or IPv4 address, or a bracketed IPv6 address.
 	hostRE = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
 	shaRE  = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+	// A Git hosting path: "/"-separated segments of letters, digits, "."
+	// "_" and "-" (GitHub's owner/name, GitLab's path_with_namespace).
+	gitRepoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
 )
+
+// maxGitRepo bounds a Git repository path; GitHub's are at most 140
+// characters, GitLab's are nested groups of at most 255 each.
+const maxGitRepo = 512
 
 func checkDigest(field, v string) error {
 	if !digestRE.MatchString(v) {
@@ -165,6 +172,20 @@ func checkDigest(field, v string) error {
 func checkRepository(field, v string) error {
 	if len(v) > 255 || !repoRE.MatchString(v) {
 		return fmt.Errorf("%w: %s: %q is not a repository name", ErrMalformed, field, v)
+	}
+	return nil
+}
+
+// checkGitRepo checks a repository path named by a Git webhook: bounded,
+// and only the characters GitHub and GitLab allow, so it can name nothing
+// else (no "..", no white space, no control characters).
+func checkGitRepo(field, v string) error {
+	shown := v
+	if len(shown) > 64 {
+		shown = fmt.Sprintf("%s… (%d bytes)", shown[:64], len(v))
+	}
+	if len(v) > maxGitRepo || !gitRepoRE.MatchString(v) || strings.Contains(v, "..") {
+		return fmt.Errorf("%w: %s: %q is not a repository path (owner/name, at most %d characters)", ErrMalformed, field, shown, maxGitRepo)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/scanner/internal/hooks"
 )
@@ -53,17 +54,25 @@ type Config struct {
 	GitLabToken policy.Secret
 	// Source is the CloudEvents source of the published events.
 	Source string
+	// MaxPushes caps the artifacts of one registry delivery (default
+	// DefaultMaxPushes): each becomes an image pull and a scan.
+	MaxPushes int
 }
+
+// DefaultMaxPushes is the default cap on the artifacts of one registry
+// delivery; a delivery over it is refused whole (413), nothing published.
+const DefaultMaxPushes = 100
 
 // Handler serves the webhook routes.
 type Handler struct {
-	pub      Publisher
-	source   string
-	registry webhook.Auth
-	github   []byte
-	gitlab   string
-	log      *slog.Logger
-	requests *prometheus.CounterVec
+	pub       Publisher
+	source    string
+	maxPushes int
+	registry  webhook.Auth
+	github    []byte
+	gitlab    string
+	log       *slog.Logger
+	requests  *prometheus.CounterVec
 }
 
 // New resolves the configured secrets and returns the handler. reg may be
@@ -75,9 +84,12 @@ func New(cfg Config, pub Publisher, reg prometheus.Registerer, logger *slog.Logg
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{pub: pub, source: cfg.Source, log: logger}
+	h := &Handler{pub: pub, source: cfg.Source, maxPushes: cfg.MaxPushes, log: logger}
 	if h.source == "" {
 		h.source = "/rampart/scanner"
+	}
+	if h.maxPushes <= 0 {
+		h.maxPushes = DefaultMaxPushes
 	}
 	resolve := func(what string, s policy.Secret) (string, error) {
 		if s.IsZero() {
@@ -181,6 +193,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, hook string, err 
 		msg = "authentication failed"
 	case http.StatusInternalServerError, http.StatusServiceUnavailable:
 		h.log.Error("webhook failed", "hook", hook, "err", err)
+	case http.StatusRequestEntityTooLarge:
+		h.log.Warn("webhook too large", "hook", hook, "remote", r.RemoteAddr, "err", err)
 	default:
 		h.log.Info("webhook rejected", "hook", hook, "status", status, "err", err)
 	}
@@ -195,12 +209,21 @@ func unsupportedMedia(got string, want ...string) error {
 }
 
 // publishAll publishes events built in full beforehand, so a request that
-// fails validation publishes nothing. A publish failure is 503: the
-// provider retries and the repeats of what did go out are dropped by id.
+// fails validation publishes nothing. An event the bus can never take is
+// the sender's problem: 413 over its maximum payload (the limit named), 400
+// for a subject it refuses. Any other failure is 503: the provider retries
+// and the repeats of what did go out are dropped by id.
 func (h *Handler) publishAll(ctx context.Context, evs []cloudevents.Event) ([]string, error) {
 	ids := make([]string, 0, len(evs))
 	for _, ev := range evs {
 		if _, err := h.pub.Publish(ctx, ev); err != nil {
+			switch {
+			case errors.Is(err, bus.ErrTooLarge):
+				return nil, &problem{http.StatusRequestEntityTooLarge, fmt.Sprintf("event %s: %v", ev.ID(), err)}
+			case errors.Is(err, bus.ErrInvalidSubject):
+				return nil, &problem{http.StatusBadRequest, fmt.Sprintf("event %s: %v", ev.ID(), err)}
+			}
+			h.log.Error("publish", "event", ev.ID(), "err", err)
 			return nil, &problem{http.StatusServiceUnavailable, "event bus unavailable, retry later"}
 		}
 		ids = append(ids, ev.ID())
@@ -245,6 +268,12 @@ func (h *Handler) serveRegistry(w http.ResponseWriter, r *http.Request) {
 	pushes, err := parse(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		h.fail(w, r, hook, err)
+		return
+	}
+	if len(pushes) > h.maxPushes {
+		h.fail(w, r, hook, &problem{http.StatusRequestEntityTooLarge, fmt.Sprintf(
+			"%d artifacts in one delivery, over the limit of %d (the scanner's --max-pushes-per-delivery): nothing was published",
+			len(pushes), h.maxPushes)})
 		return
 	}
 	evs := make([]cloudevents.Event, 0, len(pushes))

@@ -417,3 +417,60 @@ type failingPublisher struct{}
 func (failingPublisher) Publish(context.Context, cloudevents.Event) (*jetstream.PubAck, error) {
 	return nil, fmt.Errorf("nats: connection closed")
 }
+
+// harborPush is a Harbor Default-format delivery of n artifacts of
+// team/app, pushed by operator.
+func harborPush(n int, operator string) []byte {
+	resources := make([]map[string]string, n)
+	for i := range resources {
+		d := fmt.Sprintf("sha256:%064x", i+1)
+		resources[i] = map[string]string{"digest": d, "tag": fmt.Sprintf("v%d", i), "resource_url": fmt.Sprintf("harbor.example.com/team/app:v%d", i)}
+	}
+	b, _ := json.Marshal(map[string]any{"type": "PUSH_ARTIFACT", "occur_at": 1786612364, "operator": operator,
+		"event_data": map[string]any{"resources": resources, "repository": map[string]string{"repo_full_name": "team/app"}}})
+	return b
+}
+
+// One delivery with more artifacts than the cap is refused whole: 413 with
+// the limit and the flag, nothing published (each would be a pull and a
+// scan).
+func TestRegistryDeliveryCap(t *testing.T) {
+	f := setup(t, defaultConfig(t))
+	h := header("Content-Type", "application/json", "Authorization", "Bearer "+regToken)
+	for _, n := range []int{ingress.DefaultMaxPushes + 1, 1000} {
+		code, body := post(t, f.url+"/hooks/registry", h, harborPush(n, "ci"))
+		if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, fmt.Sprintf("%d artifacts in one delivery, over the limit of 100", n)) ||
+			!strings.Contains(body, "--max-pushes-per-delivery") {
+			t.Fatalf("%d artifacts: %d %s", n, code, body)
+		}
+	}
+	if evs := stored(t, f.b); len(evs) != 0 {
+		t.Fatalf("%d events published from refused deliveries", len(evs))
+	}
+	if code, body := post(t, f.url+"/hooks/registry", h, harborPush(ingress.DefaultMaxPushes, "ci")); code != http.StatusAccepted {
+		t.Fatalf("%d artifacts: %d %s", ingress.DefaultMaxPushes, code, body)
+	}
+	if evs := stored(t, f.b); len(evs) != ingress.DefaultMaxPushes {
+		t.Fatalf("%d events, want %d", len(evs), ingress.DefaultMaxPushes)
+	}
+}
+
+// D7: a push whose event is over the bus's maximum payload (a 700 KB
+// operator) is 413 naming the limit, not 503 "retry later": a registry
+// would retry for ever.
+func TestOversizeEventIs413(t *testing.T) {
+	f := setup(t, defaultConfig(t))
+	code, body := post(t, f.url+"/hooks/registry", header("Content-Type", "application/json", "Authorization", "Bearer "+regToken),
+		harborPush(1, strings.Repeat("o", 700<<10)))
+	limit := fmt.Sprintf("limit %d", f.b.Conn().MaxPayload())
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, limit) {
+		t.Fatalf("%d %.300s, want 413 naming the %s", code, body, limit)
+	}
+	if !f.b.Conn().IsConnected() {
+		t.Fatalf("connection %s", f.b.Conn().Status())
+	}
+	if code, body := post(t, f.url+"/hooks/registry", header("Content-Type", "application/json", "Authorization", "Bearer "+regToken),
+		harborPush(1, "ci")); code != http.StatusAccepted {
+		t.Fatalf("the next push: %d %s", code, body)
+	}
+}

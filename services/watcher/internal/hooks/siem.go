@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/runtime/webhook"
 )
 
@@ -40,9 +41,8 @@ type SIEMAlert struct {
 var siemSeverities = []string{"info", "low", "medium", "high", "critical"}
 
 var (
-	siemIDRE  = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-	appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	digestRE  = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+	siemIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 )
 
 // ParseSIEM decodes and validates a SIEM alert.
@@ -61,6 +61,7 @@ func ParseSIEM(body []byte) (*SIEMAlert, error) {
 			return nil, err
 		}
 	}
+	appErr := events.CheckName("app", a.App)
 	switch {
 	case a.ID == "":
 		return nil, fmt.Errorf("%w: id is required", webhook.ErrMalformed)
@@ -68,8 +69,8 @@ func ParseSIEM(body []byte) (*SIEMAlert, error) {
 		return nil, fmt.Errorf("%w: id must be 1 to 128 letters, digits or ._:-", webhook.ErrMalformed)
 	case a.App == "":
 		return nil, fmt.Errorf("%w: app is required", webhook.ErrMalformed)
-	case !appNameRE.MatchString(a.App):
-		return nil, fmt.Errorf("%w: app %q must be lower-case letters, digits and dashes", webhook.ErrMalformed, a.App)
+	case appErr != nil:
+		return nil, fmt.Errorf("%w: %w", webhook.ErrMalformed, appErr)
 	case a.Severity == "":
 		return nil, fmt.Errorf("%w: severity is required", webhook.ErrMalformed)
 	case !slices.Contains(siemSeverities, a.Severity):

@@ -25,6 +25,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
 	"github.com/rampartci/rampart/services/watcher/internal/anomaly"
@@ -43,6 +44,11 @@ const (
 // annotations fit well within it.
 const MaxBody = 1 << 20
 
+// DefaultMaxAlerts is the default cap on the alerts of one Alertmanager
+// delivery: each firing alert can become an anomaly, so a delivery over the
+// cap is refused whole (413) rather than fanned out.
+const DefaultMaxAlerts = 100
+
 // Config configures an Ingress.
 type Config struct {
 	// Live is what is live: alerts are matched against it.
@@ -59,6 +65,9 @@ type Config struct {
 	SIEMSecret []byte
 	// MaxBody bounds webhook bodies (default MaxBody).
 	MaxBody int64
+	// MaxAlerts caps the alerts of one Alertmanager delivery (default
+	// DefaultMaxAlerts).
+	MaxAlerts int
 	// Evaluations counts the SIEM rule's breaches (analysis.NewEvaluations).
 	Evaluations *prometheus.CounterVec
 	Publisher   *anomaly.Publisher
@@ -88,6 +97,9 @@ func New(cfg Config) (*Ingress, error) {
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = MaxBody
+	}
+	if cfg.MaxAlerts <= 0 {
+		cfg.MaxAlerts = DefaultMaxAlerts
 	}
 	in := &Ingress{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), alerts: newAlertMemory(time.Hour, 10000),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -126,6 +138,37 @@ type Response struct {
 // sender retries).
 var errUnavailable = errors.New("watcher is not ready")
 
+// statusError is a refusal with its own HTTP status.
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// statusOf is the HTTP status of a failed request: a statusError's own,
+// else the webhook sentinel's (see webhook.Status).
+func statusOf(err error) int {
+	if se, ok := errors.AsType[*statusError](err); ok {
+		return se.code
+	}
+	return webhook.Status(err)
+}
+
+// publishStatus is the status of a failed publish: an anomaly the bus can
+// never take is the sender's problem (413 over the maximum payload, 400 for
+// a subject it refuses) and retrying will not help; anything else is 503.
+func publishStatus(err error) int {
+	switch {
+	case errors.Is(err, bus.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, bus.ErrInvalidSubject):
+		return http.StatusBadRequest
+	}
+	return http.StatusServiceUnavailable
+}
+
 // hook wraps a webhook: readiness, content type, the body limit, the status
 // from the error, the metrics, and publishing only once every alert of the
 // request was decoded and matched.
@@ -141,6 +184,10 @@ func (in *Ingress) hook(name string, parse func(r *http.Request) ([]pending, []s
 		}()
 		fail := func(c int, err error) {
 			code, resp.Error = c, err.Error()
+			if c >= http.StatusInternalServerError {
+				in.log.Error("webhook failed", "hook", name, "status", c, "err", err)
+				return
+			}
 			in.log.Warn("webhook refused", "hook", name, "status", c, "err", err)
 		}
 		if in.cfg.Ready() != nil {
@@ -154,7 +201,7 @@ func (in *Ingress) hook(name string, parse func(r *http.Request) ([]pending, []s
 		r.Body = http.MaxBytesReader(rw, r.Body, in.cfg.MaxBody)
 		todo, ignored, err := parse(r)
 		if err != nil {
-			fail(webhook.Status(err), err)
+			fail(statusOf(err), err)
 			return
 		}
 		resp.Ignored = ignored
@@ -166,7 +213,7 @@ func (in *Ingress) hook(name string, parse func(r *http.Request) ([]pending, []s
 			if err := in.cfg.Publisher.Publish(r.Context(), p.id, p.canary, p.a); err != nil {
 				// What was published stays: ids are deterministic, so the
 				// sender's retry publishes the rest and repeats nothing.
-				fail(http.StatusServiceUnavailable, fmt.Errorf("publish anomaly %s: %w", p.id, err))
+				fail(publishStatus(err), fmt.Errorf("publish anomaly %s: %w", p.id, err))
 				return
 			}
 			in.alerts.remember(p.key, p.id, time.Now())
@@ -189,6 +236,11 @@ func (in *Ingress) alertmanager(r *http.Request) ([]pending, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if n := len(msg.Alerts); n > in.cfg.MaxAlerts {
+		return nil, nil, &statusError{http.StatusRequestEntityTooLarge, fmt.Errorf(
+			"%d alerts in one delivery, over the limit of %d (the watcher's --max-alerts-per-delivery): nothing was published; "+
+				"set max_alerts in Alertmanager's webhook_config, or group alerts more finely", n, in.cfg.MaxAlerts)}
+	}
 	var todo []pending
 	var ignored []string
 	for _, al := range msg.Alerts {
@@ -199,6 +251,12 @@ func (in *Ingress) alertmanager(r *http.Request) ([]pending, []string, error) {
 		app := al.Labels["app"]
 		if app == "" {
 			ignored = append(ignored, al.Fingerprint+": no app label")
+			continue
+		}
+		// The app becomes the anomaly's subject token: a label that is
+		// not an application name can name no application.
+		if err := events.CheckName("app label", app); err != nil {
+			ignored = append(ignored, al.Fingerprint+": "+err.Error())
 			continue
 		}
 		todo = append(todo, in.matchAlert(app, al))
