@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -119,9 +120,27 @@ func TestLoadOrCreateSigner(t *testing.T) {
 	if strings.TrimSpace(string(pub)) != s1.VerifierKey() {
 		t.Fatalf(".pub = %q, want %q", pub, s1.VerifierKey())
 	}
+	// A .pub that already holds the key is left as it is (a read-only
+	// mount keeps working); a stale one is replaced.
+	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(path+".pub", old, old); err != nil {
+		t.Fatal(err)
+	}
 	s2, created, err := LoadOrCreateSigner(path, "test.origin")
+	if fi, err := os.Stat(path + ".pub"); err != nil || !fi.ModTime().Equal(old) {
+		t.Fatalf("loading rewrote a .pub that held the key (%v)", err)
+	}
 	if err != nil || created {
 		t.Fatalf("second LoadOrCreateSigner = created %v, err %v", created, err)
+	}
+	if err := os.WriteFile(path+".pub", []byte("stale\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadOrCreateSigner(path, "test.origin"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path + ".pub"); string(b) != string(pub) {
+		t.Fatalf("a stale .pub was kept: %q", b)
 	}
 	if s2.VerifierKey() != s1.VerifierKey() {
 		t.Fatal("reloaded key differs")

@@ -69,8 +69,10 @@ func GenerateSigner(origin string) (*Signer, string, error) {
 
 // LoadOrCreateSigner reads the signer key at path. If the file does not
 // exist it generates a key named origin and writes it (mode 0600, never
-// overwriting an existing file). Either way it (re)writes the verifier key to
-// path+".pub". A loaded key whose name is not origin is an error: the key
+// overwriting an existing file). Either way the verifier key is at
+// path+".pub": written when missing or different, left alone when it already
+// holds the key, so a key mounted read-only with its .pub beside it loads. A
+// loaded key whose name is not origin is an error: the key
 // name is the log origin, and changing it needs a new key.
 func LoadOrCreateSigner(path, origin string) (s *Signer, created bool, err error) {
 	b, err := os.ReadFile(path)
@@ -107,7 +109,11 @@ func LoadOrCreateSigner(path, origin string) (s *Signer, created bool, err error
 	default:
 		return nil, false, fmt.Errorf("reading ledger key: %w", err)
 	}
-	if err := os.WriteFile(path+".pub", []byte(s.VerifierKey()+"\n"), 0o644); err != nil {
+	pub := s.VerifierKey() + "\n"
+	if cur, err := os.ReadFile(path + ".pub"); err == nil && string(cur) == pub {
+		return s, created, nil
+	}
+	if err := os.WriteFile(path+".pub", []byte(pub), 0o644); err != nil {
 		return nil, false, fmt.Errorf("writing ledger verifier key: %w", err)
 	}
 	return s, created, nil
