@@ -119,6 +119,8 @@ func (g Grant) permissions(name string) Permissions {
 	// Any service may create RAMPART when it does not exist yet (creating
 	// it again with the same configuration is a no-op), never change it.
 	pub(api+"STREAM.INFO."+stream, api+"STREAM.CREATE."+stream)
+	// Account info: creating a bucket reads the account's limits.
+	pub(api + "INFO")
 	for _, d := range g.Durables {
 		pub(bus.DeadLetterSubject(d))
 		pub(consumer(stream, d)...)
