@@ -71,10 +71,6 @@ func (o Options) Validate() error {
 	if o.NATS.NKeyFile != "" && o.NATS.CredsFile != "" {
 		return errors.New("--nats-nkey and --nats-creds: give one identity, not both")
 	}
-	if o.NATS.IsZero() && len(o.Identities) == 0 {
-		return fmt.Errorf("--nats-nkey or --nats-creds is required (or %s, %s): Rampart's NATS refuses anonymous connections",
-			EnvName("nats-nkey"), EnvName("nats-creds"))
-	}
 	if _, _, err := net.SplitHostPort(o.HTTPAddr); err != nil {
 		return fmt.Errorf("--http %q: %v", o.HTTPAddr, err)
 	}
@@ -86,6 +82,17 @@ func (o Options) Validate() error {
 	}
 	if o.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout must be positive")
+	}
+	return nil
+}
+
+// checkIdentity reports a host about to connect anonymously. It is not part
+// of Validate: `rampart up` validates its flags before it makes the
+// identities.
+func (o Options) checkIdentity() error {
+	if o.NATS.IsZero() && len(o.Identities) == 0 {
+		return fmt.Errorf("--nats-nkey or --nats-creds is required (or %s, %s): Rampart's NATS refuses anonymous connections",
+			EnvName("nats-nkey"), EnvName("nats-creds"))
 	}
 	return nil
 }

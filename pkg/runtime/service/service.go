@@ -76,6 +76,9 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := opts.checkIdentity(); err != nil {
+		return nil, err
+	}
 	h = &Host{opts: opts, log: logger, serveErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {

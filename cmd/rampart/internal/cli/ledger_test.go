@@ -37,6 +37,7 @@ func startLedger(t *testing.T, m *mesh) (keyFile, url string, stop func()) {
 	}
 	sopts := service.DefaultOptions("ledger-test")
 	sopts.NATSURL = m.url
+	sopts.NATS = natstest.Identity(t, m.ns, "ledger")
 	sopts.HTTPAddr = "127.0.0.1:0"
 	h, err := service.Start(t.Context(), sopts, slog.New(slog.DiscardHandler), led)
 	if err != nil {

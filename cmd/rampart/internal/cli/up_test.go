@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sync"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
@@ -62,12 +64,23 @@ func addrs(t *testing.T, out interface{ String() string }) (natsURL, httpURL str
 	return natsURL, httpURL
 }
 
-func publishCommit(t *testing.T, natsURL, id string) {
+// adminConn connects to `rampart up` on data as its admin identity.
+func adminConn(t *testing.T, natsURL, data string) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
+	auth, err := natsauth.Identity{Name: natsauth.Admin, NKeyFile: filepath.Join(data, "nats-keys", "admin.nk")}.Options()
 	if err != nil {
 		t.Fatal(err)
 	}
+	nc, err := nats.Connect(natsURL, auth...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+func publishCommit(t *testing.T, natsURL, data, id string) {
+	t.Helper()
+	nc := adminConn(t, natsURL, data)
 	defer nc.Close()
 	b, err := bus.New(nc, nil)
 	if err != nil {
@@ -145,14 +158,11 @@ func TestUpServesHealthAndRecordsEvents(t *testing.T) {
 			return nil
 		})
 	}
-	publishCommit(t, natsURL, "up-1")
+	publishCommit(t, natsURL, data, "up-1")
 	waitLedger(t, httpURL, "up-1")
 
 	// Every service holds its durable consumer.
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := adminConn(t, natsURL, data)
 	js, _ := jetstream.New(nc)
 	for _, durable := range []string{"ledger", "scanner", "deployer", "watcher", "notifier"} {
 		if _, err := js.Consumer(t.Context(), bus.StreamName, durable); err != nil {
@@ -218,7 +228,7 @@ func TestUpSurvivesKill9(t *testing.T) {
 	data := t.TempDir()
 	cmd, out := startUpProcess(t, data)
 	natsURL, httpURL := addrs(t, out)
-	publishCommit(t, natsURL, "before-kill")
+	publishCommit(t, natsURL, data, "before-kill")
 	waitLedger(t, httpURL, "before-kill")
 
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -228,7 +238,7 @@ func TestUpSurvivesKill9(t *testing.T) {
 
 	_, out2 := startUpProcess(t, data)
 	natsURL, httpURL = addrs(t, out2)
-	publishCommit(t, natsURL, "after-kill")
+	publishCommit(t, natsURL, data, "after-kill")
 	waitLedger(t, httpURL, "before-kill", "after-kill")
 
 	c, err := client.New(httpURL, nil)
