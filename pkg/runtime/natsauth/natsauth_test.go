@@ -74,7 +74,7 @@ var refusals = map[string][]action{
 		pub("rampart.anomaly.shop"), pub("rampart.scan.shop"), pub("rampart.artifact.shop"), pub("rampart.page.shop"),
 		pub("$KV.RAMPART_SCANS.x"), pub("$KV.RAMPART_INCIDENTS.x"), pub("$JS.API.STREAM.UPDATE.KV_RAMPART_SCANS"),
 		pub("$JS.API.CONSUMER.DELETE.RAMPART.ledger"),
-		sub("rampart.>"),
+		sub("rampart.>"), sub("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.RAMPART.*"),
 	},
 	"watcher": {
 		pub("$KV.RAMPART_ROLLOUTS.app.shop"), pub("$JS.API.DIRECT.GET.KV_RAMPART_ROLLOUTS"),
@@ -92,6 +92,7 @@ var refusals = map[string][]action{
 		pub("rampart.anomaly.shop"), pub("rampart.rollback.shop"), pub("rampart.page.shop"),
 		pub("$KV.RAMPART_ROLLOUTS.app.shop"),
 		pub("$JS.API.STREAM.MSG.DELETE.LEDGER"),
+		sub("$JS.EVENT.ADVISORY.>"), sub("rampart.>"),
 	},
 	natsauth.Admin: {
 		pub("ledger.entries"), pub("ledger.checkpoints"), pub("ledger.chain.x"),

@@ -27,6 +27,11 @@ type Grant struct {
 	// whose generated names no permission can spell: it may create and
 	// read any consumer on RAMPART except another service's durable.
 	ReadsHistory bool
+	// MaxDeliveries: it dead-letters, on behalf of any consumer, the
+	// RAMPART messages the server gave up on (bus.RecordMaxDeliveries):
+	// it hears the server's max-deliveries advisories, reads the message
+	// and publishes on rampart.deadletter.>.
+	MaxDeliveries bool
 	// KV and Objects are the buckets it owns.
 	KV, Objects []string
 	// Streams it owns with the subjects they capture: it writes them and
@@ -61,7 +66,8 @@ var Grants = map[string]Grant{
 		KV:       []string{"RAMPART_REPORTS", "RAMPART_INCIDENTS"},
 	},
 	"ledger": {
-		Durables: []string{"ledger"},
+		Durables:      []string{"ledger"},
+		MaxDeliveries: true,
 		Streams: map[string][]string{
 			"LEDGER":             {"ledger.entries"},
 			"LEDGER_CHECKPOINTS": {"ledger.checkpoints"},
@@ -130,6 +136,11 @@ func (g Grant) permissions(name string) Permissions {
 			api+"CONSUMER.INFO."+stream+".*", api+"CONSUMER.DELETE."+stream+".*", api+"CONSUMER.MSG.NEXT."+stream+".*")
 		p.Publish.Deny = othersDurables(name)
 	}
+	var sub []string
+	if g.MaxDeliveries {
+		pub(events.SubjectPrefix+"."+events.KindDeadLetter+".>", api+"STREAM.MSG.GET."+stream)
+		sub = append(sub, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+stream+".*")
+	}
 	for _, b := range g.KV {
 		pub(owned("KV_" + b)...)
 		pub("$KV." + b + ".>")
@@ -143,7 +154,7 @@ func (g Grant) permissions(name string) Permissions {
 		pub(owned(s)...)
 		pub(g.Streams[s]...)
 	}
-	p.Subscribe.Allow = []string{InboxPrefix(name) + ".>"}
+	p.Subscribe.Allow = append(sub, InboxPrefix(name)+".>")
 	return p
 }
 
