@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -263,4 +264,58 @@ func TestUpSurvivesKill9(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The operator commands connect as the admin identity `rampart up` wrote in
+// the data directory, by default .rampart/nats-keys/admin.nk; nothing
+// connects without one.
+func TestOperatorCommandsAsAdmin(t *testing.T) {
+	work := t.TempDir()
+	t.Chdir(work)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"up", "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, nil, &out, &errOut)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	natsURL, httpURL := addrs(t, &out)
+
+	ev, err := events.NewCommit(events.Meta{ID: "op-1", Source: "/test/op", ChainID: "chain-op", App: "shop"},
+		events.Commit{Repository: "github.com/acme/shop", SHA: "sha-op-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := events.Structured(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) (int, string) {
+		var o, e bytes.Buffer
+		code := Main(t.Context(), args, bytes.NewBufferString(stdin), &o, &e)
+		return code, o.String() + e.String()
+	}
+	if code, s := run(string(doc), "events", "publish", "--nats", natsURL, "-"); code != 0 {
+		t.Fatalf("events publish: exit %d: %s", code, s)
+	}
+	waitLedger(t, httpURL, "op-1")
+	if code, s := run("", "replay", "--nats", natsURL, "--since", "1h"); code != 0 || !strings.Contains(s, "replayed") {
+		t.Fatalf("replay: exit %d: %s", code, s)
+	}
+
+	// Another identity than the admin's, or none, is refused.
+	if code, s := run(string(doc), "events", "publish", "--nats", natsURL, "--nats-nkey", filepath.Join(".rampart", "nats-keys", "notifier.nk"), "-"); code == 0 {
+		t.Fatalf("events publish as the notifier: exit 0: %s", s)
+	}
+	if code, s := run(string(doc), "events", "publish", "--nats", natsURL, "--nats-nkey", filepath.Join(work, "missing.nk"), "-"); code != 1 || !strings.Contains(s, "admin identity") {
+		t.Fatalf("events publish without a key: exit %d: %s", code, s)
+	}
+	stranger := filepath.Join(work, "stranger.nk")
+	if _, err := natsauth.EnsureKey(stranger); err != nil {
+		t.Fatal(err)
+	}
+	if code, s := run("", "events", "tail", "--nats", natsURL, "--nats-nkey", stranger); code != 1 || !strings.Contains(s, "refused") {
+		t.Fatalf("events tail with an unknown key: exit %d: %s", code, s)
+	}
 }
