@@ -41,13 +41,14 @@ func init() {
 // natsFlags are the connection flags every operator command takes: the
 // server and the admin identity.
 type natsFlags struct {
-	url string
-	id  natsauth.Identity
+	url    string
+	id     natsauth.Identity
+	stderr io.Writer
 }
 
 // bindNATS binds --nats, --nats-nkey and --nats-creds on fs.
-func bindNATS(fs *flag.FlagSet) *natsFlags {
-	n := &natsFlags{id: natsauth.Identity{Name: natsauth.Admin}}
+func bindNATS(e *env, fs *flag.FlagSet) *natsFlags {
+	n := &natsFlags{id: natsauth.Identity{Name: natsauth.Admin}, stderr: e.stderr}
 	fs.StringVar(&n.url, "nats", DefaultNATS, "NATS server `URL`")
 	fs.StringVar(&n.id.NKeyFile, "nats-nkey", "", "nkey seed `FILE` of the admin identity (env "+service.EnvName("nats-nkey")+"; default "+defaultAdminKey+", written by rampart up)")
 	fs.StringVar(&n.id.CredsFile, "nats-creds", "", ".creds `FILE` of the admin identity, instead of --nats-nkey (env "+service.EnvName("nats-creds")+")")
@@ -78,7 +79,12 @@ func (n *natsFlags) connect(name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the admin identity (--nats-nkey, --nats-creds): %w; `rampart up` writes it to <data>/nats-keys/admin.nk", err)
 	}
-	nc, err := nats.Connect(n.url, append([]nats.Option{nats.Name("rampart " + name), nats.Timeout(5 * time.Second)}, auth...)...)
+	// A refused subject surfaces as a timeout of the request it was; say
+	// what the server refused.
+	refused := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		fmt.Fprintf(n.stderr, "rampart %s: NATS: %v\n", name, err)
+	})
+	nc, err := nats.Connect(n.url, append([]nats.Option{nats.Name("rampart " + name), nats.Timeout(5 * time.Second), refused}, auth...)...)
 	if errors.Is(err, nats.ErrAuthorization) {
 		return nil, fmt.Errorf("NATS at %s refused the identity in %s%s: it is not the admin identity of that server (`rampart up` writes it to <data>/nats-keys/admin.nk)", n.url, id.NKeyFile, id.CredsFile)
 	}
@@ -120,7 +126,7 @@ func openEventStream(ctx context.Context, js jetstream.JetStream, url string) (j
 
 func runEventsPublish(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "events publish", eventsPublishUsage)
-	conn := bindNATS(fs)
+	conn := bindNATS(e, fs)
 	files, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -225,7 +231,7 @@ func readInput(r io.Reader, name string) ([]byte, error) {
 
 func runEventsTail(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "events tail", eventsTailUsage)
-	conn := bindNATS(fs)
+	conn := bindNATS(e, fs)
 	subject := fs.String("subject", events.SubjectPrefix+".>", "only events on subjects matching `S` (NATS wildcards)")
 	sinceArg := fs.String("since", "", "start with the events stored since `DURATION` ago (90s, 2h, 7d) or since a time (RFC 3339); default: only new events")
 	if err := parse(fs, args); err != nil {
