@@ -354,3 +354,42 @@ func short(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// TestDocumentedTable: docs/security.md's permission table names, for each
+// identity, what Grants gives it.
+func TestDocumentedTable(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		if cells := strings.Split(line, "|"); len(cells) > 2 {
+			rows[strings.TrimSpace(cells[1])] = line
+		}
+	}
+	for _, name := range append(natsauth.Services(), natsauth.Admin) {
+		row, ok := rows[name]
+		if !ok {
+			t.Errorf("docs/security.md: no row for %s", name)
+			continue
+		}
+		g := natsauth.Grants[name]
+		want := []string{}
+		for _, k := range g.Emits {
+			want = append(want, "`rampart."+k+".>`")
+		}
+		for _, d := range g.Durables {
+			want = append(want, "`"+d+"`")
+		}
+		want = append(append(want, g.KV...), g.Objects...)
+		for s, subjects := range g.Streams {
+			want = append(append(want, "`"+s+"`"), subjects...)
+		}
+		for _, w := range want {
+			if !strings.Contains(row, w) {
+				t.Errorf("docs/security.md: the %s row does not name %s", name, w)
+			}
+		}
+	}
+}
