@@ -2,6 +2,7 @@ package natsauth
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/rampartci/rampart/pkg/events"
@@ -150,7 +151,7 @@ func (g Grant) permissions(name string) Permissions {
 		// Replacing or deleting an object purges its old chunks.
 		pub(api+"STREAM.PURGE.OBJ_"+b, "$O."+b+".>")
 	}
-	for _, s := range sortedKeys(g.Streams) {
+	for _, s := range slices.Sorted(maps.Keys(g.Streams)) {
 		pub(owned(s)...)
 		pub(g.Streams[s]...)
 	}
@@ -221,13 +222,4 @@ func adminPermissions() Permissions {
 		},
 		Subscribe: Rule{Allow: []string{InboxPrefix(Admin) + ".>"}},
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
