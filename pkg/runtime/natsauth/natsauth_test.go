@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -392,4 +393,66 @@ func TestDocumentedTable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCredsFile: an identity read from a .creds file connects to a server
+// in decentralized JWT mode, with the permissions its user JWT carries.
+func TestCredsFile(t *testing.T) {
+	op, _ := nkeys.CreateOperator()
+	opPub, _ := op.PublicKey()
+	acc, _ := nkeys.CreateAccount()
+	accPub, _ := acc.PublicKey()
+	accJWT, err := jwt.NewAccountClaims(accPub).Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, _ := nkeys.CreateUser()
+	userPub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(userPub)
+	uc.IssuerAccount = accPub
+	uc.Pub.Allow.Add("rampart.anomaly.>")
+	uc.Sub.Allow.Add(natsauth.InboxPrefix("watcher") + ".>")
+	userJWT, err := uc.Encode(acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	creds, err := jwt.FormatUserConfig(userJWT, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(t.TempDir(), "watcher.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(accPub, accJWT); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		TrustedOperators: []*jwt.OperatorClaims{jwt.NewOperatorClaims(opPub)}, AccountResolver: resolver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	opts, err := natsauth.Identity{Name: "watcher", CredsFile: credsFile}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	violations := make(chan error, 10)
+	nc, err := nats.Connect(ns.ClientURL(), append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		violations <- err
+	}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Request("rampart.anomaly.shop", nil, 50*time.Millisecond); !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("publish allowed by the JWT: %v", err)
+	}
+	refused(t, nc, violations, pub("rampart.rollback.shop"))
 }
