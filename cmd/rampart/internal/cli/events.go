@@ -56,7 +56,7 @@ func bindNATS(e *env, fs *flag.FlagSet) *natsFlags {
 }
 
 // defaultAdminKey is the admin identity `rampart up` writes in its default
-// data directory.
+// data directory (or admin.creds beside it, when there is one).
 var defaultAdminKey = natsauth.KeyFile(mesh.NATSKeyDir(".rampart"), natsauth.Admin)
 
 // identity is the admin identity from the flags, the environment or the
@@ -67,7 +67,7 @@ func (n *natsFlags) identity() natsauth.Identity {
 		id.NKeyFile, id.CredsFile = os.Getenv(service.EnvName("nats-nkey")), os.Getenv(service.EnvName("nats-creds"))
 	}
 	if id.IsZero() {
-		id.NKeyFile = defaultAdminKey
+		id = mesh.Identity(mesh.NATSKeyDir(".rampart"), natsauth.Admin)
 	}
 	return id
 }

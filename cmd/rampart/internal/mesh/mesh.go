@@ -100,7 +100,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	if err := os.WriteFile(filepath.Join(m.NATSKeyDir, "server.conf"), []byte(natsauth.ServerConfig(users)), 0o600); err != nil {
 		return nil, fmt.Errorf("NATS server configuration: %w", err)
 	}
-	m.Admin = identity(m.NATSKeyDir, natsauth.Admin)
+	m.Admin = Identity(m.NATSKeyDir, natsauth.Admin)
 	m.NATSURL = opts.NATSURL
 	if m.NATSURL == "" {
 		listen := opts.NATSListen
@@ -188,7 +188,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	// creates or updates the RAMPART stream first.
 	hopts.Identities = map[string]natsauth.Identity{}
 	for _, name := range natsauth.Services() {
-		hopts.Identities[name] = identity(m.NATSKeyDir, name)
+		hopts.Identities[name] = Identity(m.NATSKeyDir, name)
 	}
 	hopts.Bootstrap = m.Admin
 	m.Host, err = service.Start(ctx, hopts, logger, m.Ledger, m.Scanner, m.Deployer, m.Watcher, m.Notifier)
@@ -215,9 +215,9 @@ func (m *Mesh) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// identity is the identity name kept in dir: its .creds file when there is
+// Identity is the identity name kept in dir: its .creds file when there is
 // one (an external server in JWT mode), its nkey seed otherwise.
-func identity(dir, name string) natsauth.Identity {
+func Identity(dir, name string) natsauth.Identity {
 	id := natsauth.Identity{Name: name}
 	if creds := filepath.Join(dir, name+".creds"); fileExists(creds) {
 		id.CredsFile = creds
