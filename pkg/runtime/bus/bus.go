@@ -69,9 +69,40 @@ type StreamOptions struct {
 	Duplicates time.Duration
 }
 
-// EnsureStream creates the RAMPART stream, or updates it to opts. It is safe
-// to call from every service at start-up.
+// EnsureStream creates the RAMPART stream, or updates it to opts. Updating
+// takes the admin identity (natsauth.Admin): services use OpenStream.
 func (b *Bus) EnsureStream(ctx context.Context, opts StreamOptions) (jetstream.Stream, error) {
+	s, err := b.js.CreateOrUpdateStream(ctx, streamConfig(opts))
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", StreamName, err)
+	}
+	return s, nil
+}
+
+// OpenStream returns the RAMPART stream, first creating it with opts when it
+// does not exist. It never changes an existing stream, so it needs only what
+// every service identity may do (stream info and create); a stream
+// configured otherwise than opts is logged and left as it is.
+func (b *Bus) OpenStream(ctx context.Context, opts StreamOptions) (jetstream.Stream, error) {
+	cfg := streamConfig(opts)
+	s, err := b.js.Stream(ctx, StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = b.js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = b.js.Stream(ctx, StreamName) // created meanwhile by another service
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", StreamName, err)
+	}
+	if got := s.CachedInfo().Config; got.MaxAge != cfg.MaxAge || got.Replicas != cfg.Replicas {
+		b.log.Warn("the RAMPART stream is configured otherwise than this service's options and is left as it is; changing it takes the admin identity",
+			"max_age", got.MaxAge, "want_max_age", cfg.MaxAge, "replicas", got.Replicas, "want_replicas", cfg.Replicas)
+	}
+	return s, nil
+}
+
+func streamConfig(opts StreamOptions) jetstream.StreamConfig {
 	if opts.Replicas == 0 {
 		opts.Replicas = 1
 	}
@@ -81,7 +112,7 @@ func (b *Bus) EnsureStream(ctx context.Context, opts StreamOptions) (jetstream.S
 	if opts.MaxAge > 0 && opts.Duplicates > opts.MaxAge {
 		opts.Duplicates = opts.MaxAge
 	}
-	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "Every Rampart event, by kind and application",
 		Subjects:    []string{events.SubjectPrefix + ".>"},
@@ -90,11 +121,7 @@ func (b *Bus) EnsureStream(ctx context.Context, opts StreamOptions) (jetstream.S
 		MaxAge:      opts.MaxAge,
 		Replicas:    opts.Replicas,
 		Duplicates:  opts.Duplicates,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ensure stream %s: %w", StreamName, err)
 	}
-	return s, nil
 }
 
 // EnsureKV creates the key-value bucket, or returns it when it exists.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 )
 
 // DefaultListen is the embedded server's address: loopback only.
@@ -27,6 +29,10 @@ type Options struct {
 	Name string
 	// ReadyTimeout bounds the wait for the server to accept clients (default 10s).
 	ReadyTimeout time.Duration
+	// Users are the only clients the server accepts, each authenticated by
+	// its nkey and limited to its permissions (natsauth.EnsureKeys). At
+	// least one is required: the server never accepts anonymous clients.
+	Users []natsauth.User
 }
 
 // Start runs a server and waits until it accepts clients.
@@ -52,6 +58,16 @@ func Start(opts Options) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
+	if len(opts.Users) == 0 {
+		return nil, errors.New("embedded NATS: no users: the server refuses anonymous clients, give it the identities that may connect")
+	}
+	nkeys := make([]*server.NkeyUser, len(opts.Users))
+	for i, u := range opts.Users {
+		nkeys[i] = &server.NkeyUser{Nkey: u.PublicKey, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish.Allow, Deny: u.Permissions.Publish.Deny},
+			Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe.Allow, Deny: u.Permissions.Subscribe.Deny},
+		}}
+	}
 	if opts.Name == "" {
 		opts.Name = "rampart"
 	}
@@ -66,6 +82,7 @@ func Start(opts Options) (*server.Server, error) {
 		StoreDir:   opts.StoreDir,
 		NoSigs:     true,
 		NoLog:      true,
+		Nkeys:      nkeys,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)

@@ -16,6 +16,7 @@ import (
 // component, runs it until SIGINT or SIGTERM, and returns the exit code.
 func Main(name string, bind func(fs *flag.FlagSet), build func(logger *slog.Logger) (Component, error)) int {
 	opts := DefaultOptions("rampart-" + name)
+	opts.NATS.Name = name // its replies arrive under natsauth.InboxPrefix(name)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	opts.BindFlags(fs)
 	if bind != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 )
 
 // Options configures a Host.
@@ -19,6 +20,18 @@ type Options struct {
 	Name string
 	// NATSURL is the NATS server to connect to.
 	NATSURL string
+	// NATS is the identity of the host's connection (--nats-nkey or
+	// --nats-creds); Rampart's NATS refuses anonymous clients.
+	NATS natsauth.Identity
+	// Identities, when set, give each component (by Name) its own
+	// connection under its own identity instead of one shared connection:
+	// `rampart up` runs every service under its own permissions.
+	Identities map[string]natsauth.Identity
+	// Bootstrap, when set, is the identity that creates or updates the
+	// RAMPART stream to Stream before the components start (the admin);
+	// without it the stream is created when missing and otherwise left as
+	// it is, which is all a service identity may do.
+	Bootstrap natsauth.Identity
 	// HTTPAddr is where /healthz, /readyz, /metrics and the routes are served.
 	HTTPAddr string
 	// Stream configures the RAMPART stream.
@@ -34,6 +47,8 @@ type Options struct {
 // BindFlags registers the options as flags on fs with the given defaults.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.NATSURL, "nats", o.NATSURL, "NATS server URL")
+	fs.StringVar(&o.NATS.NKeyFile, "nats-nkey", o.NATS.NKeyFile, "file holding this service's NATS nkey seed (SU…)")
+	fs.StringVar(&o.NATS.CredsFile, "nats-creds", o.NATS.CredsFile, "this service's NATS .creds file (user JWT and seed), instead of --nats-nkey")
 	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "HTTP listen address for health, metrics and the service's routes")
 	fs.DurationVar(&o.Stream.MaxAge, "stream-max-age", o.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
 	fs.IntVar(&o.Stream.Replicas, "stream-replicas", o.Stream.Replicas, "RAMPART stream replicas (1 embedded, 3 in a cluster)")
@@ -58,6 +73,9 @@ func (o Options) Validate() error {
 	if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
 		return fmt.Errorf("--nats %q: want a URL like nats://host:4222", o.NATSURL)
 	}
+	if o.NATS.NKeyFile != "" && o.NATS.CredsFile != "" {
+		return errors.New("--nats-nkey and --nats-creds: give one identity, not both")
+	}
 	if _, _, err := net.SplitHostPort(o.HTTPAddr); err != nil {
 		return fmt.Errorf("--http %q: %v", o.HTTPAddr, err)
 	}
@@ -72,6 +90,17 @@ func (o Options) Validate() error {
 	}
 	if o.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout must be positive")
+	}
+	return nil
+}
+
+// checkIdentity reports a host about to connect anonymously. It is not part
+// of Validate: `rampart up` validates its flags before it makes the
+// identities.
+func (o Options) checkIdentity() error {
+	if o.NATS.IsZero() && len(o.Identities) == 0 {
+		return fmt.Errorf("--nats-nkey or --nats-creds is required (or %s, %s): Rampart's NATS refuses anonymous connections",
+			EnvName("nats-nkey"), EnvName("nats-creds"))
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 )
 
 // Component is one Rampart service.
@@ -56,7 +57,7 @@ type Deps struct {
 type Host struct {
 	opts     Options
 	log      *slog.Logger
-	nc       *nats.Conn
+	conns    []*nats.Conn
 	srv      *http.Server
 	listener net.Listener
 	cleanups []cleanup
@@ -75,6 +76,9 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := opts.checkIdentity(); err != nil {
+		return nil, err
+	}
 	h = &Host{opts: opts, log: logger, serveErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -82,43 +86,35 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 		}
 	}()
 
-	nc, err := nats.Connect(opts.NATSURL,
-		nats.Name(opts.Name),
-		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(false),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("NATS disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }))
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", opts.NATSURL, err)
+	var checks []namedCheck
+	if !opts.Bootstrap.IsZero() {
+		if err := h.bootstrap(ctx, opts.Bootstrap); err != nil {
+			return nil, err
+		}
 	}
-	h.nc = nc
-	h.push("nats", func(ctx context.Context) error { return drain(ctx, nc) })
-
-	b, err := bus.New(nc, logger)
-	if err != nil {
-		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if _, err := b.EnsureStream(sctx, opts.Stream); err != nil {
-		return nil, err
+	// One connection for every component, or one per component under its
+	// own identity; each is a readiness check of its own.
+	var shared *bus.Bus
+	if len(opts.Identities) == 0 {
+		if shared, err = h.connect(ctx, opts.Name, opts.NATS, "nats", &checks); err != nil {
+			return nil, err
+		}
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	var checks []namedCheck
-	checks = append(checks, namedCheck{"nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("NATS connection is %s", nc.Status())
-		}
-		return nil
-	}})
 	for _, c := range comps {
+		b := shared
+		if b == nil {
+			id, ok := opts.Identities[c.Name()]
+			if !ok {
+				return nil, fmt.Errorf("start %s: no NATS identity for it among the host's identities", c.Name())
+			}
+			if b, err = h.connect(ctx, opts.Name+"-"+c.Name(), id, "nats "+c.Name(), &checks); err != nil {
+				return nil, fmt.Errorf("start %s: %w", c.Name(), err)
+			}
+		}
 		deps := Deps{Bus: b, Registerer: reg, Logger: logger.With("service", c.Name())}
 		if err := c.Start(ctx, deps); err != nil {
 			return nil, fmt.Errorf("start %s: %w", c.Name(), err)
@@ -151,11 +147,97 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 	return h, nil
 }
 
+// connect opens a connection as id, drained at shutdown and checked by
+// /readyz as check, and returns a Bus on it with the RAMPART stream open.
+func (h *Host) connect(ctx context.Context, name string, id natsauth.Identity, check string, checks *[]namedCheck) (*bus.Bus, error) {
+	nc, err := h.dial(name, id)
+	if err != nil {
+		return nil, err
+	}
+	h.conns = append(h.conns, nc)
+	h.push(check, func(ctx context.Context) error { return drain(ctx, nc) })
+	*checks = append(*checks, namedCheck{check, func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("NATS connection is %s", nc.Status())
+		}
+		return nil
+	}})
+	b, err := bus.New(nc, h.log)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := b.OpenStream(sctx, h.opts.Stream); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// bootstrap creates or updates the RAMPART stream to the options as id
+// (allowed to), on a connection of its own closed again at once.
+func (h *Host) bootstrap(ctx context.Context, id natsauth.Identity) error {
+	nc, err := h.dial(h.opts.Name+"-bootstrap", id)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, h.log)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	_, err = b.EnsureStream(sctx, h.opts.Stream)
+	return err
+}
+
+// dial connects to the server as id; the connection reconnects for ever.
+func (h *Host) dial(name string, id natsauth.Identity) (*nats.Conn, error) {
+	auth, err := id.Options()
+	if err != nil {
+		return nil, err
+	}
+	logger := h.log.With("nats", name)
+	nc, err := nats.Connect(h.opts.NATSURL, append([]nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
+		// A refused subject is a bug in the permission table or an
+		// attempt outside the service's job: say which.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			logger.Error("NATS error", "err", err)
+		}),
+	}, auth...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s as %s: %w", h.opts.NATSURL, identityName(id), err)
+	}
+	return nc, nil
+}
+
+func identityName(id natsauth.Identity) string {
+	if id.Name == "" {
+		return "the given identity"
+	}
+	return id.Name
+}
+
 // HTTPAddr is the address the HTTP listener is bound to.
 func (h *Host) HTTPAddr() string { return h.listener.Addr().String() }
 
 // NATSURL is the URL of the NATS server the host is connected to.
-func (h *Host) NATSURL() string { return h.nc.ConnectedUrlRedacted() }
+func (h *Host) NATSURL() string {
+	if len(h.conns) == 0 {
+		return h.opts.NATSURL
+	}
+	return h.conns[0].ConnectedUrlRedacted()
+}
 
 // Wait blocks until ctx ends or the HTTP server fails.
 func (h *Host) Wait(ctx context.Context) error {

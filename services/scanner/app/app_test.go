@@ -101,6 +101,7 @@ func start(t *testing.T) *mesh {
 	}
 	sopts := service.DefaultOptions("rampart-scanner-test")
 	sopts.NATSURL, sopts.HTTPAddr = ns.ClientURL(), "127.0.0.1:0"
+	sopts.NATS = natstest.Identity(t, ns, "scanner")
 	h, err := service.Start(t.Context(), sopts, slog.New(slog.DiscardHandler), a)
 	if err != nil {
 		t.Fatal(err)

@@ -109,6 +109,7 @@ func TestInHost(t *testing.T) {
 	}
 	opts := service.DefaultOptions("test")
 	opts.NATSURL, opts.HTTPAddr = ns.ClientURL(), "127.0.0.1:0"
+	opts.NATS = natstest.Identity(t, ns, "watcher")
 	h, err := service.Start(t.Context(), opts, slog.New(slog.DiscardHandler), a)
 	if err != nil {
 		t.Fatal(err)

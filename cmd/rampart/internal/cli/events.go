@@ -14,8 +14,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
+	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
+	"github.com/rampartci/rampart/pkg/runtime/service"
 )
 
 const eventsPublishUsage = `FILE|-
@@ -35,31 +38,73 @@ func init() {
 	register("events tail", "print events as they arrive, one line each", runEventsTail)
 }
 
-// natsURLFlag binds the --nats flag every operator command takes.
-func natsURLFlag(fs *flag.FlagSet) *string {
-	return fs.String("nats", DefaultNATS, "NATS server `URL`")
+// natsFlags are the connection flags every operator command takes: the
+// server and the admin identity.
+type natsFlags struct {
+	url    string
+	id     natsauth.Identity
+	stderr io.Writer
 }
 
-// connectNATS connects to url for the command name.
-func connectNATS(url, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Name("rampart "+name), nats.Timeout(5*time.Second))
+// bindNATS binds --nats, --nats-nkey and --nats-creds on fs.
+func bindNATS(e *env, fs *flag.FlagSet) *natsFlags {
+	n := &natsFlags{id: natsauth.Identity{Name: natsauth.Admin}, stderr: e.stderr}
+	fs.StringVar(&n.url, "nats", DefaultNATS, "NATS server `URL`")
+	fs.StringVar(&n.id.NKeyFile, "nats-nkey", "", "nkey seed `FILE` of the admin identity (env "+service.EnvName("nats-nkey")+"; default "+defaultAdminKey+", written by rampart up)")
+	fs.StringVar(&n.id.CredsFile, "nats-creds", "", ".creds `FILE` of the admin identity, instead of --nats-nkey (env "+service.EnvName("nats-creds")+")")
+	return n
+}
+
+// defaultAdminKey is the admin identity `rampart up` writes in its default
+// data directory (or admin.creds beside it, when there is one).
+var defaultAdminKey = natsauth.KeyFile(mesh.NATSKeyDir(".rampart"), natsauth.Admin)
+
+// identity is the admin identity from the flags, the environment or the
+// default data directory, in that order.
+func (n *natsFlags) identity() natsauth.Identity {
+	id := n.id
+	if id.IsZero() {
+		id.NKeyFile, id.CredsFile = os.Getenv(service.EnvName("nats-nkey")), os.Getenv(service.EnvName("nats-creds"))
+	}
+	if id.IsZero() {
+		id = mesh.Identity(mesh.NATSKeyDir(".rampart"), natsauth.Admin)
+	}
+	return id
+}
+
+// connect connects for the command name as the admin identity.
+func (n *natsFlags) connect(name string) (*nats.Conn, error) {
+	id := n.identity()
+	auth, err := id.Options()
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s (is `rampart up` running?): %w", url, err)
+		return nil, fmt.Errorf("the admin identity (--nats-nkey, --nats-creds): %w; `rampart up` writes it to <data>/nats-keys/admin.nk", err)
+	}
+	// A refused subject surfaces as a timeout of the request it was; say
+	// what the server refused.
+	refused := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		fmt.Fprintf(n.stderr, "rampart %s: NATS: %v\n", name, err)
+	})
+	nc, err := nats.Connect(n.url, append([]nats.Option{nats.Name("rampart " + name), nats.Timeout(5 * time.Second), refused}, auth...)...)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, fmt.Errorf("NATS at %s refused the identity in %s%s: it is not the admin identity of that server (`rampart up` writes it to <data>/nats-keys/admin.nk)", n.url, id.NKeyFile, id.CredsFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s (is `rampart up` running?): %w", n.url, err)
 	}
 	return nc, nil
 }
 
-// connectEventStream connects to url for the command name and opens the
-// RAMPART stream; the caller closes the connection.
-func connectEventStream(ctx context.Context, url, name string) (*nats.Conn, jetstream.Stream, error) {
-	nc, err := connectNATS(url, name)
+// connectEventStream connects for the command name and opens the RAMPART
+// stream; the caller closes the connection.
+func (n *natsFlags) connectEventStream(ctx context.Context, name string) (*nats.Conn, jetstream.Stream, error) {
+	nc, err := n.connect(name)
 	if err != nil {
 		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
 		var s jetstream.Stream
-		if s, err = openEventStream(ctx, js, url); err == nil {
+		if s, err = openEventStream(ctx, js, n.url); err == nil {
 			return nc, s, nil
 		}
 	}
@@ -81,7 +126,7 @@ func openEventStream(ctx context.Context, js jetstream.JetStream, url string) (j
 
 func runEventsPublish(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "events publish", eventsPublishUsage)
-	natsURL := natsURLFlag(fs)
+	conn := bindNATS(e, fs)
 	files, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -114,7 +159,7 @@ func runEventsPublish(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%s: %d of %d events invalid, first %s; published none", name, len(invalid), len(evs), invalid[0])
 	}
 
-	nc, err := connectNATS(*natsURL, "events publish")
+	nc, err := conn.connect("events publish")
 	if err != nil {
 		return err
 	}
@@ -186,7 +231,7 @@ func readInput(r io.Reader, name string) ([]byte, error) {
 
 func runEventsTail(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "events tail", eventsTailUsage)
-	natsURL := natsURLFlag(fs)
+	conn := bindNATS(e, fs)
 	subject := fs.String("subject", events.SubjectPrefix+".>", "only events on subjects matching `S` (NATS wildcards)")
 	sinceArg := fs.String("since", "", "start with the events stored since `DURATION` ago (90s, 2h, 7d) or since a time (RFC 3339); default: only new events")
 	if err := parse(fs, args); err != nil {
@@ -210,7 +255,7 @@ func runEventsTail(ctx context.Context, e *env, args []string) error {
 		from = "events since " + since.UTC().Format(time.RFC3339)
 	}
 
-	nc, s, err := connectEventStream(ctx, *natsURL, "events tail")
+	nc, s, err := conn.connectEventStream(ctx, "events tail")
 	if err != nil {
 		return err
 	}
@@ -224,7 +269,7 @@ func runEventsTail(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("reading %s: %w", bus.StreamName, err)
 	}
 	defer it.Stop()
-	fmt.Fprintf(e.stderr, "tailing %s on %s from %s (Ctrl-C to stop)\n", *subject, *natsURL, from)
+	fmt.Fprintf(e.stderr, "tailing %s on %s from %s (Ctrl-C to stop)\n", *subject, conn.url, from)
 	var last uint64 // stream sequence of the last line printed
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))

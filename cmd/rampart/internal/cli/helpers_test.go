@@ -100,6 +100,10 @@ func newMesh(t *testing.T) *mesh {
 	t.Helper()
 	ns := natstest.Server(t, "")
 	b := natstest.Bus(t, ns)
+	// The commands connect as the identity in RAMPART_NATS_NKEY: here the
+	// test's, allowed everything (the admin's limits are tested in
+	// TestOperatorIdentity and in the natsauth package).
+	t.Setenv("RAMPART_NATS_NKEY", natstest.Identity(t, ns, natstest.Tester).NKeyFile)
 	return &mesh{ns: ns, url: ns.ClientURL(), bus: b, js: b.JetStream()}
 }
 

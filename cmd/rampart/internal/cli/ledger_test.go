@@ -50,6 +50,7 @@ func startLedgerWith(t *testing.T, m *mesh, opts ledgerapp.Options, refused ...s
 	}
 	sopts := service.DefaultOptions("ledger-test")
 	sopts.NATSURL = m.url
+	sopts.NATS = natstest.Identity(t, m.ns, "ledger")
 	sopts.HTTPAddr = "127.0.0.1:0"
 	h, err := service.Start(t.Context(), sopts, slog.New(slog.DiscardHandler), led)
 	if err != nil {

@@ -29,7 +29,7 @@ func init() {
 func runReplay(ctx context.Context, e *env, args []string) error {
 	now := time.Now()
 	fs := newFlags(e, "replay", replayUsage)
-	natsURL := natsURLFlag(fs)
+	conn := bindNATS(e, fs)
 	sinceArg := fs.String("since", "", "replay events stored since `DURATION|TIME` (required)")
 	untilArg := fs.String("until", "", "replay events stored before `DURATION|TIME` (default: up to the last event stored when the replay starts)")
 	subject := fs.String("subject", events.SubjectPrefix+".>", "replay only events on subjects matching `S` (NATS wildcards)")
@@ -81,7 +81,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	nc, src, err := connectEventStream(ctx, *natsURL, "replay")
+	nc, src, err := conn.connectEventStream(ctx, "replay")
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/rampartci/rampart/cmd/rampart/internal/replay"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
 // storeReplayInput stores, in this order: e1 shop, e2 web, e3 shop, a dead
@@ -194,10 +195,7 @@ func TestReplayToOtherPrefixes(t *testing.T) {
 	}
 
 	// No stream captures scratch.>: copies go to core NATS subscribers.
-	nc, err := nats.Connect(m.url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := natstest.Connect(t, m.ns)
 	defer nc.Close()
 	sub, err := nc.SubscribeSync("scratch.>")
 	if err != nil {

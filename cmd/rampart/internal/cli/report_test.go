@@ -30,6 +30,7 @@ func startNotifier(t *testing.T, m *mesh, ledgerURL, reportDir string) string {
 	}
 	sopts := service.DefaultOptions("notifier-test")
 	sopts.NATSURL = m.url
+	sopts.NATS = natstest.Identity(t, m.ns, "notifier")
 	sopts.HTTPAddr = "127.0.0.1:0"
 	h, err := service.Start(t.Context(), sopts, slog.New(slog.DiscardHandler), n)
 	if err != nil {

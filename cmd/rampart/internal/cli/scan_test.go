@@ -13,6 +13,7 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	scanner "github.com/rampartci/rampart/services/scanner/app"
 )
@@ -40,6 +41,7 @@ func newScanner(t *testing.T, m *mesh) scannerService {
 	}
 	opts := service.DefaultOptions("scanner")
 	opts.NATSURL, opts.HTTPAddr = m.url, "127.0.0.1:0"
+	opts.NATS = natstest.Identity(t, m.ns, "scanner")
 	h, err := service.Start(t.Context(), opts, slog.New(slog.DiscardHandler), app)
 	if err != nil {
 		t.Fatal(err)

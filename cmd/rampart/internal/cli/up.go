@@ -65,6 +65,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "rampart is up in %s\n", time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(e.stdout, "  NATS      %s%s\n", m.NATSURL, where)
+	fmt.Fprintf(e.stdout, "  identity  one NATS nkey per service and admin.nk for operator commands in %s (server.conf: the same for an external server)\n", m.NATSKeyDir)
 	fmt.Fprintf(e.stdout, "  HTTP      http://%s  (/healthz /readyz /metrics /ledger/ /deployer/ /hooks/)\n", m.Host.HTTPAddr())
 	fmt.Fprintln(e.stdout, "  services  ledger, scanner, deployer, watcher, notifier")
 	fmt.Fprintf(e.stdout, "  ledger    verifier key %s\n", filepath.Join(opts.DataDir, "ledger", "ledger.key.pub"))

@@ -27,6 +27,7 @@ import (
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
@@ -67,12 +68,23 @@ func addrs(t *testing.T, out interface{ String() string }) (natsURL, httpURL str
 	return natsURL, httpURL
 }
 
-func publishCommit(t *testing.T, natsURL, id string) {
+// adminConn connects to `rampart up` on data as its admin identity.
+func adminConn(t *testing.T, natsURL, data string) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
+	auth, err := natsauth.Identity{Name: natsauth.Admin, NKeyFile: filepath.Join(data, "nats-keys", "admin.nk")}.Options()
 	if err != nil {
 		t.Fatal(err)
 	}
+	nc, err := nats.Connect(natsURL, auth...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+func publishCommit(t *testing.T, natsURL, data, id string) {
+	t.Helper()
+	nc := adminConn(t, natsURL, data)
 	defer nc.Close()
 	b, err := bus.New(nc, nil)
 	if err != nil {
@@ -150,17 +162,14 @@ func TestUpServesHealthAndRecordsEvents(t *testing.T) {
 			return nil
 		})
 	}
-	publishCommit(t, natsURL, "up-1")
+	publishCommit(t, natsURL, data, "up-1")
 	waitLedger(t, httpURL, "up-1")
 
 	checkCredentials(t, data, httpURL, out.String())
 	checkOverlongApp(t, data, httpURL)
 
 	// Every service holds its durable consumer.
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := adminConn(t, natsURL, data)
 	js, _ := jetstream.New(nc)
 	for _, durable := range []string{"ledger", "scanner", "deployer", "watcher", "notifier"} {
 		if _, err := js.Consumer(t.Context(), bus.StreamName, durable); err != nil {
@@ -325,7 +334,7 @@ func TestUpSurvivesKill9(t *testing.T) {
 	data := t.TempDir()
 	cmd, out := startUpProcess(t, data)
 	natsURL, httpURL := addrs(t, out)
-	publishCommit(t, natsURL, "before-kill")
+	publishCommit(t, natsURL, data, "before-kill")
 	waitLedger(t, httpURL, "before-kill")
 
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -335,7 +344,7 @@ func TestUpSurvivesKill9(t *testing.T) {
 
 	_, out2 := startUpProcess(t, data)
 	natsURL, httpURL = addrs(t, out2)
-	publishCommit(t, natsURL, "after-kill")
+	publishCommit(t, natsURL, data, "after-kill")
 	waitLedger(t, httpURL, "before-kill", "after-kill")
 
 	c, err := client.New(httpURL, nil)
@@ -360,4 +369,58 @@ func TestUpSurvivesKill9(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The operator commands connect as the admin identity `rampart up` wrote in
+// the data directory, by default .rampart/nats-keys/admin.nk; nothing
+// connects without one.
+func TestOperatorCommandsAsAdmin(t *testing.T) {
+	work := t.TempDir()
+	t.Chdir(work)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"up", "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, nil, &out, &errOut)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	natsURL, httpURL := addrs(t, &out)
+
+	ev, err := events.NewCommit(events.Meta{ID: "op-1", Source: "/test/op", ChainID: "chain-op", App: "shop"},
+		events.Commit{Repository: "github.com/acme/shop", SHA: "sha-op-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := events.Structured(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) (int, string) {
+		var o, e bytes.Buffer
+		code := Main(t.Context(), args, bytes.NewBufferString(stdin), &o, &e)
+		return code, o.String() + e.String()
+	}
+	if code, s := run(string(doc), "events", "publish", "--nats", natsURL, "-"); code != 0 {
+		t.Fatalf("events publish: exit %d: %s", code, s)
+	}
+	waitLedger(t, httpURL, "op-1")
+	if code, s := run("", "replay", "--nats", natsURL, "--since", "1h"); code != 0 || !strings.Contains(s, "replayed") {
+		t.Fatalf("replay: exit %d: %s", code, s)
+	}
+
+	// Another identity than the admin's, or none, is refused.
+	if code, s := run(string(doc), "events", "publish", "--nats", natsURL, "--nats-nkey", filepath.Join(".rampart", "nats-keys", "notifier.nk"), "-"); code == 0 || !strings.Contains(s, "Permissions Violation") {
+		t.Fatalf("events publish as the notifier: exit 0: %s", s)
+	}
+	if code, s := run(string(doc), "events", "publish", "--nats", natsURL, "--nats-nkey", filepath.Join(work, "missing.nk"), "-"); code != 1 || !strings.Contains(s, "admin identity") {
+		t.Fatalf("events publish without a key: exit %d: %s", code, s)
+	}
+	stranger := filepath.Join(work, "stranger.nk")
+	if _, err := natsauth.EnsureKey(stranger); err != nil {
+		t.Fatal(err)
+	}
+	if code, s := run("", "events", "tail", "--nats", natsURL, "--nats-nkey", stranger); code != 1 || !strings.Contains(s, "refused") {
+		t.Fatalf("events tail with an unknown key: exit %d: %s", code, s)
+	}
 }

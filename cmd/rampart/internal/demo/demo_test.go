@@ -12,8 +12,14 @@ import (
 
 func startEnv(t *testing.T, pause time.Duration, rps int) *Env {
 	t.Helper()
+	return startEnvLogging(t, pause, rps, slog.DiscardHandler)
+}
+
+// startEnvLogging is startEnv with the services' logs going to h.
+func startEnvLogging(t *testing.T, pause time.Duration, rps int, h slog.Handler) *Env {
+	t.Helper()
 	e, err := Start(t.Context(), Config{DataDir: t.TempDir(), Pause: pause, Interval: time.Second, RPS: rps,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(h)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +36,21 @@ func (e *Env) release(t *testing.T, version string, failRatio float64) Approved 
 	}
 	if verdict.Outcome != events.OutcomePass {
 		t.Fatalf("verdict on %s: %s (%s)", version, verdict.Outcome, verdict.Reason)
+	}
+	return a
+}
+
+// canary releases v1 to 100%, then v2, and waits for v2's canary at 5%,
+// where it stays (the env's pause is an hour).
+func (e *Env) canary(t *testing.T) Approved {
+	t.Helper()
+	v1 := e.release(t, "v1", 0)
+	if err := e.PromoteThrough(t.Context(), v1, 4, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a := e.release(t, "v2", 0)
+	if err := e.WaitStep(t.Context(), a, 0, 20*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	return a
 }
@@ -102,14 +123,7 @@ func TestInjectedFailuresAreRolledBack(t *testing.T) {
 // one rollback and one page.
 func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
 	e := startEnv(t, time.Hour, 0)
-	v1 := e.release(t, "v1", 0)
-	if err := e.PromoteThrough(t.Context(), v1, 4, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	a := e.release(t, "v2", 0)
-	if err := e.WaitStep(t.Context(), a, 0, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	a := e.canary(t)
 	if err := e.waitWatcherLive(t.Context(), 20*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,12 @@ apps:
 	e.Router = e.Mesh.Deployer.RouterAddr(App)
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stop = cancel
-	if e.nc, err = nats.Connect(e.Mesh.NATSURL, nats.Name("rampart-demo")); err != nil {
+	// The demo watches and drives the mesh as its operator would.
+	auth, err := e.Mesh.Admin.Options()
+	if err != nil {
+		return nil, err
+	}
+	if e.nc, err = nats.Connect(e.Mesh.NATSURL, append(auth, nats.Name("rampart-demo"))...); err != nil {
 		return nil, err
 	}
 	if e.bus, err = bus.New(e.nc, cfg.Logger); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/embedded"
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	deployer "github.com/rampartci/rampart/services/deployer/app"
 	ledger "github.com/rampartci/rampart/services/ledger/app"
@@ -63,7 +64,16 @@ type Mesh struct {
 	// ScannerKeyFile is the scanner's verdict-signing key; its public half
 	// is ScannerKeyFile + ".pub".
 	ScannerKeyFile string
+	// NATSKeyDir holds the NATS identities: <name>.nk, the nkey seed of
+	// each service and of the admin; server.conf, the authorization block
+	// an external server needs to know them (docs/security.md).
+	NATSKeyDir string
+	// Admin is the identity of the operator commands.
+	Admin natsauth.Identity
 }
+
+// NATSKeyDir is where the mesh keeps the NATS identities of data directory dir.
+func NATSKeyDir(dir string) string { return filepath.Join(dir, "nats-keys") }
 
 // Start brings the mesh up. On error, whatever had started is stopped.
 func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err error) {
@@ -82,13 +92,24 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		}
 	}()
 
+	// Every service and the operator get their own NATS identity, made on
+	// first start and kept in the data directory.
+	m.NATSKeyDir = NATSKeyDir(opts.DataDir)
+	users, err := natsauth.EnsureKeys(m.NATSKeyDir, append(natsauth.Services(), natsauth.Admin)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(m.NATSKeyDir, "server.conf"), []byte(natsauth.ServerConfig(users)), 0o600); err != nil {
+		return nil, fmt.Errorf("NATS server configuration: %w", err)
+	}
+	m.Admin = Identity(m.NATSKeyDir, natsauth.Admin)
 	m.NATSURL = opts.NATSURL
 	if m.NATSURL == "" {
 		listen := opts.NATSListen
 		if listen == "" {
 			listen = embedded.DefaultListen
 		}
-		if m.NATS, err = embedded.Start(embedded.Options{Listen: listen, StoreDir: filepath.Join(opts.DataDir, "nats")}); err != nil {
+		if m.NATS, err = embedded.Start(embedded.Options{Listen: listen, StoreDir: filepath.Join(opts.DataDir, "nats"), Users: users}); err != nil {
 			return nil, err
 		}
 		m.NATSURL = m.NATS.ClientURL()
@@ -176,6 +197,13 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 
 	hopts := opts.Service
 	hopts.NATSURL = m.NATSURL
+	// One connection per service under its own identity; the admin
+	// creates or updates the RAMPART stream first.
+	hopts.Identities = map[string]natsauth.Identity{}
+	for _, name := range natsauth.Services() {
+		hopts.Identities[name] = Identity(m.NATSKeyDir, name)
+	}
+	hopts.Bootstrap = m.Admin
 	m.Host, err = service.Start(ctx, hopts, logger, m.Ledger, m.Scanner, m.Deployer, m.Watcher, m.Notifier)
 	if err != nil {
 		return nil, err
@@ -198,6 +226,23 @@ func (m *Mesh) Shutdown(ctx context.Context) error {
 		m.NATS.WaitForShutdown()
 	}
 	return err
+}
+
+// Identity is the identity name kept in dir: its .creds file when there is
+// one (an external server in JWT mode), its nkey seed otherwise.
+func Identity(dir, name string) natsauth.Identity {
+	id := natsauth.Identity{Name: name}
+	if creds := filepath.Join(dir, name+".creds"); fileExists(creds) {
+		id.CredsFile = creds
+	} else {
+		id.NKeyFile = natsauth.KeyFile(dir, name)
+	}
+	return id
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // secretFile returns path, first writing a random secret there (mode 0600)
