@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 )
@@ -97,7 +98,9 @@ func TestListenerRule(t *testing.T) {
 func TestHostServesTLS(t *testing.T) {
 	certFile, keyFile, cert := selfSigned(t)
 	o := service.DefaultOptions("test")
-	o.NATSURL, o.HTTPAddr, o.TLSCertFile, o.TLSKeyFile = natstest.Server(t, "").ClientURL(), "127.0.0.1:0", certFile, keyFile
+	ns := natstest.Server(t, "")
+	o.NATSURL, o.HTTPAddr, o.TLSCertFile, o.TLSKeyFile = ns.ClientURL(), "127.0.0.1:0", certFile, keyFile
+	o.NATS = natstest.Identity(t, ns, natsauth.Admin)
 	h, err := service.Start(t.Context(), o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
