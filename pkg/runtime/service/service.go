@@ -198,6 +198,11 @@ func (h *Host) dial(name string, id natsauth.Identity) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	secure, err := h.opts.NATSTLS.Options()
+	if err != nil {
+		return nil, err
+	}
+	auth = append(auth, secure...)
 	logger := h.log.With("nats", name)
 	nc, err := nats.Connect(h.opts.NATSURL, append([]nats.Option{
 		nats.Name(name),
