@@ -97,7 +97,9 @@ func TestListenerRule(t *testing.T) {
 func TestHostServesTLS(t *testing.T) {
 	certFile, keyFile, cert := selfSigned(t)
 	o := service.DefaultOptions("test")
-	o.NATSURL, o.HTTPAddr, o.TLSCertFile, o.TLSKeyFile = natstest.Server(t, "").ClientURL(), "127.0.0.1:0", certFile, keyFile
+	ns := natstest.Server(t, "")
+	o.NATSURL, o.HTTPAddr, o.TLSCertFile, o.TLSKeyFile = ns.ClientURL(), "127.0.0.1:0", certFile, keyFile
+	o.NATS = natstest.Identity(t, ns, natstest.Tester)
 	h, err := service.Start(t.Context(), o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

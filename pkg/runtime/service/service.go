@@ -80,9 +80,10 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 		return nil, err
 	}
 	h = &Host{opts: opts, log: logger, serveErr: make(chan error, 1)}
+	started := h // h is nil once an error is returned
 	defer func() {
 		if err != nil {
-			_ = h.Shutdown(context.Background())
+			_ = started.Shutdown(context.Background())
 		}
 	}()
 
