@@ -74,7 +74,7 @@ func TestHostOverNATSTLS(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "certificate"},                        // the system's roots do not know the CA
+		{nil, "certificate"},                         // the system's roots do not know the CA
 		{[]string{"--nats-ca", files.CA}, "connect"}, // no client certificate
 		{[]string{"--nats-ca", files.CA, "--nats-cert", cert}, "--nats-cert and --nats-key go together"},
 		{[]string{"--nats-ca", filepath.Join(dir, "missing.crt")}, "--nats-ca"},
