@@ -29,6 +29,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
@@ -418,6 +419,16 @@ func TestOperatorCommandsAsAdmin(t *testing.T) {
 	}
 	if code, s := run("", "ledger", "verify", "--server", httpURL, "--ca-file", filepath.Join(work, ".rampart", "nats-keys", "server.conf")); code != 2 || !strings.Contains(s, "--ca-file") {
 		t.Fatalf("ledger verify with a file that holds no CA: exit %d: %s", code, s)
+	}
+	other, err := tlsgen.Ensure(filepath.Join(work, "other-ca"), tlsgen.LocalHosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, s := run("", "events", "tail", "--nats", natsURL, "--ca-file", other.CA); code != 1 || !strings.Contains(s, "not signed by a CA this command trusts") {
+		t.Fatalf("events tail trusting another CA: exit %d: %s", code, s)
+	}
+	if code, s := run("", "rollout", "list", "--server", httpURL, "--ca-file", other.CA); code != 1 || !strings.Contains(s, "certificate signed by unknown authority") {
+		t.Fatalf("rollout list trusting another CA: exit %d: %s", code, s)
 	}
 
 	// Another identity than the admin's, or none, is refused.
