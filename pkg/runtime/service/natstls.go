@@ -21,7 +21,8 @@ type NATSTLS struct {
 // IsZero reports whether no TLS file is set.
 func (t NATSTLS) IsZero() bool { return t == NATSTLS{} }
 
-func (t *NATSTLS) bindFlags(fs *flag.FlagSet) {
+// BindFlags registers --nats-ca, --nats-cert and --nats-key on fs.
+func (t *NATSTLS) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&t.CAFile, "nats-ca", t.CAFile, "PEM CA `FILE` the NATS server's certificate must be signed by (requires TLS)")
 	fs.StringVar(&t.CertFile, "nats-cert", t.CertFile, "PEM client certificate `FILE` for mutual TLS with the NATS server (with --nats-key)")
 	fs.StringVar(&t.KeyFile, "nats-key", t.KeyFile, "PEM private key `FILE` of --nats-cert")

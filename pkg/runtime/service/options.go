@@ -57,7 +57,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Stream.Replicas, "stream-replicas", o.Stream.Replicas, "RAMPART stream replicas (1 embedded, 3 in a cluster)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long a graceful shutdown may take")
 	o.bindListenFlags(fs)
-	o.NATSTLS.bindFlags(fs)
+	o.NATSTLS.BindFlags(fs)
 }
 
 // DefaultOptions are the options of a service on the embedded default.

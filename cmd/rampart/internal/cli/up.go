@@ -33,9 +33,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	plainHTTP := fs.Bool("plain-http", false, "serve plain HTTP instead of HTTPS with the generated certificate (loopback only, unless --insecure-listen)")
 	fs.StringVar(&opts.Service.TLSCertFile, "tls-cert", "", "PEM certificate of the HTTPS listener instead of the generated one (with --tls-key)")
 	fs.StringVar(&opts.Service.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&opts.Service.NATSTLS.CAFile, "nats-ca", "", "with --nats: PEM CA `FILE` the server's certificate must be signed by (requires TLS)")
-	fs.StringVar(&opts.Service.NATSTLS.CertFile, "nats-cert", "", "with --nats: PEM client certificate `FILE` for mutual TLS (with --nats-key)")
-	fs.StringVar(&opts.Service.NATSTLS.KeyFile, "nats-key", "", "with --nats: PEM private key `FILE` of --nats-cert")
+	opts.Service.NATSTLS.BindFlags(fs) // with --nats: --nats-ca, --nats-cert, --nats-key
 	fs.DurationVar(&opts.Service.Stream.MaxAge, "stream-max-age", opts.Service.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
 	fs.DurationVar(&opts.Ledger.CheckpointInterval, "checkpoint-interval", time.Second, "most often the ledger signs a checkpoint")
 	opts.Ledger.BindTrustFlags(fs) // --ledger-checkpoint-file, --ledger-witness, --ledger-accept-new-log
