@@ -39,26 +39,8 @@ func TestExternalServerWithMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	doc := fmt.Sprintf("listen: 127.0.0.1:-1\njetstream { store_dir: %q }\ntls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n%s",
-		t.TempDir(), files.Cert, files.Key, files.CA, natsauth.ServerConfig(users))
-	if err := os.WriteFile(conf, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.NoSigs, opts.NoLog = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	ns := externalServer(t, fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n%s",
+		files.Cert, files.Key, files.CA, natsauth.ServerConfig(users)))
 
 	start := func(tls service.NATSTLS) (*mesh.Mesh, error) {
 		svc := service.DefaultOptions("mesh-test")
@@ -107,4 +89,30 @@ func TestExternalServerWithMutualTLS(t *testing.T) {
 			t.Errorf("client %s is not on TLS", c.Name)
 		}
 	}
+}
+
+// externalServer runs a nats-server from a configuration file: a loopback
+// listener, JetStream, and conf.
+func externalServer(t *testing.T, conf string) *server.Server {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "nats.conf")
+	doc := fmt.Sprintf("listen: 127.0.0.1:-1\njetstream { store_dir: %q }\n%s", t.TempDir(), conf)
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	return ns
 }
