@@ -4,6 +4,7 @@
 package embedded
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -33,6 +34,16 @@ type Options struct {
 	// its nkey and limited to its permissions (natsauth.EnsureKeys). At
 	// least one is required: the server never accepts anonymous clients.
 	Users []natsauth.User
+	// TLS, when set, makes the server require TLS of every client, with
+	// this configuration (tlsgen.ServerConfig); with ClientAuth
+	// RequireAndVerifyClientCert clients must also present a certificate
+	// its ClientCAs signed (mutual TLS). Clients still authenticate with
+	// their nkey.
+	TLS *tls.Config
+	// Cluster, when set, makes the server a node of a cluster (cluster.go).
+	Cluster *Cluster
+	// Logger, when set, receives the server's log (notices and errors).
+	Logger server.Logger
 }
 
 // Start runs a server and waits until it accepts clients.
@@ -74,18 +85,29 @@ func Start(opts Options) (*server.Server, error) {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 10 * time.Second
 	}
-	ns, err := server.NewServer(&server.Options{
+	sopts := &server.Options{
 		ServerName: opts.Name,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   opts.StoreDir,
 		NoSigs:     true,
-		NoLog:      true,
+		NoLog:      opts.Logger == nil,
 		Nkeys:      nkeys,
-	})
+		TLSConfig:  opts.TLS,
+		TLSVerify:  opts.TLS != nil && opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert,
+	}
+	if opts.Cluster != nil {
+		if err := opts.Cluster.apply(sopts); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	if opts.Logger != nil {
+		ns.SetLoggerV2(opts.Logger, false, false, false)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(opts.ReadyTimeout) {

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 )
@@ -100,7 +99,7 @@ func TestHostServesTLS(t *testing.T) {
 	o := service.DefaultOptions("test")
 	ns := natstest.Server(t, "")
 	o.NATSURL, o.HTTPAddr, o.TLSCertFile, o.TLSKeyFile = ns.ClientURL(), "127.0.0.1:0", certFile, keyFile
-	o.NATS = natstest.Identity(t, ns, natsauth.Admin)
+	o.NATS = natstest.Identity(t, ns, natstest.Tester)
 	h, err := service.Start(t.Context(), o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

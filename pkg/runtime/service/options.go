@@ -23,6 +23,9 @@ type Options struct {
 	// NATS is the identity of the host's connection (--nats-nkey or
 	// --nats-creds); Rampart's NATS refuses anonymous clients.
 	NATS natsauth.Identity
+	// NATSTLS is the TLS of every NATS connection (--nats-ca, --nats-cert,
+	// --nats-key; natstls.go).
+	NATSTLS NATSTLS
 	// Identities, when set, give each component (by Name) its own
 	// connection under its own identity instead of one shared connection:
 	// `rampart up` runs every service under its own permissions.
@@ -54,6 +57,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Stream.Replicas, "stream-replicas", o.Stream.Replicas, "RAMPART stream replicas (1 embedded, 3 in a cluster)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long a graceful shutdown may take")
 	o.bindListenFlags(fs)
+	o.NATSTLS.BindFlags(fs)
 }
 
 // DefaultOptions are the options of a service on the embedded default.
@@ -75,6 +79,9 @@ func (o Options) Validate() error {
 	}
 	if o.NATS.NKeyFile != "" && o.NATS.CredsFile != "" {
 		return errors.New("--nats-nkey and --nats-creds: give one identity, not both")
+	}
+	if err := o.NATSTLS.Check(); err != nil {
+		return err
 	}
 	if _, _, err := net.SplitHostPort(o.HTTPAddr); err != nil {
 		return fmt.Errorf("--http %q: %v", o.HTTPAddr, err)

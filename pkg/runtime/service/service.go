@@ -80,9 +80,10 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 		return nil, err
 	}
 	h = &Host{opts: opts, log: logger, serveErr: make(chan error, 1)}
+	started := h // h is nil once an error is returned
 	defer func() {
 		if err != nil {
-			_ = h.Shutdown(context.Background())
+			_ = started.Shutdown(context.Background())
 		}
 	}()
 
@@ -198,6 +199,11 @@ func (h *Host) dial(name string, id natsauth.Identity) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	secure, err := h.opts.NATSTLS.Options()
+	if err != nil {
+		return nil, err
+	}
+	auth = append(auth, secure...)
 	logger := h.log.With("nats", name)
 	nc, err := nats.Connect(h.opts.NATSURL, append([]nats.Option{
 		nats.Name(name),

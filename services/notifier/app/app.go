@@ -23,6 +23,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
 	"github.com/rampartci/rampart/services/notifier/internal/dispatch"
 	"github.com/rampartci/rampart/services/notifier/internal/incident"
 	"github.com/rampartci/rampart/services/notifier/internal/notify"
@@ -54,6 +55,9 @@ type Options struct {
 	// LedgerURL is the base URL of the ledger's query API (the ledger
 	// host's HTTP address), where rollback reports read the release's chain.
 	LedgerURL string
+	// LedgerCAFile, when set, is a PEM CA the ledger's HTTPS certificate
+	// may be signed by, besides the system's roots (`rampart up`'s CA).
+	LedgerCAFile string
 	// LedgerWait is how long one delivery of a rollback, once paged, waits
 	// for the ledger to record it before the message is retried later.
 	LedgerWait time.Duration
@@ -102,6 +106,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.PolicyReload, "policy-reload", o.PolicyReload, "how often the policy file is checked for changes")
 	fs.StringVar(&o.ReportDir, "report-dir", o.ReportDir, "directory that also receives each rollback report as <rollout>.md and <rollout>.json")
 	fs.StringVar(&o.LedgerURL, "ledger-url", o.LedgerURL, "base URL of the ledger's query API (the ledger's HTTP address)")
+	fs.StringVar(&o.LedgerCAFile, "ledger-ca", o.LedgerCAFile, "PEM CA `FILE` trusted for an https --ledger-url, besides the system's roots")
 	fs.DurationVar(&o.LedgerWait, "ledger-wait", o.LedgerWait, "how long a rollback waits for the ledger to record it before it is retried")
 	fs.DurationVar(&o.IncidentLease, "incident-lease", o.IncidentLease, "how long an instance's claim on an incident holds before another may take over")
 	fs.IntVar(&o.Replicas, "kv-replicas", o.Replicas, "replicas of the notifier's key-value buckets (1 embedded, 3 in a cluster)")
@@ -190,7 +195,11 @@ func New(opts Options) (*App, error) {
 // Options.LedgerURL: `rampart up` learns its own HTTP address, where its
 // ledger serves, only once its host listens.
 func (a *App) UseLedger(url string) error {
-	c, err := client.New(url, &http.Client{Timeout: ledgerTimeout})
+	hc, err := tlsgen.HTTPClient(a.opts.LedgerCAFile, ledgerTimeout)
+	if err != nil {
+		return fmt.Errorf("notifier: --ledger-ca: %w", err)
+	}
+	c, err := client.New(url, hc)
 	if err != nil {
 		return fmt.Errorf("notifier: ledger: %w", err)
 	}

@@ -586,7 +586,7 @@ func TestOptions(t *testing.T) {
 	if o.PolicyFile != "rampart.yaml" || o.ReportDir != "reports" || o.LedgerWait != 3*time.Second {
 		t.Errorf("options = %+v", o)
 	}
-	for _, bad := range []Options{{LedgerWait: time.Hour}, {Replicas: 2}, {RetryAttempts: -1}, {LedgerURL: "ledger:8080"}} {
+	for _, bad := range []Options{{LedgerWait: time.Hour}, {Replicas: 2}, {RetryAttempts: -1}, {LedgerURL: "ledger:8080"}, {LedgerCAFile: "missing-ca.crt"}} {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) accepted", bad)
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +44,7 @@ func init() {
 type natsFlags struct {
 	url    string
 	id     natsauth.Identity
+	caFile *string
 	stderr io.Writer
 }
 
@@ -52,6 +54,7 @@ func bindNATS(e *env, fs *flag.FlagSet) *natsFlags {
 	fs.StringVar(&n.url, "nats", DefaultNATS, "NATS server `URL`")
 	fs.StringVar(&n.id.NKeyFile, "nats-nkey", "", "nkey seed `FILE` of the admin identity (env "+service.EnvName("nats-nkey")+"; default "+defaultAdminKey+", written by rampart up)")
 	fs.StringVar(&n.id.CredsFile, "nats-creds", "", ".creds `FILE` of the admin identity, instead of --nats-nkey (env "+service.EnvName("nats-creds")+")")
+	n.caFile = bindCA(fs)
 	return n
 }
 
@@ -79,6 +82,11 @@ func (n *natsFlags) connect(name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the admin identity (--nats-nkey, --nats-creds): %w; `rampart up` writes it to <data>/nats-keys/admin.nk", err)
 	}
+	trust, err := natsTrust(*n.caFile)
+	if err != nil {
+		return nil, err
+	}
+	auth = append(auth, trust)
 	// A refused subject surfaces as a timeout of the request it was; say
 	// what the server refused.
 	refused := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -87,6 +95,10 @@ func (n *natsFlags) connect(name string) (*nats.Conn, error) {
 	nc, err := nats.Connect(n.url, append([]nats.Option{nats.Name("rampart " + name), nats.Timeout(5 * time.Second), refused}, auth...)...)
 	if errors.Is(err, nats.ErrAuthorization) {
 		return nil, fmt.Errorf("NATS at %s refused the identity in %s%s: it is not the admin identity of that server (`rampart up` writes it to <data>/nats-keys/admin.nk)", n.url, id.NKeyFile, id.CredsFile)
+	}
+	var unknownCA x509.UnknownAuthorityError
+	if errors.As(err, &unknownCA) {
+		return nil, fmt.Errorf("NATS at %s: its certificate is not signed by a CA this command trusts (--ca-file %q; `rampart up` writes <data>/tls/ca.crt): %w", n.url, *n.caFile, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s (is `rampart up` running?): %w", n.url, err)

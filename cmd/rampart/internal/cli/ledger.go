@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
@@ -27,9 +28,23 @@ func init() {
 	register("ledger show", "print the ledger entries of one release (chainId), in order", runLedgerShow)
 }
 
-// ledgerServerFlag is the ledger's HTTP address, where it serves /ledger/.
-func ledgerServerFlag(fs *flag.FlagSet) *string {
-	return fs.String("server", defaultServer, "the ledger's HTTP `URL` (rampart up serves it)")
+// ledgerServerFlag is the ledger's HTTP address, where it serves /ledger/,
+// and the CA its certificate may be signed by (--ca-file).
+func ledgerServerFlag(fs *flag.FlagSet) (server, ca *string) {
+	return fs.String("server", defaultServer, "the ledger's HTTP `URL` (rampart up serves it)"), bindCA(fs)
+}
+
+// ledgerClient is a client of the ledger at server, trusting ca.
+func ledgerClient(server, ca string) (*client.Client, error) {
+	hc, err := httpClient(ca, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(server, hc)
+	if err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
+	}
+	return c, nil
 }
 
 // verifiedFileName is the file, beside the key by default, where `ledger
@@ -47,7 +62,7 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 		"(--verified-checkpoint, outside the ledger) and fails, naming both tree heads, when\n"+
 		"the ledger's tree is smaller than that one or does not extend it (a consistency\n"+
 		"proof fails): the ledger's streams were deleted, truncated or rewritten.")
-	server := ledgerServerFlag(fs)
+	server, ca := ledgerServerFlag(fs)
 	keyFile := fs.String("key", defaultLedgerKey, "the ledger's verifier key `FILE` (the .pub beside the ledger key)")
 	verifiedFile := fs.String("verified-checkpoint", "", "`FILE` keeping the last checkpoint verified (default: "+verifiedFileName+" beside --key)")
 	if err := parse(fs, args); err != nil {
@@ -68,9 +83,9 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--verified-checkpoint: %w (a checkpoint of another ledger? give this ledger its own file)", err)
 	}
-	c, err := client.New(*server, nil)
+	c, err := ledgerClient(*server, *ca)
 	if err != nil {
-		return fmt.Errorf("--server: %w", err)
+		return err
 	}
 	res, err := c.Verify(ctx, v)
 	var verr *verify.Error
@@ -156,7 +171,7 @@ func runLedgerShow(ctx context.Context, e *env, args []string) error {
 		"Prints the ledger entries of one release, those whose event carries chainId ID,\n"+
 		"in ledger order: index, recorded time, type, event id and subject. It does not\n"+
 		"check signatures: run `rampart ledger verify` for that.")
-	server := ledgerServerFlag(fs)
+	server, ca := ledgerServerFlag(fs)
 	chain := fs.String("chain", "", "the release's correlation `ID` (CDEvents chainId; required)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -167,9 +182,9 @@ func runLedgerShow(ctx context.Context, e *env, args []string) error {
 	if *chain == "" {
 		return fmt.Errorf("%w: --chain is required", errUsage)
 	}
-	c, err := client.New(*server, nil)
+	c, err := ledgerClient(*server, *ca)
 	if err != nil {
-		return fmt.Errorf("--server: %w", err)
+		return err
 	}
 	entries, err := c.Chain(ctx, *chain)
 	if errors.Is(err, client.ErrNotFound) || err == nil && len(entries) == 0 {

@@ -23,6 +23,7 @@ func runReportRollback(ctx context.Context, e *env, args []string) error {
 		"the versions, the trigger with its values and thresholds, the traffic at abort,\n"+
 		"the release's timeline from the ledger (with each event's ledger index) and its scans.")
 	server := fs.String("server", defaultServer, "the notifier's HTTP `URL` (rampart up serves it)")
+	ca := bindCA(fs)
 	format := fs.String("format", notifier.FormatMarkdown, "output `format`: md (Markdown) or json")
 	ids, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -43,7 +44,11 @@ func runReportRollback(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	hc, err := httpClient(*ca, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach the notifier at %s (is `rampart up` running?): %w", *server, err)
 	}

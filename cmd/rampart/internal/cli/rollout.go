@@ -13,7 +13,7 @@ import (
 	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
-const defaultServer = "http://127.0.0.1:8080"
+const defaultServer = "https://127.0.0.1:8080"
 
 func init() {
 	register("rollout list", "list rollouts, newest first", func(ctx context.Context, e *env, args []string) error {
@@ -54,6 +54,7 @@ func runRollout(ctx context.Context, e *env, action string, args []string) error
 		fs.StringVar(&reason, "reason", "", "why, recorded with the rollout")
 	}
 	asJSON := fs.Bool("json", false, "print the API's JSON")
+	ca := bindCA(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -71,7 +72,11 @@ func runRollout(ctx context.Context, e *env, action string, args []string) error
 		return fmt.Errorf("the operator API's %s token: %w (start `rampart up`, or pass --token-file)", role, err)
 	}
 	token := strings.TrimSpace(string(b))
-	client, err := adminapi.NewClient(*server, token, nil)
+	hc, err := httpClient(*ca, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	client, err := adminapi.NewClient(*server, token, hc)
 	if err != nil {
 		return fmt.Errorf("%w: --server %q is not an http(s) URL", errUsage, *server)
 	}

@@ -25,11 +25,11 @@ func TestRolloutCommands(t *testing.T) {
 	if err := e.WaitStep(t.Context(), a, 0, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	server := "http://" + e.Mesh.Host.HTTPAddr()
+	server := e.Mesh.HTTPURL()
 	run := func(args ...string) (int, string, string) {
 		var out, errOut syncBuffer
 		if !slices.Contains(args, "--server") {
-			args = append(args, "--server", server)
+			args = append(args, "--server", server, "--ca-file", e.Mesh.CAFile)
 		}
 		if !slices.Contains(args, "--token-file") {
 			role := "operator"

@@ -22,7 +22,7 @@ func init() {
 }
 
 // defaultScannerURL is where `rampart up` serves the scanner's routes.
-const defaultScannerURL = "http://127.0.0.1:8080"
+const defaultScannerURL = "https://127.0.0.1:8080"
 
 // sarifAnswer is the scanner's 202 answer to POST /hooks/sarif.
 type sarifAnswer struct {
@@ -50,6 +50,7 @@ func runScanSARIF(ctx context.Context, e *env, args []string) error {
 	app := fs.String("app", "", "`APP` the verdict is about (its event subject)")
 	pr := fs.Int("pr", 0, "pull request `N`, if the commit is a pull request's head")
 	server := fs.String("scanner", defaultScannerURL, "the scanner's HTTP `URL` (rampart up serves it)")
+	ca := bindCA(fs)
 	token := policy.Secret{File: filepath.Join(".rampart", "scanner", "sarif.token")}
 	var secrets service.SecretFlags
 	secrets.Var(fs, &token, "token", "bearer token of the scanner's /hooks/sarif (rampart up writes "+token.File+")")
@@ -94,7 +95,11 @@ func runScanSARIF(ctx context.Context, e *env, args []string) error {
 	}
 	req.Header.Set("Content-Type", "application/sarif+json")
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	hc, err := httpClient(*ca, time.Minute)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("scanner: %w", err)
 	}

@@ -20,13 +20,20 @@ func init() {
 }
 
 func runUp(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "up", "[--data DIR] [--nats-listen ADDR | --nats URL] [--http ADDR [--insecure-listen]] [--policy FILE]")
+	fs := newFlags(e, "up", "[--data DIR] [--nats-listen ADDR | --nats URL [--nats-ca FILE] [--nats-cert FILE --nats-key FILE]] [--http ADDR] [--plain-http] [--policy FILE]")
 	opts := mesh.Options{Service: service.DefaultOptions("rampart-up")}
 	fs.StringVar(&opts.DataDir, "data", ".rampart", "data directory: JetStream store, keys, webhook secrets, reports; survives restarts")
 	fs.StringVar(&opts.NATSListen, "nats-listen", embedded.DefaultListen, "address of the embedded NATS server (loopback only)")
 	fs.StringVar(&opts.NATSURL, "nats", "", "connect to this NATS server instead of embedding one")
 	fs.StringVar(&opts.Service.HTTPAddr, "http", opts.Service.HTTPAddr, "HTTP address for /healthz, /readyz, /metrics and the services' routes")
 	fs.BoolVar(&opts.Service.InsecureListen, "insecure-listen", false, "allow a non-loopback --http address in plain HTTP (only behind a TLS-terminating proxy)")
+	// TLS: the embedded NATS server always requires it, with certificates
+	// generated in <data>/tls; the HTTP listener serves HTTPS with them
+	// unless --plain-http, or with --tls-cert/--tls-key of your own.
+	plainHTTP := fs.Bool("plain-http", false, "serve plain HTTP instead of HTTPS with the generated certificate (loopback only, unless --insecure-listen)")
+	fs.StringVar(&opts.Service.TLSCertFile, "tls-cert", "", "PEM certificate of the HTTPS listener instead of the generated one (with --tls-key)")
+	fs.StringVar(&opts.Service.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	opts.Service.NATSTLS.BindFlags(fs) // with --nats: --nats-ca, --nats-cert, --nats-key
 	fs.DurationVar(&opts.Service.Stream.MaxAge, "stream-max-age", opts.Service.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
 	fs.DurationVar(&opts.Ledger.CheckpointInterval, "checkpoint-interval", time.Second, "most often the ledger signs a checkpoint")
 	opts.Ledger.BindTrustFlags(fs) // --ledger-checkpoint-file, --ledger-witness, --ledger-accept-new-log
@@ -41,6 +48,13 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
+	}
+	opts.HTTPS = !*plainHTTP
+	if opts.NATSURL == "" && !opts.Service.NATSTLS.IsZero() {
+		return fmt.Errorf("%w: --nats-ca, --nats-cert and --nats-key are for an external server (--nats); the embedded one uses <data>/tls", errUsage)
+	}
+	if *plainHTTP && opts.Service.TLSCertFile != "" {
+		return fmt.Errorf("%w: --plain-http and --tls-cert: choose one", errUsage)
 	}
 	if err := opts.Service.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -66,7 +80,8 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "rampart is up in %s\n", time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(e.stdout, "  NATS      %s%s\n", m.NATSURL, where)
 	fmt.Fprintf(e.stdout, "  identity  one NATS nkey per service and admin.nk for operator commands in %s (server.conf: the same for an external server)\n", m.NATSKeyDir)
-	fmt.Fprintf(e.stdout, "  HTTP      http://%s  (/healthz /readyz /metrics /ledger/ /deployer/ /hooks/)\n", m.Host.HTTPAddr())
+	fmt.Fprintf(e.stdout, "  HTTP      %s  (/healthz /readyz /metrics /ledger/ /deployer/ /hooks/)\n", m.HTTPURL())
+	fmt.Fprintf(e.stdout, "  TLS       CA %s signed the NATS and HTTPS certificates in %s; rampart commands trust it (--ca-file)\n", m.CAFile, m.TLSDir)
 	fmt.Fprintln(e.stdout, "  services  ledger, scanner, deployer, watcher, notifier")
 	fmt.Fprintf(e.stdout, "  ledger    verifier key %s\n", filepath.Join(opts.DataDir, "ledger", "ledger.key.pub"))
 	fmt.Fprintf(e.stdout, "  scanner   verdict key %s.pub\n", m.ScannerKeyFile)

@@ -29,6 +29,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
@@ -50,8 +51,8 @@ func (b *syncBuffer) String() string {
 }
 
 var (
-	natsLine = regexp.MustCompile(`NATS\s+(nats://\S+)`)
-	httpLine = regexp.MustCompile(`HTTP\s+(http://\S+)`)
+	natsLine = regexp.MustCompile(`NATS\s+((?:nats|tls)://\S+)`)
+	httpLine = regexp.MustCompile(`HTTP\s+(https?://\S+)`)
 )
 
 // addrs waits for `rampart up` to print its addresses.
@@ -65,6 +66,7 @@ func addrs(t *testing.T, out interface{ String() string }) (natsURL, httpURL str
 		natsURL, httpURL = n[1], h[1]
 		return nil
 	})
+	trustPrintedCA(t, out.String(), httpURL)
 	return natsURL, httpURL
 }
 
@@ -75,7 +77,7 @@ func adminConn(t *testing.T, natsURL, data string) *nats.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(natsURL, auth...)
+	nc, err := nats.Connect(natsURL, append(auth, nats.RootCAs(filepath.Join(data, "tls", "ca.crt")))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func publishCommit(t *testing.T, natsURL, data, id string) {
 func waitLedger(t *testing.T, httpURL string, ids ...string) {
 	t.Helper()
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		resp, err := http.Get(httpURL + "/ledger/entries?from=0")
+		resp, err := clientFor(httpURL).Get(httpURL + "/ledger/entries?from=0")
 		if err != nil {
 			return err
 		}
@@ -147,7 +149,7 @@ func TestUpServesHealthAndRecordsEvents(t *testing.T) {
 
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
 		natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-			resp, err := http.Get(httpURL + path)
+			resp, err := clientFor(httpURL).Get(httpURL + path)
 			if err != nil {
 				return err
 			}
@@ -209,7 +211,7 @@ func post(t *testing.T, url string, header http.Header, body []byte) (int, strin
 	}
 	req.Header = header
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := clientFor(url).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +274,7 @@ func checkOverlongApp(t *testing.T, data, httpURL string) {
 	if code, body := alert("d1", strings.Repeat("a", 5000)); code != http.StatusOK || !strings.Contains(body, `"ignored"`) || !strings.Contains(body, "(5000 bytes)") {
 		t.Fatalf("5,000-character app: %d %.300s", code, body)
 	}
-	resp, err := http.Get(httpURL + "/readyz")
+	resp, err := clientFor(httpURL).Get(httpURL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +349,7 @@ func TestUpSurvivesKill9(t *testing.T) {
 	publishCommit(t, natsURL, data, "after-kill")
 	waitLedger(t, httpURL, "before-kill", "after-kill")
 
-	c, err := client.New(httpURL, nil)
+	c, err := client.New(httpURL, clientFor(httpURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,6 +409,26 @@ func TestOperatorCommandsAsAdmin(t *testing.T) {
 	waitLedger(t, httpURL, "op-1")
 	if code, s := run("", "replay", "--nats", natsURL, "--since", "1h"); code != 0 || !strings.Contains(s, "replayed") {
 		t.Fatalf("replay: exit %d: %s", code, s)
+	}
+	// Over HTTPS the commands trust .rampart/tls/ca.crt by default, and
+	// only the CA they are given.
+	for _, args := range [][]string{{"ledger", "verify"}, {"rollout", "list"}} {
+		if code, s := run("", append(args, "--server", httpURL)...); code != 0 {
+			t.Fatalf("%v with the default CA: exit %d: %s", args, code, s)
+		}
+	}
+	if code, s := run("", "ledger", "verify", "--server", httpURL, "--ca-file", filepath.Join(work, ".rampart", "nats-keys", "server.conf")); code != 2 || !strings.Contains(s, "--ca-file") {
+		t.Fatalf("ledger verify with a file that holds no CA: exit %d: %s", code, s)
+	}
+	other, err := tlsgen.Ensure(filepath.Join(work, "other-ca"), tlsgen.LocalHosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, s := run("", "events", "tail", "--nats", natsURL, "--ca-file", other.CA); code != 1 || !strings.Contains(s, "not signed by a CA this command trusts") {
+		t.Fatalf("events tail trusting another CA: exit %d: %s", code, s)
+	}
+	if code, s := run("", "rollout", "list", "--server", httpURL, "--ca-file", other.CA); code != 1 || !strings.Contains(s, "certificate signed by unknown authority") {
+		t.Fatalf("rollout list trusting another CA: exit %d: %s", code, s)
 	}
 
 	// Another identity than the admin's, or none, is refused.

@@ -96,7 +96,7 @@ func (e *Env) get(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	return do(req, nil)
+	return do(e.Mesh.HTTPClient, req, nil)
 }
 
 func (e *Env) post(ctx context.Context, path string, body []byte, headers map[string]string) error {
@@ -114,7 +114,7 @@ func (e *Env) postAs(ctx context.Context, path string, body []byte, contentType 
 
 // postJSON posts body to the mesh's HTTP path and decodes the answer into out.
 func (e *Env) postJSON(ctx context.Context, path string, body []byte, headers map[string]string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+e.Mesh.Host.HTTPAddr()+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.Mesh.HTTPURL()+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -122,11 +122,11 @@ func (e *Env) postJSON(ctx context.Context, path string, body []byte, headers ma
 	for k, v := range headers { // may replace the content type
 		req.Header.Set(k, v)
 	}
-	return do(req, out)
+	return do(e.Mesh.HTTPClient, req, out)
 }
 
-func do(req *http.Request, out any) error {
-	resp, err := http.DefaultClient.Do(req)
+func do(hc *http.Client, req *http.Request, out any) error {
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func do(req *http.Request, out any) error {
 // an alert about the canary would match nothing live.
 func (e *Env) waitWatcherLive(ctx context.Context, timeout time.Duration) error {
 	return waitUntil(ctx, timeout, "the watcher to see the live canary", func() bool {
-		resp, err := http.Get("http://" + e.Mesh.Host.HTTPAddr() + "/metrics")
+		resp, err := e.Mesh.HTTPClient.Get(e.Mesh.HTTPURL() + "/metrics")
 		if err != nil {
 			return false
 		}

@@ -61,7 +61,7 @@ func TestForgedAnomalyIsRefused(t *testing.T) {
 		return err
 	}
 
-	nc, err := nats.Connect(e.Mesh.NATSURL, nats.MaxReconnects(0))
+	nc, err := nats.Connect(e.Mesh.NATSURL, nats.MaxReconnects(0), nats.RootCAs(e.Mesh.CAFile))
 	if err == nil {
 		t.Errorf("an anonymous client connected; its forged anomaly: %v", publish(nc))
 		nc.Close()
@@ -73,7 +73,7 @@ func TestForgedAnomalyIsRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc, err := nats.Connect(e.Mesh.NATSURL, append(auth, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))...)
+		nc, err := nats.Connect(e.Mesh.NATSURL, append(auth, nats.RootCAs(e.Mesh.CAFile), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))...)
 		if err != nil {
 			t.Fatal(err)
 		}

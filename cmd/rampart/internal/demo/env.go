@@ -127,6 +127,7 @@ apps:
 		DataDir:    cfg.DataDir,
 		NATSListen: "127.0.0.1:0",
 		Service:    svc,
+		HTTPS:      true, // as `rampart up`: the demo's requests trust the mesh's CA
 		Policy:     policy.StoreOf(e.policy),
 		Deployer:   deployer.Options{Workload: e.work},
 		// The demo's repositories are file:// ones on this machine.
@@ -143,7 +144,7 @@ apps:
 	if err != nil {
 		return nil, err
 	}
-	if e.nc, err = nats.Connect(e.Mesh.NATSURL, append(auth, nats.Name("rampart-demo"))...); err != nil {
+	if e.nc, err = nats.Connect(e.Mesh.NATSURL, append(auth, nats.Name("rampart-demo"), nats.RootCAs(e.Mesh.CAFile))...); err != nil {
 		return nil, err
 	}
 	if e.bus, err = bus.New(e.nc, cfg.Logger); err != nil {

@@ -93,7 +93,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 		return err
 	}
 	defer e.Close()
-	tl.printf("%-10s NATS %s, HTTP http://%s, OCI registry %s", "up", e.Mesh.NATSURL, e.Mesh.Host.HTTPAddr(), e.Registry)
+	tl.printf("%-10s NATS %s, HTTP %s, OCI registry %s", "up", e.Mesh.NATSURL, e.Mesh.HTTPURL(), e.Registry)
 
 	const wait = 45 * time.Second
 	tl.section("0. Shift left: a commit that adds a cloud key is scanned at source and blocked")
@@ -205,7 +205,7 @@ func (e *Env) verifyLedger(ctx context.Context) (ledgerResult, error) {
 	if err != nil {
 		return ledgerResult{}, err
 	}
-	c, err := client.New("http://"+e.Mesh.Host.HTTPAddr(), nil)
+	c, err := client.New(e.Mesh.HTTPURL(), e.Mesh.HTTPClient)
 	if err != nil {
 		return ledgerResult{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/embedded"
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
 	deployer "github.com/rampartci/rampart/services/deployer/app"
 	ledger "github.com/rampartci/rampart/services/ledger/app"
 	notifier "github.com/rampartci/rampart/services/notifier/app"
@@ -36,8 +38,12 @@ type Options struct {
 	NATSListen string
 	// NATSURL, when set, is an external NATS server used instead.
 	NATSURL string
-	// Service configures the host: HTTP address, stream, shutdown.
+	// Service configures the host: HTTP address, stream, shutdown; with an
+	// external server, its NATSTLS (--nats-ca, --nats-cert, --nats-key).
 	Service service.Options
+	// HTTPS serves the HTTP listener over TLS with the server certificate
+	// the mesh generates (tls.go), unless Service has a key pair of its own.
+	HTTPS bool
 	// Policy is the applications to deliver; nil delivers none.
 	Policy *policy.Store
 	// Ledger, Scanner, Deployer, Watcher and Notifier are each service's
@@ -70,6 +76,12 @@ type Mesh struct {
 	NATSKeyDir string
 	// Admin is the identity of the operator commands.
 	Admin natsauth.Identity
+	// TLSDir holds the generated CA (ca.crt, ca.key) and server certificate
+	// (server.crt, server.key): the embedded server requires TLS with them.
+	// CAFile is the CA that clients trust, HTTPClient a client trusting it.
+	TLSDir, CAFile string
+	HTTPClient     *http.Client
+	https          bool
 }
 
 // NATSKeyDir is where the mesh keeps the NATS identities of data directory dir.
@@ -103,17 +115,32 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		return nil, fmt.Errorf("NATS server configuration: %w", err)
 	}
 	m.Admin = Identity(m.NATSKeyDir, natsauth.Admin)
+	// A CA and a server certificate, made on first start: the embedded
+	// server requires TLS, and every client in the process trusts the CA.
+	if opts.NATSListen == "" {
+		opts.NATSListen = embedded.DefaultListen
+	}
+	certs, err := m.ensureTLS(opts)
+	if err != nil {
+		return nil, err
+	}
+	hopts := opts.Service
 	m.NATSURL = opts.NATSURL
 	if m.NATSURL == "" {
-		listen := opts.NATSListen
-		if listen == "" {
-			listen = embedded.DefaultListen
+		tlsConf, err := tlsgen.ServerConfig(certs.Cert, certs.Key, "")
+		if err != nil {
+			return nil, err
 		}
-		if m.NATS, err = embedded.Start(embedded.Options{Listen: listen, StoreDir: filepath.Join(opts.DataDir, "nats"), Users: users}); err != nil {
+		if m.NATS, err = embedded.Start(embedded.Options{Listen: opts.NATSListen, StoreDir: filepath.Join(opts.DataDir, "nats"), Users: users, TLS: tlsConf}); err != nil {
 			return nil, err
 		}
 		m.NATSURL = m.NATS.ClientURL()
+		hopts.NATSTLS = service.NATSTLS{CAFile: certs.CA}
 	}
+	if opts.HTTPS && hopts.TLSCertFile == "" {
+		hopts.TLSCertFile, hopts.TLSKeyFile = certs.Cert, certs.Key
+	}
+	m.https = hopts.TLSCertFile != ""
 
 	pol := opts.Policy
 	if pol == nil {
@@ -188,6 +215,9 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	}
 	nopts := opts.Notifier
 	nopts.Policy = pol
+	if nopts.LedgerCAFile == "" {
+		nopts.LedgerCAFile = certs.CA // the ledger is on this host's listener
+	}
 	if nopts.ReportDir == "" {
 		nopts.ReportDir = filepath.Join(opts.DataDir, "reports")
 	}
@@ -195,7 +225,6 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		return nil, err
 	}
 
-	hopts := opts.Service
 	hopts.NATSURL = m.NATSURL
 	// One connection per service under its own identity; the admin
 	// creates or updates the RAMPART stream first.
@@ -209,7 +238,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		return nil, err
 	}
 	// The ledger serves its query API on the host's listener, known now.
-	if err := m.Notifier.UseLedger("http://" + m.Host.HTTPAddr()); err != nil {
+	if err := m.Notifier.UseLedger(m.HTTPURL()); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -5,12 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
@@ -27,25 +23,7 @@ func TestExternalServerWithServerConf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	doc := "listen: 127.0.0.1:-1\njetstream { store_dir: " + `"` + t.TempDir() + `"` + " }\n" + natsauth.ServerConfig(users)
-	if err := os.WriteFile(conf, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.NoSigs, opts.NoLog = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	ns := externalServer(t, natsauth.ServerConfig(users))
 
 	svc := service.DefaultOptions("mesh-test")
 	svc.HTTPAddr = "127.0.0.1:0"
