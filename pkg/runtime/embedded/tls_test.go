@@ -22,7 +22,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions...) }
 
 // tlsServer starts an embedded server that requires TLS with a certificate
 // from a CA generated in dir; clientCA, when set, also requires client

@@ -14,7 +14,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions...) }
 
 type counter struct {
 	N      int      `json:"n"`

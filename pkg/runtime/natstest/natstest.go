@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
 
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/embedded"
@@ -128,4 +129,12 @@ func CheckFor(t testing.TB, timeout, interval time.Duration, f func() error) {
 		}
 		time.Sleep(interval)
 	}
+}
+
+// LeakOptions are what goleak must not count as a leak in tests that use
+// NATS: nats.go v1.55.0 starts jetstream's resetPendingAcksOnReconnect for
+// an asynchronous publish, and when that goroutine starts after its
+// connection closed it waits on a nil channel for ever (jetstream/publish.go).
+var LeakOptions = []goleak.Option{
+	goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
 }

@@ -270,7 +270,7 @@ func (h *harness) app(name string) *AppState {
 	return &e.Value
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions...) }
 
 func TestRolloutStepsToCompletion(t *testing.T) {
 	h := newHarness(t, 20*time.Millisecond)

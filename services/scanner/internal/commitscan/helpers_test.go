@@ -14,6 +14,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"go.uber.org/goleak"
 
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
+
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
@@ -43,7 +45,7 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(testDB.dir)
 	}
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(natstest.LeakOptions...); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
 			code = 1
 		}

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	code := run(m) // its defers stop the registry and close the DB first
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(natstest.LeakOptions...); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
 			code = 1
 		}

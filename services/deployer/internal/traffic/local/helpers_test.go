@@ -19,7 +19,7 @@ import (
 	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions...) }
 
 // upstream is a version under test: it answers with its name and status and
 // counts the requests it saw.
