@@ -448,5 +448,6 @@ func (l *Ledger) warnExpired(ctx context.Context) {
 		l.log.Error("RAMPART messages expired before the ledger recorded them",
 			"from", l.lastSeq+1, "to", first-1, "count", first-1-l.lastSeq)
 		l.metrics.expired.Add(float64(first - 1 - l.lastSeq))
+		l.lastSeq = first - 1 // gone: nothing to wait for
 	}
 }

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -29,7 +30,7 @@ type pending struct {
 	streamSeq uint64             // RAMPART sequence of the recorded message
 	entry     *entry.Entry       // until signed
 	event     *cloudevents.Event // the decoded event, for completeEvent; nil for a dead letter
-	msg       jetstream.Msg      // the RAMPART message, until signed
+	msg       storedMsg          // the RAMPART message, until signed
 	kind      entry.Kind
 	received  time.Time
 	signed    chan struct{} // closed by the sign worker when the fields below are set
@@ -66,6 +67,15 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return fmt.Errorf("recording %s: %w", msg.Subject(), context.Canceled)
 	}
 	seq := meta.Sequence.Stream
+	if seq > l.lastSeq+1 {
+		// Messages before this one were delivered to a connection that went
+		// away; the server redelivers them only after AckWait, behind this
+		// one. Record them first, from the stream, so that none is taken
+		// for a repeat when its redelivery comes.
+		if err := l.fillGap(ctx, seq); err != nil {
+			return err
+		}
+	}
 	if seq <= l.lastSeq {
 		// A redelivery of a message already handled. A message that was
 		// poison is poison again, so that the bus retries dead-lettering it
@@ -77,6 +87,55 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		}
 		return nil
 	}
+	return l.recordMsg(ctx, msg, seq)
+}
+
+// fillGap records, in stream order, the RAMPART messages between the last
+// one handled and seq, read from the stream. A message the stream no
+// longer holds (deleted, or expired by age) is counted as never recorded.
+func (l *Ledger) fillGap(ctx context.Context, seq uint64) error {
+	stream, err := l.bus.JetStream().Stream(ctx, bus.StreamName)
+	if err != nil {
+		return fmt.Errorf("read RAMPART before seq %d: %w", seq, err)
+	}
+	for s := l.lastSeq + 1; s < seq; s++ {
+		raw, err := stream.GetMsg(ctx, s)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			l.log.Error("RAMPART message gone before the ledger recorded it", "seq", s)
+			l.metrics.expired.Inc()
+			l.lastSeq = s
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read RAMPART seq %d: %w", s, err)
+		}
+		l.log.Info("recording a message out of delivery order", "seq", s, "delivered", seq)
+		// Poison here is dead-lettered when its own redelivery comes.
+		if err := l.recordMsg(ctx, fetched{raw}, s); err != nil && !errors.Is(err, bus.ErrPoison) {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetched is a RAMPART message read from the stream by sequence rather than
+// delivered to the consumer.
+type fetched struct{ m *jetstream.RawStreamMsg }
+
+func (f fetched) Subject() string      { return f.m.Subject }
+func (f fetched) Headers() nats.Header { return f.m.Header }
+func (f fetched) Data() []byte         { return f.m.Data }
+
+// storedMsg is what the ledger reads of a RAMPART message.
+type storedMsg interface {
+	Subject() string
+	Headers() nats.Header
+	Data() []byte
+}
+
+// recordMsg makes msg, at stream sequence seq, the next entry (or a
+// duplicate, or poison) and hands it on; see handle.
+func (l *Ledger) recordMsg(ctx context.Context, msg storedMsg, seq uint64) error {
 	received := time.Now()
 	e, dedupKey, ev, err := l.entryFor(msg, seq)
 	if err != nil {
@@ -120,7 +179,7 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 // for an event, without the parts completeEvent adds from the returned
 // CloudEvent. It returns a nil entry for an event that is already recorded,
 // and an error for a message that is not a CloudEvent.
-func (l *Ledger) entryFor(msg jetstream.Msg, seq uint64) (e *entry.Entry, dedupKey string, ev *cloudevents.Event, err error) {
+func (l *Ledger) entryFor(msg storedMsg, seq uint64) (e *entry.Entry, dedupKey string, ev *cloudevents.Event, err error) {
 	e = &entry.Entry{
 		RecordedAt: l.opts.Now().UTC(),
 		Subject:    msg.Subject(),
