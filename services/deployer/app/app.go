@@ -69,6 +69,8 @@ type Options struct {
 	ScannerKey ed25519.PublicKey
 	// Workload deploys candidates to the slots; nil leaves that to others.
 	Workload Workload
+	// Replicas of RAMPART_ROLLOUTS (0 or 1 embedded, 3 in a cluster).
+	Replicas int
 
 	// secrets records the secret flags given a value instead of a reference.
 	secrets service.SecretFlags
@@ -81,6 +83,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Owner, "owner", o.Owner, "name of this deployer in application leases (default: host name)")
 	o.secrets.Var(fs, &o.OperatorToken, "operator-token", "bearer token of the operator API's operator role (read and act on rollouts)")
 	o.secrets.Var(fs, &o.ViewerToken, "viewer-token", "bearer token of the operator API's viewer role (read rollouts)")
+	fs.IntVar(&o.Replicas, "kv-replicas", o.Replicas, "replicas of the deployer's key-value bucket (1 embedded, 3 in a cluster)")
 }
 
 // App is the deployer component.
@@ -99,6 +102,9 @@ type App struct {
 func New(opts Options) (*App, error) {
 	if err := opts.secrets.Err(); err != nil {
 		return nil, fmt.Errorf("deployer: %w", err)
+	}
+	if r := opts.Replicas; r != 0 && r != 1 && r != 3 && r != 5 {
+		return nil, fmt.Errorf("deployer: --kv-replicas %d: want 1, 3 or 5", r)
 	}
 	a := &App{opts: opts}
 	resolve := func(flag string, s policy.Secret) (string, error) {
@@ -153,7 +159,7 @@ func (a *App) Name() string { return "deployer" }
 func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	a.log = deps.Logger
 	kv, err := deps.Bus.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: rollout.Bucket, History: 10,
-		Description: "Rampart rollouts and application release history"})
+		Description: "Rampart rollouts and application release history", Replicas: max(a.opts.Replicas, 1)})
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,7 @@ func TestTokenOptions(t *testing.T) {
 		{[]string{"--operator-token", "s3cret"}, "--operator-token: want a reference"},
 		{[]string{"--operator-token", "file:" + file("a", "same"), "--viewer-token", "file:" + file("b", "same")}, "are the same token"},
 		{[]string{"--viewer-token", "file:" + filepath.Join(dir, "missing")}, "--viewer-token"},
+		{[]string{"--kv-replicas", "2"}, "--kv-replicas 2: want 1, 3 or 5"},
 	} {
 		o := parse(tc.args...)
 		if _, err := New(o); err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {

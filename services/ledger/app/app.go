@@ -38,6 +38,8 @@ type Options struct {
 	// checkpoints kept outside them (a new log), reporting it as an
 	// anomaly, instead of refusing. Remove it once the new log is signed.
 	AcceptNewLog bool
+	// Replicas of the LEDGER streams (0 or 1 embedded, 3 in a cluster).
+	Replicas int
 }
 
 // BindFlags registers the options as flags.
@@ -45,6 +47,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KeyFile, "ledger-key", o.KeyFile, "file holding the ledger's signing key (created on first start)")
 	fs.StringVar(&o.Origin, "ledger-origin", o.Origin, "origin line of the ledger's checkpoints")
 	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", o.CheckpointInterval, "most often a checkpoint is signed")
+	fs.IntVar(&o.Replicas, "ledger-replicas", o.Replicas, "replicas of the LEDGER streams (1 embedded, 3 in a cluster)")
 	o.BindTrustFlags(fs)
 }
 
@@ -102,6 +105,9 @@ func New(opts Options) (*App, error) {
 	if opts.CheckpointInterval < 10*time.Millisecond {
 		return nil, fmt.Errorf("ledger: --checkpoint-interval %s is below 10ms", opts.CheckpointInterval)
 	}
+	if r := opts.Replicas; r != 0 && r != 1 && r != 3 && r != 5 {
+		return nil, fmt.Errorf("ledger: --ledger-replicas %d: want 1, 3 or 5", r)
+	}
 	return &App{opts: opts}, nil
 }
 
@@ -123,7 +129,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	}
 	a.ledger, err = ledger.New(deps.Bus, signer, ledger.Options{
 		CheckpointInterval: a.opts.CheckpointInterval,
-		Replicas:           1,
+		Replicas:           a.opts.Replicas,
 		Registerer:         deps.Registerer,
 		Witnesses:          witnesses,
 		AcceptNewLog:       a.opts.AcceptNewLog,

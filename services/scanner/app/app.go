@@ -94,6 +94,9 @@ type Options struct {
 	// MaxPushes caps the artifacts of one registry delivery; a delivery
 	// over it is refused whole with 413 (0: ingress.DefaultMaxPushes).
 	MaxPushes int
+	// Replicas of the scanner's buckets and object stores (0 or 1
+	// embedded, 3 in a cluster).
+	Replicas int
 
 	// Set by embedding programs instead of the files above.
 	Policy     *policy.Store
@@ -166,6 +169,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ScanTimeout, "scan-timeout", o.ScanTimeout, "bound on one image scan, pull included")
 	fs.IntVar(&o.PullAttempts, "pull-attempts", o.PullAttempts, "deliveries an unpullable image is tried before its verdict is error")
 	fs.IntVar(&o.MaxPushes, "max-pushes-per-delivery", o.MaxPushes, "most artifacts one registry delivery may carry; more is refused whole with 413 (0: 100)")
+	fs.IntVar(&o.Replicas, "kv-replicas", o.Replicas, "replicas of the scanner's key-value buckets and object stores (1 embedded, 3 in a cluster)")
 }
 
 // App is the scanner component.
@@ -196,6 +200,9 @@ func New(opts Options) (*App, error) {
 	}
 	if opts.CacheDir == "" {
 		return nil, errors.New("scanner: --cache-dir is required: it holds the vulnerability DB")
+	}
+	if r := opts.Replicas; r != 0 && r != 1 && r != 3 && r != 5 {
+		return nil, fmt.Errorf("scanner: --kv-replicas %d: want 1, 3 or 5", r)
 	}
 	opts = opts.withDefaults()
 	a := &App{opts: opts, key: opts.VerdictKey, policy: opts.Policy, registries: opts.Registries, commits: opts.Commits}
@@ -290,7 +297,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 	}
 	a.images, err = imagescan.New(deps.Bus, a.scanner, a.db, imagescan.Options{
 		Key: a.key, Policy: a.policy, Gate: a.gate, Commits: a.commits, PullAttempts: a.opts.PullAttempts,
-		RetryBackoff: a.opts.RetryBackoff, DBDir: vulndb.Dir(a.opts.CacheDir), Registerer: deps.Registerer,
+		RetryBackoff: a.opts.RetryBackoff, DBDir: vulndb.Dir(a.opts.CacheDir), Registerer: deps.Registerer, Replicas: a.opts.Replicas,
 	}, a.log)
 	if err != nil {
 		return err
@@ -362,7 +369,7 @@ func (a *App) Routes(mux *http.ServeMux) {
 // misconfiguration and lock-file scans, the OpenAPI contract diff, SARIF
 // uploads, and feedback to GitHub.
 func (a *App) commitScanner(ctx context.Context, deps service.Deps) (*commitscan.Service, error) {
-	specs, err := contract.OpenObjectStore(ctx, deps.Bus.JetStream(), 1)
+	specs, err := contract.OpenObjectStore(ctx, deps.Bus.JetStream(), a.opts.Replicas)
 	if err != nil {
 		return nil, err
 	}

@@ -44,6 +44,7 @@ func TestFlags(t *testing.T) {
 		{"secret given inline", []string{"--cache-dir", dir, "--verdict-key", filepath.Join(dir, "k"), "--gitlab-webhook-token", "hunter2"}, "--gitlab-webhook-token: want a reference"},
 		{"no cache dir", []string{"--verdict-key", filepath.Join(dir, "k")}, "--cache-dir is required"},
 		{"no key", []string{"--cache-dir", dir}, "--verdict-key is required"},
+		{"two replicas", []string{"--cache-dir", dir, "--verdict-key", filepath.Join(dir, "k"), "--kv-replicas", "2"}, "--kv-replicas 2: want 1, 3 or 5"},
 		{"unset secret", []string{"--cache-dir", dir, "--verdict-key", filepath.Join(dir, "k"), "--registry-webhook-token", "env:RAMPART_TEST_UNSET"}, "registry webhook token"},
 	}
 	for _, tt := range tests {

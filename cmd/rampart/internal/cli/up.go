@@ -37,6 +37,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&opts.Service.Stream.MaxAge, "stream-max-age", opts.Service.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
 	fs.DurationVar(&opts.Ledger.CheckpointInterval, "checkpoint-interval", time.Second, "most often the ledger signs a checkpoint")
 	opts.Ledger.BindTrustFlags(fs) // --ledger-checkpoint-file, --ledger-witness, --ledger-accept-new-log
+	replicas := fs.Int("replicas", 1, "replicas of every stream, key-value bucket and object store: 1 on one server, 3 or 5 on a --nats cluster")
 	policyFile := fs.String("policy", "", "rampart.yaml: the applications to deliver (none without it)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
@@ -56,6 +57,14 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if *plainHTTP && opts.Service.TLSCertFile != "" {
 		return fmt.Errorf("%w: --plain-http and --tls-cert: choose one", errUsage)
 	}
+	if r := *replicas; r != 1 && r != 3 && r != 5 {
+		return fmt.Errorf("%w: --replicas %d: want 1, 3 or 5", errUsage, r)
+	}
+	if *replicas != 1 && opts.NATSURL == "" {
+		return fmt.Errorf("%w: --replicas %d needs a cluster (--nats URL): the embedded server is one node", errUsage, *replicas)
+	}
+	opts.Service.Stream.Replicas = *replicas
+	opts.Ledger.Replicas, opts.Scanner.Replicas, opts.Deployer.Replicas, opts.Notifier.Replicas = *replicas, *replicas, *replicas, *replicas
 	if err := opts.Service.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

@@ -296,6 +296,8 @@ func TestUpRejectsBadFlags(t *testing.T) {
 		{"up", "--http", "nonsense", "--nats-listen", "127.0.0.1:0", "--data", t.TempDir()},
 		{"up", "--log-level", "loud"},
 		{"up", "extra"},
+		{"up", "--replicas", "3", "--data", t.TempDir()},
+		{"up", "--replicas", "2", "--nats", "nats://127.0.0.1:1", "--data", t.TempDir()},
 	} {
 		var out, errOut syncBuffer
 		if code := Main(t.Context(), args, nil, &out, &errOut); code == 0 {

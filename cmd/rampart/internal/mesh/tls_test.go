@@ -3,7 +3,6 @@ package mesh_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
-	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
 )
@@ -68,18 +66,7 @@ func TestExternalServerWithMutualTLS(t *testing.T) {
 	if !strings.HasPrefix(m.HTTPURL(), "https://") {
 		t.Fatalf("HTTP %s: want https", m.HTTPURL())
 	}
-	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		resp, err := m.HTTPClient.Get(m.HTTPURL() + "/readyz")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			return &notReady{string(body)}
-		}
-		return nil
-	})
+	waitReady(t, m, 20*time.Second)
 	conns, err := ns.Connz(&server.ConnzOptions{})
 	if err != nil {
 		t.Fatal(err)

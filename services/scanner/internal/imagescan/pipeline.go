@@ -96,6 +96,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for waiver expiry and event times (default time.Now).
 	Now func() time.Time
+	// Replicas of the scanner's buckets (0 or 1 embedded, 3 in a cluster).
+	Replicas int
 }
 
 // Pipeline consumes artifact, commit and release events.
@@ -169,13 +171,13 @@ func (p *Pipeline) consumerOptions() bus.ConsumerOptions {
 // until Stop, not until ctx ends.
 func (p *Pipeline) Start(ctx context.Context) error {
 	var err error
-	if p.sboms, err = openSBOMStore(ctx, p.bus); err != nil {
+	if p.sboms, err = openSBOMStore(ctx, p.bus, p.opts.Replicas); err != nil {
 		return err
 	}
-	if p.cache, err = openVerdictCache(ctx, p.bus); err != nil {
+	if p.cache, err = openVerdictCache(ctx, p.bus, p.opts.Replicas); err != nil {
 		return err
 	}
-	if p.targets, err = openTargetStore(ctx, p.bus); err != nil {
+	if p.targets, err = openTargetStore(ctx, p.bus, p.opts.Replicas); err != nil {
 		return err
 	}
 	if p.opts.DBDir != "" {

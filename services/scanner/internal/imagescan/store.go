@@ -31,11 +31,12 @@ func SBOMRef(digest string) string { return "nats-object://" + SBOMBucket + "/" 
 // sbomStore keeps SBOMs in a JetStream object store.
 type sbomStore struct{ obj jetstream.ObjectStore }
 
-func openSBOMStore(ctx context.Context, b *bus.Bus) (*sbomStore, error) {
+func openSBOMStore(ctx context.Context, b *bus.Bus, replicas int) (*sbomStore, error) {
 	obj, err := b.JetStream().CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      SBOMBucket,
 		Description: "CycloneDX SBOMs of scanned images, by digest, for zero-day re-scans",
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ensure object store %s: %w", SBOMBucket, err)
@@ -82,9 +83,9 @@ type cachedScan struct {
 // verdictCache is the KV bucket of scans by digest and DB version.
 type verdictCache struct{ kv jetstream.KeyValue }
 
-func openVerdictCache(ctx context.Context, b *bus.Bus) (*verdictCache, error) {
+func openVerdictCache(ctx context.Context, b *bus.Bus, replicas int) (*verdictCache, error) {
 	kv, err := b.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: CacheBucket, History: 1,
-		Description: "Rampart scan results by image digest and vulnerability DB version"})
+		Description: "Rampart scan results by image digest and vulnerability DB version", Replicas: max(replicas, 1)})
 	if err != nil {
 		return nil, err
 	}

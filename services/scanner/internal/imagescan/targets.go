@@ -33,9 +33,9 @@ type Tracked struct {
 // targetStore is the KV bucket of AppTargets by application name.
 type targetStore struct{ kv *kv.Store[AppTargets] }
 
-func openTargetStore(ctx context.Context, b *bus.Bus) (*targetStore, error) {
+func openTargetStore(ctx context.Context, b *bus.Bus, replicas int) (*targetStore, error) {
 	bucket, err := b.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: TargetsBucket, History: 5,
-		Description: "Artifacts live and in flight per application, for zero-day re-scans"})
+		Description: "Artifacts live and in flight per application, for zero-day re-scans", Replicas: max(replicas, 1)})
 	if err != nil {
 		return nil, err
 	}
