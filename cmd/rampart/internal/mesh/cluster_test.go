@@ -47,17 +47,10 @@ const clusterEvents = 6_000
 func TestThreeNodeCluster(t *testing.T) { runCluster(t, false) }
 
 // The same, killing the node every service is connected to: each
-// connection moves to another node. Known to fail (docs/decisions/0016):
-// deliveries in flight to the ledger when its connection drops are
-// redelivered after AckWait, behind later messages it has already
-// handled, and the ledger takes them for redeliveries of messages it
-// recorded (record.go: seq <= lastSeq) and acknowledges them unrecorded.
-func TestThreeNodeClusterLosingTheServicesNode(t *testing.T) {
-	if os.Getenv("RAMPART_TEST_KNOWN_BUGS") == "" {
-		t.Skip("known to lose ledger entries (decision 0016); RAMPART_TEST_KNOWN_BUGS=1 runs it")
-	}
-	runCluster(t, true)
-}
+// connection moves to another node. Deliveries in flight to the ledger when
+// its connection drops come back after AckWait, behind later messages; the
+// ledger records them from the stream first (docs/decisions/0016).
+func TestThreeNodeClusterLosingTheServicesNode(t *testing.T) { runCluster(t, true) }
 
 func runCluster(t *testing.T, killServicesNode bool) {
 	if testing.Short() {
