@@ -29,12 +29,16 @@ import (
 	scanner "github.com/rampartci/rampart/services/scanner/app"
 )
 
-// clusterEvents is how many events TestThreeNodeCluster publishes
-// (RAMPART_TEST_CLUSTER_EVENTS overrides it). 10,000 takes 95 s under -race
-// on two busy cores (the ledger records about 200 a second there, and
-// stalls some 20 s after the node loss), over the 90 s this test may take
-// in `make test`; 6,000 keeps it near a minute (docs/decisions/0016).
-const clusterEvents = 6_000
+// How many events the cluster tests publish (RAMPART_TEST_CLUSTER_EVENTS
+// overrides both). TestThreeNodeCluster publishes the 10,000 the design
+// asks for: about 100 s under -race on two busy cores (the ledger records
+// some 200 a second there, and stalls about 20 s after the node loss); the
+// node-loss variant publishes fewer to keep `make test` short
+// (docs/decisions/0016).
+const (
+	clusterEvents  = 10_000
+	nodeLossEvents = 6_000
+)
 
 // Three nats-server processes (the embedded server's code, routes on
 // loopback, the same nkey users and permissions as the embedded default)
@@ -44,19 +48,18 @@ const clusterEvents = 6_000
 // started again; the services are connected to another node. Then: RAMPART
 // holds each event exactly once, the ledger recorded each exactly once and
 // verifies, and a rollout started before the loss is promoted after it.
-func TestThreeNodeCluster(t *testing.T) { runCluster(t, false) }
+func TestThreeNodeCluster(t *testing.T) { runCluster(t, false, clusterEvents) }
 
 // The same, killing the node every service is connected to: each
 // connection moves to another node. Deliveries in flight to the ledger when
 // its connection drops come back after AckWait, behind later messages; the
 // ledger records them from the stream first (docs/decisions/0016).
-func TestThreeNodeClusterLosingTheServicesNode(t *testing.T) { runCluster(t, true) }
+func TestThreeNodeClusterLosingTheServicesNode(t *testing.T) { runCluster(t, true, nodeLossEvents) }
 
-func runCluster(t *testing.T, killServicesNode bool) {
+func runCluster(t *testing.T, killServicesNode bool, total int) {
 	if testing.Short() {
 		t.Skip("three server processes and thousands of events: not in -short")
 	}
-	total := clusterEvents
 	if v := os.Getenv("RAMPART_TEST_CLUSTER_EVENTS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
