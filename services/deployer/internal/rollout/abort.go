@@ -114,7 +114,7 @@ func (o *owner) rollbackLive(ctx context.Context, a events.Anomaly, anomalyID st
 		return err
 	}
 	if w := o.workload(); w != nil {
-		if err := w.Deploy(ctx, app, SlotStable, target.Artifact); err != nil {
+		if err := w.Deploy(WithChange(ctx, Change{RolloutID: live.RolloutID, ChainID: live.ChainID}), app, SlotStable, target.Artifact); err != nil {
 			return fmt.Errorf("redeploy %s to the stable slot: %w", target.Artifact, err)
 		}
 	}

@@ -73,6 +73,7 @@ func (o *owner) deploy(ctx context.Context, app policy.App, slot Slot) error {
 	if !at.IsZero() {
 		return nil
 	}
+	ctx = WithChange(ctx, Change{RolloutID: r.ID, ChainID: r.ChainID})
 	if err := o.workload().Deploy(ctx, app, slot, r.Artifact); err != nil {
 		return fmt.Errorf("deploy %s to the %s slot: %w", r.Artifact, slot, err)
 	}
@@ -152,4 +153,24 @@ func (o *owner) scaleDownCanary(ctx context.Context, p *pass, app policy.App) (b
 	}
 	o.log.Info("canary scaled down", "rollout", r.ID)
 	return true, nil
+}
+
+// Change names the rollout a Workload's Deploy is part of, for workloads
+// that record it (a commit message).
+type Change struct {
+	RolloutID string
+	ChainID   string
+}
+
+type changeKey struct{}
+
+// WithChange is ctx carrying c to the Workload.
+func WithChange(ctx context.Context, c Change) context.Context {
+	return context.WithValue(ctx, changeKey{}, c)
+}
+
+// ChangeOf is the change ctx carries; zero without one.
+func ChangeOf(ctx context.Context) Change {
+	c, _ := ctx.Value(changeKey{}).(Change)
+	return c
 }
