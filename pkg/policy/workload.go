@@ -57,7 +57,9 @@ type Workload struct {
 
 // GitWorkload is a repository the cluster's GitOps controller applies.
 type GitWorkload struct {
-	// URL is the repository: https://, ssh:// or file://.
+	// URL is the repository: https:// (or file:// on the deployer's own
+	// disk; http:// without credentials). SSH is not supported: its keys
+	// would be a second kind of secret.
 	URL string `yaml:"url"`
 	// Branch is pushed to (default main); never forced.
 	Branch string `yaml:"branch"`
@@ -158,9 +160,9 @@ func validateGit(at string, g *GitWorkload) []violation {
 	u, err := url.Parse(g.URL)
 	switch {
 	case g.URL == "":
-		add(at+".url", "is required (https://, ssh:// or file://)")
-	case err != nil || (u.Scheme != "https" && u.Scheme != "ssh" && u.Scheme != "file" && u.Scheme != "http"):
-		add(at+".url", "%q is not an https, ssh or file URL", g.URL)
+		add(at+".url", "is required (https:// or file://)")
+	case err != nil || (u.Scheme != "https" && u.Scheme != "file" && u.Scheme != "http"):
+		add(at+".url", "%q is not an https or file URL", g.URL)
 	case u.User != nil:
 		add(at+".url", "must not carry credentials; use username and password references")
 	}

@@ -83,8 +83,10 @@ func TestWorkloadProblems(t *testing.T) {
 			"p.yaml:12: apps[0].workload.git.password: username and password go together",
 			`p.yaml:18: apps[0].workload.git.author: "rampart" is not "Name <email>"`}},
 		{"git target", "    workload: {type: git, namespace: shop, stable: a, canary: b, git: {url: 'ftp://x/r', stable: {path: k.yaml}, canary: {path: k.yaml}}}\n", []string{
-			`apps[0].workload.git.url: "ftp://x/r" is not an https, ssh or file URL`,
+			`apps[0].workload.git.url: "ftp://x/r" is not an https or file URL`,
 			"apps[0].workload.git.stable: give image (a kustomization images entry) or valuesKey"}},
+		{"ssh", "    workload: {type: git, namespace: shop, stable: a, canary: b, git: {url: 'ssh://git@x/r', stable: {path: k.yaml, image: a}, canary: {path: v.yaml, valuesKey: a}}}\n", []string{
+			`apps[0].workload.git.url: "ssh://git@x/r" is not an https or file URL`}},
 		{"unknown field", "    workload: {type: kubernetes, namespace: shop, stable: a, canary: b, image: x}\n", []string{
 			"p.yaml:7: field image not found in type Workload"}},
 	}
