@@ -19,7 +19,10 @@ func TestNewWorkload(t *testing.T) {
 	}
 	base := policy.Workload{Namespace: "shop", Stable: "shop", Canary: "shop-canary", Kubeconfig: "/etc/kube", ProgressDeadline: time.Minute}
 	var asked string
-	client := func(kubeconfig string) (kubernetes.Interface, error) { asked = kubeconfig; return fake.NewClientset(), nil }
+	client := func(kubeconfig string) (kubernetes.Interface, error) {
+		asked = kubeconfig
+		return fake.NewClientset(), nil
+	}
 
 	k := base
 	k.Type = policy.WorkloadKubernetes
