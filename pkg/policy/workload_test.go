@@ -91,17 +91,22 @@ func TestWorkloadProblems(t *testing.T) {
 			"p.yaml:7: field image not found in type Workload"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("p.yaml", []byte(workloadHead+tt.yaml))
-			var perr *Error
-			if !errors.As(err, &perr) {
-				t.Fatalf("Parse = %v, want *Error", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("missing %q in:\n%v", w, err)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantProblems(t, workloadHead+tt.yaml, tt.want) })
+	}
+}
+
+// wantProblems parses doc as p.yaml and checks that each of want appears
+// among its problems.
+func wantProblems(t *testing.T, doc string, want []string) {
+	t.Helper()
+	_, err := Parse("p.yaml", []byte(doc))
+	var perr *Error
+	if !errors.As(err, &perr) {
+		t.Fatalf("Parse = %v, want *Error", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
 	}
 }

@@ -25,10 +25,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/services/deployer/internal/kubeconfig"
 	"github.com/rampartci/rampart/services/deployer/internal/traffic"
 )
 
@@ -36,7 +35,7 @@ import (
 var HTTPRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
 
 // FieldManager names the deployer in the route's managed fields.
-const FieldManager = "rampart-deployer"
+const FieldManager = kubeconfig.UserAgent
 
 // Defaults for Options.
 const (
@@ -104,20 +103,11 @@ func New(conf policy.GatewayAPIRouter, client dynamic.Interface, opts Options) (
 
 // NewClient returns a dynamic client for the cluster of the kubeconfig file
 // at path, or for the cluster the deployer runs in when path is "".
-func NewClient(kubeconfig string) (dynamic.Interface, error) {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
+func NewClient(path string) (dynamic.Interface, error) {
+	cfg, err := kubeconfig.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client configuration (kubeconfig %q): %w", kubeconfig, err)
+		return nil, err
 	}
-	cfg.UserAgent = FieldManager
 	c, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)

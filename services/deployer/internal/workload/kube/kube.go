@@ -20,16 +20,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/services/deployer/internal/kubeconfig"
 	"github.com/rampartci/rampart/services/deployer/internal/rollout"
 	"github.com/rampartci/rampart/services/deployer/internal/workload"
 )
 
 // FieldManager names the deployer in the Deployments' managed fields.
-const FieldManager = "rampart-deployer"
+const FieldManager = kubeconfig.UserAgent
 
 // ReplicasAnnotation keeps a scaled-down canary's replica count, to give it
 // back on its next deploy.
@@ -77,20 +76,11 @@ func New(conf policy.Workload, client kubernetes.Interface, opts Options) (*Work
 
 // NewClient returns a client for the cluster of the kubeconfig file at
 // path, or for the cluster the deployer runs in when path is "".
-func NewClient(kubeconfig string) (kubernetes.Interface, error) {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
+func NewClient(path string) (kubernetes.Interface, error) {
+	cfg, err := kubeconfig.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client configuration (kubeconfig %q): %w", kubeconfig, err)
+		return nil, err
 	}
-	cfg.UserAgent = FieldManager
 	return kubernetes.NewForConfig(cfg)
 }
 
