@@ -7,6 +7,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/rampartci/rampart/pkg/events v0.0.0
+	github.com/rampartci/rampart/pkg/kubetest v0.0.0
 	github.com/rampartci/rampart/pkg/ledger v0.0.0
 	github.com/rampartci/rampart/pkg/runtime v0.0.0
 	github.com/rampartci/rampart/services/deployer v0.0.0
@@ -14,6 +15,9 @@ require (
 	github.com/rampartci/rampart/services/notifier v0.0.0
 	github.com/rampartci/rampart/services/scanner v0.0.0
 	github.com/rampartci/rampart/services/watcher v0.0.0
+	k8s.io/api v0.37.2
+	k8s.io/apimachinery v0.37.2
+	k8s.io/client-go v0.37.2
 )
 
 require (
@@ -365,12 +369,9 @@ require (
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	helm.sh/helm/v4 v4.2.3 // indirect
-	k8s.io/api v0.37.2 // indirect
 	k8s.io/apiextensions-apiserver v0.36.1 // indirect
-	k8s.io/apimachinery v0.37.2 // indirect
 	k8s.io/apiserver v0.36.1 // indirect
 	k8s.io/cli-runtime v0.36.1 // indirect
-	k8s.io/client-go v0.37.2 // indirect
 	k8s.io/component-base v0.36.1 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect
@@ -427,6 +428,7 @@ require (
 
 replace (
 	github.com/rampartci/rampart/pkg/events => ../../pkg/events
+	github.com/rampartci/rampart/pkg/kubetest => ../../pkg/kubetest
 	github.com/rampartci/rampart/pkg/runtime => ../../pkg/runtime
 	github.com/rampartci/rampart/services/deployer => ../../services/deployer
 	github.com/rampartci/rampart/services/ledger => ../../services/ledger

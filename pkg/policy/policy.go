@@ -32,6 +32,8 @@ type App struct {
 	Canary      Canary   `yaml:"canary"`
 	Analysis    Analysis `yaml:"analysis"`
 	Notify      Notify   `yaml:"notify"`
+	// Workload makes releases run; nil: something else runs them.
+	Workload *Workload `yaml:"workload"`
 }
 
 // Router types.

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,18 +84,7 @@ func TestParseProblems(t *testing.T) {
 			"apps[0].router.gatewayapi.canaryBackend: must differ", "apps[0].analysis.provider: scrape reads the local router's metrics"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("p.yaml", []byte(tt.yaml))
-			var perr *Error
-			if !errors.As(err, &perr) {
-				t.Fatalf("Parse = %v, want *Error", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("missing %q in:\n%v", w, err)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantProblems(t, tt.yaml, tt.want) })
 	}
 }
 

@@ -56,6 +56,7 @@ func applyDefaults(p *Policy) {
 		if a.Notify.Slack != nil && a.Notify.Released == nil {
 			a.Notify.Released = []string{ChannelSlack}
 		}
+		applyWorkloadDefaults(a.Workload)
 	}
 }
 
@@ -105,6 +106,7 @@ func validate(p *Policy) []violation {
 		}
 		v = append(v, validateAnalysis(at+".analysis", a.Analysis, a.Router)...)
 		v = append(v, validateNotify(at+".notify", a.Notify)...)
+		v = append(v, validateWorkload(at+".workload", a.Workload)...)
 	}
 	return v
 }

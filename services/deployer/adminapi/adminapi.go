@@ -64,6 +64,11 @@ type Rollout struct {
 	CreatedAt      time.Time       `json:"createdAt"`
 	UpdatedAt      time.Time       `json:"updatedAt"`
 	FinishedAt     time.Time       `json:"finishedAt,omitzero"`
+	// CanaryDeployedAt and StableDeployedAt are when the deployer's
+	// workload was told to run the candidate in each slot (unset without a
+	// workload); the wait for the slot to serve it counts from there.
+	CanaryDeployedAt time.Time `json:"canaryDeployedAt,omitzero"`
+	StableDeployedAt time.Time `json:"stableDeployedAt,omitzero"`
 }
 
 // Action is what an operator asks of a rollout.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
@@ -67,13 +68,16 @@ type Options struct {
 	// Set by an embedding program instead of the files above.
 	Policy     *policy.Store
 	ScannerKey ed25519.PublicKey
-	// Workload deploys candidates to the slots; nil leaves that to others.
+	// Workload deploys candidates to the slots of the applications whose
+	// policy names no workload; nil leaves that to others.
 	Workload Workload
 	// Replicas of RAMPART_ROLLOUTS (0 or 1 embedded, 3 in a cluster).
 	Replicas int
 
 	// secrets records the secret flags given a value instead of a reference.
 	secrets service.SecretFlags
+	// kubernetes, when set (tests), gives the workloads their client.
+	kubernetes func(kubeconfig string) (kubernetes.Interface, error)
 }
 
 // BindFlags registers the options as flags.
@@ -164,8 +168,16 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 		return err
 	}
 	byApp := map[string]rollout.Router{}
+	workloads := map[string]rollout.Workload{}
 	a.routers = map[string]router{}
 	for _, app := range a.policy.Current().Apps {
+		w, err := newWorkload(app, workloadOptions{Logger: deps.Logger, Kubernetes: a.opts.kubernetes})
+		if err != nil {
+			return err
+		}
+		if w != nil {
+			workloads[app.Name] = w
+		}
 		rt, err := newRouter(app, routerOptions{Logger: deps.Logger, Registerer: deps.Registerer})
 		if err != nil {
 			return err
@@ -177,7 +189,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 		byApp[app.Name] = rt
 	}
 	a.manager, err = rollout.NewManager(kv, deps.Bus, a.policy, byApp, rollout.Options{
-		ScannerKey: a.opts.ScannerKey, Owner: a.opts.Owner, Workload: a.opts.Workload, Registerer: deps.Registerer,
+		ScannerKey: a.opts.ScannerKey, Owner: a.opts.Owner, Workload: a.opts.Workload, Workloads: workloads, Registerer: deps.Registerer,
 	}, deps.Logger)
 	if err != nil {
 		return err

@@ -44,6 +44,9 @@ type Config struct {
 	Logger *slog.Logger
 	// OnEvent, when set, sees every event on the bus as it arrives.
 	OnEvent func(Seen)
+	// Kube, when set, releases the application to a Kubernetes cluster
+	// instead of the demo's own slots (see kube.go).
+	Kube *Kube
 }
 
 // Env is a running demo environment: the mesh, an OCI registry, the demo
@@ -118,6 +121,9 @@ apps:
       pagerduty: {routingKey: {file: %q}, severity: critical, url: %q}
       slack: {webhook: {file: %q}}
 `, App, e.Registry, routerAddr, e.work.stable.URL(), e.work.canary.URL(), cfg.Pause, cfg.Interval, MemoryMetric, keyFile, e.pager.srv.URL, hookFile)
+	if cfg.Kube != nil {
+		doc = cfg.Kube.policy(e.Registry, cfg)
+	}
 	if e.policy, err = policy.Parse("demo.yaml", []byte(doc)); err != nil {
 		return nil, err
 	}

@@ -113,8 +113,8 @@ func (o *owner) rollbackLive(ctx context.Context, a events.Anomaly, anomalyID st
 	if err != nil {
 		return err
 	}
-	if o.m.opts.Workload != nil {
-		if err := o.m.opts.Workload.Deploy(ctx, app, SlotStable, target.Artifact); err != nil {
+	if w := o.workload(); w != nil {
+		if err := w.Deploy(WithChange(ctx, Change{RolloutID: live.RolloutID, ChainID: live.ChainID}), app, SlotStable, target.Artifact); err != nil {
 			return fmt.Errorf("redeploy %s to the stable slot: %w", target.Artifact, err)
 		}
 	}

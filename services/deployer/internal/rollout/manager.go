@@ -30,25 +30,6 @@ type Router interface {
 	SetWeight(ctx context.Context, canaryPercent int) error
 }
 
-// Slot is where a version runs: the stable or the canary upstream.
-type Slot string
-
-// The two slots every application has.
-const (
-	SlotStable Slot = "stable"
-	SlotCanary Slot = "canary"
-)
-
-// Workload makes an artifact run in an application's slot: the candidate in
-// the canary slot before the first step, the release in the stable slot
-// when it completes, the previous release in the stable slot when the live
-// one is rolled back. Without a Workload the deployer only moves traffic
-// between the upstreams the policy names, and whatever runs there is
-// deployed by other means.
-type Workload interface {
-	Deploy(ctx context.Context, app policy.App, slot Slot, artifact string) error
-}
-
 // Source is the CloudEvents source of the deployer's events.
 const Source = "/rampart/deployer"
 
@@ -63,8 +44,14 @@ type Options struct {
 	// Lease is how long an application stays with its owner without
 	// renewal (default 10s); after that another replica takes it over.
 	Lease time.Duration
-	// Workload deploys candidates to slots; nil leaves that to others.
-	Workload Workload
+	// Workloads holds the Workload of each application that has one;
+	// Workload is the one for the others (nil: none, their versions are
+	// deployed by other means).
+	Workloads map[string]Workload
+	Workload  Workload
+	// WorkloadPoll is how often a slot is checked while the deployer waits
+	// for it to serve a new version (default 1s).
+	WorkloadPoll time.Duration
 	// Registerer receives the metrics.
 	Registerer prometheus.Registerer
 }
@@ -102,6 +89,9 @@ func NewManager(kv jetstream.KeyValue, b *bus.Bus, pol *policy.Store, routers ma
 	}
 	if opts.Lease <= 0 {
 		opts.Lease = 10 * time.Second
+	}
+	if opts.WorkloadPoll <= 0 {
+		opts.WorkloadPoll = time.Second
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {

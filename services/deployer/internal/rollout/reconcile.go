@@ -222,12 +222,16 @@ func (o *owner) stepRequests(ctx context.Context, _ *pass) (result, error) {
 //   - completed: the stable slot runs the candidate and takes all traffic;
 //     the release is recorded and announced.
 //   - rolled back: all traffic is on the stable slot (the instant part was
-//     done when it was aborted); the rollback is announced.
+//     done when it was aborted); the rollback is announced, and the
+//     canary is scaled down once the policy's delay has passed.
+//
+// With a workload, a completed release first goes to the stable slot, and
+// traffic leaves the canary once the stable slot serves it.
 //
 // The application record points at the rollout until this is done, so a
 // deployer killed half-way finishes it when it starts again; announcing
 // twice is harmless (the event id is fixed).
-func (o *owner) stepFinish(ctx context.Context, _ *pass) (result, error) {
+func (o *owner) stepFinish(ctx context.Context, p *pass) (result, error) {
 	if o.active == nil || !o.active.Value.Phase.Terminal() {
 		return resultSuccess, nil
 	}
@@ -237,9 +241,22 @@ func (o *owner) stepFinish(ctx context.Context, _ *pass) (result, error) {
 		return resultEmpty, err
 	}
 	if r.Phase == PhaseCompleted {
-		if o.m.opts.Workload != nil {
-			if err := o.m.opts.Workload.Deploy(ctx, app, SlotStable, r.Artifact); err != nil {
-				return resultEmpty, fmt.Errorf("deploy the release to the stable slot: %w", err)
+		if o.workload() != nil {
+			// The canary serves all traffic until the stable slot serves
+			// the release too.
+			if err := o.deploy(ctx, app, SlotStable); err != nil {
+				return resultEmpty, err
+			}
+			r = &o.active.Value
+			ok, failed, err := o.available(ctx, p, app, SlotStable)
+			if err != nil {
+				return resultEmpty, err
+			}
+			if failed != "" {
+				return resultEmpty, fmt.Errorf("the stable slot does not serve the release (traffic stays on the canary): %s", failed)
+			}
+			if !ok {
+				return resultEmpty, nil
 			}
 		}
 		if err := o.setWeight(ctx, 0); err != nil {
@@ -251,8 +268,13 @@ func (o *owner) stepFinish(ctx context.Context, _ *pass) (result, error) {
 		if err := o.announce(ctx, ev, err); err != nil {
 			return resultEmpty, err
 		}
-	} else if err := o.publishRollback(ctx, r); err != nil {
-		return resultEmpty, err
+	} else {
+		if err := o.publishRollback(ctx, r); err != nil {
+			return resultEmpty, err
+		}
+		if done, err := o.scaleDownCanary(ctx, p, app); err != nil || !done {
+			return resultEmpty, err
+		}
 	}
 	err = o.updateApp(ctx, func(a *AppState) bool {
 		if a.Active != r.ID {
@@ -342,7 +364,8 @@ func (o *owner) begin(ctx context.Context, c Candidate) error {
 }
 
 // stepProgress moves the active rollout on: before the first step the
-// promotion is announced and the candidate deployed to the canary slot;
+// promotion is announced and the candidate deployed to the canary slot
+// (the first step waits until the slot serves it);
 // then each step is taken when the previous one's pause is over, and after
 // the last the rollout completes.
 func (o *owner) stepProgress(ctx context.Context, p *pass) (result, error) {
@@ -355,13 +378,19 @@ func (o *owner) stepProgress(ctx context.Context, p *pass) (result, error) {
 		if err != nil {
 			return resultEmpty, err
 		}
-		if err := o.publishPromote(ctx, &r); err != nil {
-			return resultEmpty, err
-		}
-		if o.m.opts.Workload != nil {
-			if err := o.m.opts.Workload.Deploy(ctx, app, SlotCanary, r.Artifact); err != nil {
-				return resultEmpty, fmt.Errorf("deploy the candidate to the canary slot: %w", err)
+		if r.CanaryDeployedAt.IsZero() {
+			if err := o.publishPromote(ctx, &r); err != nil {
+				return resultEmpty, err
 			}
+		}
+		ok, err := o.deployCanary(ctx, p, app)
+		switch {
+		case err != nil:
+			return resultEmpty, err
+		case o.active.Value.Phase.Terminal():
+			return resultRequeue, nil // aborted: the finish step carries it out
+		case !ok:
+			return resultSuccess, nil // not available yet
 		}
 		return o.step(ctx, p, 0)
 	}

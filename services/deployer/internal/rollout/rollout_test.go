@@ -113,8 +113,15 @@ type replica struct {
 
 func (h *harness) replica(owner string, rt Router) *replica {
 	h.t.Helper()
-	m, err := NewManager(h.kv, h.bus, h.policy, map[string]Router{"shop": rt},
-		Options{ScannerKey: h.pub, Owner: owner, Lease: 2 * time.Second}, slog.New(slog.DiscardHandler))
+	return h.replicaWith(rt, Options{Owner: owner})
+}
+
+// replicaWith is a replica with opts (the scanner key and a 2s lease are
+// filled in).
+func (h *harness) replicaWith(rt Router, opts Options) *replica {
+	h.t.Helper()
+	opts.ScannerKey, opts.Lease = h.pub, 2*time.Second
+	m, err := NewManager(h.kv, h.bus, h.policy, map[string]Router{"shop": rt}, opts, slog.New(slog.DiscardHandler))
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -20,8 +20,8 @@ import (
 )
 
 // apiServer serves one HTTPRoute over the Kubernetes REST API, as far as
-// the router uses it: GET, and PUT with resourceVersion checks. The first
-// PUT is refused with a 409 as if another writer had got there first.
+// the router uses it: GET, and merge PATCH with resourceVersion checks. The
+// first PATCH is refused with a 409 as if another writer had got there first.
 type apiServer struct {
 	t      *testing.T
 	mu     sync.Mutex
@@ -44,17 +44,21 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet:
 		s.write(w, http.StatusOK, s.route.Object)
-	case http.MethodPut:
+	case http.MethodPatch:
 		s.puts++
 		s.params = append(s.params, r.URL.RawQuery)
-		body, _ := io.ReadAll(r.Body)
-		in := &unstructured.Unstructured{}
-		if err := in.UnmarshalJSON(body); err != nil {
-			s.status(w, http.StatusBadRequest, "BadRequest", err.Error())
+		if ct := r.Header.Get("Content-Type"); ct != "application/merge-patch+json" {
+			s.status(w, http.StatusUnsupportedMediaType, "UnsupportedMediaType", ct)
 			return
 		}
+		body, _ := io.ReadAll(r.Body)
 		if s.puts == 1 {
 			bumpResourceVersion(s.route) // the other writer
+		}
+		in, err := applyPatch(s.route, body)
+		if err != nil {
+			s.status(w, http.StatusBadRequest, "BadRequest", err.Error())
+			return
 		}
 		if in.GetResourceVersion() != s.route.GetResourceVersion() {
 			s.status(w, http.StatusConflict, "Conflict", `Operation cannot be fulfilled on httproutes.gateway.networking.k8s.io "shop": the object has been modified`)
@@ -81,7 +85,7 @@ func (s *apiServer) status(w http.ResponseWriter, code int, reason, msg string) 
 }
 
 // The client NewClient builds from a kubeconfig file speaks to a real HTTPS
-// API server: the bearer token is sent, the update names the field
+// API server: the bearer token is sent, the patch names the field
 // manager, and a 409 over the wire is retried.
 func TestNewClientFromKubeconfig(t *testing.T) {
 	api := &apiServer{t: t, route: loadRoute(t, "httproute.yaml")}
@@ -124,7 +128,7 @@ current-context: test
 		t.Fatalf("weights on the server: %v", got)
 	}
 	if api.puts != 2 {
-		t.Fatalf("%d PUTs, want 2 (a conflict, then the retry)", api.puts)
+		t.Fatalf("%d PATCHes, want 2 (a conflict, then the retry)", api.puts)
 	}
 	for _, tok := range api.tokens {
 		if tok != "Bearer s3cret" {
@@ -132,7 +136,7 @@ current-context: test
 		}
 	}
 	if api.params[1] != "fieldManager="+gatewayapi.FieldManager {
-		t.Fatalf("PUT query %q", api.params[1])
+		t.Fatalf("PATCH query %q", api.params[1])
 	}
 
 	if _, err := gatewayapi.NewClient(filepath.Join(t.TempDir(), "missing")); err == nil {

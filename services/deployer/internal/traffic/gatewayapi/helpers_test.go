@@ -1,26 +1,27 @@
 package gatewayapi_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 
-	"go.uber.org/goleak"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/rampartci/rampart/services/deployer/internal/clustertest"
 	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { clustertest.Main(m) }
 
 // loadRoute reads an HTTPRoute from testdata the way the API server's JSON
 // decoder would type it (integers as int64).
@@ -42,9 +43,10 @@ func loadRoute(t testing.TB, file string) *unstructured.Unstructured {
 }
 
 // newCluster is client-go's fake dynamic client holding routes, with the
-// API server's optimistic concurrency added (the fake's tracker alone
-// accepts any update): an update must carry the stored resourceVersion,
-// and each accepted one gets the next.
+// API server's merge patches and optimistic concurrency added (the fake's
+// tracker alone ignores a patch's resourceVersion): a patch that carries a
+// resourceVersion must carry the stored one, and each accepted patch gets
+// the next.
 func newCluster(t testing.TB, routes ...*unstructured.Unstructured) *fake.FakeDynamicClient {
 	t.Helper()
 	objs := make([]runtime.Object, len(routes))
@@ -54,24 +56,64 @@ func newCluster(t testing.TB, routes ...*unstructured.Unstructured) *fake.FakeDy
 	c := fake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{gatewayapi.HTTPRoutes: "HTTPRouteList"}, objs...)
 	tracker := c.Tracker()
-	c.PrependReactor("update", "httproutes", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		obj := action.(k8stesting.UpdateAction).GetObject().(*unstructured.Unstructured)
-		stored, err := tracker.Get(action.GetResource(), action.GetNamespace(), obj.GetName())
+	c.PrependReactor("patch", "httproutes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		pa := action.(k8stesting.PatchAction)
+		if pa.GetPatchType() != types.MergePatchType {
+			return true, nil, fmt.Errorf("patch type %s, want %s", pa.GetPatchType(), types.MergePatchType)
+		}
+		stored, err := tracker.Get(action.GetResource(), action.GetNamespace(), pa.GetName())
 		if err != nil {
 			return true, nil, err
 		}
-		m, err := meta.Accessor(stored)
+		obj := stored.(*unstructured.Unstructured).DeepCopy()
+		patched, err := applyPatch(obj, pa.GetPatch())
 		if err != nil {
-			return true, nil, err
+			return true, nil, apierrors.NewBadRequest(err.Error())
 		}
-		if obj.GetResourceVersion() != m.GetResourceVersion() {
-			return true, nil, apierrors.NewConflict(action.GetResource().GroupResource(), obj.GetName(),
+		if patched.GetResourceVersion() != obj.GetResourceVersion() {
+			return true, nil, apierrors.NewConflict(action.GetResource().GroupResource(), pa.GetName(),
 				fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
 		}
-		bumpResourceVersion(obj)
-		return false, nil, nil // the tracker stores it
+		bumpResourceVersion(patched)
+		if err := tracker.Update(action.GetResource(), patched, action.GetNamespace()); err != nil {
+			return true, nil, err
+		}
+		return true, patched, nil
 	})
 	return c
+}
+
+// applyPatch is obj with the JSON merge patch (RFC 7386) applied.
+func applyPatch(obj *unstructured.Unstructured, patch []byte) (*unstructured.Unstructured, error) {
+	var p map[string]any
+	if err := json.Unmarshal(patch, &p); err != nil {
+		return nil, err
+	}
+	out := obj.DeepCopy()
+	merge(out.Object, p)
+	// Numbers as the API server's decoder types them.
+	b, err := json.Marshal(out.Object)
+	if err != nil {
+		return nil, err
+	}
+	res := &unstructured.Unstructured{}
+	return res, res.UnmarshalJSON(b)
+}
+
+func merge(dst, patch map[string]any) {
+	for k, v := range patch {
+		if v == nil {
+			delete(dst, k)
+			continue
+		}
+		if pm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				merge(dm, pm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
 }
 
 func bumpResourceVersion(obj *unstructured.Unstructured) {

@@ -5,13 +5,14 @@
 // client, so it needs no generated Gateway API types.
 //
 // Every change is a read-modify-write under optimistic concurrency: the
-// update carries the resourceVersion that was read, and a conflict (someone
+// patch carries the resourceVersion that was read, and a conflict (someone
 // else changed the route in between) is retried from a fresh read, a
 // bounded number of times.
 package gatewayapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -20,12 +21,13 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/services/deployer/internal/kubeconfig"
 	"github.com/rampartci/rampart/services/deployer/internal/traffic"
 )
 
@@ -33,7 +35,7 @@ import (
 var HTTPRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
 
 // FieldManager names the deployer in the route's managed fields.
-const FieldManager = "rampart-deployer"
+const FieldManager = kubeconfig.UserAgent
 
 // Defaults for Options.
 const (
@@ -101,20 +103,11 @@ func New(conf policy.GatewayAPIRouter, client dynamic.Interface, opts Options) (
 
 // NewClient returns a dynamic client for the cluster of the kubeconfig file
 // at path, or for the cluster the deployer runs in when path is "".
-func NewClient(kubeconfig string) (dynamic.Interface, error) {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
+func NewClient(path string) (dynamic.Interface, error) {
+	cfg, err := kubeconfig.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client configuration (kubeconfig %q): %w", kubeconfig, err)
+		return nil, err
 	}
-	cfg.UserAgent = FieldManager
 	c, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
@@ -186,9 +179,10 @@ func (r *Router) SetWeight(ctx context.Context, canaryPercent int) error {
 	}
 }
 
-// trySetWeight is one read-modify-write. The update sends back the
-// resourceVersion of the read, so the API server refuses it with a
-// conflict if the route changed in between.
+// trySetWeight is one read-modify-write: a JSON merge patch of the
+// route's rules that carries the resourceVersion of the read, so the API
+// server refuses it with a conflict if the route changed in between. A
+// patch, not an update: the deployer's Role grants get and patch only.
 func (r *Router) trySetWeight(ctx context.Context, canaryPercent int) (changed bool, err error) {
 	route, err := r.routes.Get(ctx, r.conf.Route, metav1.GetOptions{})
 	if err != nil {
@@ -198,8 +192,16 @@ func (r *Router) trySetWeight(ctx context.Context, canaryPercent int) (changed b
 	if err != nil || !changed {
 		return false, err
 	}
-	if _, err := r.routes.Update(ctx, route, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
-		return false, fmt.Errorf("update HTTPRoute at resourceVersion %s: %w", route.GetResourceVersion(), err)
+	rules, _, _ := unstructured.NestedFieldNoCopy(route.Object, "spec", "rules")
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": route.GetResourceVersion()},
+		"spec":     map[string]any{"rules": rules},
+	})
+	if err != nil {
+		return false, err
+	}
+	if _, err := r.routes.Patch(ctx, r.conf.Route, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
+		return false, fmt.Errorf("patch HTTPRoute at resourceVersion %s: %w", route.GetResourceVersion(), err)
 	}
 	return true, nil
 }

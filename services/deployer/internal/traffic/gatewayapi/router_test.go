@@ -61,8 +61,8 @@ func TestSetWeightSetsBothBackendsInEverySplitRule(t *testing.T) {
 					t.Errorf("%s changed: %v → %v", strings.Join(path, "."), a, b)
 				}
 			}
-			if got := countActions(c, "update"); got != 1 {
-				t.Errorf("%d updates", got)
+			if got := countActions(c, "patch"); got != 1 {
+				t.Errorf("%d patches", got)
 			}
 		})
 	}
@@ -81,8 +81,8 @@ func TestSetWeightUnchangedMakesNoUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := countActions(c, "update"); got != 1 {
-		t.Fatalf("%d updates for one change", got)
+	if got := countActions(c, "patch"); got != 1 {
+		t.Fatalf("%d patches for one change", got)
 	}
 }
 
@@ -92,7 +92,7 @@ func TestSetWeightUnchangedMakesNoUpdate(t *testing.T) {
 func TestSetWeightRetriesAConflictWithoutLosingTheOtherWrite(t *testing.T) {
 	c := newCluster(t, loadRoute(t, "httproute.yaml"))
 	var updates atomic.Int32
-	c.PrependReactor("update", "httproutes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+	c.PrependReactor("patch", "httproutes", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		if updates.Add(1) == 1 {
 			other := storedRoute(t, c, "shop", "shop").DeepCopy()
 			other.SetLabels(map[string]string{"app.kubernetes.io/name": "shop", "team": "payments"})
@@ -120,8 +120,8 @@ func TestSetWeightRetriesAConflictWithoutLosingTheOtherWrite(t *testing.T) {
 	if route.GetResourceVersion() != "3" {
 		t.Fatalf("resourceVersion %s, want 3 (theirs, then ours)", route.GetResourceVersion())
 	}
-	if u, g := countActions(c, "update"), countActions(c, "get"); u != 2 || g != 2 {
-		t.Fatalf("%d updates and %d gets, want 2 and 2", u, g)
+	if u, g := countActions(c, "patch"), countActions(c, "get"); u != 2 || g != 2 {
+		t.Fatalf("%d patches and %d gets, want 2 and 2", u, g)
 	}
 }
 
@@ -129,7 +129,7 @@ func TestSetWeightRetriesAConflictWithoutLosingTheOtherWrite(t *testing.T) {
 // conflict still recognisable.
 func TestSetWeightGivesUpAfterMaxAttempts(t *testing.T) {
 	c := newCluster(t, loadRoute(t, "httproute.yaml"))
-	c.PrependReactor("update", "httproutes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+	c.PrependReactor("patch", "httproutes", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewConflict(gatewayapi.HTTPRoutes.GroupResource(), "shop", errors.New("modified"))
 	})
 	r, err := gatewayapi.New(shopConf, c, gatewayapi.Options{MaxAttempts: 3, Backoff: time.Millisecond})
@@ -140,8 +140,8 @@ func TestSetWeightGivesUpAfterMaxAttempts(t *testing.T) {
 	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "after 3 attempts") {
 		t.Fatalf("err = %v", err)
 	}
-	if got := countActions(c, "update"); got != 3 {
-		t.Fatalf("%d updates, want 3", got)
+	if got := countActions(c, "patch"); got != 3 {
+		t.Fatalf("%d patches, want 3", got)
 	}
 	if r.Weight() != 0 {
 		t.Fatalf("Weight() = %d after a failed SetWeight", r.Weight())
@@ -152,7 +152,7 @@ func TestSetWeightGivesUpAfterMaxAttempts(t *testing.T) {
 func TestSetWeightStopsWithContext(t *testing.T) {
 	c := newCluster(t, loadRoute(t, "httproute.yaml"))
 	ctx, cancel := context.WithCancel(context.Background())
-	c.PrependReactor("update", "httproutes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+	c.PrependReactor("patch", "httproutes", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		cancel()
 		return true, nil, apierrors.NewConflict(gatewayapi.HTTPRoutes.GroupResource(), "shop", errors.New("modified"))
 	})
@@ -189,8 +189,8 @@ func TestSetWeightRefusesRoutesItCannotSplit(t *testing.T) {
 					t.Errorf("%s: err = %v", name, err)
 				}
 			}
-			if got := countActions(c, "update"); got != 0 {
-				t.Fatalf("%d updates of a route that cannot be split", got)
+			if got := countActions(c, "patch"); got != 0 {
+				t.Fatalf("%d patches of a route that cannot be split", got)
 			}
 		})
 	}
