@@ -187,21 +187,23 @@ func (m *Mesh) inject(ctx context.Context, e Experiment, ro adminapi.Rollout, dr
 }
 
 // siem sends the watcher a SIEM alert about the canary's application, signed
-// as the SIEM would. Until the watcher has the canary live it ignores the
-// alert: send again, as a SIEM retries, within the drill's time.
+// as the SIEM would. An alert that comes before the watcher has the canary
+// live is recorded against nothing live (its anomaly id ends in ":none"):
+// then a new alert is sent, within the drill's time, until one lands on the
+// rollout.
 func (m *Mesh) siem(ctx context.Context, f Fault, ro adminapi.Rollout, drillID string, within time.Duration) error {
-	body, err := json.Marshal(map[string]any{
-		"id": "chaos-" + drillID, "app": ro.App, "environment": ro.Environment, "severity": f.Severity,
-		"title": "Chaos drill: injected SIEM alert", "occurredAt": time.Now().UTC(), "source": "rampart-chaos",
-	})
-	if err != nil {
-		return err
-	}
-	mac := hmac.New(sha256.New, []byte(m.SIEMSecret))
-	mac.Write(body)
-	headers := map[string]string{"Content-Type": "application/json", "X-Rampart-Signature": "sha256=" + hex.EncodeToString(mac.Sum(nil))}
 	deadline := time.Now().Add(within)
-	for {
+	for attempt := 1; ; attempt++ {
+		body, err := json.Marshal(map[string]any{
+			"id": fmt.Sprintf("chaos-%s-%d", drillID, attempt), "app": ro.App, "environment": ro.Environment, "severity": f.Severity,
+			"title": "Chaos drill: injected SIEM alert", "occurredAt": time.Now().UTC(), "source": "rampart-chaos",
+		})
+		if err != nil {
+			return err
+		}
+		mac := hmac.New(sha256.New, []byte(m.SIEMSecret))
+		mac.Write(body)
+		headers := map[string]string{"Content-Type": "application/json", "X-Rampart-Signature": "sha256=" + hex.EncodeToString(mac.Sum(nil))}
 		var resp struct {
 			Published  []string `json:"published"`
 			Duplicates []string `json:"duplicates"`
@@ -210,16 +212,18 @@ func (m *Mesh) siem(ctx context.Context, f Fault, ro adminapi.Rollout, drillID s
 		if err := m.post(ctx, m.SIEMURL, body, headers, &resp); err != nil {
 			return err
 		}
-		if len(resp.Published)+len(resp.Duplicates) > 0 {
-			return nil
+		for _, id := range append(resp.Published, resp.Duplicates...) {
+			if strings.HasSuffix(id, ":"+ro.ID) {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the watcher ignored the alert: %s", strings.Join(resp.Ignored, "; "))
+			return fmt.Errorf("the watcher did not take the alert for the live canary %s (anomalies %v, ignored %v)", ro.ID, resp.Published, resp.Ignored)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
