@@ -65,8 +65,8 @@ type counters struct {
 }
 
 type window struct {
-	p                     *Provider
-	t                     analysis.Target
+	p     *Provider
+	t     analysis.Target
 	local *policy.LocalRouter
 	base  counters
 }
