@@ -10,11 +10,10 @@ package chaos
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy"
 )
 
 // Fault kinds.
@@ -130,22 +130,8 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Problem is one thing wrong with a chaos file, at its line.
-type Problem struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (p Problem) String() string {
-	if p.Line > 0 {
-		return p.File + ":" + strconv.Itoa(p.Line) + ": " + p.Msg
-	}
-	return p.File + ": " + p.Msg
-}
-
-// Error lists every problem of a chaos file.
-type Error struct{ Problems []Problem }
+// Error lists every problem of a chaos file, each at its line.
+type Error struct{ Problems []policy.Problem }
 
 func (e *Error) Error() string {
 	s := make([]string, len(e.Problems))
@@ -164,8 +150,6 @@ func Load(path string) (*File, error) {
 	return Parse(path, data)
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-
 // Default and bounds.
 const (
 	defaultWait = 5 * time.Minute
@@ -180,16 +164,16 @@ const (
 func Parse(file string, data []byte) (*File, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{Problems: yamlProblems(file, err)}
+		return nil, &Error{Problems: policy.YAMLProblems(file, err)}
 	}
 	if len(root.Content) == 0 {
-		return nil, &Error{Problems: []Problem{{File: file, Msg: "the chaos file is empty"}}}
+		return nil, &Error{Problems: []policy.Problem{{File: file, Msg: "the chaos file is empty"}}}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var f File
 	if err := dec.Decode(&f); err != nil {
-		return nil, &Error{Problems: yamlProblems(file, err)}
+		return nil, &Error{Problems: policy.YAMLProblems(file, err)}
 	}
 	v := validator{file: file}
 	doc := root.Content[0]
@@ -220,11 +204,11 @@ func Parse(file string, data []byte) (*File, error) {
 
 type validator struct {
 	file     string
-	problems []Problem
+	problems []policy.Problem
 }
 
 func (v *validator) add(l int, format string, args ...any) {
-	v.problems = append(v.problems, Problem{File: v.file, Line: l, Msg: fmt.Sprintf(format, args...)})
+	v.problems = append(v.problems, policy.Problem{File: v.file, Line: l, Msg: fmt.Sprintf(format, args...)})
 }
 
 // experiment checks e (node n) and fills its defaults.
@@ -265,7 +249,7 @@ func (v *validator) experiment(e *Experiment, n *yaml.Node, names map[string]boo
 		v.add(at("fault", "kind"), "%s: fault.kind %q: want one of %s", where, f.Kind, strings.Join(Kinds, ", "))
 	}
 	for _, p := range []string{"ratio", "latency", "hook", "severity"} {
-		if ok && used[p] && !contains(params, p) {
+		if ok && used[p] && !slices.Contains(params, p) {
 			v.add(at("fault", p), "%s: fault.%s does not apply to a %s fault", where, p, f.Kind)
 		}
 	}
@@ -302,15 +286,6 @@ func (v *validator) experiment(e *Experiment, n *yaml.Node, names map[string]boo
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // field is the value node of key in mapping n, or nil.
 func field(n *yaml.Node, key string) *yaml.Node {
 	if n == nil || n.Kind != yaml.MappingNode {
@@ -337,25 +312,4 @@ func line(n *yaml.Node, path ...string) int {
 		l = n.Line
 	}
 	return l
-}
-
-// yamlProblems turns the YAML library's errors into problems with lines.
-func yamlProblems(file string, err error) []Problem {
-	var msgs []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{err.Error()}
-	}
-	out := make([]Problem, 0, len(msgs))
-	for _, m := range msgs {
-		p := Problem{File: file, Msg: m}
-		if g := yamlLine.FindStringSubmatch(m); g != nil {
-			p.Line, _ = strconv.Atoi(g[1])
-			p.Msg = strings.ReplaceAll(g[2], "chaos.", "")
-		}
-		out = append(out, p)
-	}
-	return out
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,19 +28,25 @@ const chaosRunUsage = "FILE [--every DURATION] [--server URL] [--data DIR] [--na
 
 func runChaosCheck(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "chaos check", "FILE")
+	file, f, err := chaosFile(fs, args)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %s\n", file, nouns(len(f.Experiments), "experiment", "experiments"))
+	return nil
+}
+
+// chaosFile parses the command line and loads the one chaos file it names.
+func chaosFile(fs *flag.FlagSet, args []string) (string, *chaos.File, error) {
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: want one chaos file", errUsage)
+		return "", nil, fmt.Errorf("%w: want one chaos file", errUsage)
 	}
 	f, err := chaos.Load(pos[0])
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s: %s\n", pos[0], nouns(len(f.Experiments), "experiment", "experiments"))
-	return nil
+	return pos[0], f, err
 }
 
 func runChaosRun(ctx context.Context, e *env, args []string) error {
@@ -48,14 +55,7 @@ func runChaosRun(ctx context.Context, e *env, args []string) error {
 	data := fs.String("data", ".rampart", "`DIR` of rampart up, holding the tokens the drill uses: deployer/viewer.token, deployer/chaos.token, watcher/siem.secret")
 	every := fs.Duration("every", 0, "run the file again every `DURATION` (default: the file's every; 0 runs once)")
 	nf := bindNATS(e, fs)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return fmt.Errorf("%w: want one chaos file", errUsage)
-	}
-	f, err := chaos.Load(pos[0])
+	_, f, err := chaosFile(fs, args)
 	if err != nil {
 		return err
 	}
