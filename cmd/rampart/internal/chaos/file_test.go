@@ -73,3 +73,14 @@ func TestParseErrorsAtTheirLine(t *testing.T) {
 		})
 	}
 }
+
+// The example the README points at stays valid.
+func TestExampleFileParses(t *testing.T) {
+	f, err := chaos.Load("../../../../docs/examples/chaos.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Experiments) != len(chaos.Kinds) {
+		t.Fatalf("the example has %d experiments, want one per fault kind (%v)", len(f.Experiments), chaos.Kinds)
+	}
+}
