@@ -68,6 +68,13 @@ func sample(t *testing.T) map[string]cloudevents.Event {
 		"rollback": func() (cloudevents.Event, error) {
 			return NewRollback(meta("e-rollback"), Rollback{RolloutID: "r-1", App: "shop", Environment: "prod", ArtifactID: "pkg:oci/shop@sha256:aa", From: "pkg:oci/shop@sha256:bb", TrafficAtAbort: 5, Trigger: anomaly, AnomalyID: "e-anomaly"})
 		},
+		"drill": func() (cloudevents.Event, error) {
+			detected, rolledBack := int64(1210), int64(1230)
+			return NewDrillFinished(meta("e-drill"), Drill{DrillID: "d-1", Name: "canary-5xx", App: "shop", Environment: "prod", RolloutID: "r-1",
+				Fault: "http-errors", FaultDetail: "20% of canary requests answer 500", Outcome: DrillPassed, DetectedInMs: &detected, RolledBackInMs: &rolledBack,
+				Pages: 1, AnomalyID: "e-anomaly", RollbackID: "e-rollback", ExpectRollbackWithinMs: 30000, ExpectPages: 1, ExpectLedger: true, LedgerRecorded: true,
+				StartedAt: fixedTime, FinishedAt: fixedTime.Add(3 * time.Second)})
+		},
 		"page": func() (cloudevents.Event, error) {
 			return NewPage(meta("e-page"), Page{App: "shop", Environment: "prod", TicketURI: "https://acme.pagerduty.com/incidents/Q1", DedupKey: "r-1", Description: "rollback of shop"})
 		},

@@ -56,6 +56,7 @@ var kindByName = map[string]string{
 	"dev.cdevents.incident.detected":         KindAnomaly,
 	"dev.cdevents.service.rolledback":        KindRollback,
 	"dev.cdevents.incident.reported":         KindPage,
+	"dev.cdeventsx.rampart-drill.finished":   KindDrill,
 }
 
 // knownVersion is the version of each type name Rampart reads.
@@ -66,6 +67,7 @@ func init() {
 		TypeChangeMerged, TypeChangeCreated, TypeArtifactPublished, TypeTestSuiteFinished,
 		TypeTestOutputPublished, TypeReleasePromoted, TypeCanaryStepped, TypeServiceDeployed,
 		TypeServiceUpgraded, TypeIncidentDetected, TypeServiceRolledBack, TypeIncidentReported,
+		TypeDrillFinished,
 	} {
 		name, version, _ := SplitType(t)
 		knownVersion[name] = version

@@ -61,7 +61,7 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 func Parse(file string, data []byte) (*Policy, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{Problems: yamlProblems(file, err)}
+		return nil, &Error{Problems: YAMLProblems(file, err)}
 	}
 	if len(root.Content) == 0 {
 		return nil, &Error{Problems: []Problem{{File: file, Msg: "the policy is empty"}}}
@@ -70,7 +70,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 	dec.KnownFields(true)
 	var p Policy
 	if err := dec.Decode(&p); err != nil {
-		return nil, &Error{Problems: yamlProblems(file, err)}
+		return nil, &Error{Problems: YAMLProblems(file, err)}
 	}
 	lines := map[string]int{}
 	indexLines(root.Content[0], "", lines)
@@ -87,9 +87,10 @@ func Parse(file string, data []byte) (*Policy, error) {
 	return &p, nil
 }
 
-// yamlProblems turns the YAML library's errors ("line 4: field x not found in
+// YAMLProblems turns the YAML library's errors ("line 4: field x not found in
 // type policy.App") into problems with lines.
-func yamlProblems(file string, err error) []Problem {
+// Other YAML files of Rampart (chaos files) report their errors with it.
+func YAMLProblems(file string, err error) []Problem {
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {

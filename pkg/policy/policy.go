@@ -109,6 +109,15 @@ type Analysis struct {
 	ErrorRate  ErrorRateRule `yaml:"errorRate"`
 	Memory     MemoryRule    `yaml:"memory"`
 	SIEM       SIEMRule      `yaml:"siem"`
+	Latency    LatencyRule   `yaml:"latency"`
+}
+
+// LatencyRule aborts when the canary's mean response time over the step
+// exceeds MaxMean, once it has served at least MinRequests requests (default
+// errorRate.minRequests). A zero MaxMean turns the rule off.
+type LatencyRule struct {
+	MaxMean     time.Duration `yaml:"maxMean"`
+	MinRequests int           `yaml:"minRequests"`
 }
 
 // Prometheus is a Prometheus server's HTTP API.

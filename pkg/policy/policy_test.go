@@ -58,6 +58,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown field", head + "    canray: {}\n", []string{"p.yaml:7: field canray not found in type App"}},
 		{"wrong type", head + "    canary:\n      steps: five\n", []string{"p.yaml:8: cannot unmarshal !!str `five` into []int"}},
 		{"bad duration", head + "    canary:\n      pause: soon\n", []string{"p.yaml:8:"}},
+		{"negative latency", head + "    analysis:\n      latency: {maxMean: -1s}\n", []string{"p.yaml:8: apps[0].analysis.latency: maxMean -1s"}},
 		{"pause shorter than two intervals", head + "    canary:\n      pause: 3s\n    analysis:\n      interval: 2s\n", []string{
 			"p.yaml:8: apps[0].canary.pause: 3s is shorter than two analysis intervals (4s)"}},
 		{"steps", head + "    canary:\n      steps: [5, 3, 120]\n", []string{

@@ -41,6 +41,9 @@ func applyDefaults(p *Policy) {
 		if an.ErrorRate == (ErrorRateRule{}) {
 			an.ErrorRate = DefaultErrorRate
 		}
+		if an.Latency.MaxMean > 0 && an.Latency.MinRequests == 0 {
+			an.Latency.MinRequests = an.ErrorRate.MinRequests
+		}
 		if an.Memory.MaxRatio == 0 {
 			an.Memory.MaxRatio = DefaultMemory.MaxRatio
 		}
@@ -193,6 +196,9 @@ func validateAnalysis(at string, a Analysis, r Router) []violation {
 	}
 	if a.ErrorRate.MinRequests < 1 {
 		add(at+".errorRate.minRequests", "must be at least 1, so that no data is never a pass")
+	}
+	if a.Latency.MaxMean < 0 || a.Latency.MinRequests < 0 {
+		add(at+".latency", "maxMean %s and minRequests %d must not be negative", a.Latency.MaxMean, a.Latency.MinRequests)
 	}
 	if a.Memory.MaxRatio <= 1 {
 		add(at+".memory.maxRatio", "%v must be above 1 (1.9 allows 90%% more than stable)", a.Memory.MaxRatio)

@@ -64,6 +64,9 @@ type Options struct {
 	// every request.
 	OperatorToken policy.Secret
 	ViewerToken   policy.Secret
+	// ChaosToken opens the fault routes (/deployer/faults) to chaos
+	// drills and nothing else; without it no fault can be injected.
+	ChaosToken policy.Secret
 
 	// Set by an embedding program instead of the files above.
 	Policy     *policy.Store
@@ -87,6 +90,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Owner, "owner", o.Owner, "name of this deployer in application leases (default: host name)")
 	o.secrets.Var(fs, &o.OperatorToken, "operator-token", "bearer token of the operator API's operator role (read and act on rollouts)")
 	o.secrets.Var(fs, &o.ViewerToken, "viewer-token", "bearer token of the operator API's viewer role (read rollouts)")
+	o.secrets.Var(fs, &o.ChaosToken, "chaos-token", "bearer token that may inject chaos drills' faults into canaries at the local router (unset: no fault can be)")
 	fs.IntVar(&o.Replicas, "kv-replicas", o.Replicas, "replicas of the deployer's key-value bucket (1 embedded, 3 in a cluster)")
 }
 
@@ -127,6 +131,12 @@ func New(opts Options) (*App, error) {
 	}
 	if a.tokens.Viewer, err = resolve("viewer-token", opts.ViewerToken); err != nil {
 		return nil, err
+	}
+	if a.tokens.Chaos, err = resolve("chaos-token", opts.ChaosToken); err != nil {
+		return nil, err
+	}
+	if a.tokens.Chaos != "" && (a.tokens.Chaos == a.tokens.Operator || a.tokens.Chaos == a.tokens.Viewer) {
+		return nil, errors.New("deployer: --chaos-token is the operator's or the viewer's token: give drills their own")
 	}
 	if a.tokens.Operator != "" && a.tokens.Operator == a.tokens.Viewer {
 		return nil, errors.New("deployer: --operator-token and --viewer-token are the same token: the viewer could act")
@@ -208,7 +218,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	for n := range byApp {
 		names = append(names, n)
 	}
-	if a.tokens == (admin.Tokens{}) {
+	if a.tokens.Operator == "" && a.tokens.Viewer == "" {
 		deps.Logger.Warn("no operator API token configured (--operator-token, --viewer-token): " + adminapi.PathRollouts + " refuses every request")
 	}
 	deps.Logger.Info("deployer ready", "applications", strings.Join(names, ","))
@@ -235,7 +245,10 @@ func (a *App) Stop(ctx context.Context) error {
 }
 
 // Routes serves the operator API under /deployer/.
-func (a *App) Routes(mux *http.ServeMux) { admin.Routes(mux, a.manager, a.tokens) }
+func (a *App) Routes(mux *http.ServeMux) {
+	admin.Routes(mux, a.manager, a.tokens)
+	admin.FaultRoutes(mux, a, a.tokens)
+}
 
 // Ready implements service.ReadyChecker.
 func (a *App) Ready(context.Context) error {

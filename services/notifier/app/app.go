@@ -37,7 +37,7 @@ import (
 // without the ledger.
 var Consumer = bus.ConsumerOptions{
 	Durable:        "notifier",
-	FilterSubjects: []string{"rampart.rollback.>", "rampart.anomaly.>", "rampart.scan.>", "rampart.release.>"},
+	FilterSubjects: []string{"rampart.rollback.>", "rampart.anomaly.>", "rampart.scan.>", "rampart.release.>", "rampart.drill.>"},
 	MaxDeliver:     5,
 	AckWait:        30 * time.Second,
 }

@@ -117,6 +117,7 @@ apps:
       errorRate: {max: 0.01, minRequests: 20}
       memory: {maxRatio: 1.9, metric: %s}
       siem: {enabled: true}
+      latency: {maxMean: 250ms}
     notify:
       pagerduty: {routingKey: {file: %q}, severity: critical, url: %q}
       slack: {webhook: {file: %q}}

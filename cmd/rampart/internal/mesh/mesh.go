@@ -186,7 +186,9 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	dopts.Policy, dopts.ScannerKeyFile = pol, m.ScannerKeyFile+".pub"
 	// The operator API refuses requests without a token: one per role
 	// (`rampart rollout` reads them).
-	for name, tok := range map[string]*policy.Secret{"operator.token": &dopts.OperatorToken, "viewer.token": &dopts.ViewerToken} {
+	// chaos.token is the chaos drills' (`rampart chaos run`): it may only
+	// inject bounded faults at the local router (decision 0023).
+	for name, tok := range map[string]*policy.Secret{"operator.token": &dopts.OperatorToken, "viewer.token": &dopts.ViewerToken, "chaos.token": &dopts.ChaosToken} {
 		if tok.IsZero() {
 			if tok.File, err = secretFile(filepath.Join(opts.DataDir, "deployer", name)); err != nil {
 				return nil, err

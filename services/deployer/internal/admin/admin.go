@@ -31,6 +31,9 @@ type Tokens struct {
 	Viewer string
 	// Operator may also pause, resume, promote and abort them.
 	Operator string
+	// Chaos may only inject faults into canaries (FaultRoutes), for
+	// chaos drills; it reads and acts on no rollout.
+	Chaos string
 }
 
 // role is what a request's token allows.

@@ -117,6 +117,8 @@ func (n *Dispatcher) Handle(ctx context.Context, d bus.Delivery) error {
 		return n.scan(ctx, ev)
 	case events.KindRelease:
 		return n.release(ctx, ev)
+	case events.KindDrill:
+		return n.drill(ctx, ev)
 	}
 	return nil // not for the notifier: the filter let it through, nothing to do
 }

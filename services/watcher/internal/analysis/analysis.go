@@ -31,6 +31,9 @@ type Reading struct {
 	HasMemory                  bool
 	// MemoryReason says why memory is missing, for the no-data log.
 	MemoryReason string
+	// LatencySum and LatencyCount are the canary's response times in
+	// seconds, summed, and how many there were, in the window.
+	LatencySum, LatencyCount float64
 }
 
 // Provider reads a canary's metrics. Implementations: scrape (the local

@@ -12,6 +12,7 @@ const (
 	RuleMemory       = "memory-ratio"
 	RuleSIEM         = "siem"
 	RuleAlertmanager = "alertmanager"
+	RuleLatency      = "latency-mean"
 )
 
 // Result is a rule's outcome for one reading.
@@ -81,6 +82,31 @@ func Memory(r Reading, rule policy.MemoryRule) Verdict {
 	v.Description = fmt.Sprintf("%s, within the maximum %.2f×", what, rule.MaxRatio)
 	return v
 }
+
+// Latency judges the canary's mean response time in seconds: a breach when
+// it is above rule.MaxMean, no data until the canary served
+// rule.MinRequests requests. Callers skip it when rule.MaxMean is zero.
+func Latency(r Reading, rule policy.LatencyRule) Verdict {
+	v := Verdict{Rule: RuleLatency, Threshold: rule.MaxMean.Seconds()}
+	if r.LatencyCount < float64(max(rule.MinRequests, 1)) {
+		v.Result = NoData
+		v.Description = fmt.Sprintf("canary served %s timed requests in the window, fewer than the %d needed to judge its latency",
+			num(r.LatencyCount), rule.MinRequests)
+		return v
+	}
+	v.Observed = r.LatencySum / r.LatencyCount
+	what := fmt.Sprintf("canary mean latency %s over %s requests", seconds(v.Observed), num(r.LatencyCount))
+	if v.Observed > v.Threshold {
+		v.Result = Breach
+		v.Description = fmt.Sprintf("%s is above the maximum %s", what, rule.MaxMean)
+		return v
+	}
+	v.Result = Pass
+	v.Description = fmt.Sprintf("%s is within the maximum %s", what, rule.MaxMean)
+	return v
+}
+
+func seconds(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
 
 // num prints a count: whole numbers without decimals (scrape), others with
 // two (Prometheus extrapolates increase()).

@@ -3,6 +3,7 @@ package analysis_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/services/watcher/internal/analysis"
@@ -58,6 +59,33 @@ func TestMemory(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := analysis.Memory(tc.r, rule)
 			if v.Result != tc.want || v.Rule != analysis.RuleMemory || v.Threshold != 1.9 {
+				t.Fatalf("got %+v, want %s", v, tc.want)
+			}
+			if !strings.Contains(v.Description, tc.mention) {
+				t.Errorf("description %q does not mention %q", v.Description, tc.mention)
+			}
+		})
+	}
+}
+
+func TestLatency(t *testing.T) {
+	rule := policy.LatencyRule{MaxMean: 250 * time.Millisecond, MinRequests: 20}
+	tests := []struct {
+		name       string
+		sum, count float64
+		want       analysis.Result
+		mention    string
+	}{
+		{"no traffic is no data", 0, 0, analysis.NoData, "fewer than the 20"},
+		{"too few requests is no data, even slow", 190, 19, analysis.NoData, "19 timed requests"},
+		{"fast passes", 20 * 0.05, 20, analysis.Pass, "mean latency 50 ms over 20 requests is within the maximum 250ms"},
+		{"at the maximum passes", 100 * 0.25, 100, analysis.Pass, "within"},
+		{"slow breaches", 100 * 0.4, 100, analysis.Breach, "mean latency 400 ms over 100 requests is above the maximum 250ms"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := analysis.Latency(analysis.Reading{LatencySum: tc.sum, LatencyCount: tc.count}, rule)
+			if v.Result != tc.want || v.Rule != analysis.RuleLatency || v.Threshold != 0.25 {
 				t.Fatalf("got %+v, want %s", v, tc.want)
 			}
 			if !strings.Contains(v.Description, tc.mention) {

@@ -239,6 +239,9 @@ func (m *Monitor) evaluate(ctx context.Context, log *slog.Logger, c live.Canary,
 		analysis.ErrorRate(reading, p.Analysis.ErrorRate),
 		analysis.Memory(reading, p.Analysis.Memory),
 	}
+	if p.Analysis.Latency.MaxMean > 0 {
+		verdicts = append(verdicts, analysis.Latency(reading, p.Analysis.Latency))
+	}
 	m.metrics.latency.WithLabelValues(provider).Observe(time.Since(start).Seconds())
 	for _, v := range verdicts {
 		m.cfg.Evaluations.WithLabelValues(v.Rule, string(v.Result)).Inc()

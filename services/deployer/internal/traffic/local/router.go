@@ -80,6 +80,9 @@ type Router struct {
 	// seq is the position of the next split request in its window of 100
 	// (see choose).
 	seq atomic.Uint64
+	// fault is the chaos drill's fault on the canary, nil when none
+	// (fault.go).
+	fault atomic.Pointer[activeFault]
 
 	srvMu     sync.Mutex
 	srv       *http.Server
@@ -278,7 +281,13 @@ func (r *Router) newBackend(version, base string) (*backend, error) {
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
-	return &backend{version: version, url: u, handler: r.metrics.instrument(version, p)}, nil
+	var h http.Handler = p
+	if version == policy.VersionCanary {
+		// Inside the metrics: an injected 500 or delay counts against the
+		// canary exactly as the canary's own would.
+		h = r.faulty(h)
+	}
+	return &backend{version: version, url: u, handler: r.metrics.instrument(version, h)}, nil
 }
 
 // Start listens on the configured address and serves in the background

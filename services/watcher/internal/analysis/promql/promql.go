@@ -95,7 +95,18 @@ func Queries(t analysis.Target, now time.Time) (errors, total, canaryMem, stable
 	return errors, total, canaryMem, stableMem
 }
 
-// Read runs the window's four queries at one instant.
+// LatencyQueries returns the PromQL of the canary's response times over
+// the step so far: their sum in seconds and their count.
+func LatencyQueries(t analysis.Target, now time.Time) (sum, count string) {
+	secs := max(int64(math.Ceil(now.Sub(t.Since).Seconds())), 1)
+	sel := fmt.Sprintf(`{app=%s,version=%q}`, strconv.Quote(t.App), policy.VersionCanary)
+	sum = fmt.Sprintf(`sum(increase(%s_sum%s[%ds]))`, policy.RouterLatency, sel, secs)
+	count = fmt.Sprintf(`sum(increase(%s_count%s[%ds]))`, policy.RouterLatency, sel, secs)
+	return sum, count
+}
+
+// Read runs the window's queries at one instant (the latency ones only
+// when the latency rule is on).
 func (w *window) Read(ctx context.Context) (analysis.Reading, error) {
 	now := w.now()
 	qErr, qTotal, qCanary, qStable := Queries(w.t, now)
@@ -122,6 +133,15 @@ func (w *window) Read(ctx context.Context) (analysis.Reading, error) {
 		r.MemoryReason = "no stable series: " + qStable
 	default:
 		r.CanaryMemory, r.StableMemory, r.HasMemory = canary, stable, true
+	}
+	if w.t.Policy.Analysis.Latency.MaxMean > 0 {
+		qSum, qCount := LatencyQueries(w.t, now)
+		if r.LatencySum, _, err = w.scalar(ctx, qSum, now); err != nil {
+			return r, err
+		}
+		if r.LatencyCount, _, err = w.scalar(ctx, qCount, now); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }

@@ -52,31 +52,38 @@ func (p *Provider) Open(ctx context.Context, t analysis.Target) (analysis.Window
 	if local == nil {
 		return nil, fmt.Errorf("scrape %s: the application has no local router to scrape", t.App)
 	}
-	total, errs, err := p.requests(ctx, local.MetricsURL(), t.App)
+	c, err := p.requests(ctx, local.MetricsURL(), t.App)
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s baseline: %w", t.App, err)
 	}
-	return &window{p: p, t: t, local: local, baseTotal: total, baseErrors: errs}, nil
+	return &window{p: p, t: t, local: local, base: c}, nil
+}
+
+// counters are the router's cumulative canary counters.
+type counters struct {
+	total, errs, latencySum, latencyCount float64
 }
 
 type window struct {
-	p                     *Provider
-	t                     analysis.Target
-	local                 *policy.LocalRouter
-	baseTotal, baseErrors float64
+	p     *Provider
+	t     analysis.Target
+	local *policy.LocalRouter
+	base  counters
 }
 
 // Read scrapes the router and both upstreams.
 func (w *window) Read(ctx context.Context) (analysis.Reading, error) {
-	total, errs, err := w.p.requests(ctx, w.local.MetricsURL(), w.t.App)
+	c, err := w.p.requests(ctx, w.local.MetricsURL(), w.t.App)
 	if err != nil {
 		return analysis.Reading{}, fmt.Errorf("scrape %s: %w", w.t.App, err)
 	}
-	if total < w.baseTotal || errs < w.baseErrors {
+	b := w.base
+	if c.total < b.total || c.errs < b.errs || c.latencyCount < b.latencyCount {
 		// The router restarted: its counters began again at zero.
-		w.baseTotal, w.baseErrors = 0, 0
+		w.base, b = counters{}, counters{}
 	}
-	r := analysis.Reading{Requests: total - w.baseTotal, Errors: errs - w.baseErrors}
+	r := analysis.Reading{Requests: c.total - b.total, Errors: c.errs - b.errs,
+		LatencySum: c.latencySum - b.latencySum, LatencyCount: c.latencyCount - b.latencyCount}
 	metric := w.t.Policy.Analysis.Memory.Metric
 	canary, cerr := w.p.gauge(ctx, metricsURL(w.local.Canary), metric)
 	stable, serr := w.p.gauge(ctx, metricsURL(w.local.Stable), metric)
@@ -94,30 +101,35 @@ func (w *window) Read(ctx context.Context) (analysis.Reading, error) {
 // metricsURL is an upstream's /metrics.
 func metricsURL(base string) string { return strings.TrimSuffix(base, "/") + "/metrics" }
 
-// requests sums app's canary requests, and those answered 5xx, from the
-// router's request counter.
-func (p *Provider) requests(ctx context.Context, url, app string) (total, errs float64, err error) {
+// requests sums app's canary requests, those answered 5xx, and their
+// response times, from the router's request counter and latency histogram.
+// No series yet is zero: the router creates them on the first request.
+func (p *Provider) requests(ctx context.Context, url, app string) (c counters, err error) {
 	fams, err := p.fetch(ctx, url)
 	if err != nil {
-		return 0, 0, err
+		return c, err
 	}
-	fam, ok := fams[policy.RouterRequests]
-	if !ok {
-		// No request yet: the router creates the series on the first one.
-		return 0, 0, nil
-	}
-	for _, m := range fam.GetMetric() {
+	canary := func(m *dto.Metric) bool {
 		labels := labelMap(m)
-		if labels["app"] != app || labels["version"] != policy.VersionCanary {
+		return labels["app"] == app && labels["version"] == policy.VersionCanary
+	}
+	for _, m := range fams[policy.RouterRequests].GetMetric() {
+		if !canary(m) {
 			continue
 		}
 		v := value(m)
-		total += v
-		if strings.HasPrefix(labels["code"], "5") {
-			errs += v
+		c.total += v
+		if strings.HasPrefix(labelMap(m)["code"], "5") {
+			c.errs += v
 		}
 	}
-	return total, errs, nil
+	for _, m := range fams[policy.RouterLatency].GetMetric() {
+		if h := m.GetHistogram(); h != nil && canary(m) {
+			c.latencySum += h.GetSampleSum()
+			c.latencyCount += float64(h.GetSampleCount())
+		}
+	}
+	return c, nil
 }
 
 // ErrNoMetric is returned when an endpoint does not expose the gauge asked for.

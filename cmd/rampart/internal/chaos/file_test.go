@@ -1,0 +1,86 @@
+package chaos_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampartci/rampart/cmd/rampart/internal/chaos"
+)
+
+const good = `version: 1
+every: 24h
+experiments:
+  - name: canary-5xx
+    target: {app: shop}
+    fault: {kind: http-errors, ratio: 0.2}
+    expect: {rollbackWithin: 30s}
+  - name: siem
+    target: {app: shop, stage: production, wait: 1m}
+    fault: {kind: siem}
+    expect: {rollbackWithin: 10s, pages: 1, ledger: true}
+`
+
+func TestParseFillsDefaults(t *testing.T) {
+	f, err := chaos.Parse("drills.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(f.Every) != 24*time.Hour || len(f.Experiments) != 2 {
+		t.Fatalf("parsed %+v", f)
+	}
+	e := f.Experiments[0]
+	if time.Duration(e.Target.Wait) != 5*time.Minute || time.Duration(e.Fault.For) != 2*time.Minute || e.Expect.WantPages() != 1 || !e.Expect.WantLedger() {
+		t.Fatalf("defaults not filled: %+v", e)
+	}
+	if s := f.Experiments[1].Fault.Severity; s != "high" {
+		t.Fatalf("siem severity %q, want high", s)
+	}
+}
+
+// Every problem is reported at its line, and the file is refused whole.
+func TestParseErrorsAtTheirLine(t *testing.T) {
+	head := "version: 1\nexperiments:\n  - name: x\n    target: {app: shop}\n"
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"empty", "", []string{"drills.yaml: the chaos file is empty"}},
+		{"not yaml", "version: [1", []string{"drills.yaml:1:"}},
+		{"version", "version: 2\nexperiments:\n  - name: x\n    target: {app: shop}\n    fault: {kind: siem}\n    expect: {rollbackWithin: 5s}\n", []string{"drills.yaml:1: version 2"}},
+		{"unknown field", head + "    fault: {kind: siem, colour: red}\n    expect: {rollbackWithin: 5s}\n", []string{"drills.yaml:5: field colour not found"}},
+		{"unknown kind", head + "    fault: {kind: meteor}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": fault.kind "meteor"`}},
+		{"ratio", head + "    fault:\n      kind: http-errors\n      ratio: 2\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:7: experiment "x": fault.ratio 2`}},
+		{"wrong parameter", head + "    fault:\n      kind: siem\n      latency: 1s\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:7: experiment "x": fault.latency does not apply to a siem fault`}},
+		{"bad duration", head + "    fault: {kind: siem}\n    expect:\n      rollbackWithin: soon\n", []string{`drills.yaml:7: "soon" is not a duration`}},
+		{"no expectation", head + "    fault: {kind: siem}\n", []string{`drills.yaml:3: experiment "x": expect.rollbackWithin`}},
+		{"bad app", "version: 1\nexperiments:\n  - name: x\n    target:\n      app: Shop!\n    fault: {kind: siem}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": invalid name`}},
+		{"hook", head + "    fault: {kind: memory, hook: 'file:///etc/passwd'}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": fault.hook`}},
+		{"long fault", head + "    fault: {kind: latency, latency: 1s, for: 1h}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": fault.for 1h0m0s`}},
+		{"two problems", "version: 1\nevery: 1s\nexperiments:\n  - name: x\n    target: {app: shop}\n    fault: {kind: siem}\n    expect: {rollbackWithin: 5s}\n  - name: x\n    target: {app: shop}\n    fault: {kind: siem}\n    expect: {rollbackWithin: 5s}\n",
+			[]string{"drills.yaml:2: every 1s", `drills.yaml:8: experiment "x": named twice`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := chaos.Parse("drills.yaml", []byte(tc.doc))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// The example the README points at stays valid.
+func TestExampleFileParses(t *testing.T) {
+	f, err := chaos.Load("../../../../docs/examples/chaos.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Experiments) != len(chaos.Kinds) {
+		t.Fatalf("the example has %d experiments, want one per fault kind (%v)", len(f.Experiments), chaos.Kinds)
+	}
+}
