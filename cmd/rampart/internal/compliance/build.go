@@ -300,7 +300,7 @@ func buildChange(id string, fs []*entryFacts) Change {
 				continue
 			}
 			c.Rollback = &Rollback{Index: f.index, At: ev.Time().UTC(), Rule: rb.Trigger.Rule, Origin: rb.Trigger.Origin, Description: rb.Trigger.Description,
-				Trigger: events.TriggerText(rb.Trigger.Rule, rb.Trigger.Origin, rb.Trigger.Observed, rb.Trigger.Threshold),
+				Trigger:        events.TriggerText(rb.Trigger.Rule, rb.Trigger.Origin, rb.Trigger.Observed, rb.Trigger.Threshold),
 				TrafficAtAbort: rb.TrafficAtAbort, AnomalyIndex: -1, Manual: rb.Trigger.Origin == "operator"}
 			if i, ok := anomalies[rb.AnomalyID]; ok {
 				c.Rollback.AnomalyIndex = i

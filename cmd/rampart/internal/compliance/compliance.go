@@ -271,11 +271,11 @@ type Event struct {
 // over the entry bytes and the inclusion proof of its leaf in the tree of
 // the checkpoint's size.
 type ProvenEntry struct {
-	Index     int64           `json:"index"`
+	Index int64 `json:"index"`
 	// Entry is the canonical entry bytes, verbatim (a JSON document kept as
 	// a string so that no reformatting of the report changes them).
 	Entry     string      `json:"entry"`
-	Signature string          `json:"signature"`
-	LeafHash  tlog.Hash       `json:"leafHash"`
-	Proof     []tlog.Hash     `json:"proof"`
+	Signature string      `json:"signature"`
+	LeafHash  tlog.Hash   `json:"leafHash"`
+	Proof     []tlog.Hash `json:"proof"`
 }

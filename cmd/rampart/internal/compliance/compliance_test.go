@@ -165,7 +165,7 @@ func scenario(t *testing.T) []cloudevents.Event {
 	c3, p3 := image("v3", 30*time.Second, 'c')
 	add(events.SignScan(meta("v3-scan", c3, 31*time.Second), events.Scan{Target: p3, TargetKind: "image", Environment: "prod", Outcome: events.OutcomeBlocked,
 		Reason: "CVE-2024-9143 in libcrypto3 3.3.1-r0 (HIGH, fixed in 3.3.2-r1)", Counts: map[string]int{"HIGH": 1, "MEDIUM": 1},
-		Findings: []events.Finding{{ID: "CVE-2024-9143", Package: "libcrypto3", InstalledVersion: "3.3.1-r0", FixedVersion: "3.3.2-r1", Severity: "HIGH", Title: "openssl: out-of-bounds memory access"}},
+		Findings:  []events.Finding{{ID: "CVE-2024-9143", Package: "libcrypto3", InstalledVersion: "3.3.1-r0", FixedVersion: "3.3.2-r1", Severity: "HIGH", Title: "openssl: out-of-bounds memory access"}},
 		DBVersion: db, PolicyVersion: policy}, key))
 	return evs
 }

@@ -25,11 +25,13 @@ var funcs = map[string]any{
 	"name":   changeName,
 	"short":  short,
 	"upper":  strings.ToUpper,
-	"slug":   func(s string) string { return strings.NewReplacer(" ", "-", "/", "-", ".", "-").Replace(strings.ToLower(s)) },
-	"md":     mdCell,
-	"join":   strings.Join,
-	"steps":  func(s []int) string { return percents(s) },
-	"exc":    func(r *Report, i int) Exception { return r.Exceptions[i] },
+	"slug": func(s string) string {
+		return strings.NewReplacer(" ", "-", "/", "-", ".", "-").Replace(strings.ToLower(s))
+	},
+	"md":    mdCell,
+	"join":  strings.Join,
+	"steps": func(s []int) string { return percents(s) },
+	"exc":   func(r *Report, i int) Exception { return r.Exceptions[i] },
 	"blocked": func(g Gate) bool {
 		return g.Outcome == events.OutcomeBlocked
 	},
