@@ -1,11 +1,14 @@
 package compliance
 
 import (
+	"bytes"
 	"embed"
 	"encoding/csv"
 	"fmt"
 	htmltemplate "html/template"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	texttemplate "text/template"
@@ -60,6 +63,48 @@ var (
 // WriteHTML writes r as one self-contained HTML page (styles embedded, no
 // scripts, nothing fetched) that prints well.
 func WriteHTML(w io.Writer, r *Report) error { return htmlTemplate.Execute(w, r) }
+
+// WriteJSON writes r as the JSON document Verify checks.
+func WriteJSON(w io.Writer, r *Report) error {
+	b, err := Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// The files WriteFiles writes.
+const (
+	FileJSON     = "compliance-report.json"
+	FileHTML     = "compliance-report.html"
+	FileMarkdown = "compliance-report.md"
+	FileCSV      = "compliance-changes.csv"
+)
+
+// WriteFiles writes r in every format into dir and returns the paths, the
+// JSON first.
+func WriteFiles(dir string, r *Report) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, f := range []struct {
+		name  string
+		write func(io.Writer, *Report) error
+	}{{FileJSON, WriteJSON}, {FileHTML, WriteHTML}, {FileMarkdown, WriteMarkdown}, {FileCSV, WriteCSV}} {
+		var buf bytes.Buffer
+		if err := f.write(&buf, r); err != nil {
+			return nil, fmt.Errorf("rendering %s: %w", f.name, err)
+		}
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
 
 // WriteMarkdown writes r as Markdown.
 func WriteMarkdown(w io.Writer, r *Report) error { return mdTemplate.Execute(w, r) }
