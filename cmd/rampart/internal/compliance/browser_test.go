@@ -84,7 +84,7 @@ func TestHTMLReportInChromium(t *testing.T) {
 		"change-c-v2": {"shop v2", "rolled back", "Rolled back at entry", "Trigger: http-5xx-ratio observed 0.1 > threshold 0.02",
 			"On-call paged", "https://pagerduty.example/incidents/PDV2", "did not pass"},
 		"change-c-v3":    {"shop v3", "blocked at image scan", "CVE-2024-9143", "libcrypto3", "fixed in 3.3.2-r1"},
-		"change-c-v1":    {"shop v1", "released", "passed"},
+		"change-c-v1":    {"shop v1", "released", "passed", "WAIVED CVE-2025-46394 in busybox: owner alice@example.com, expires 2026-12-31"},
 		"control-cc8-1":  {"SOC 2 CC8.1", "evidenced"},
 		"control-a-8-32": {"ISO/IEC 27001:2022 A.8.32"},
 	}

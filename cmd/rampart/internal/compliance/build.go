@@ -144,8 +144,8 @@ func Build(in Input) (*Report, error) {
 		r.Changes = append(r.Changes, buildChange(id, chains[id]))
 	}
 	r.exceptions(lone, facts, in)
-	r.controls(lone)
 	r.summarize(lone)
+	r.controls(lone)
 	r.Notes = notes(r.Coverage)
 	return r, nil
 }
@@ -254,7 +254,11 @@ func buildChange(id string, fs []*entryFacts) Change {
 			if g.Counts == nil {
 				g.Counts = map[string]int{}
 			}
-			if m := waivedRE.FindStringSubmatch(s.Reason); m != nil {
+			for _, w := range s.Waivers {
+				g.Waivers = append(g.Waivers, Waiver{ID: w.ID, Package: w.Package, Owner: w.Owner, Expires: w.Expires.UTC(), Reason: w.Reason})
+			}
+			g.Waived = len(g.Waivers)
+			if m := waivedRE.FindStringSubmatch(s.Reason); m != nil && g.Waived == 0 {
 				g.Waived, _ = strconv.Atoi(m[1])
 			}
 			for i, x := range s.Findings {
@@ -420,7 +424,18 @@ func (r *Report) exceptions(lone []*entryFacts, facts []entryFacts, in Input) {
 	for _, c := range r.Changes {
 		name := changeName(c)
 		for _, g := range c.Gates {
-			if g.Waived > 0 {
+			for _, w := range g.Waivers {
+				what := w.ID
+				if w.Package != "" {
+					what += " in " + w.Package
+				}
+				text := fmt.Sprintf("%s: %s accepted at the %s scan by a waiver owned by %s, expiring %s (policy %s)", name, what, g.Kind, w.Owner, w.Expires.Format(time.RFC3339), orNone(g.PolicyVersion))
+				if w.Reason != "" {
+					text += ": " + w.Reason
+				}
+				add(ExceptionWaiver, c.Chain, text, g.Index)
+			}
+			if g.Waived > 0 && len(g.Waivers) == 0 {
 				add(ExceptionWaiver, c.Chain, fmt.Sprintf("%s: %d finding(s) accepted by waivers at the %s scan (policy %s); the verdict does not name the waivers, their owners or expiry", name, g.Waived, g.Kind, orNone(g.PolicyVersion)), g.Index)
 			}
 			if g.Outcome == events.OutcomeError {
@@ -513,7 +528,7 @@ func notes(cov Coverage) []string {
 		"Coverage: " + cov.Note + ".",
 		"Operator pause, resume and promote actions are not recorded in the ledger; an operator abort is recorded as a rollback whose trigger has origin \"operator\", without who performed it.",
 		"A canary step's passing analysis is not recorded: the watcher records anomalies, not passing measurements, so a step passed when the rollout's next step followed with no anomaly recorded against it.",
-		"Scan verdicts record how many findings waivers accepted, not which waivers (owner, expiry).",
+		"Waivers are shown with owner and expiry where the verdict records them; verdicts signed before they did state only how many findings were waived.",
 		"Every statement is derived from the entries in this report; `rampart report verify` checks each entry's signature and inclusion proof against the signed checkpoint and re-derives the report.",
 	}
 }

@@ -189,9 +189,20 @@ type Gate struct {
 	PolicyVersion string         `json:"policyVersion,omitempty"`
 	Signed        bool           `json:"signed"`
 	Findings      []Finding      `json:"findings,omitempty"`
-	// Waived is how many findings waivers accepted, as the verdict's reason
-	// states it (the verdict does not name the waivers).
+	// Waivers are the waivers the gate applied, with owner and expiry.
+	Waivers []Waiver `json:"waivers,omitempty"`
+	// Waived is how many findings waivers accepted: the waivers recorded,
+	// or, for a verdict that does not name them, what its reason states.
 	Waived int `json:"waived,omitempty"`
+}
+
+// Waiver is a waiver a gate applied.
+type Waiver struct {
+	ID      string    `json:"id"`
+	Package string    `json:"package,omitempty"`
+	Owner   string    `json:"owner"`
+	Expires time.Time `json:"expires"`
+	Reason  string    `json:"reason,omitempty"`
 }
 
 // Finding is one finding of a gate, as the verdict recorded it.

@@ -137,12 +137,17 @@ func scenario(t *testing.T) []cloudevents.Event {
 		add(events.NewArtifactPushed(meta(v+"-push", chain, d), events.Artifact{Purl: purl, Registry: "127.0.0.1:5000", Repository: "shop", Digest: dg, Tag: v, User: "ci-bot"}))
 		return chain, purl
 	}
-	pass := func(v, chain, purl string, d time.Duration) {
+	pass := func(v, chain, purl string, d time.Duration, waivers ...events.Waiver) {
+		reason := "no findings at CRITICAL, HIGH"
+		if len(waivers) > 0 {
+			reason = "no blocking findings (1 waived, 0 unfixed ignored)"
+		}
 		add(events.SignScan(meta(v+"-scan", chain, d), events.Scan{Target: purl, TargetKind: "image", Environment: "prod", Outcome: events.OutcomePass,
-			Reason: "no findings at CRITICAL, HIGH", Counts: map[string]int{"MEDIUM": 1}, DBVersion: db, PolicyVersion: policy}, key))
+			Reason: reason, Counts: map[string]int{"MEDIUM": 1}, DBVersion: db, PolicyVersion: policy, Waivers: waivers}, key))
 	}
 	c1, p1 := image("v1", 2*time.Second, 'a')
-	pass("v1", c1, p1, 3*time.Second)
+	pass("v1", c1, p1, 3*time.Second, events.Waiver{ID: "CVE-2025-46394", Package: "busybox", Owner: "alice@example.com",
+		Expires: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), Reason: "no shell in the image's entrypoint"})
 	add(events.NewPromoted(meta("v1-promote", c1, 4*time.Second), events.Promotion{RolloutID: "shop-v1", App: "shop", Environment: "prod", ArtifactID: p1, Steps: []int{5, 50, 100}}))
 	for i, w := range []int{5, 50, 100} {
 		add(events.NewCanaryStepped(meta("v1-step-"+string(rune('0'+i)), c1, time.Duration(5+3*i)*time.Second), events.CanaryStep{RolloutID: "shop-v1", App: "shop", Environment: "prod", ArtifactID: p1, Step: i, Weight: w}))
@@ -234,15 +239,21 @@ func TestReportFromRealLedger(t *testing.T) {
 	for _, c := range r.Controls {
 		status[c.ID] = c.Status
 	}
-	want := map[string]string{"CC8.1": compliance.StatusEvidenced, "CC7.1": compliance.StatusEvidenced, "CC7.2": compliance.StatusWithExceptions,
-		"A.8.32": compliance.StatusEvidenced, "A.8.8": compliance.StatusEvidenced, "A.8.25 / A.8.29": compliance.StatusEvidenced, "A.8.9": compliance.StatusEvidenced}
+	// v1's waiver is an exception of the change and vulnerability
+	// controls, v2's rollback of the anomaly control.
+	want := map[string]string{"CC8.1": compliance.StatusWithExceptions, "CC7.1": compliance.StatusWithExceptions, "CC7.2": compliance.StatusWithExceptions,
+		"A.8.32": compliance.StatusWithExceptions, "A.8.8": compliance.StatusWithExceptions, "A.8.25 / A.8.29": compliance.StatusWithExceptions, "A.8.9": compliance.StatusEvidenced}
 	for id, s := range want {
 		if status[id] != s {
 			t.Errorf("control %s: %q, want %q", id, status[id], s)
 		}
 	}
-	if len(r.Exceptions) != 1 || r.Exceptions[0].Kind != compliance.ExceptionFailed {
-		t.Errorf("exceptions = %+v, want v2's failed canary step", r.Exceptions)
+	if len(r.Exceptions) != 2 || r.Exceptions[0].Kind != compliance.ExceptionWaiver || r.Exceptions[1].Kind != compliance.ExceptionFailed ||
+		!strings.Contains(r.Exceptions[0].Text, "CVE-2025-46394 in busybox accepted at the image scan by a waiver owned by alice@example.com, expiring 2026-12-31T00:00:00Z") {
+		t.Errorf("exceptions = %+v, want v1's waiver and v2's failed canary step", r.Exceptions)
+	}
+	if c := r.Controls[0]; !strings.HasPrefix(c.Statement, "4 change(s): 2 promoted, 2 of them on a signed passing image scan verdict in their chain; 1 released after every canary step passed, 1 rolled back, 0 in progress; 2 stopped at a scan gate") {
+		t.Errorf("CC8.1 statement: %s", c.Statement)
 	}
 
 	res, err := compliance.Verify(data, f.verifier)
@@ -277,7 +288,7 @@ func TestReportFromRealLedger(t *testing.T) {
 	if err != nil || len(rows) != 5 || rows[0][0] != "chain" {
 		t.Fatalf("CSV: %v, %d rows", err, len(rows))
 	}
-	if rows[3][6] != compliance.OutcomeRolledBack || rows[3][16] == "" || rows[3][17] == "" {
+	if rows[2][6] != compliance.OutcomeReleased || rows[3][6] != compliance.OutcomeRolledBack || rows[3][16] == "" || rows[3][17] == "" {
 		t.Errorf("CSV row of v2 = %q", rows[3])
 	}
 }
