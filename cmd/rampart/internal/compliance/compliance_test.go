@@ -42,7 +42,7 @@ type ledgerFixture struct {
 
 // startLedger runs the real ledger service against a JetStream server of
 // its own, publishes evs and waits until a checkpoint covers them all.
-func startLedger(t *testing.T, evs []cloudevents.Event) *ledgerFixture {
+func startLedger(t testing.TB, evs []cloudevents.Event) *ledgerFixture {
 	t.Helper()
 	ns := natstest.Server(t, "")
 	b := natstest.Bus(t, ns)
