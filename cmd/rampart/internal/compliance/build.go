@@ -254,19 +254,12 @@ func buildChange(id string, fs []*entryFacts) Change {
 			if g.Counts == nil {
 				g.Counts = map[string]int{}
 			}
-			for _, w := range s.Waivers {
-				g.Waivers = append(g.Waivers, Waiver{ID: w.ID, Package: w.Package, Owner: w.Owner, Expires: w.Expires.UTC(), Reason: w.Reason})
-			}
+			g.Waivers = s.Waivers
 			g.Waived = len(g.Waivers)
 			if m := waivedRE.FindStringSubmatch(s.Reason); m != nil && g.Waived == 0 {
 				g.Waived, _ = strconv.Atoi(m[1])
 			}
-			for i, x := range s.Findings {
-				if i == 10 {
-					break
-				}
-				g.Findings = append(g.Findings, Finding{ID: x.ID, Severity: x.Severity, Package: x.Package, Installed: x.InstalledVersion, FixedVersion: x.FixedVersion, Title: x.Title})
-			}
+			g.Findings = s.Findings[:min(len(s.Findings), 10)]
 			c.Gates = append(c.Gates, g)
 			if s.Outcome == events.OutcomePass && s.TargetKind == "image" {
 				lastPass = f.index

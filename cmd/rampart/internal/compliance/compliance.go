@@ -16,6 +16,8 @@ package compliance
 import (
 	"time"
 
+	"github.com/rampartci/rampart/pkg/events"
+
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -179,40 +181,21 @@ type Trigger struct {
 
 // Gate is a scan verdict a change had to pass.
 type Gate struct {
-	Index         int64          `json:"index"`
-	At            time.Time      `json:"at"`
-	Kind          string         `json:"kind"` // "source" or "image"
-	Outcome       string         `json:"outcome"`
-	Reason        string         `json:"reason,omitempty"`
-	Counts        map[string]int `json:"counts"`
-	DBVersion     string         `json:"dbVersion,omitempty"`
-	PolicyVersion string         `json:"policyVersion,omitempty"`
-	Signed        bool           `json:"signed"`
-	Findings      []Finding      `json:"findings,omitempty"`
+	Index         int64            `json:"index"`
+	At            time.Time        `json:"at"`
+	Kind          string           `json:"kind"` // "source" or "image"
+	Outcome       string           `json:"outcome"`
+	Reason        string           `json:"reason,omitempty"`
+	Counts        map[string]int   `json:"counts"`
+	DBVersion     string           `json:"dbVersion,omitempty"`
+	PolicyVersion string           `json:"policyVersion,omitempty"`
+	Signed        bool             `json:"signed"`
+	Findings      []events.Finding `json:"findings,omitempty"`
 	// Waivers are the waivers the gate applied, with owner and expiry.
-	Waivers []Waiver `json:"waivers,omitempty"`
+	Waivers []events.Waiver `json:"waivers,omitempty"`
 	// Waived is how many findings waivers accepted: the waivers recorded,
 	// or, for a verdict that does not name them, what its reason states.
 	Waived int `json:"waived,omitempty"`
-}
-
-// Waiver is a waiver a gate applied.
-type Waiver struct {
-	ID      string    `json:"id"`
-	Package string    `json:"package,omitempty"`
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
-	Reason  string    `json:"reason,omitempty"`
-}
-
-// Finding is one finding of a gate, as the verdict recorded it.
-type Finding struct {
-	ID           string `json:"id"`
-	Severity     string `json:"severity"`
-	Package      string `json:"package,omitempty"`
-	Installed    string `json:"installed,omitempty"`
-	FixedVersion string `json:"fixedVersion,omitempty"`
-	Title        string `json:"title,omitempty"`
 }
 
 // Rollout is the deployer's promotion and its canary steps.

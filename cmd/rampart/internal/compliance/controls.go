@@ -158,7 +158,7 @@ func countsText(c map[string]int) string {
 	return "no findings"
 }
 
-func findingIDs(fs []Finding) string {
+func findingIDs(fs []events.Finding) string {
 	var ids []string
 	for _, f := range fs {
 		if !slices.Contains(ids, f.ID) {

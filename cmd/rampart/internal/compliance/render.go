@@ -38,7 +38,7 @@ var funcs = map[string]any{
 	"blocked": func(g Gate) bool {
 		return g.Outcome == events.OutcomeBlocked
 	},
-	"fix": func(f Finding) string {
+	"fix": func(f events.Finding) string {
 		if f.FixedVersion == "" {
 			return "no fix"
 		}
