@@ -256,7 +256,7 @@ func (r *Report) tally() tally {
 				}
 				if g.Outcome != events.OutcomePass {
 					t.imageBlocked++
-					if c.Rollout != nil {
+					if c.Rollout != nil && g.Index < c.Rollout.PromotedIndex {
 						t.blockedPromoted++
 					}
 				}
