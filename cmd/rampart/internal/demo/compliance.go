@@ -88,7 +88,9 @@ func checkStory(r *compliance.Report, blockedSHA, cve string) error {
 	if v2.Rollback.Trigger == "" || v2.Page == nil || v2.Page.Ticket == "" {
 		return fmt.Errorf("the compliance report shows v2's rollback without its trigger or page: %+v, %+v", v2.Rollback, v2.Page)
 	}
-	v3, err := find("v3 blocked", func(c compliance.Change) bool { return c.Version == "v3" && c.Outcome == compliance.OutcomeBlockedAtImage })
+	v3, err := find("v3 blocked", func(c compliance.Change) bool {
+		return c.Version == "v3" && c.Outcome == compliance.OutcomeBlockedAtImage
+	})
 	if err != nil {
 		return err
 	}
