@@ -77,7 +77,7 @@ func checkStory(r *compliance.Report, blockedSHA, cve string) error {
 		return r.Changes[i], nil
 	}
 	if _, err := find("the blocked commit", func(c compliance.Change) bool {
-		return c.Outcome == compliance.OutcomeBlockedAtSource && strings.HasPrefix(blockedSHA, strings.Fields(c.Subject)[1])
+		return c.Outcome == compliance.OutcomeBlockedAtSource && len(blockedSHA) >= 12 && strings.Contains(c.Subject, blockedSHA[:12])
 	}); err != nil {
 		return err
 	}
