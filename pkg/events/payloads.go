@@ -106,9 +106,22 @@ type Scan struct {
 	SBOMRef       string         `json:"sbomRef,omitempty"`
 	DBVersion     string         `json:"dbVersion,omitempty"`
 	PolicyVersion string         `json:"policyVersion,omitempty"`
+	// Waivers are the waivers the gate applied: findings that would have
+	// blocked, accepted until the waiver expires.
+	Waivers []Waiver `json:"waivers,omitempty"`
 	// Signature is the scanner's Ed25519 signature over the verdict; see the
 	// scanner for what it covers.
 	Signature string `json:"signature,omitempty"`
+}
+
+// Waiver is a waiver a verdict applied: one finding in one package accepted
+// by its owner until it expires.
+type Waiver struct {
+	ID      string    `json:"id"`
+	Package string    `json:"package,omitempty"`
+	Owner   string    `json:"owner"`
+	Expires time.Time `json:"expires"`
+	Reason  string    `json:"reason,omitempty"`
 }
 
 // cdOutcome maps a Rampart outcome to the CDEvents testsuiterun outcome.

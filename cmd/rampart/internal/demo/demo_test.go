@@ -164,13 +164,15 @@ func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
 // verified).
 func TestRun(t *testing.T) {
 	var out strings.Builder
-	err := Run(t.Context(), &out, RunOptions{DataDir: t.TempDir(), Pause: 2 * time.Second, RPS: 400, Logger: slog.New(slog.DiscardHandler)})
+	dataDir := t.TempDir()
+	err := Run(t.Context(), &out, RunOptions{DataDir: dataDir, Pause: 2 * time.Second, RPS: 400, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"scan of commit ", ": blocked, 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: "} {
+	for _, want := range []string{"scan of commit ", ": blocked, 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: ", "Compliance report: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out.String())
 		}
 	}
+	checkComplianceReport(t, dataDir)
 }

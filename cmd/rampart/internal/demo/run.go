@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/client"
 )
 
@@ -182,10 +181,24 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 		return err
 	}
 	tl.printf("%-10s %d entries and %d signed checkpoints verified (RFC 6962 tree, Ed25519 note signatures)", "verified", res.entries, res.checkpoints)
+
+	tl.section("5. The compliance report of this run, from the ledger alone, every statement with its proof")
+	cve := ""
+	if len(verdict.Findings) > 0 {
+		cve = verdict.Findings[0].ID
+	}
+	cr, paths, err := e.writeComplianceReport(ctx, tl.start.Add(-time.Second), sha, cve)
+	if err != nil {
+		return err
+	}
+	tl.printf("%-10s %d changes: %d released, %d rolled back, %d blocked; SOC 2 CC8.1 CC7.1 CC7.2, ISO 27001 A.8.32 A.8.8 A.8.25 A.8.29 A.8.9; %d entries proven",
+		"report", cr.Summary.Changes, cr.Summary.Released, cr.Summary.RolledBack, cr.Summary.BlockedAtSource+cr.Summary.BlockedAtImage, len(cr.Entries))
 	ok, failed := e.traffic.ok.Load(), e.traffic.failed.Load()
 	fmt.Fprintf(out, "\nDone in %.1fs. Since v1 went live, users saw %d answers, %d of them errors (%.2f%%): v2's seconds at 5%%.\n",
 		time.Since(tl.start).Seconds(), ok+failed, failed, 100*float64(failed)/float64(max(ok+failed, 1)))
 	fmt.Fprintf(out, "Rollback report: %s\n", report)
+	fmt.Fprintf(out, "Compliance report: %s (JSON %s); check it offline: rampart report verify --key %s %s\n",
+		paths[1], paths[0], LedgerKeyFile(opts.DataDir), paths[0])
 	return nil
 }
 
@@ -197,11 +210,7 @@ type ledgerResult struct {
 // verifyLedger waits until the ledger has recorded everything published so
 // far and a checkpoint covers it, then verifies the whole ledger.
 func (e *Env) verifyLedger(ctx context.Context) (ledgerResult, error) {
-	pub, err := os.ReadFile(filepath.Join(e.dataDir, "ledger", "ledger.key.pub"))
-	if err != nil {
-		return ledgerResult{}, err
-	}
-	v, err := checkpoint.NewVerifier(strings.TrimSpace(string(pub)))
+	v, err := e.ledgerVerifier()
 	if err != nil {
 		return ledgerResult{}, err
 	}

@@ -175,6 +175,7 @@ func (s *Service) verdict(sha string, dec gate.Decision, res Result, scanned boo
 		Outcome:       string(dec.Outcome),
 		Reason:        verdict.Reason(dec.Reasons),
 		PolicyVersion: dec.PolicyVersion,
+		Waivers:       dec.WaiverRecords(),
 	}
 	if scanned {
 		v.Counts = verdict.Counts(res.Counts)

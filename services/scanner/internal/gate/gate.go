@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/services/scanner/internal/finding"
 )
 
@@ -41,6 +42,17 @@ type Decision struct {
 type Waived struct {
 	Finding finding.Finding
 	Waiver  Waiver
+}
+
+// WaiverRecords are the waivers the decision applied, as a verdict records
+// them (one per waived finding).
+func (d Decision) WaiverRecords() []events.Waiver {
+	var out []events.Waiver
+	for _, w := range d.Waived {
+		out = append(out, events.Waiver{ID: w.Waiver.ID, Package: w.Waiver.Package, Owner: w.Waiver.Owner,
+			Expires: w.Waiver.Expires.UTC(), Reason: w.Waiver.Reason})
+	}
+	return out
 }
 
 // Evaluate applies the policy to a scan's findings at time now (the clock is

@@ -197,6 +197,18 @@ func TestEvaluate(t *testing.T) {
 			if len(d.Waived) != tt.wantWaived || len(d.Unfixed) != tt.wantUnfixed {
 				t.Errorf("waived %d unfixed %d, want %d and %d", len(d.Waived), len(d.Unfixed), tt.wantWaived, tt.wantUnfixed)
 			}
+			// What the verdict records of each waiver applied: the finding,
+			// its owner and expiry.
+			recs := d.WaiverRecords()
+			if len(recs) != len(d.Waived) {
+				t.Errorf("WaiverRecords = %+v for %d waived findings", recs, len(d.Waived))
+			}
+			for i, r := range recs {
+				w := d.Waived[i]
+				if r.ID != w.Finding.ID || r.Package != w.Finding.Package || r.Owner == "" || r.Owner != w.Waiver.Owner || !r.Expires.Equal(w.Waiver.Expires) || !r.Expires.After(tt.at) {
+					t.Errorf("WaiverRecords[%d] = %+v for %+v", i, r, w)
+				}
+			}
 			if tt.wantReason != "" && !strings.Contains(strings.Join(d.Reasons, "\n"), tt.wantReason) {
 				t.Errorf("Reasons = %q, want one containing %q", d.Reasons, tt.wantReason)
 			}

@@ -126,6 +126,7 @@ func (p *Pipeline) publishVerdict(ctx context.Context, meta events.Meta, img ima
 		SBOMRef:       c.SBOMRef,
 		DBVersion:     c.DBVersion,
 		PolicyVersion: dec.PolicyVersion,
+		Waivers:       dec.WaiverRecords(),
 	}
 	ev, err := events.SignScan(meta, s, p.opts.Key)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/imagescan"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
@@ -306,6 +308,31 @@ func TestVerdicts(t *testing.T) {
 	}
 	if got := f.scanner.images.Load(); got != 2 {
 		t.Errorf("%d image scans, want 2", got)
+	}
+}
+
+// The verdict records each waiver the gate applied, with its owner and
+// expiry, so that the ledger shows who accepted which risk until when.
+func TestVerdictRecordsWaivers(t *testing.T) {
+	pol, err := gate.Parse("policy.yaml", []byte(`block_on: [CRITICAL]
+waivers:
+  - {id: `+sampleimage.CriticalOpenSSL+`, package: libcrypto3, owner: alice@example.com, expires: 2099-01-01, reason: not reachable}
+  - {id: `+sampleimage.CriticalOpenSSL+`, package: libssl3, owner: bob@example.com, expires: 2099-01-01}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := setup(t, imagescan.Options{Gate: pol})
+	f.start(t)
+	publish(t, f.b, pushEvent(t, "push-vulnerable", env.vulnerable))
+	v := verify(t, f, waitEvents(t, f.b, events.TypeTestSuiteFinished, 1)[0])
+	var got []string
+	for _, w := range v.Waivers {
+		got = append(got, w.ID+"/"+w.Package+" "+w.Owner+" "+w.Expires.Format(time.DateOnly)+" "+w.Reason)
+	}
+	want := []string{sampleimage.CriticalOpenSSL + "/libcrypto3 alice@example.com 2099-01-02 not reachable", sampleimage.CriticalOpenSSL + "/libssl3 bob@example.com 2099-01-02 "}
+	if !slices.Equal(got, want) || v.Outcome != events.OutcomePass {
+		t.Errorf("verdict %s with waivers %q, want pass with %q (%s)", v.Outcome, got, want, v.Reason)
 	}
 }
 

@@ -79,6 +79,7 @@ func SARIF(u Upload, o Options) (cloudevents.Event, gate.Decision, error) {
 		Counts:        Counts(finding.Count(fs)),
 		Findings:      Top(fs, cmp.Or(o.TopFindings, 20)),
 		PolicyVersion: dec.PolicyVersion,
+		Waivers:       dec.WaiverRecords(),
 	}
 	sum := sha256.Sum256(append([]byte(u.Repository+"\x00"+u.SHA+"\x00"+strconv.Itoa(u.PullRequest)+"\x00"), u.SARIF...))
 	meta := events.Meta{ID: "sarif-verdict-" + hex.EncodeToString(sum[:12]), Source: cmp.Or(o.Source, "/rampart/scanner"), App: u.App}
