@@ -8,10 +8,15 @@ package browsertest
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -65,13 +70,16 @@ func Flags() []chromedp.ExecAllocatorOption {
 type Options struct {
 	// Width and Height of the window (default 1280×900).
 	Width, Height int
+	// TrustCertFiles are PEM server certificates the browser accepts
+	// although no CA it knows signed them (a test's own CA): exactly those
+	// keys, by their SPKI hash, not any certificate.
+	TrustCertFiles []string
 }
 
-// Start starts Chromium with a fresh profile under t.TempDir() and returns
-// a chromedp context of its first tab; the browser stops when the test
-// ends. It skips the test when no Chromium is found (fails with
-// RAMPART_REQUIRE_CHROMIUM=1).
-func Start(t testing.TB, opts Options) context.Context {
+// Require returns the Chromium to use, or skips the test (fails it with
+// RAMPART_REQUIRE_CHROMIUM=1) when there is none. Call it before setting
+// up anything expensive.
+func Require(t testing.TB) string {
 	t.Helper()
 	path := Find()
 	if path == "" {
@@ -81,6 +89,35 @@ func Start(t testing.TB, opts Options) context.Context {
 		}
 		t.Skip(msg)
 	}
+	return path
+}
+
+// spkiHash is the base64 SHA-256 of the public key of the PEM certificate
+// in file, as --ignore-certificate-errors-spki-list wants it.
+func spkiHash(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return "", fmt.Errorf("%s: no PEM certificate", file)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", file, err)
+	}
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:]), nil
+}
+
+// Start starts Chromium with a fresh profile under t.TempDir() and returns
+// a chromedp context of its first tab; the browser stops when the test
+// ends. It skips the test when no Chromium is found (fails with
+// RAMPART_REQUIRE_CHROMIUM=1).
+func Start(t testing.TB, opts Options) context.Context {
+	t.Helper()
+	path := Require(t)
 	if opts.Width == 0 || opts.Height == 0 {
 		opts.Width, opts.Height = 1280, 900
 	}
@@ -89,6 +126,17 @@ func Start(t testing.TB, opts Options) context.Context {
 		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
 		chromedp.WindowSize(opts.Width, opts.Height),
 	)
+	if len(opts.TrustCertFiles) > 0 {
+		var hashes []string
+		for _, f := range opts.TrustCertFiles {
+			h, err := spkiHash(f)
+			if err != nil {
+				t.Fatalf("trust certificate: %v", err)
+			}
+			hashes = append(hashes, h)
+		}
+		flags = append(flags, chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(hashes, ",")))
+	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.WithoutCancel(t.Context()), flags...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	// The first Run starts the browser; a failure here is the machine's.
