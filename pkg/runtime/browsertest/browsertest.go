@@ -47,9 +47,9 @@ func Find() string {
 }
 
 // Flags are the browser's command-line flags besides the profile directory:
-// headless, no sandbox (CI runs as root in a container), no GPU, and none
-// of the background traffic (component updates, sync, first-run pages) a
-// test must not depend on or wait for.
+// headless, no sandbox (CI runs as root in a container), no GPU, none of
+// the background traffic (component updates, sync, first-run pages) a test
+// must not depend on or wait for, and no throttling of background tabs.
 func Flags() []chromedp.ExecAllocatorOption {
 	return []chromedp.ExecAllocatorOption{
 		chromedp.Flag("headless", true),
@@ -63,6 +63,11 @@ func Flags() []chromedp.ExecAllocatorOption {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("hide-scrollbars", true),
 		chromedp.Flag("mute-audio", true),
+		// A test drives several tabs at once: none may be throttled for
+		// being in the background.
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
 	}
 }
 

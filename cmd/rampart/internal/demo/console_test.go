@@ -48,21 +48,21 @@ func TestConsoleFollowsACanaryAndAbortsIt(t *testing.T) {
 
 	// Log in: the rollouts page sends a browser without a session to the
 	// login form, which returns it to the page.
-	run(t, browser, "log in",
-		chromedp.Navigate(base+"rollouts"),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), token),
-		chromedp.Submit(chromedp.CSS("#token")),
-		chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)),
-	)
-	// A second tab, as narrow as a phone, follows the same page.
-	phone, cancel := chromedp.NewContext(browser)
-	defer cancel()
-	run(t, phone, "open the page on a narrow screen",
-		chromedp.EmulateViewport(390, 844),
-		chromedp.Navigate(base+"rollouts"),
-		chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)),
-	)
+	login := func(ctx context.Context) {
+		t.Helper()
+		run(t, ctx, "log in",
+			chromedp.Navigate(base+"rollouts"),
+			chromedp.WaitVisible(chromedp.CSS("#token")),
+			chromedp.SendKeys(chromedp.CSS("#token"), token),
+			chromedp.Submit(chromedp.CSS("#token")),
+			chromedp.WaitVisible(chromedp.CSS(`#live[data-state="live"]`)),
+		)
+	}
+	login(browser)
+	// A second browser, as narrow as a phone, follows the same page.
+	phone := browsertest.Start(t, browsertest.Options{Width: 390, Height: 844,
+		TrustCertFiles: []string{filepath.Join(e.Mesh.TLSDir, "server.crt")}})
+	login(phone)
 
 	// v2's canary starts: its card appears at 5% without a reload, then the
 	// deployer takes the next step after the pause.
@@ -119,8 +119,19 @@ func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Actio
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatalf("%s: %v", what, err)
+		t.Fatalf("%s: %v\n%s", what, err, pageState(ctx))
 	}
+}
+
+// pageState says where the page is and what it shows, for a failure.
+func pageState(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	state, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+	if err != nil {
+		return "(page unreadable: " + err.Error() + ")"
+	}
+	return state
 }
 
 func runValue[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
@@ -137,8 +148,9 @@ func runValue[T any](t *testing.T, ctx context.Context, what string, a chromedp.
 // poll waits until the page's expression is true.
 func poll(t *testing.T, ctx context.Context, what, expr string, timeout time.Duration) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer cancel()
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
-		html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("#rollouts")))
-		t.Fatalf("waiting for %s (%s): %v\n%s", what, timeout, err, html)
+		t.Fatalf("waiting for %s (%s): %v\n%s", what, timeout, err, pageState(ctx))
 	}
 }

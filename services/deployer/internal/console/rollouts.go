@@ -251,12 +251,14 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, role Role) {
 		writeError(w, http.StatusConflict, err.Error())
 		return
 	case err != nil:
+		c.opts.Logger.Error("console: operator action failed", "rollout", r.PathValue("id"), "action", action, "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	c.opts.Logger.Info("console: operator action", "rollout", ro.ID, "action", action, "reason", body.Reason)
 	u, err := c.update(ro, role)
 	if err != nil {
+		c.opts.Logger.Error("console: render a rollout", "rollout", ro.ID, "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}

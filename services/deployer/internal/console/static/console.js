@@ -66,14 +66,14 @@ document.addEventListener("submit", async (ev) => {
     if (form.matches("form.act")) {
       const action = ev.submitter ? ev.submitter.value : "";
       out.textContent = action + "…";
-      const u = await post(form.action + "/" + encodeURIComponent(action), { reason: form.elements.reason.value });
+      const u = await post(form.getAttribute("action") + "/" + encodeURIComponent(action), { reason: form.elements.reason.value });
       apply(u);
       const now = document.getElementById(u.id);
       const o = now && now.querySelector("output.result");
       if (o) o.textContent = action + ": done";
     } else {
       out.textContent = "Verifying…";
-      const u = await post(form.action, {});
+      const u = await post(form.getAttribute("action"), {});
       document.getElementById("ledger-status").innerHTML = u.html;
     }
   } catch (e) {
