@@ -112,6 +112,34 @@ func TestConsoleFollowsACanaryAndAbortsIt(t *testing.T) {
 		}
 	}
 	shot(browser, "release-story")
+
+	// The rollback report, from the notifier (written just after the page).
+	if err := waitUntil(t.Context(), 20*time.Second, "the rollback report", func() bool {
+		_, err := os.Stat(filepath.Join(e.dataDir, "reports", v2.RolloutID+".md"))
+		return err == nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, browser, "open the rollback report", chromedp.Navigate(base+"reports/"+v2.RolloutID), chromedp.WaitVisible(chromedp.CSS("ol.timeline")))
+	report := runValue(t, browser, "read the report", chromedp.Text(chromedp.CSS("main")))
+	for _, want := range []string{"operator", "canary at 25%", "From", "v2"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the rollback report does not say %q:\n%s", want, report)
+		}
+	}
+	// Scan verdicts, from the ledger.
+	run(t, browser, "open the scans", chromedp.Navigate(base+"scans"), chromedp.WaitVisible(chromedp.CSS("article.scan")))
+	if scans := runValue(t, browser, "read the scans", chromedp.Text(chromedp.CSS("main"))); !strings.Contains(scans, "pass") {
+		t.Errorf("the scans page shows no passing verdict:\n%s", scans)
+	}
+	// The ledger's status, and "verify now" against the trusted key.
+	run(t, browser, "verify the ledger",
+		chromedp.Navigate(base+"ledger"),
+		chromedp.WaitVisible(chromedp.CSS("form.verify button")),
+		chromedp.Click(chromedp.CSS("form.verify button")),
+	)
+	poll(t, browser, "the verification", `document.querySelector(".verification .good") !== null`, 20*time.Second)
+	shot(browser, "ledger")
 }
 
 func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
