@@ -48,9 +48,9 @@ bench: ## Run the benchmarks (ratios against baselines measured in the same run)
 			echo "== bench $$m"; (cd $$m && $(GO) test $(BENCHFLAGS) ./...) || exit 1; fi; done
 
 .PHONY: demo
-demo: ## The whole pipeline on the embedded default: push, scan, canary, rollback, page, verify
+demo: ## The whole pipeline on the embedded default, with its web console (DEMO_FLAGS=--keep: serve it until Ctrl-C)
 	$(GO) build -o $(BIN)/rampart ./cmd/rampart
-	$(BIN)/rampart demo
+	$(BIN)/rampart demo $(DEMO_FLAGS)
 
 .PHONY: run
 run: build ## Bring the mesh up on the embedded default (data in .rampart/)

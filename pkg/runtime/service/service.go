@@ -51,6 +51,10 @@ type Deps struct {
 	Bus        *bus.Bus
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Stopping is closed when the host stops taking HTTP requests: a
+	// handler that streams for as long as the client stays (server-sent
+	// events) returns then, so the server's graceful shutdown can finish.
+	Stopping <-chan struct{}
 }
 
 // Host is a running set of components.
@@ -80,6 +84,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 		return nil, err
 	}
 	h = &Host{opts: opts, log: logger, serveErr: make(chan error, 1)}
+	stopping := make(chan struct{})
 	started := h // h is nil once an error is returned
 	defer func() {
 		if err != nil {
@@ -116,7 +121,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 				return nil, fmt.Errorf("start %s: %w", c.Name(), err)
 			}
 		}
-		deps := Deps{Bus: b, Registerer: reg, Logger: logger.With("service", c.Name())}
+		deps := Deps{Bus: b, Registerer: reg, Logger: logger.With("service", c.Name()), Stopping: stopping}
 		if err := c.Start(ctx, deps); err != nil {
 			return nil, fmt.Errorf("start %s: %w", c.Name(), err)
 		}
@@ -138,6 +143,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 	}
 	h.listener = ln
 	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	h.srv.RegisterOnShutdown(func() { close(stopping) })
 	go func() {
 		if err := opts.serve(h.srv, ln); !errors.Is(err, http.ErrServerClosed) {
 			h.serveErr <- err

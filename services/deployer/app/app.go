@@ -19,11 +19,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
 	"github.com/rampartci/rampart/services/deployer/adminapi"
 	"github.com/rampartci/rampart/services/deployer/internal/admin"
+	"github.com/rampartci/rampart/services/deployer/internal/console"
 	"github.com/rampartci/rampart/services/deployer/internal/rollout"
 )
 
@@ -77,6 +80,13 @@ type Options struct {
 	// Replicas of RAMPART_ROLLOUTS (0 or 1 embedded, 3 in a cluster).
 	Replicas int
 
+	// The console (under /console/) reads the ledger and the notifier
+	// through their HTTP APIs at these base URLs; LedgerCAFile is the CA
+	// that signed their certificate (https), LedgerKeyFile the ledger's
+	// public key that "verify now" trusts. An embedding program may call
+	// UseServices instead.
+	LedgerURL, NotifierURL, LedgerCAFile, LedgerKeyFile string
+
 	// secrets records the secret flags given a value instead of a reference.
 	secrets service.SecretFlags
 	// kubernetes, when set (tests), gives the workloads their client.
@@ -92,6 +102,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.secrets.Var(fs, &o.ViewerToken, "viewer-token", "bearer token of the operator API's viewer role (read rollouts)")
 	o.secrets.Var(fs, &o.ChaosToken, "chaos-token", "bearer token that may inject chaos drills' faults into canaries at the local router (unset: no fault can be)")
 	fs.IntVar(&o.Replicas, "kv-replicas", o.Replicas, "replicas of the deployer's key-value bucket (1 embedded, 3 in a cluster)")
+	fs.StringVar(&o.LedgerURL, "ledger-url", o.LedgerURL, "base URL of the ledger's query API, for the console's release stories, scans and ledger status")
+	fs.StringVar(&o.NotifierURL, "notifier-url", o.NotifierURL, "base URL of the notifier, for the console's rollback reports")
+	fs.StringVar(&o.LedgerCAFile, "services-ca", o.LedgerCAFile, "CA file that signed the ledger's and notifier's certificates (https)")
+	fs.StringVar(&o.LedgerKeyFile, "ledger-key", o.LedgerKeyFile, "the ledger's public key file (ledger.key.pub): the console's \"verify now\" trusts it")
 }
 
 // App is the deployer component.
@@ -101,6 +115,7 @@ type App struct {
 	policy   *policy.Store
 	routers  map[string]router // by application
 	manager  *rollout.Manager
+	console  *console.Console
 	consumer *bus.Consumer
 	cancel   context.CancelFunc
 	log      *slog.Logger
@@ -209,6 +224,22 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	a.console, err = console.New(console.Options{Tokens: console.Tokens(a.tokens), Rollouts: a.manager, Policy: a.policy, Logger: deps.Logger})
+	if err != nil {
+		return err
+	}
+	if err := a.console.Follow(runCtx, kv, deps.Stopping); err != nil {
+		return err
+	}
+	if a.opts.LedgerURL != "" || a.opts.NotifierURL != "" {
+		hc, err := tlsgen.HTTPClient(a.opts.LedgerCAFile, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("deployer: --services-ca: %w", err)
+		}
+		if err := a.useServices(a.opts.LedgerURL, a.opts.NotifierURL, hc, a.opts.LedgerKeyFile); err != nil {
+			return err
+		}
+	}
 	a.consumer, err = deps.Bus.Consume(runCtx, Consumer, a.manager.Handle)
 	if err != nil {
 		return err
@@ -238,16 +269,50 @@ func (a *App) Stop(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	if a.console != nil {
+		a.console.Wait()
+	}
 	for _, rt := range a.routers {
 		errs = append(errs, rt.Shutdown(ctx))
 	}
 	return errors.Join(errs...)
 }
 
-// Routes serves the operator API under /deployer/.
+// Routes serves the operator API under /deployer/ and the console under
+// /console/.
 func (a *App) Routes(mux *http.ServeMux) {
 	admin.Routes(mux, a.manager, a.tokens)
 	admin.FaultRoutes(mux, a, a.tokens)
+	if a.console != nil {
+		a.console.Routes(mux)
+	}
+}
+
+// UseServices tells the console where the ledger and the notifier serve
+// their HTTP APIs (both at base in `rampart up`), with hc trusting their
+// certificate, and which ledger key "verify now" trusts. Call it after
+// Start.
+func (a *App) UseServices(base string, hc *http.Client, ledgerKeyFile string) error {
+	return a.useServices(base, base, hc, ledgerKeyFile)
+}
+
+func (a *App) useServices(ledgerURL, notifierURL string, hc *http.Client, ledgerKeyFile string) error {
+	if a.console == nil {
+		return errors.New("deployer: UseServices before Start")
+	}
+	if ledgerURL != "" {
+		lc, err := client.New(ledgerURL, hc)
+		if err != nil {
+			return fmt.Errorf("deployer: ledger: %w", err)
+		}
+		a.console.UseLedger(lc, ledgerKeyFile)
+	}
+	if notifierURL != "" {
+		if err := a.console.UseNotifier(notifierURL, hc); err != nil {
+			return fmt.Errorf("deployer: %w", err)
+		}
+	}
+	return nil
 }
 
 // Ready implements service.ReadyChecker.

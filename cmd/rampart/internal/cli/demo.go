@@ -14,11 +14,12 @@ func init() {
 }
 
 func runDemo(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "demo", "[--data DIR] [--pause DURATION] [--rps N]")
+	fs := newFlags(e, "demo", "[--data DIR] [--pause DURATION] [--rps N] [--keep]")
 	opts := demo.RunOptions{}
 	fs.StringVar(&opts.DataDir, "data", ".rampart/demo", "data directory for the demo's mesh; emptied at start, kept afterwards for inspection")
 	fs.DurationVar(&opts.Pause, "pause", 3*time.Second, "how long each canary step holds")
 	fs.IntVar(&opts.RPS, "rps", 400, "user requests per second through the router")
+	fs.BoolVar(&opts.Keep, "keep", false, "after the demo, keep the mesh and its web console running until Ctrl-C")
 	verbose := fs.Bool("v", false, "also print the services' logs")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -103,6 +103,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "  operator  %s  (rampart rollout reads them)\n", in("deployer", "viewer.token", "operator.token"))
 	fmt.Fprintf(e.stdout, "  chaos     %s  (rampart chaos run reads it: it only injects faults)\n", in("deployer", "chaos.token"))
+	fmt.Fprintf(e.stdout, "  console   %s/console/  (log in with one of those tokens)\n", m.HTTPURL())
 	fmt.Fprintf(e.stdout, "  webhooks  %s\n", in("scanner", "registry.token", "github.secret", "gitlab.token", "sarif.token"))
 	fmt.Fprintf(e.stdout, "            %s\n", in("watcher", "alertmanager.token", "siem.secret"))
 	fmt.Fprintln(e.stdout, "Press Ctrl-C to stop.")

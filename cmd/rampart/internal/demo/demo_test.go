@@ -1,13 +1,19 @@
 package demo
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
 )
 
 func startEnv(t *testing.T, pause time.Duration, rps int) *Env {
@@ -158,21 +164,72 @@ func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
 	}
 }
 
-// The demo as `make demo` runs it, with shorter pauses: every claim it
-// prints is checked by Run itself (a blocked commit, v1 released, v2 rolled
-// back with a page and a report, v3 blocked and never promoted, the ledger
-// verified).
+// The demo as `make demo DEMO_FLAGS=--keep` runs it, with shorter pauses:
+// every claim it prints is checked by Run itself (a blocked commit, v1
+// released, v2 rolled back with a page and a report, v3 blocked and never
+// promoted, the ledger verified); then the console keeps serving until the
+// context ends.
 func TestRun(t *testing.T) {
-	var out strings.Builder
+	out := &syncBuilder{}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	dataDir := t.TempDir()
-	err := Run(t.Context(), &out, RunOptions{DataDir: dataDir, Pause: 2 * time.Second, RPS: 400, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, out, RunOptions{DataDir: dataDir, Pause: 2 * time.Second, RPS: 400, Keep: true, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	deadline := time.Now().Add(4 * time.Minute)
+	for !strings.Contains(out.String(), "press Ctrl-C") {
+		select {
+		case err := <-done:
+			t.Fatalf("the demo ended before keeping the console: %v\n%s", err, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no end of the demo after 4 minutes:\n%s", out.String())
+		}
 	}
-	for _, want := range []string{"scan of commit ", ": blocked, 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: ", "Compliance report: "} {
+	for _, want := range []string{"scan of commit ", ": blocked, 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: ", "/console/ (log in with the token in ", "Compliance report: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out.String())
 		}
 	}
 	checkComplianceReport(t, dataDir)
+	// The console still answers while the demo keeps it.
+	_, rest, _ := strings.Cut(out.String(), "The console stays at ")
+	consoleURL, _, _ := strings.Cut(rest, " ")
+	hc, err := tlsgen.HTTPClient(filepath.Join(mesh.TLSDir(dataDir), "ca.crt"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(consoleURL + "login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %slogin while kept: %s", consoleURL, resp.Status)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("the demo after Ctrl-C: %v", err)
+	}
+}
+
+// syncBuilder is a strings.Builder safe to read while Run writes to it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -22,7 +22,10 @@ type RunOptions struct {
 	DataDir string
 	Pause   time.Duration // each canary step's hold
 	RPS     int           // user traffic through the router
-	Logger  *slog.Logger
+	// Keep leaves the mesh and its console running after the demo until ctx
+	// ends (Ctrl-C).
+	Keep   bool
+	Logger *slog.Logger
 }
 
 // timeline prints one line per event with the time since the demo started.
@@ -93,6 +96,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	}
 	defer e.Close()
 	tl.printf("%-10s NATS %s, HTTP %s, OCI registry %s", "up", e.Mesh.NATSURL, e.Mesh.HTTPURL(), e.Registry)
+	tl.printf("%-10s %s/console/ (log in with the token in %s)", "console", e.Mesh.HTTPURL(), filepath.Join(opts.DataDir, "deployer", "operator.token"))
 
 	const wait = 45 * time.Second
 	tl.section("0. Shift left: a commit that adds a cloud key is scanned at source and blocked")
@@ -199,6 +203,10 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	fmt.Fprintf(out, "Rollback report: %s\n", report)
 	fmt.Fprintf(out, "Compliance report: %s (JSON %s); check it offline: rampart report verify --key %s %s\n",
 		paths[1], paths[0], LedgerKeyFile(opts.DataDir), paths[0])
+	if opts.Keep {
+		fmt.Fprintf(out, "\nThe console stays at %s/console/ (CA %s); press Ctrl-C to stop.\n", e.Mesh.HTTPURL(), e.Mesh.CAFile)
+		<-ctx.Done()
+	}
 	return nil
 }
 

@@ -243,6 +243,10 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	if err := m.Notifier.UseLedger(m.HTTPURL()); err != nil {
 		return nil, err
 	}
+	// The console reads the ledger and the notifier on the same listener.
+	if err := m.Deployer.UseServices(m.HTTPURL(), m.HTTPClient, lopts.KeyFile+".pub"); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
