@@ -1,12 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,22 +21,20 @@ import (
 
 	"github.com/rampartci/rampart/deploy/images/ociimage"
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/pkg/runtime/service"
-	"github.com/rampartci/rampart/services/scanner/app"
 	"github.com/rampartci/rampart/services/scanner/sampleimage"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions...) }
 
-// buildBinaries builds every binary of Binaries as `make images` does:
-// static, for linux, without paths of this machine in them.
+// buildBinaries builds every binary of Binaries, and this command, as
+// `make images` does: static, for linux, without paths of this machine in
+// them. They run here as they would in their images.
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	pkgs := []string{"./cmd/rampart"}
+	pkgs := []string{"./cmd/rampart", "./deploy/images"}
 	for _, b := range Binaries[1:] {
 		pkgs = append(pkgs, "./services/"+b.Binary+"/cmd/"+b.Binary)
 	}
@@ -48,20 +47,23 @@ func buildBinaries(t *testing.T) string {
 	return dir
 }
 
-// TestImages builds the images of Rampart's own binaries twice, checks the
-// two layouts are identical, and has the scanner scan every image with
-// Trivy: each must pass its own gate.
+// TestImages builds Rampart's binaries, packs their images twice with this
+// command (built like them, so the packing runs at full speed rather than
+// under the race detector), checks the two layouts are identical, and has
+// Rampart's own scanner binary scan every image with Trivy: each must pass
+// its own gate.
 func TestImages(t *testing.T) {
 	bin := buildBinaries(t)
 	var layouts [2]string
 	for i := range layouts {
 		layouts[i] = filepath.Join(t.TempDir(), "oci")
-		var out bytes.Buffer
-		if err := run(t.Context(), []string{"-bin", bin, "-out", layouts[i], "-tag", "test", "-revision", "abc"}, &out); err != nil {
-			t.Fatalf("images: %v\n%s", err, out.String())
+		out, err := exec.CommandContext(t.Context(), filepath.Join(bin, "images"),
+			"-bin", bin, "-out", layouts[i], "-tag", "test", "-revision", "abc").CombinedOutput()
+		if err != nil {
+			t.Fatalf("images: %v\n%s", err, out)
 		}
-		if !strings.Contains(out.String(), "rampart-scanner ") {
-			t.Errorf("output names no scanner image:\n%s", out.String())
+		if !strings.Contains(string(out), "rampart-scanner ") {
+			t.Errorf("output names no scanner image:\n%s", out)
 		}
 	}
 	index := func(dir string) []byte {
@@ -91,7 +93,7 @@ func TestImages(t *testing.T) {
 		t.Fatalf("%d images in the layout, want %d", len(im.Manifests), len(Binaries))
 	}
 
-	s := startScanner(t)
+	s := startScanner(t, filepath.Join(bin, "scanner"))
 	for _, desc := range im.Manifests {
 		name, _, _ := strings.Cut(desc.Annotations[ociimage.RefNameAnnotation], ":")
 		t.Run(name, func(t *testing.T) {
@@ -113,8 +115,8 @@ func TestImages(t *testing.T) {
 	}
 }
 
-// scanner is the real scanner service on a real JetStream, with the
-// fixture vulnerability DB, and an in-memory registry to push to.
+// scanner is Rampart's scanner binary as a process on a real JetStream,
+// with the fixture vulnerability DB, and an in-memory registry to push to.
 type scanner struct {
 	url  string
 	b    *bus.Bus
@@ -125,7 +127,7 @@ type scanner struct {
 
 const registryToken = "registry-token"
 
-func startScanner(t *testing.T) *scanner {
+func startScanner(t *testing.T, binary string) *scanner {
 	t.Helper()
 	s := &scanner{puts: make(chan sampleimage.ManifestPut, len(Binaries))}
 	s.reg = sampleimage.StartRegistry(sampleimage.RegistryOptions{OnManifestPut: func(p sampleimage.ManifestPut) { s.puts <- p }})
@@ -137,32 +139,40 @@ func startScanner(t *testing.T) *scanner {
 	if err := os.WriteFile(token, []byte(registryToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	opts := app.DefaultOptions()
-	opts.CacheDir = filepath.Join(dir, "cache")
-	opts.FixtureDB = true
-	opts.VerdictKeyFile = filepath.Join(dir, "verdict.key")
-	opts.RegistryToken = policy.Secret{File: token}
-	opts.PullAttempts = 1
-	a, err := app.New(opts)
+	key := filepath.Join(dir, "verdict.key")
+	cmd := exec.Command(binary, "--nats", ns.ClientURL(), "--nats-nkey", natstest.Identity(t, ns, "scanner").NKeyFile,
+		"--http", "127.0.0.1:0", "--fixture-db", "--cache-dir", filepath.Join(dir, "cache"), "--verdict-key", key,
+		"--registry-webhook-token", "file:"+token, "--pull-attempts", "1")
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sopts := service.DefaultOptions("rampart-scanner-images-test")
-	sopts.NATSURL, sopts.HTTPAddr = ns.ClientURL(), "127.0.0.1:0"
-	sopts.NATS = natstest.Identity(t, ns, "scanner")
-	h, err := service.Start(t.Context(), sopts, slog.New(slog.DiscardHandler), a)
-	if err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
 	})
-	s.url = "http://" + h.HTTPAddr()
-	if s.pub, err = events.LoadVerdictPublicKey(opts.VerdictKeyFile + ".pub"); err != nil {
+	// The host logs one JSON line {"msg":"serving","http":ADDR} once it
+	// listens; the rest of its log goes to the test's.
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct{ Msg, HTTP string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" {
+				addr <- line.HTTP
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		s.url = "http://" + a
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the scanner did not start serving within 2 minutes")
+	}
+	if s.pub, err = events.LoadVerdictPublicKey(key + ".pub"); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -197,12 +197,13 @@ func tarOf(files []file, at time.Time) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// layerOf compresses an uncompressed layer tarball. Go's gzip writer puts
-// no time or name in its header, so the compressed digest is stable too.
+// layerOf compresses an uncompressed layer tarball, once: the digest, the
+// layout and a push all read the compressed bytes. Go's gzip writer puts no
+// time or name in its header, so the compressed digest is stable too.
 func layerOf(b []byte) (v1.Layer, error) {
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(b)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
 }
 
 // WriteLayout writes images into an OCI image layout at dir (created if
