@@ -10,6 +10,7 @@ GO ?= go
 MODULES := $(shell find . -name go.mod -not -path './.git/*' -not -path './bin/*' -not -path './tools/*' -printf '%h\n' | sed 's|^\./||' | sort)
 BIN := $(CURDIR)/bin
 DATA ?= .rampart
+TAG ?= dev
 TESTFLAGS ?= -race -count=1 -timeout 20m
 BENCHFLAGS ?= -run '^$$' -bench . -benchmem
 
@@ -26,6 +27,12 @@ build: ## Build the rampart CLI and every service binary into bin/
 	@for svc in scanner deployer watcher notifier ledger; do \
 		echo "$(GO) build -o $(BIN)/$$svc ./services/$$svc/cmd/$$svc"; \
 		$(GO) build -o $(BIN)/$$svc ./services/$$svc/cmd/$$svc || exit 1; done
+
+.PHONY: images
+images: ## Build the OCI images of the CLI and the services into bin/images (PUSH=registry to push them too)
+	@mkdir -p $(BIN)/linux
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/linux/ ./cmd/rampart $(addprefix ./services/,$(foreach s,scanner deployer watcher notifier ledger,$(s)/cmd/$(s)))
+	$(GO) run ./deploy/images -bin $(BIN)/linux -out $(BIN)/images -tag $(TAG) -revision $$(git rev-parse HEAD) $(if $(PUSH),-push $(PUSH))
 
 .PHONY: tools
 tools: ## Build kube-apiserver, etcd and helm for the cluster tests into bin/tools (or $$RAMPART_TOOLS), once
