@@ -19,8 +19,8 @@ import (
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/verdict"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/pkg/policy/finding"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 )
 
 // Publisher publishes an event on the bus; *bus.Bus is one.

@@ -26,7 +26,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 )
 
 // githubCall is one request the fake GitHub received.

@@ -29,7 +29,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 

@@ -1,5 +1,5 @@
 // Package imagescan is the scanner's image work: a pushed image is pulled and
-// scanned (internal/scan), judged (internal/gate), its SBOM stored, and a
+// scanned (internal/scan), judged (pkg/policy/gate), its SBOM stored, and a
 // signed verdict published; the verdict of a digest already scanned against
 // the same vulnerability DB is served from a cache without calling Trivy.
 // When the DB changes, the stored SBOMs of live and in-flight releases are
@@ -24,7 +24,7 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 // Buckets the scanner keeps on JetStream.

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 func spec(t *testing.T, file, sha string) Spec {

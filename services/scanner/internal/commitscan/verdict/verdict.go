@@ -20,8 +20,8 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/sarif"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/pkg/policy/finding"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 )
 
 // ErrUpload is wrapped by every error about an upload's content or target

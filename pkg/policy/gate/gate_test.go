@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/pkg/policy/finding"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 )
 
 var now = time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)

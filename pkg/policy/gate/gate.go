@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 // Outcome is the gate's verdict on an artifact.

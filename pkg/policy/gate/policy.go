@@ -15,7 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 // Policy is a parsed, validated gate policy.
