@@ -409,6 +409,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/rampartci/rampart/pkg/attest v0.0.0
 	github.com/rampartci/rampart/pkg/policy v0.0.0
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
@@ -438,3 +439,5 @@ replace (
 replace github.com/rampartci/rampart/pkg/ledger => ../../pkg/ledger
 
 replace github.com/rampartci/rampart/pkg/policy => ../../pkg/policy
+
+replace github.com/rampartci/rampart/pkg/attest => ../../pkg/attest

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -106,6 +107,11 @@ type Scan struct {
 	SBOMRef       string         `json:"sbomRef,omitempty"`
 	DBVersion     string         `json:"dbVersion,omitempty"`
 	PolicyVersion string         `json:"policyVersion,omitempty"`
+	// Attestations are DSSE envelopes (JSON) of in-toto statements about an
+	// image verdict's target, signed with the same key: the vulnerability
+	// scan (cosign vuln/v1, every finding) and the gate decision (SLSA
+	// verification summary); see pkg/attest and decision 0024.
+	Attestations []json.RawMessage `json:"attestations,omitempty"`
 	// Signature is the scanner's Ed25519 signature over the verdict; see the
 	// scanner for what it covers.
 	Signature string `json:"signature,omitempty"`

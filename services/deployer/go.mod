@@ -87,3 +87,5 @@ replace (
 	github.com/rampartci/rampart/pkg/policy => ../../pkg/policy
 	github.com/rampartci/rampart/pkg/runtime => ../../pkg/runtime
 )
+
+replace github.com/rampartci/rampart/pkg/attest => ../../pkg/attest

@@ -376,3 +376,24 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("missing file: err = %v, want ErrNotExist", err)
 	}
 }
+
+func TestDigest(t *testing.T) {
+	def := mustParse(t, gate.DefaultSource)
+	if got, want := gate.Default().Digest(), strings.TrimPrefix(def.Version, "sha256:"); got != want {
+		t.Errorf("default Digest = %s, want the digest of DefaultSource %s", got, want)
+	}
+	if !slices.Equal(def.BlockOn, gate.Default().BlockOn) {
+		t.Errorf("DefaultSource blocks on %v, Default on %v", def.BlockOn, gate.Default().BlockOn)
+	}
+	path := filepath.Join(t.TempDir(), "gate.yaml")
+	if err := os.WriteFile(path, []byte("block_on: [MEDIUM]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := gate.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Digest() == gate.Default().Digest() || "sha256:"+p.Digest() != p.Version || p.URI != "file://"+path {
+		t.Errorf("file policy: Digest %s Version %s URI %s", p.Digest(), p.Version, p.URI)
+	}
+}

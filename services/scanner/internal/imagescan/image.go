@@ -127,6 +127,10 @@ func (p *Pipeline) publishVerdict(ctx context.Context, meta events.Meta, img ima
 		DBVersion:     c.DBVersion,
 		PolicyVersion: dec.PolicyVersion,
 	}
+	var err error
+	if s.Attestations, err = p.attestations(ctx, meta, img, &c, dec); err != nil {
+		return "", bus.Poison(fmt.Errorf("attest verdict: %w", err))
+	}
 	ev, err := events.SignScan(meta, s, p.opts.Key)
 	if err != nil {
 		return "", bus.Poison(fmt.Errorf("sign verdict: %w", err))
@@ -139,6 +143,10 @@ func (p *Pipeline) publishVerdict(ctx context.Context, meta events.Meta, img ima
 func (p *Pipeline) publishError(ctx context.Context, meta events.Meta, pushID string, img image, scanErr error) error {
 	dec := gate.ScanFailed(scanErr, p.opts.Gate.Version)
 	meta.ID = eventID("verdict", pushID)
+	att, err := p.attestations(ctx, meta, img, nil, dec)
+	if err != nil {
+		return bus.Poison(fmt.Errorf("attest verdict: %w", err))
+	}
 	ev, err := events.SignScan(meta, events.Scan{
 		Target:        img.purl,
 		TargetKind:    "image",
@@ -147,6 +155,7 @@ func (p *Pipeline) publishError(ctx context.Context, meta events.Meta, pushID st
 		Reason:        reason(dec.Reasons),
 		DBVersion:     p.db.Version().String(),
 		PolicyVersion: dec.PolicyVersion,
+		Attestations:  att,
 	}, p.opts.Key)
 	if err != nil {
 		return bus.Poison(fmt.Errorf("sign verdict: %w", err))

@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampartci/rampart/pkg/attest"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
@@ -108,6 +109,7 @@ type Pipeline struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
+	signer  *attest.Signer // verdict attestations, with Key
 
 	sboms   *sbomStore
 	cache   *verdictCache
@@ -152,7 +154,11 @@ func New(b *bus.Bus, sc Scanner, db DB, opts Options, logger *slog.Logger) (*Pip
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{bus: b, scanner: sc, db: db, opts: opts, log: logger, metrics: m}, nil
+	signer, err := attest.NewSigner(opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("imagescan: %w", err)
+	}
+	return &Pipeline{bus: b, scanner: sc, db: db, opts: opts, log: logger, metrics: m, signer: signer}, nil
 }
 
 // consumerOptions is Consumer with the configured overrides.
