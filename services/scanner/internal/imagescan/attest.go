@@ -40,7 +40,7 @@ func (p *Pipeline) attestations(ctx context.Context, meta events.Meta, img image
 		v := attest.Vuln{
 			Invocation: attest.Invocation{URI: p.opts.Source, EventID: meta.CausedBy},
 			Scanner: attest.Scanner{URI: "pkg:golang/" + trivyModule + "@" + trivyVersion(), Version: strings.TrimPrefix(trivyVersion(), "v"),
-				DB: attest.DB{URI: "trivy-db", Version: c.DBVersion},
+				DB:     attest.DB{URI: "trivy-db", Version: c.DBVersion},
 				Result: attest.Result{Counts: counts(finding.Count(c.Findings)), Findings: attestFindings(c.Findings)}},
 			Metadata: attest.Metadata{ScanStartedOn: c.ScannedAt, ScanFinishedOn: c.ScannedAt},
 		}

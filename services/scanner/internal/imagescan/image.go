@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/pkg/policy/gate"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 )
 
