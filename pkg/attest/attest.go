@@ -223,3 +223,24 @@ func Digest(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// PredicateTypeOf is the predicate type an envelope's statement claims,
+// unverified ("" when it is not an envelope of a statement): for picking
+// which envelope to verify, never for trusting one.
+func PredicateTypeOf(envelope []byte) string {
+	var env dsse.Envelope
+	if json.Unmarshal(envelope, &env) != nil || env.PayloadType != PayloadType {
+		return ""
+	}
+	body, err := env.DecodeB64Payload()
+	if err != nil {
+		return ""
+	}
+	var st struct {
+		PredicateType string `json:"predicateType"`
+	}
+	if json.Unmarshal(body, &st) != nil {
+		return ""
+	}
+	return st.PredicateType
+}
