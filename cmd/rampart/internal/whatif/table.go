@@ -34,14 +34,14 @@ func (r Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "\n%d of %d releases would have ended differently", r.Changed, len(r.Releases))
 	var under []string
 	if r.GatePolicy != "" {
-		under = append(under, "gate policy "+r.GatePolicy)
+		under = append(under, "gate policy "+r.GateURI+" ("+r.GatePolicy+")")
 	}
 	if r.AppsPolicy != "" {
-		under = append(under, "rampart.yaml "+r.AppsPolicy)
+		under = append(under, "rampart.yaml "+r.AppsFile+" ("+r.AppsPolicy+")")
 	}
 	fmt.Fprintf(w, " under %s (%d events read", strings.Join(under, " and "), r.Events)
 	if r.SourceScans > 0 {
-		fmt.Fprintf(w, "; %d source scans not re-judged", r.SourceScans)
+		fmt.Fprintf(w, "; %d source scan(s) not re-judged", r.SourceScans)
 	}
 	fmt.Fprintln(w, ").")
 	for _, rel := range r.Releases {

@@ -100,10 +100,10 @@ type chain struct {
 func Judge(history []Record, c Candidate) Report {
 	rep := Report{Events: len(history), GeneratedAt: time.Now().UTC()}
 	if c.Gate != nil {
-		rep.GatePolicy = c.Gate.Version
+		rep.GatePolicy, rep.GateURI = c.Gate.Version, c.Gate.URI
 	}
 	if c.Apps != nil {
-		rep.AppsPolicy = c.Apps.Digest
+		rep.AppsPolicy, rep.AppsFile = c.Apps.Digest, c.Apps.File
 	}
 	chains := map[string]*chain{}
 	var order []*chain
