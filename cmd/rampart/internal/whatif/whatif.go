@@ -76,7 +76,9 @@ type Release struct {
 // Report is a what-if over a history.
 type Report struct {
 	GatePolicy  string    `json:"gatePolicy,omitempty"` // version of the candidate gate policy
+	GateURI     string    `json:"gateUri,omitempty"`    // where it was read from
 	AppsPolicy  string    `json:"appsPolicy,omitempty"` // digest of the candidate rampart.yaml
+	AppsFile    string    `json:"appsFile,omitempty"`
 	Releases    []Release `json:"releases"`
 	Changed     int       `json:"changed"`
 	Events      int       `json:"events"`      // events read
