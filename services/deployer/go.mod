@@ -9,7 +9,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
-	github.com/rampartci/rampart/pkg/attest v0.0.0-00010101000000-000000000000
+	github.com/rampartci/rampart/pkg/attest v0.0.0
 	github.com/rampartci/rampart/pkg/events v0.0.0
 	github.com/rampartci/rampart/pkg/policy v0.0.0
 	github.com/rampartci/rampart/pkg/runtime v0.0.0
