@@ -26,8 +26,8 @@ DURATION is before now (90s, 2h, 7d); TIME is RFC 3339 or a date (2026-11-26, UT
 With --policy, a what-if instead: nothing is re-published. The history is read
 from the ledger (--server, default the whole ledger) and every recorded image
 verdict is judged again under the candidate gate policy (block_on, waivers), from
-the findings its vulnerability attestation lists, and every recorded rollback
-under the candidate rampart.yaml's analysis thresholds (a file with apps:). It
+the findings its vulnerability attestation lists, and every recorded canary step
+analysis and rollback under the candidate rampart.yaml's thresholds (a file with apps:). It
 prints each release as it happened beside how it would have ended, and why;
 --json prints the same as JSON.`
 

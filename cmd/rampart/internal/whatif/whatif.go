@@ -96,6 +96,7 @@ type chain struct {
 	rollback *Record
 	release  *Record
 	promoted bool
+	analyses []Record // the step analyses of its rollouts
 }
 
 // Judge re-judges history (in ledger order) under c.
@@ -146,6 +147,12 @@ func Judge(history []Record, c Candidate) Report {
 			if rb, err := events.RollbackOf(ev); err == nil {
 				if ch := byRollout[rb.RolloutID]; ch != nil && ch.rollback == nil {
 					ch.rollback = r
+				}
+			}
+		case events.KindAnalysis:
+			if a, err := events.AnalysisOf(ev); err == nil {
+				if ch := byRollout[a.RolloutID]; ch != nil {
+					ch.analyses = append(ch.analyses, *r)
 				}
 			}
 		case events.KindRelease:
@@ -232,8 +239,30 @@ func judgeChain(ch *chain, c Candidate, rep *Report) Release {
 		rel.Notes = append(rel.Notes, fmt.Sprintf("the candidate rampart.yaml has no application %q: analysis not re-judged", rel.App))
 		return rel
 	}
-	if rel.Happened == Released {
-		rel.Notes = append(rel.Notes, "no canary analysis recorded with its metrics: steps not re-judged")
+	// Each step as analysed: would its worst reading cross a candidate threshold?
+	for _, r := range ch.analyses {
+		rel.Evidence = append(rel.Evidence, r.Index)
+		an, err := events.AnalysisOf(r.Event)
+		if err != nil {
+			continue
+		}
+		for _, m := range an.Metrics {
+			if m.Readings == 0 {
+				continue
+			}
+			if why, breach := crosses(m.Rule, m.Observed, app.Analysis); breach {
+				rel.WhatIf, rel.Changed = RolledBack, rel.Happened != RolledBack
+				rel.Why = append(rel.Why, fmt.Sprintf("step %d at %d%%: %s", an.Step+1, an.Weight, why))
+				slices.Sort(rel.Evidence)
+				return rel
+			}
+		}
+	}
+	slices.Sort(rel.Evidence)
+	if len(ch.analyses) == 0 {
+		rel.Notes = append(rel.Notes, "no step analysis recorded with its metrics: steps not re-judged")
+	} else if ch.rollback == nil {
+		rel.Why = append(rel.Why, fmt.Sprintf("every analysed step (%d) within the candidate thresholds", len(ch.analyses)))
 	}
 	// The rollback: would its trigger still fire?
 	if ch.rollback != nil {

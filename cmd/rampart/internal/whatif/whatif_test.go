@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,12 @@ func demoHistory(t *testing.T) []whatif.Record {
 	at := t0
 	v1 := h.verdict("v1", 1, events.OutcomePass, []attest.Finding{medium}, true)
 	h.add(events.NewPromoted(meta("p1", "chain-v1", at), events.Promotion{RolloutID: "r1", App: "shop", Environment: "prod", ArtifactID: v1, Steps: []int{5, 100}}))
+	for step, observed := range []float64{0.004, 0.002} {
+		h.add(events.NewCanaryAnalyzed(meta(fmt.Sprintf("a1-%d", step), "chain-v1", at), events.Analysis{RolloutID: "r1", App: "shop", Environment: "prod", ArtifactID: v1,
+			Step: step, Weight: []int{5, 100}[step], Provider: "scrape", Readings: 9, Metrics: []events.Metric{
+				{Rule: "http-5xx-ratio", Observed: observed, Threshold: 0.01, Result: "pass", Readings: 9},
+				{Rule: "memory-ratio", Threshold: 1.9, Result: "nodata"}}}))
+	}
 	h.add(events.NewReleaseCompleted(meta("rel1", "chain-v1", at), events.Release{RolloutID: "r1", App: "shop", Environment: "prod", ArtifactID: v1}))
 	v2 := h.verdict("v2", 2, events.OutcomePass, []attest.Finding{medium}, true)
 	h.add(events.NewPromoted(meta("p2", "chain-v2", at), events.Promotion{RolloutID: "r2", App: "shop", Environment: "prod", ArtifactID: v2, Steps: []int{5, 100}}))
@@ -151,18 +158,21 @@ func TestBlockMedium(t *testing.T) {
 	}
 }
 
-func TestLooserErrorRate(t *testing.T) {
-	var c whatif.Candidate
-	apps := `version: 1
+func appsWithErrorRate(max string) string {
+	return `version: 1
 apps:
   - name: shop
     image: ` + repo + `
     environment: prod
     router: {type: local, local: {listen: "127.0.0.1:8081", stable: "http://127.0.0.1:9001", canary: "http://127.0.0.1:9002"}}
     canary: {steps: [5, 100], pause: 10s}
-    analysis: {provider: scrape, interval: 1s, errorRate: {max: 0.2, minRequests: 10}, memory: {maxRatio: 2}}
+    analysis: {provider: scrape, interval: 1s, errorRate: {max: ` + max + `, minRequests: 10}, memory: {maxRatio: 2}}
 `
-	if err := c.Load(write(t, "rampart.yaml", apps)); err != nil {
+}
+
+func TestLooserErrorRate(t *testing.T) {
+	var c whatif.Candidate
+	if err := c.Load(write(t, "rampart.yaml", appsWithErrorRate("0.2"))); err != nil {
 		t.Fatal(err)
 	}
 	if c.Gate != nil || c.Apps == nil {
@@ -189,5 +199,29 @@ func TestLoadRefusesBadPolicy(t *testing.T) {
 	}
 	if err := c.Load(write(t, "b.yaml", "block_on: [LOW]\n")); err == nil || !strings.Contains(err.Error(), "a second gate policy") {
 		t.Errorf("second gate policy: err = %v", err)
+	}
+}
+
+// A stricter error rate fails v1's first step on the worst reading the
+// watcher recorded for it.
+func TestStricterErrorRate(t *testing.T) {
+	var c whatif.Candidate
+	if err := c.Load(write(t, "rampart.yaml", appsWithErrorRate("0.003"))); err != nil {
+		t.Fatal(err)
+	}
+	rels := byVersion(whatif.Judge(demoHistory(t), c))
+	v1 := rels["v1"]
+	if v1.WhatIf != whatif.RolledBack || !v1.Changed || !strings.Contains(strings.Join(v1.Why, "\n"), "step 1 at 5%: 5xx ratio 0.40% is above the candidate maximum 0.30%") {
+		t.Errorf("v1 = %+v", v1)
+	}
+	if len(v1.Evidence) != 3 {
+		t.Errorf("v1 evidence %v, want the verdict and both analyses", v1.Evidence)
+	}
+	var loose whatif.Candidate
+	if err := loose.Load(write(t, "rampart.yaml", appsWithErrorRate("0.01"))); err != nil {
+		t.Fatal(err)
+	}
+	if v1 := byVersion(whatif.Judge(demoHistory(t), loose))["v1"]; v1.Changed || !strings.Contains(strings.Join(v1.Why, "\n"), "every analysed step (2) within the candidate thresholds") {
+		t.Errorf("v1 under the thresholds in force = %+v", v1)
 	}
 }
