@@ -42,7 +42,7 @@ func (v plainVerifier) Public() crypto.PublicKey { return v.pub }
 
 // signed returns a key pair, the vuln attestation and the summary of a
 // passing decision.
-func signed(t *testing.T, passed bool) (ed25519.PublicKey, json.RawMessage, json.RawMessage) {
+func signed(t testing.TB, passed bool) (ed25519.PublicKey, json.RawMessage, json.RawMessage) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
