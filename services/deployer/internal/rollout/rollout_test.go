@@ -206,16 +206,14 @@ func (h *harness) anomaly(id, target, rolloutID string, n int) {
 	}
 }
 
-// published returns the events on subject pattern, in stream order.
-// deadLetterReasons maps the id of each event the deployer dead-lettered to
-// the reason the bus recorded.
-func (h *harness) deadLetterReasons() map[string]string {
+// stored returns the messages on subject pattern, in stream order.
+func (h *harness) stored(pattern string) []jetstream.Msg {
 	h.t.Helper()
-	cons, err := h.bus.JetStream().OrderedConsumer(h.t.Context(), bus.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.DeadLetterSubject("deployer")}})
+	cons, err := h.bus.JetStream().OrderedConsumer(h.t.Context(), bus.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{pattern}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	out := map[string]string{}
+	var out []jetstream.Msg
 	for {
 		batch, err := cons.FetchNoWait(100)
 		if err != nil {
@@ -224,7 +222,7 @@ func (h *harness) deadLetterReasons() map[string]string {
 		n := 0
 		for msg := range batch.Messages() {
 			n++
-			out[msg.Headers().Get("ce-id")] = msg.Headers().Get(bus.HeaderDeadLetterReason)
+			out = append(out, msg)
 		}
 		if n == 0 {
 			return out
@@ -232,31 +230,29 @@ func (h *harness) deadLetterReasons() map[string]string {
 	}
 }
 
+// published returns the events on subject pattern, in stream order.
 func (h *harness) published(pattern string) []cloudevents.Event {
 	h.t.Helper()
-	cons, err := h.bus.JetStream().OrderedConsumer(h.t.Context(), bus.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{pattern}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	var out []cloudevents.Event
-	for {
-		batch, err := cons.FetchNoWait(100)
+	for _, msg := range h.stored(pattern) {
+		ev, err := events.FromMsg(msg.Headers(), msg.Data())
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			ev, err := events.FromMsg(msg.Headers(), msg.Data())
-			if err != nil {
-				h.t.Fatal(err)
-			}
-			out = append(out, ev)
-		}
-		if n == 0 {
-			return out
-		}
+		out = append(out, ev)
 	}
+	return out
+}
+
+// deadLetterReasons maps the id of each event the deployer dead-lettered to
+// the reason the bus recorded.
+func (h *harness) deadLetterReasons() map[string]string {
+	h.t.Helper()
+	out := map[string]string{}
+	for _, msg := range h.stored(bus.DeadLetterSubject("deployer")) {
+		out[msg.Headers().Get("ce-id")] = msg.Headers().Get(bus.HeaderDeadLetterReason)
+	}
+	return out
 }
 
 func (h *harness) waitFor(what string, f func() error) {
