@@ -388,3 +388,34 @@ func TestValuesRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestGatePolicyReachesTheDeployer: with a gate policy, the deployer mounts
+// the scanner's policy ConfigMap and names it with --gate-policy, so it
+// accepts the verification summaries the scanner signs under it.
+func TestGatePolicyReachesTheDeployer(t *testing.T) {
+	objs := render(t, "--set", "scanner.gatePolicy=block_on: [MEDIUM]")
+	cm := fullname + "-scanner-gate"
+	find(t, objs, "ConfigMap", cm)
+	for _, svc := range []string{"scanner", "deployer"} {
+		pod := into[appsv1.Deployment](t, find(t, objs, "Deployment", fullname+"-"+svc).Object).Spec.Template.Spec
+		var env, mount, volume bool
+		for _, e := range pod.Containers[0].Env {
+			env = env || e.Name == "RAMPART_GATE_POLICY" && e.Value == "/etc/rampart/gate/gate.yaml"
+		}
+		for _, m := range pod.Containers[0].VolumeMounts {
+			mount = mount || m.Name == "gate" && m.MountPath == "/etc/rampart/gate" && m.ReadOnly
+		}
+		for _, v := range pod.Volumes {
+			volume = volume || v.Name == "gate" && v.ConfigMap != nil && v.ConfigMap.Name == cm
+		}
+		if !env || !mount || !volume {
+			t.Errorf("%s: env %v mount %v volume %v, want all", svc, env, mount, volume)
+		}
+	}
+	plain := into[appsv1.Deployment](t, find(t, render(t), "Deployment", fullname+"-deployer").Object).Spec.Template.Spec
+	for _, e := range plain.Containers[0].Env {
+		if e.Name == "RAMPART_GATE_POLICY" {
+			t.Error("without a gate policy the deployer is given one")
+		}
+	}
+}

@@ -53,6 +53,14 @@ func Describe(ev cloudevents.Event) string {
 		if s, err := CanaryStepOf(ev); err == nil {
 			return fmt.Sprintf("canary step %d: %d%% of traffic to %s", s.Step+1, s.Weight, ShortArtifact(s.ArtifactID))
 		}
+	case KindAnalysis:
+		if a, err := AnalysisOf(ev); err == nil {
+			var ms []string
+			for _, m := range a.Metrics {
+				ms = append(ms, fmt.Sprintf("%s %s worst %.4g (max %.4g)", m.Rule, m.Result, m.Observed, m.Threshold))
+			}
+			return fmt.Sprintf("canary step %d analysed (%d readings): %s", a.Step+1, a.Readings, strings.Join(ms, ", "))
+		}
 	case KindRelease:
 		if r, err := ReleaseOf(ev); err == nil {
 			return fmt.Sprintf("release completed: %s at 100%%", ShortArtifact(r.ArtifactID))

@@ -58,6 +58,13 @@ func sample(t *testing.T) map[string]cloudevents.Event {
 		"canarystep": func() (cloudevents.Event, error) {
 			return NewCanaryStepped(meta("e-step"), CanaryStep{RolloutID: "r-1", App: "shop", Environment: "prod", ArtifactID: "pkg:oci/shop@sha256:bb", Stable: "pkg:oci/shop@sha256:aa", Step: 0, Weight: 5})
 		},
+		"analysis": func() (cloudevents.Event, error) {
+			from := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+			return NewCanaryAnalyzed(meta("e-analysis"), Analysis{RolloutID: "r-1", App: "shop", Environment: "prod", ArtifactID: "pkg:oci/shop@sha256:bb",
+				Step: 0, Weight: 5, Provider: "scrape", Readings: 9, From: from, To: from.Add(10 * time.Second), Metrics: []Metric{
+					{Rule: "http-5xx-ratio", Observed: 0.004, Threshold: 0.01, Result: "pass", Readings: 9},
+					{Rule: "memory-ratio", Observed: 1.1, Threshold: 1.5, Result: "pass", Readings: 9}}})
+		},
 		"release-deployed": func() (cloudevents.Event, error) {
 			return NewReleaseCompleted(meta("e-deployed"), Release{RolloutID: "r-0", App: "shop", Environment: "prod", ArtifactID: "pkg:oci/shop@sha256:aa"})
 		},

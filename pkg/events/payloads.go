@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -109,6 +110,11 @@ type Scan struct {
 	// Waivers are the waivers the gate applied: findings that would have
 	// blocked, accepted until the waiver expires.
 	Waivers []Waiver `json:"waivers,omitempty"`
+	// Attestations are DSSE envelopes (JSON) of in-toto statements about an
+	// image verdict's target, signed with the same key: the vulnerability
+	// scan (cosign vuln/v1, every finding) and the gate decision (SLSA
+	// verification summary); see pkg/attest and decision 0024.
+	Attestations []json.RawMessage `json:"attestations,omitempty"`
 	// Signature is the scanner's Ed25519 signature over the verdict; see the
 	// scanner for what it covers.
 	Signature string `json:"signature,omitempty"`
@@ -262,6 +268,52 @@ func CanaryStepOf(ev cloudevents.Event) (CanaryStep, error) {
 	var s CanaryStep
 	_, err := decodeCustom(ev, &s, TypeCanaryStepped)
 	return s, err
+}
+
+// Analysis is what the watcher measured while one canary step was live: for
+// each metric rule, the worst reading and how it was judged. It is the
+// evidence a step passed on, recorded so that a what-if can judge the step
+// again under other thresholds (decision 0024).
+type Analysis struct {
+	RolloutID   string    `json:"rolloutId"`
+	App         string    `json:"app"`
+	Environment string    `json:"environment"`
+	ArtifactID  string    `json:"artifactId"`
+	Step        int       `json:"step"`
+	Weight      int       `json:"weight"`
+	Provider    string    `json:"provider"`
+	Readings    int       `json:"readings"` // metric reads during the step
+	Metrics     []Metric  `json:"metrics"`
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+}
+
+// Metric is one rule's worst reading during a step.
+type Metric struct {
+	Rule      string  `json:"rule"` // http-5xx-ratio, memory-ratio
+	Observed  float64 `json:"observed"`
+	Threshold float64 `json:"threshold"`
+	Result    string  `json:"result"`   // pass, breach, nodata (never read)
+	Readings  int     `json:"readings"` // readings with data
+}
+
+// NewCanaryAnalyzed builds a rampart-canary.analyzed event.
+func NewCanaryAnalyzed(m Meta, a Analysis) (cloudevents.Event, error) {
+	if a.RolloutID == "" || a.App == "" || a.Environment == "" || a.ArtifactID == "" {
+		return cloudevents.Event{}, errors.New("analysis: rolloutId, app, environment and artifactId are required")
+	}
+	if a.Weight < 0 || a.Weight > 100 || a.Step < 0 {
+		return cloudevents.Event{}, fmt.Errorf("analysis: weight %d must be within 0..100 and step %d not negative", a.Weight, a.Step)
+	}
+	content := map[string]any{"environment": Ref{ID: a.Environment}, "artifactId": a.ArtifactID, "step": a.Step, "weight": a.Weight}
+	return newEvent(m, TypeCanaryAnalyzed, a.RolloutID, content, a)
+}
+
+// AnalysisOf reads a canary-analyzed event.
+func AnalysisOf(ev cloudevents.Event) (Analysis, error) {
+	var a Analysis
+	_, err := decodeCustom(ev, &a, TypeCanaryAnalyzed)
+	return a, err
 }
 
 // Release is a rollout that reached 100%.

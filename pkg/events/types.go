@@ -16,6 +16,7 @@ const (
 	TypeTestOutputPublished = "dev.cdevents.testoutput.published.0.3.0"
 	TypeReleasePromoted     = "dev.cdeventsx.rampart-release.promoted.0.1.0"
 	TypeCanaryStepped       = "dev.cdeventsx.rampart-canary.stepped.0.1.0"
+	TypeCanaryAnalyzed      = "dev.cdeventsx.rampart-canary.analyzed.0.1.0"
 	TypeServiceDeployed     = "dev.cdevents.service.deployed.0.3.0"
 	TypeServiceUpgraded     = "dev.cdevents.service.upgraded.0.3.0"
 	TypeIncidentDetected    = "dev.cdevents.incident.detected.0.3.0"
@@ -31,6 +32,7 @@ const (
 	KindTestOutput = "testoutput"
 	KindPromote    = "promote"
 	KindCanaryStep = "canarystep"
+	KindAnalysis   = "analysis"
 	KindRelease    = "release"
 	KindAnomaly    = "anomaly"
 	KindRollback   = "rollback"
@@ -51,6 +53,7 @@ var kindByName = map[string]string{
 	"dev.cdevents.testoutput.published":      KindTestOutput,
 	"dev.cdeventsx.rampart-release.promoted": KindPromote,
 	"dev.cdeventsx.rampart-canary.stepped":   KindCanaryStep,
+	"dev.cdeventsx.rampart-canary.analyzed":  KindAnalysis,
 	"dev.cdevents.service.deployed":          KindRelease,
 	"dev.cdevents.service.upgraded":          KindRelease,
 	"dev.cdevents.incident.detected":         KindAnomaly,
@@ -67,7 +70,7 @@ func init() {
 		TypeChangeMerged, TypeChangeCreated, TypeArtifactPublished, TypeTestSuiteFinished,
 		TypeTestOutputPublished, TypeReleasePromoted, TypeCanaryStepped, TypeServiceDeployed,
 		TypeServiceUpgraded, TypeIncidentDetected, TypeServiceRolledBack, TypeIncidentReported,
-		TypeDrillFinished,
+		TypeDrillFinished, TypeCanaryAnalyzed,
 	} {
 		name, version, _ := SplitType(t)
 		knownVersion[name] = version

@@ -297,6 +297,7 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/planetscale/vtprotobuf v0.6.1-0.20240319094008-0393e58bdf10 // indirect
 	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
+	github.com/rampartci/rampart/pkg/attest v0.0.0
 	github.com/rampartci/rampart/pkg/events v0.0.0
 	github.com/rampartci/rampart/pkg/policy v0.0.0
 	github.com/rampartci/rampart/pkg/runtime v0.0.0
@@ -422,3 +423,5 @@ replace github.com/rampartci/rampart/pkg/events => ../../pkg/events
 replace github.com/rampartci/rampart/pkg/runtime => ../../pkg/runtime
 
 replace github.com/rampartci/rampart/pkg/policy => ../../pkg/policy
+
+replace github.com/rampartci/rampart/pkg/attest => ../../pkg/attest

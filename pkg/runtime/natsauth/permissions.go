@@ -59,7 +59,8 @@ var Grants = map[string]Grant{
 		KV:       []string{"RAMPART_ROLLOUTS"},
 	},
 	"watcher": {
-		Emits:        []string{events.KindAnomaly},
+		// analysis: each canary step's worst metric readings (decision 0024).
+		Emits:        []string{events.KindAnomaly, events.KindAnalysis},
 		Durables:     []string{"watcher"},
 		ReadsHistory: true,
 	},

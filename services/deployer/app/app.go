@@ -21,6 +21,7 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/pkg/runtime/tlsgen"
@@ -59,6 +60,9 @@ type Options struct {
 	PolicyFile string
 	// ScannerKeyFile holds the scanner's public key (base64 Ed25519).
 	ScannerKeyFile string
+	// GatePolicyFiles are the scanner gate policies a passing verdict may
+	// have been judged under (default: the default policy only).
+	GatePolicyFiles []string
 	// Owner names this deployer in application leases (default: host name).
 	Owner string
 	// OperatorToken and ViewerToken are the operator API's bearer tokens
@@ -97,6 +101,10 @@ type Options struct {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PolicyFile, "policy", o.PolicyFile, "rampart.yaml: the applications to deliver")
 	fs.StringVar(&o.ScannerKeyFile, "scanner-key", o.ScannerKeyFile, "file with the scanner's public key, to verify scan verdicts")
+	fs.Func("gate-policy", "a scanner gate policy file whose verdicts are accepted (repeatable; default: the default policy only)", func(v string) error {
+		o.GatePolicyFiles = append(o.GatePolicyFiles, v)
+		return nil
+	})
 	fs.StringVar(&o.Owner, "owner", o.Owner, "name of this deployer in application leases (default: host name)")
 	o.secrets.Var(fs, &o.OperatorToken, "operator-token", "bearer token of the operator API's operator role (read and act on rollouts)")
 	o.secrets.Var(fs, &o.ViewerToken, "viewer-token", "bearer token of the operator API's viewer role (read rollouts)")
@@ -110,15 +118,16 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 
 // App is the deployer component.
 type App struct {
-	opts     Options
-	tokens   admin.Tokens
-	policy   *policy.Store
-	routers  map[string]router // by application
-	manager  *rollout.Manager
-	console  *console.Console
-	consumer *bus.Consumer
-	cancel   context.CancelFunc
-	log      *slog.Logger
+	opts         Options
+	tokens       admin.Tokens
+	policy       *policy.Store
+	gatePolicies []string          // hex digests of the accepted gate policies
+	routers      map[string]router // by application
+	manager      *rollout.Manager
+	console      *console.Console
+	consumer     *bus.Consumer
+	cancel       context.CancelFunc
+	log          *slog.Logger
 }
 
 // New checks the options; the work starts in Start.
@@ -178,6 +187,13 @@ func New(opts Options) (*App, error) {
 		}
 		a.opts.ScannerKey = key
 	}
+	for _, f := range opts.GatePolicyFiles {
+		g, err := gate.LoadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("deployer: gate policy: %w", err)
+		}
+		a.gatePolicies = append(a.gatePolicies, g.Digest())
+	}
 	return a, nil
 }
 
@@ -214,7 +230,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 		byApp[app.Name] = rt
 	}
 	a.manager, err = rollout.NewManager(kv, deps.Bus, a.policy, byApp, rollout.Options{
-		ScannerKey: a.opts.ScannerKey, Owner: a.opts.Owner, Workload: a.opts.Workload, Workloads: workloads, Registerer: deps.Registerer,
+		ScannerKey: a.opts.ScannerKey, GatePolicies: a.gatePolicies, Owner: a.opts.Owner, Workload: a.opts.Workload, Workloads: workloads, Registerer: deps.Registerer,
 	}, deps.Logger)
 	if err != nil {
 		return err

@@ -21,12 +21,12 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/imagescan"
 	"github.com/rampartci/rampart/services/scanner/internal/ingress"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"

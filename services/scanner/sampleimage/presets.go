@@ -71,3 +71,12 @@ func CleanAlpine() Image {
 		}},
 	}
 }
+
+// MediumAlpine is CleanAlpine with the vulnerable busybox: one Medium
+// (CVE-2025-46394, fixed in 1.37.0-r19), which the default gate lets
+// through and a policy blocking Medium does not.
+func MediumAlpine() Image {
+	im := CleanAlpine()
+	im.Packages = alpineBase("3.5.4-r0", "1.37.0-r18")
+	return im
+}

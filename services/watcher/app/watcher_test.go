@@ -572,3 +572,74 @@ func TestSIEMRuleOffIsRecordedOnly(t *testing.T) {
 		t.Fatalf("%+v", a)
 	}
 }
+
+// analyses are the step analyses the watcher published so far.
+func (h *harness) analyses() []events.Analysis {
+	h.t.Helper()
+	cons, err := h.bus.JetStream().OrderedConsumer(h.t.Context(), bus.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"rampart.analysis.>"},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []events.Analysis
+	for pending := cons.CachedInfo().NumPending; pending > 0; {
+		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		meta, _ := msg.Metadata()
+		pending = meta.NumPending
+		ev, err := events.FromMsg(msg.Headers(), msg.Data())
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		a, err := events.AnalysisOf(ev)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if ev.ID() != fmt.Sprintf("analysis:%s:%d", a.RolloutID, a.Step) || events.ChainID(ev) != "chain-"+a.RolloutID {
+			h.t.Errorf("analysis event %s chain %s for %s step %d", ev.ID(), events.ChainID(ev), a.RolloutID, a.Step)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Each step's analysis is recorded when the step ends, with the worst
+// reading of each rule: the evidence a what-if re-judges under other
+// thresholds.
+func TestStepAnalysisIsRecorded(t *testing.T) {
+	h := newHarness(t, policy.ProviderScrape, 50*time.Millisecond)
+	h.router.StableMem.Set(100 << 20)
+	h.router.CanaryMem.Set(120 << 20)
+	h.step("r1", 0, 5)
+	h.waitLive("r1", 5)
+	h.waitEvaluations(analysis.RuleErrorRate, 1)
+	h.router.Serve(policy.VersionCanary, 200, 995)
+	h.router.Serve(policy.VersionCanary, 503, 5) // 0.5%: within the 1% maximum
+	h.waitEvaluations(analysis.RuleErrorRate, 4)
+	if got := h.analyses(); len(got) != 0 {
+		t.Fatalf("an analysis before the step ended: %+v", got)
+	}
+	h.step("r1", 1, 25)
+	h.waitLive("r1", 25)
+	var got []events.Analysis
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got = h.analyses(); len(got) != 1 {
+			return fmt.Errorf("%d analyses", len(got))
+		}
+		return nil
+	})
+	a := got[0]
+	if a.Step != 0 || a.Weight != 5 || a.Provider != policy.ProviderScrape || a.Readings < 3 || len(a.Metrics) != 2 || !a.To.After(a.From) {
+		t.Fatalf("analysis %+v", a)
+	}
+	rate, mem := a.Metrics[0], a.Metrics[1]
+	if rate.Rule != analysis.RuleErrorRate || rate.Result != "pass" || rate.Observed != 0.005 || rate.Threshold != 0.01 || rate.Readings < 1 {
+		t.Errorf("error rate %+v", rate)
+	}
+	if mem.Rule != analysis.RuleMemory || mem.Result != "pass" || mem.Observed != 1.2 || mem.Threshold != 1.9 {
+		t.Errorf("memory %+v", mem)
+	}
+}

@@ -14,13 +14,22 @@ import (
 )
 
 const replayUsage = `--since DURATION|TIME [--until DURATION|TIME] [--subject S] [--to PREFIX] [--dry-run]
+       rampart replay --policy FILE [--policy FILE] [--since …] [--until …] [--server URL] [--json]
 
 Reads the events the RAMPART stream stored in a time window, in order, and
 re-publishes each under a prefix that replaces its leading "rampart" token:
 by default replay.<now>, kept in the REPLAY stream and never seen by live
 consumers. --to rampart re-publishes onto the live subjects (the ledger records
 an event once, whatever is re-published). Dead letters are not replayed.
-DURATION is before now (90s, 2h, 7d); TIME is RFC 3339 or a date (2026-11-26, UTC).`
+DURATION is before now (90s, 2h, 7d); TIME is RFC 3339 or a date (2026-11-26, UTC).
+
+With --policy, a what-if instead: nothing is re-published. The history is read
+from the ledger (--server, default the whole ledger) and every recorded image
+verdict is judged again under the candidate gate policy (block_on, waivers), from
+the findings its vulnerability attestation lists, and every recorded canary step
+analysis and rollback under the candidate rampart.yaml's thresholds (a file with apps:). It
+prints each release as it happened beside how it would have ended, and why;
+--json prints the same as JSON.`
 
 func init() {
 	register("replay", "re-publish (or print) the events of a time window under a replay prefix", runReplay)
@@ -35,11 +44,27 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	subject := fs.String("subject", events.SubjectPrefix+".>", "replay only events on subjects matching `S` (NATS wildcards)")
 	to := fs.String("to", "", "re-publish under `PREFIX` (default "+replay.Prefix+".<UTC time>; \"rampart\" means the live subjects)")
 	dryRun := fs.Bool("dry-run", false, "print the events instead of re-publishing them")
+	var policies []string
+	fs.Func("policy", "what-if: judge recorded history under the gate policy or rampart.yaml in `FILE` (repeatable: one of each)", func(v string) error {
+		policies = append(policies, v)
+		return nil
+	})
+	server := fs.String("server", defaultServer, "what-if: the ledger's HTTP `URL` (rampart up serves it)")
+	asJSON := fs.Bool("json", false, "what-if: print the report as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if len(policies) > 0 {
+		if *to != "" || *dryRun || *subject != events.SubjectPrefix+".>" {
+			return fmt.Errorf("%w: --policy (what-if) reads the ledger and re-publishes nothing: --to, --dry-run and --subject do not apply", errUsage)
+		}
+		return runWhatIf(ctx, e, whatIfArgs{policies: policies, since: *sinceArg, until: *untilArg, server: *server, ca: *conn.caFile, json: *asJSON}, now)
+	}
+	if *asJSON {
+		return fmt.Errorf("%w: --json is for a what-if (--policy)", errUsage)
 	}
 	o := replay.Options{Subject: *subject, To: *to, DryRun: *dryRun,
 		Notice: func(s string) { fmt.Fprintf(e.stderr, "replay: %s\n", s) }}

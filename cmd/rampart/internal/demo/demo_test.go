@@ -43,6 +43,7 @@ func (e *Env) release(t *testing.T, version string, failRatio float64) Approved 
 	if verdict.Outcome != events.OutcomePass {
 		t.Fatalf("verdict on %s: %s (%s)", version, verdict.Outcome, verdict.Reason)
 	}
+	verifyWithLibraries(t, e, verdict)
 	return a
 }
 

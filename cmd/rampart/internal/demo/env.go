@@ -207,6 +207,9 @@ type Image struct {
 	// Vulnerable builds the version on an Alpine base with a Critical
 	// openssl CVE (in the fixture DB); otherwise the base is clean.
 	Vulnerable bool
+	// Medium builds it on a base with one Medium (a busybox CVE with a fix
+	// published), which the default gate lets through.
+	Medium bool
 }
 
 // Pushed is a version pushed to the registry.
@@ -219,8 +222,11 @@ type Pushed struct {
 // demo/shop:<version>. The registry notifies the scanner, which scans it.
 func (e *Env) Push(ctx context.Context, im Image) (Pushed, error) {
 	spec := sampleimage.CleanAlpine()
-	if im.Vulnerable {
+	switch {
+	case im.Vulnerable:
 		spec = sampleimage.VulnerableAlpine()
+	case im.Medium:
+		spec = sampleimage.MediumAlpine()
 	}
 	base, err := spec.Build()
 	if err != nil {

@@ -113,8 +113,8 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 		return fmt.Errorf("the commit with a cloud key got %s, want blocked", v.Outcome)
 	}
 
-	tl.section("1. v1 is pushed: scanned clean, promoted, stepped to 100%")
-	_, _, v1, err := e.PushAndWait(ctx, Image{Version: "v1"}, wait)
+	tl.section("1. v1 is pushed: one Medium, which the gate lets through; promoted, stepped to 100%")
+	_, _, v1, err := e.PushAndWait(ctx, Image{Version: "v1", Medium: true}, wait)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	tl.printf("%-10s users: %d requests/s to the app through the local router at http://%s/", "traffic", opts.RPS, e.Router)
 
 	tl.section("2. v2 fails 10% of its requests: canary at 5%, the watcher sees it, traffic goes back to v1, on-call is paged")
-	_, _, v2, err := e.PushAndWait(ctx, Image{Version: "v2", FailRatio: 0.1}, wait)
+	_, _, v2, err := e.PushAndWait(ctx, Image{Version: "v2", FailRatio: 0.1, Medium: true}, wait)
 	if err != nil {
 		return err
 	}
@@ -197,6 +197,11 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	}
 	tl.printf("%-10s %d changes: %d released, %d rolled back, %d blocked; SOC 2 CC8.1 CC7.1 CC7.2, ISO 27001 A.8.32 A.8.8 A.8.25 A.8.29 A.8.9; %d entries proven",
 		"report", cr.Summary.Changes, cr.Summary.Released, cr.Summary.RolledBack, cr.Summary.BlockedAtSource+cr.Summary.BlockedAtImage, len(cr.Entries))
+
+	tl.section("6. What if Medium had blocked too? The same history, re-judged from the ledger (rampart replay --policy)")
+	if _, err := e.whatIf(ctx, out, "v1", "v2"); err != nil {
+		return err
+	}
 	ok, failed := e.traffic.ok.Load(), e.traffic.failed.Load()
 	fmt.Fprintf(out, "\nDone in %.1fs. Since v1 went live, users saw %d answers, %d of them errors (%.2f%%): v2's seconds at 5%%.\n",
 		time.Since(tl.start).Seconds(), ok+failed, failed, 100*float64(failed)/float64(max(ok+failed, 1)))

@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,8 +17,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
+	"github.com/rampartci/rampart/pkg/attest"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
@@ -446,8 +449,17 @@ func startRollout(t *testing.T, m *mesh.Mesh, b *bus.Bus, c *adminapi.Client) st
 	if err != nil {
 		t.Fatal(err)
 	}
+	signer, err := attest.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vsa, err := signer.Summary(t.Context(), attest.Summary{Subject: attest.Subject{Name: shopImage, Digest: oci.Digest}, Verifier: "/rampart/scanner",
+		ResourceURI: oci.String(), Passed: true, Time: time.Now(), PolicyURI: gate.DefaultURI, PolicyDigest: gate.Default().Digest()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ev, err := events.SignScan(events.Meta{ID: "cluster-verdict", Source: "/rampart/scanner", ChainID: "chain-cluster", App: "shop"},
-		events.Scan{Target: oci.String(), TargetKind: "image", Environment: "prod", Outcome: events.OutcomePass}, key)
+		events.Scan{Target: oci.String(), TargetKind: "image", Environment: "prod", Outcome: events.OutcomePass, Attestations: []json.RawMessage{vsa}}, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -184,6 +184,9 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	}
 	dopts := opts.Deployer
 	dopts.Policy, dopts.ScannerKeyFile = pol, m.ScannerKeyFile+".pub"
+	if sopts.GatePolicyFile != "" && len(dopts.GatePolicyFiles) == 0 {
+		dopts.GatePolicyFiles = []string{sopts.GatePolicyFile} // promote what the scanner judges
+	}
 	// The operator API refuses requests without a token: one per role
 	// (`rampart rollout` reads them).
 	// chaos.token is the chaos drills' (`rampart chaos run`): it may only

@@ -18,8 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampartci/rampart/pkg/attest"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/kv"
 	"github.com/rampartci/rampart/services/deployer/adminapi"
@@ -37,6 +39,10 @@ const Source = "/rampart/deployer"
 type Options struct {
 	// ScannerKey verifies scan verdicts; verdicts that do not verify are refused.
 	ScannerKey ed25519.PublicKey
+	// GatePolicies are the hex SHA-256 digests of the gate policies a
+	// passing image verdict may have been judged under (its verification
+	// summary names one); default: the default gate policy only.
+	GatePolicies []string
 	// Owner names this process in application leases (default: the host
 	// name). A restarted deployer with the same name takes its
 	// applications back at once.
@@ -68,6 +74,8 @@ type Manager struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	// attestations verifies the in-toto attestations of verdicts.
+	attestations *attest.Verifier
 
 	ctx    context.Context // ends when the Manager stops
 	cancel context.CancelFunc
@@ -82,6 +90,13 @@ type Manager struct {
 func NewManager(kv jetstream.KeyValue, b *bus.Bus, pol *policy.Store, routers map[string]Router, opts Options, logger *slog.Logger) (*Manager, error) {
 	if len(opts.ScannerKey) != ed25519.PublicKeySize {
 		return nil, errors.New("deployer: the scanner's Ed25519 public key is required to trust verdicts")
+	}
+	attestations, err := attest.NewVerifier(opts.ScannerKey)
+	if err != nil {
+		return nil, fmt.Errorf("deployer: %w", err)
+	}
+	if len(opts.GatePolicies) == 0 {
+		opts.GatePolicies = []string{gate.Default().Digest()}
 	}
 	if opts.Owner == "" {
 		host, _ := os.Hostname()
@@ -100,7 +115,7 @@ func NewManager(kv jetstream.KeyValue, b *bus.Bus, pol *policy.Store, routers ma
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		store: newStore(kv), kv: kv, bus: b, policy: pol, routers: routers, opts: opts,
-		log: logger, metrics: m, now: time.Now, ctx: ctx, cancel: cancel, owners: map[string]*owner{},
+		log: logger, metrics: m, now: time.Now, attestations: attestations, ctx: ctx, cancel: cancel, owners: map[string]*owner{},
 	}, nil
 }
 
@@ -251,6 +266,13 @@ func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
 		m.log.Debug("verdict for an image no application delivers", "image", oci.RepositoryURL)
 		return nil, nil
 	}
+	if s.Outcome == events.OutcomePass {
+		if err := m.checkAttestations(s, oci.Digest); err != nil {
+			m.metrics.verdictsRefused.WithLabelValues("attestation").Inc()
+			m.log.Warn("refusing scan verdict", "event", ev.ID(), "err", err)
+			return nil, bus.Poison(fmt.Errorf("refused: %w", err))
+		}
+	}
 	req := &Request{Kind: KindVerdict, ID: ev.ID(), App: app.Name, Received: received,
 		Candidate: &Candidate{Artifact: s.Target, ScanEventID: ev.ID(), ChainID: events.ChainID(ev)}}
 	if s.Outcome != events.OutcomePass {
@@ -345,6 +367,32 @@ func (m *Manager) awaitApplied(ctx context.Context, req Request) (Rollout, error
 func (m *Manager) meta(r *Rollout, id, causedBy string) events.Meta {
 	return events.Meta{ID: id, Source: Source, Time: m.now(), ChainID: r.ChainID, CausedBy: causedBy, App: r.App}
 }
+
+// checkAttestations requires a passing image verdict to carry a
+// verification summary signed by the scanner that says PASSED for this
+// digest and purl under a known gate policy (decision 0024). Verdicts without
+// one, from before attestations, are refused.
+func (m *Manager) checkAttestations(s events.Scan, digest string) error {
+	want := attest.Expect{Digest: digest, ResourceURI: s.Target, Policies: m.opts.GatePolicies}
+	var errs []error
+	for _, raw := range s.Attestations {
+		if attest.PredicateTypeOf(raw) != attest.PredicateVSA {
+			continue
+		}
+		_, err := m.attestations.VerifySummary(m.ctx, raw, want)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return errNoSummary
+	}
+	return errors.Join(errs...)
+}
+
+// errNoSummary: a passing image verdict without a verification summary.
+var errNoSummary = errors.New("passing image verdict carries no verification summary attestation")
 
 func refusal(err error) string {
 	if errors.Is(err, events.ErrUnsigned) {

@@ -3,6 +3,8 @@ package rollout
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -16,8 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/rampartci/rampart/pkg/attest"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/deployer/adminapi"
@@ -149,9 +153,37 @@ func artifact(t *testing.T, n int) string {
 	return o.String()
 }
 
+// verdict publishes the scanner's verdict on artifact n: signed, with the
+// verification summary a scanner attaches, or neither.
 func (h *harness) verdict(id string, n int, outcome string, sign bool) {
 	h.t.Helper()
-	s := events.Scan{Target: artifact(h.t, n), TargetKind: "image", Environment: "prod", Outcome: outcome}
+	var att []json.RawMessage
+	if sign {
+		att = []json.RawMessage{h.summary(n, n, outcome == events.OutcomePass, h.priv, gate.Default().Digest())}
+	}
+	h.verdictWith(id, n, outcome, sign, att)
+}
+
+// summary is a verification summary about artifact subjectN naming
+// artifact resourceN's purl, signed with key.
+func (h *harness) summary(subjectN, resourceN int, passed bool, key ed25519.PrivateKey, policyDigest string) json.RawMessage {
+	h.t.Helper()
+	s, err := attest.NewSigner(key)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	raw, err := s.Summary(h.t.Context(), attest.Summary{Subject: attest.Subject{Name: image, Digest: digest(subjectN)},
+		Verifier: "/rampart/scanner", ResourceURI: artifact(h.t, resourceN), Passed: passed, Time: time.Now(),
+		PolicyURI: gate.DefaultURI, PolicyDigest: policyDigest})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return raw
+}
+
+func (h *harness) verdictWith(id string, n int, outcome string, sign bool, att []json.RawMessage) {
+	h.t.Helper()
+	s := events.Scan{Target: artifact(h.t, n), TargetKind: "image", Environment: "prod", Outcome: outcome, Attestations: att}
 	m := events.Meta{ID: id, Source: "/rampart/scanner", ChainID: "chain-" + id, App: "shop"}
 	var ev cloudevents.Event
 	var err error
@@ -181,14 +213,14 @@ func (h *harness) anomaly(id, target, rolloutID string, n int) {
 	}
 }
 
-// published returns the events on subject pattern, in stream order.
-func (h *harness) published(pattern string) []cloudevents.Event {
+// stored returns the messages on subject pattern, in stream order.
+func (h *harness) stored(pattern string) []jetstream.Msg {
 	h.t.Helper()
 	cons, err := h.bus.JetStream().OrderedConsumer(h.t.Context(), bus.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{pattern}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var out []cloudevents.Event
+	var out []jetstream.Msg
 	for {
 		batch, err := cons.FetchNoWait(100)
 		if err != nil {
@@ -197,16 +229,37 @@ func (h *harness) published(pattern string) []cloudevents.Event {
 		n := 0
 		for msg := range batch.Messages() {
 			n++
-			ev, err := events.FromMsg(msg.Headers(), msg.Data())
-			if err != nil {
-				h.t.Fatal(err)
-			}
-			out = append(out, ev)
+			out = append(out, msg)
 		}
 		if n == 0 {
 			return out
 		}
 	}
+}
+
+// published returns the events on subject pattern, in stream order.
+func (h *harness) published(pattern string) []cloudevents.Event {
+	h.t.Helper()
+	var out []cloudevents.Event
+	for _, msg := range h.stored(pattern) {
+		ev, err := events.FromMsg(msg.Headers(), msg.Data())
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// deadLetterReasons maps the id of each event the deployer dead-lettered to
+// the reason the bus recorded.
+func (h *harness) deadLetterReasons() map[string]string {
+	h.t.Helper()
+	out := map[string]string{}
+	for _, msg := range h.stored(bus.DeadLetterSubject("deployer")) {
+		out[msg.Headers().Get("ce-id")] = msg.Headers().Get(bus.HeaderDeadLetterReason)
+	}
+	return out
 }
 
 func (h *harness) waitFor(what string, f func() error) {
@@ -331,6 +384,57 @@ func TestUnsignedAndForgedVerdictsAreRefused(t *testing.T) {
 	if len(rt.history()) != 0 || len(h.published("rampart.promote.>")) != 0 {
 		t.Fatalf("a refused verdict moved traffic: %v", rt.history())
 	}
+}
+
+// TestForgedAttestationsAreRefused sends verdicts whose event signature is
+// good but whose verification summary is missing, forged or about something
+// else: none moves traffic, each is dead-lettered naming why; a verdict with
+// a good summary then promotes.
+func TestForgedAttestationsAreRefused(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	rt := &fakeRouter{}
+	h.manager("d1", rt)
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	def := gate.Default().Digest()
+	cases := []struct {
+		id   string
+		att  []json.RawMessage
+		want string
+	}{
+		{"no-attestation", nil, "carries no verification summary"},
+		{"other-digest", []json.RawMessage{h.summary(9, 2, true, h.priv, def)}, "subject does not match"},
+		{"other-purl", []json.RawMessage{h.summary(3, 9, true, h.priv, def)}, "subject does not match"},
+		{"other-key", []json.RawMessage{h.summary(4, 4, true, otherKey, def)}, "signature does not verify"},
+		{"failed", []json.RawMessage{h.summary(5, 5, false, h.priv, def)}, "not PASSED"},
+		{"unknown-policy", []json.RawMessage{h.summary(6, 6, true, h.priv, strings.Repeat("ab", 32))}, "not a known policy"},
+		{"garbage", []json.RawMessage{json.RawMessage(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}`)}, "carries no verification summary"},
+	}
+	for i, c := range cases {
+		h.verdictWith(c.id, i+1, events.OutcomePass, true, c.att)
+	}
+	h.waitFor("every forged verdict dead-lettered", func() error {
+		dl := h.published(bus.DeadLetterSubject("deployer"))
+		if len(dl) != len(cases) {
+			return fmt.Errorf("%d dead letters of %d", len(dl), len(cases))
+		}
+		return nil
+	})
+	reasons := h.deadLetterReasons()
+	for _, c := range cases {
+		if !strings.Contains(reasons[c.id], c.want) {
+			t.Errorf("%s refused with %q, want %q", c.id, reasons[c.id], c.want)
+		}
+	}
+	if len(rt.history()) != 0 || len(h.published("rampart.promote.>")) != 0 {
+		t.Fatalf("a refused verdict moved traffic: %v", rt.history())
+	}
+	h.verdict("good", 20, events.OutcomePass, true)
+	h.waitFor("the attested verdict promoted", func() error {
+		if len(h.published("rampart.promote.>")) != 1 {
+			return errors.New("not promoted yet")
+		}
+		return nil
+	})
 }
 
 func TestAnomalyRollsBackOnce(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 const (

@@ -28,8 +28,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy/finding"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 )
 
@@ -128,6 +128,10 @@ func (p *Pipeline) publishVerdict(ctx context.Context, meta events.Meta, img ima
 		PolicyVersion: dec.PolicyVersion,
 		Waivers:       dec.WaiverRecords(),
 	}
+	var err error
+	if s.Attestations, err = p.attestations(ctx, meta, img, &c, dec); err != nil {
+		return "", bus.Poison(fmt.Errorf("attest verdict: %w", err))
+	}
 	ev, err := events.SignScan(meta, s, p.opts.Key)
 	if err != nil {
 		return "", bus.Poison(fmt.Errorf("sign verdict: %w", err))
@@ -140,6 +144,10 @@ func (p *Pipeline) publishVerdict(ctx context.Context, meta events.Meta, img ima
 func (p *Pipeline) publishError(ctx context.Context, meta events.Meta, pushID string, img image, scanErr error) error {
 	dec := gate.ScanFailed(scanErr, p.opts.Gate.Version)
 	meta.ID = eventID("verdict", pushID)
+	att, err := p.attestations(ctx, meta, img, nil, dec)
+	if err != nil {
+		return bus.Poison(fmt.Errorf("attest verdict: %w", err))
+	}
 	ev, err := events.SignScan(meta, events.Scan{
 		Target:        img.purl,
 		TargetKind:    "image",
@@ -148,6 +156,7 @@ func (p *Pipeline) publishError(ctx context.Context, meta events.Meta, pushID st
 		Reason:        reason(dec.Reasons),
 		DBVersion:     p.db.Version().String(),
 		PolicyVersion: dec.PolicyVersion,
+		Attestations:  att,
 	}, p.opts.Key)
 	if err != nil {
 		return bus.Poison(fmt.Errorf("sign verdict: %w", err))

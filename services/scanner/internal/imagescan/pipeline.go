@@ -1,5 +1,5 @@
 // Package imagescan is the scanner's image work: a pushed image is pulled and
-// scanned (internal/scan), judged (internal/gate), its SBOM stored, and a
+// scanned (internal/scan), judged (pkg/policy/gate), its SBOM stored, and a
 // signed verdict published; the verdict of a digest already scanned against
 // the same vulnerability DB is served from a cache without calling Trivy.
 // When the DB changes, the stored SBOMs of live and in-flight releases are
@@ -21,10 +21,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampartci/rampart/pkg/attest"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
@@ -108,6 +109,7 @@ type Pipeline struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
+	signer  *attest.Signer // verdict attestations, with Key
 
 	sboms   *sbomStore
 	cache   *verdictCache
@@ -152,7 +154,11 @@ func New(b *bus.Bus, sc Scanner, db DB, opts Options, logger *slog.Logger) (*Pip
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{bus: b, scanner: sc, db: db, opts: opts, log: logger, metrics: m}, nil
+	signer, err := attest.NewSigner(opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("imagescan: %w", err)
+	}
+	return &Pipeline{bus: b, scanner: sc, db: db, opts: opts, log: logger, metrics: m, signer: signer}, nil
 }
 
 // consumerOptions is Consumer with the configured overrides.

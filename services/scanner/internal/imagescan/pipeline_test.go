@@ -20,11 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/rampartci/rampart/pkg/attest"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/imagescan"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
@@ -283,6 +284,8 @@ func TestVerdicts(t *testing.T) {
 	if c.Outcome != events.OutcomePass || c.Counts["critical"]+c.Counts["high"] != 0 {
 		t.Errorf("clean image: %+v", c)
 	}
+
+	checkAttestations(t, f, v, c)
 
 	// The SBOMs are stored by digest and announced.
 	sboms := waitEvents(t, f.b, events.TypeTestOutputPublished, 2)
@@ -614,4 +617,53 @@ func TestZeroDayRescan(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkAttestations reads the verdicts' in-toto attestations: the vulnerable
+// image's scan lists every finding with its fix state and its summary
+// FAILED; the clean image's summary PASSED under the default policy.
+func checkAttestations(t *testing.T, f fixture, vulnerable, clean events.Scan) {
+	t.Helper()
+	v, err := attest.NewVerifier(f.key.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vulnerable.Attestations) != 2 || len(clean.Attestations) != 2 {
+		t.Fatalf("attestations: %d and %d, want a vuln scan and a summary each", len(vulnerable.Attestations), len(clean.Attestations))
+	}
+	st, err := v.Statement(t.Context(), vulnerable.Attestations[0], attest.PredicateVuln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oci, _ := events.ParseOCI(vulnerable.Target)
+	if !attest.About(st, oci.Digest) {
+		t.Errorf("vuln statement subject %v, want %s", st.GetSubject(), oci.Digest)
+	}
+	scan, err := attest.VulnOf(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, n := range vulnerable.Counts {
+		total += n
+	}
+	fs := scan.Scanner.Result.Findings
+	if len(fs) != total || fs[0].ID != sampleimage.CriticalOpenSSL || fs[0].FixedVersion == "" || fs[0].Severity != "CRITICAL" {
+		t.Errorf("vuln findings %d (want all %d) first %+v", len(fs), total, fs[0])
+	}
+	if scan.Scanner.DB.Version != vulnerable.DBVersion || !strings.HasPrefix(scan.Scanner.URI, "pkg:golang/github.com/aquasecurity/trivy@") {
+		t.Errorf("vuln scanner %+v", scan.Scanner)
+	}
+	want := attest.Expect{Digest: oci.Digest, ResourceURI: vulnerable.Target, Policies: []string{gate.Default().Digest()}}
+	if _, err := v.VerifySummary(t.Context(), vulnerable.Attestations[1], want); !errors.Is(err, attest.ErrNotPassed) {
+		t.Errorf("vulnerable summary: err = %v, want ErrNotPassed", err)
+	}
+	coci, _ := events.ParseOCI(clean.Target)
+	sum, err := v.VerifySummary(t.Context(), clean.Attestations[1], attest.Expect{Digest: coci.Digest, ResourceURI: clean.Target, Policies: want.Policies})
+	if err != nil {
+		t.Fatalf("clean summary: %v", err)
+	}
+	if sum.GetPolicy().GetUri() != gate.DefaultURI || sum.GetInputAttestations()[0].GetDigest()["sha256"] != attest.Digest(clean.Attestations[0]) {
+		t.Errorf("clean summary %v", sum)
+	}
 }

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/pkg/policy/finding"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
 )
 
 // Buckets the scanner keeps on JetStream.

@@ -61,3 +61,22 @@ func (p *Publisher) Publish(ctx context.Context, id string, c *live.Canary, a ev
 	p.published.WithLabelValues(a.Origin, a.Target).Inc()
 	return nil
 }
+
+// AnalysisID is the id of a step's analysis event: one per rollout and step.
+func AnalysisID(rollout string, step int) string { return fmt.Sprintf("analysis:%s:%d", rollout, step) }
+
+// PublishAnalysis publishes what a canary step's analysis measured (the
+// evidence it passed or failed on), against canary c. Like Publish it
+// outlives ctx by up to 5s.
+func (p *Publisher) PublishAnalysis(ctx context.Context, c live.Canary, a events.Analysis) error {
+	m := events.Meta{ID: AnalysisID(a.RolloutID, a.Step), Source: Source, App: a.App, Time: a.To,
+		ChainID: c.ChainID, CausedBy: c.StepEventID}
+	ev, err := events.NewCanaryAnalyzed(m, a)
+	if err != nil {
+		return fmt.Errorf("build analysis of %s step %d: %w", a.RolloutID, a.Step, err)
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err = p.bus.Publish(pctx, ev)
+	return err
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -163,7 +164,9 @@ func (m *Monitor) analyse(ctx context.Context, c live.Canary) {
 		// last result by rule: no data is logged at info when it begins,
 		// and at debug while it lasts, so a 1s interval does not flood the log.
 		last = map[string]analysis.Result{}
+		rec  = stepRecord{from: time.Now().UTC()}
 	)
+	defer m.recordStep(log, c, &rec)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -191,7 +194,7 @@ func (m *Monitor) analyse(ctx context.Context, c live.Canary) {
 			}
 			continue // the window starts now; the first reading is one interval on
 		}
-		m.evaluate(ctx, log, c, p, provider, win, interval, last)
+		m.evaluate(ctx, log, c, p, provider, win, interval, last, &rec)
 	}
 }
 
@@ -224,7 +227,7 @@ func (m *Monitor) noData(log *slog.Logger, provider string, err error) {
 
 // evaluate reads the window once and judges it by every metric rule.
 func (m *Monitor) evaluate(ctx context.Context, log *slog.Logger, c live.Canary, p policy.App, provider string, win analysis.Window,
-	interval time.Duration, last map[string]analysis.Result) {
+	interval time.Duration, last map[string]analysis.Result, rec *stepRecord) {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, interval)
 	reading, err := win.Read(rctx)
@@ -243,6 +246,7 @@ func (m *Monitor) evaluate(ctx context.Context, log *slog.Logger, c live.Canary,
 		verdicts = append(verdicts, analysis.Latency(reading, p.Analysis.Latency))
 	}
 	m.metrics.latency.WithLabelValues(provider).Observe(time.Since(start).Seconds())
+	rec.add(provider, verdicts)
 	for _, v := range verdicts {
 		m.cfg.Evaluations.WithLabelValues(v.Rule, string(v.Result)).Inc()
 		prev := last[v.Rule]
@@ -288,4 +292,52 @@ func (m *Monitor) markReported(rollout, rule string) {
 		m.reported[rollout] = map[string]bool{}
 	}
 	m.reported[rollout][rule] = true
+}
+
+// stepRecord gathers one step's readings for its analysis event: per rule,
+// the worst value read and whether any reading breached.
+type stepRecord struct {
+	from     time.Time
+	provider string
+	readings int
+	metrics  []events.Metric // in the order the rules are judged
+}
+
+func (r *stepRecord) add(provider string, vs []analysis.Verdict) {
+	r.provider = provider
+	r.readings++
+	for _, v := range vs {
+		i := slices.IndexFunc(r.metrics, func(m events.Metric) bool { return m.Rule == v.Rule })
+		if i < 0 {
+			r.metrics = append(r.metrics, events.Metric{Rule: v.Rule, Result: string(analysis.NoData)})
+			i = len(r.metrics) - 1
+		}
+		m := &r.metrics[i]
+		m.Threshold = v.Threshold
+		if v.Result == analysis.NoData {
+			continue
+		}
+		m.Readings++
+		if m.Readings == 1 || v.Observed > m.Observed {
+			m.Observed = v.Observed
+		}
+		if m.Result != string(analysis.Breach) {
+			m.Result = string(v.Result)
+		}
+	}
+}
+
+// recordStep publishes the step's analysis when its loop ends because the
+// step changed or the rollout ended; a loop ended by the watcher stopping
+// publishes nothing (the step is not over), nor does a step never read.
+func (m *Monitor) recordStep(log *slog.Logger, c live.Canary, rec *stepRecord) {
+	if rec.readings == 0 || m.runCtx.Err() != nil {
+		return
+	}
+	a := events.Analysis{RolloutID: c.RolloutID, App: c.App, Environment: c.Environment, ArtifactID: c.ArtifactID,
+		Step: c.Step, Weight: c.Weight, Provider: rec.provider, Readings: rec.readings, Metrics: rec.metrics,
+		From: rec.from, To: time.Now().UTC()}
+	if err := m.cfg.Publisher.PublishAnalysis(m.runCtx, c, a); err != nil {
+		log.Warn("step analysis not recorded", "err", err)
+	}
 }

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
 )
 
 func spec(t *testing.T, file, sha string) Spec {

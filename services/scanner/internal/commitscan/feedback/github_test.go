@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 type request struct {

@@ -20,7 +20,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 // Version is the only SARIF version accepted.

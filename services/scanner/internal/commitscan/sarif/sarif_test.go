@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 func load(t *testing.T, name string) *Log {

@@ -19,9 +19,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy/finding"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/sarif"
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
 )
 
 // ErrUpload is wrapped by every error about an upload's content or target

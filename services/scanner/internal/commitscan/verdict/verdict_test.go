@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 )
 
 func TestSARIF(t *testing.T) {

@@ -8,14 +8,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
+	"github.com/rampartci/rampart/pkg/policy/finding"
 )
 
 // Policy is a parsed, validated gate policy.
@@ -37,6 +39,8 @@ type Policy struct {
 	// Version identifies the policy a decision was made under: the sha256
 	// of the file's bytes, or "default".
 	Version string
+	// URI is where the policy was read from (file://…), or DefaultURI.
+	URI string
 }
 
 // Waiver accepts one vulnerability in one package until it expires.
@@ -50,9 +54,26 @@ type Waiver struct {
 }
 
 // Default is the policy used when none is configured: block on Critical or
-// High, no waivers.
+// High, no waivers. DefaultSource is the same policy as a file.
 func Default() *Policy {
-	return &Policy{BlockOn: []finding.Severity{finding.Critical, finding.High}, Version: "default"}
+	return &Policy{BlockOn: []finding.Severity{finding.Critical, finding.High}, Version: "default", URI: DefaultURI}
+}
+
+// DefaultSource is the default policy written as a policy file; its digest
+// names the default policy in attestations.
+const DefaultSource = "block_on: [CRITICAL, HIGH]\n"
+
+// DefaultURI names the default policy in attestations.
+const DefaultURI = "urn:rampart:gate-policy:default"
+
+// Digest is the hex SHA-256 of the policy file's bytes (of DefaultSource for
+// the default policy): the policy digest attestations carry.
+func (p *Policy) Digest() string {
+	if d, ok := strings.CutPrefix(p.Version, "sha256:"); ok {
+		return d
+	}
+	sum := sha256.Sum256([]byte(DefaultSource))
+	return hex.EncodeToString(sum[:])
 }
 
 // Problem is one thing wrong with a policy file, with where it is.
@@ -94,7 +115,14 @@ func LoadFile(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
-	return Parse(path, b)
+	p, err := Parse(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		p.URI = (&url.URL{Scheme: "file", Path: abs}).String()
+	}
+	return p, nil
 }
 
 // Parse parses a policy. file names the source in error messages. Unknown
@@ -106,6 +134,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 	p := Default()
 	sum := sha256.Sum256(data)
 	p.Version = "sha256:" + hex.EncodeToString(sum[:])
+	p.URI = "urn:rampart:gate-policy:" + p.Version
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {

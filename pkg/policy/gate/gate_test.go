@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/services/scanner/internal/finding"
-	"github.com/rampartci/rampart/services/scanner/internal/gate"
+	"github.com/rampartci/rampart/pkg/policy/finding"
+	"github.com/rampartci/rampart/pkg/policy/gate"
 )
 
 var now = time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
@@ -386,5 +386,26 @@ func TestLoadFile(t *testing.T) {
 	}
 	if _, err := gate.LoadFile(filepath.Join(t.TempDir(), "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: err = %v, want ErrNotExist", err)
+	}
+}
+
+func TestDigest(t *testing.T) {
+	def := mustParse(t, gate.DefaultSource)
+	if got, want := gate.Default().Digest(), strings.TrimPrefix(def.Version, "sha256:"); got != want {
+		t.Errorf("default Digest = %s, want the digest of DefaultSource %s", got, want)
+	}
+	if !slices.Equal(def.BlockOn, gate.Default().BlockOn) {
+		t.Errorf("DefaultSource blocks on %v, Default on %v", def.BlockOn, gate.Default().BlockOn)
+	}
+	path := filepath.Join(t.TempDir(), "gate.yaml")
+	if err := os.WriteFile(path, []byte("block_on: [MEDIUM]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := gate.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Digest() == gate.Default().Digest() || "sha256:"+p.Digest() != p.Version || p.URI != "file://"+path {
+		t.Errorf("file policy: Digest %s Version %s URI %s", p.Digest(), p.Version, p.URI)
 	}
 }
