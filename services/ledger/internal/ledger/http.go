@@ -29,6 +29,7 @@ import (
 //	GET /ledger/proof/inclusion?index=&size=  inclusion proof of an entry in the tree of size `size`
 //	GET /ledger/proof/consistency?from=&to=   consistency proof between two tree sizes
 //	GET /ledger/key                           the verifier key
+//	GET /ledger/tlog/...                      the log as C2SP tlog-tiles (tiles.go)
 //
 // `size` and `to` of the proofs default to the latest checkpoint's size, so
 // proofs match a signed root unless a caller asks otherwise. Parameters that
@@ -44,6 +45,8 @@ func (l *Ledger) Handler() http.Handler {
 	mux.HandleFunc("GET /ledger/proof/inclusion", l.serveInclusion)
 	mux.HandleFunc("GET /ledger/proof/consistency", l.serveConsistency)
 	mux.HandleFunc("GET /ledger/key", l.serveKey)
+	mux.HandleFunc("GET "+TilesPrefix+"checkpoint", l.serveCheckpoint)
+	mux.HandleFunc("GET "+TilesPrefix+"tile/", l.serveTile)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Before the rebuild the tree is partial; after Run stopped on a
 		// tampered stream it describes a prefix the ledger no longer
