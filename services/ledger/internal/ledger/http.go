@@ -16,6 +16,7 @@ import (
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // Handler serves the ledger's query API under /ledger/ (the wire types are
@@ -150,15 +151,58 @@ func (l *Ledger) serveEntries(w http.ResponseWriter, r *http.Request) {
 		l.writeError(w, err)
 		return
 	}
-	var indexes []int64
 	var next *int64
-	for i := from; i < end; i++ {
-		indexes = append(indexes, i)
-	}
 	if end < to {
 		next = &end
 	}
+	if end-from >= minStreamedPage {
+		if out, ok := l.readRange(r, from, end); ok {
+			writeJSON(w, client.Entries{Size: size, Entries: out, Next: next})
+			return
+		}
+	}
+	var indexes []int64
+	for i := from; i < end; i++ {
+		indexes = append(indexes, i)
+	}
 	l.writeEntries(w, r, size, indexes, next)
+}
+
+// minStreamedPage is the page from which reading the range with one
+// ordered consumer beats a direct get per entry (about 1 ms to create the
+// consumer against some 50 µs per get on a small machine). A variable so
+// that tests can read small ledgers in one pass too.
+var minStreamedPage int64 = 32
+
+// readRange reads entries [from, end) from LEDGER in one pass, skipping the
+// messages that are not entries. It returns false when LEDGER does not hold
+// every one of them (deleted messages); writeEntries then names the first
+// missing one.
+func (l *Ledger) readRange(r *http.Request, from, end int64) ([]client.Entry, bool) {
+	l.mu.RLock()
+	skipped := l.skipped
+	l.mu.RUnlock()
+	first, last := seqOf(skipped, uint64(from)), seqOf(skipped, uint64(end-1))
+	out := make([]client.Entry, 0, end-from)
+	i := from
+	_, err := streams.ReadTo(r.Context(), l.js, streams.EntriesStream, first, last, func(seq uint64, msg jetstream.Msg) error {
+		if _, skip := slices.BinarySearch(skipped, seq); skip {
+			return nil
+		}
+		if want := seqOf(skipped, uint64(i)); seq != want {
+			return fmt.Errorf("LEDGER message %d where entry %d (message %d) was expected", seq, i, want)
+		}
+		out = append(out, client.Entry{Index: i, Entry: msg.Data(), Signature: msg.Headers().Get(entry.SignatureHeader)})
+		i++
+		return nil
+	})
+	if err != nil || i != end {
+		if err != nil && r.Context().Err() == nil {
+			l.log.Debug("ledger API: reading a page of entries in one pass; reading them one by one", "from", from, "to", end, "err", err)
+		}
+		return nil, false
+	}
+	return out, true
 }
 
 func (l *Ledger) serveChain(w http.ResponseWriter, r *http.Request) {
