@@ -28,6 +28,13 @@ var _ tlog.HashReader = (*Tree)(nil)
 // New returns an empty tree.
 func New() *Tree { return &Tree{} }
 
+// WithCapacity returns an empty tree with room for the stored hashes of n
+// leaves, so that building a tree of a known size does not copy its hashes
+// as they grow (a tree holds about 64 bytes per leaf).
+func WithCapacity(n int64) *Tree {
+	return &Tree{hashes: make([]tlog.Hash, 0, tlog.StoredHashCount(max(n, 0)))}
+}
+
 // FromLeaves builds a tree from leaves in order.
 func FromLeaves(leaves [][]byte) (*Tree, error) {
 	t := &Tree{hashes: make([]tlog.Hash, 0, tlog.StoredHashCount(int64(len(leaves))))}

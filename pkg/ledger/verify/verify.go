@@ -180,7 +180,14 @@ func (c *Checker) Pin(n int64) {
 		panic("verify: Checker.Pin after Entry")
 	}
 	c.pinned = n
+	// The tree will hold at least n leaves: size it once. A checkpoint
+	// verified with the key is the ledger's own word, but the room is
+	// bounded all the same.
+	c.tree = tree.WithCapacity(min(n, maxPresized))
 }
+
+// maxPresized bounds the leaves Pin makes room for up front (64 bytes each).
+const maxPresized = 1 << 24
 
 // Entry adds the next LEDGER message. The Checker keeps e until its batch is
 // checked; the caller must not change e.Data afterwards.

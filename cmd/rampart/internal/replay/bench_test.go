@@ -78,4 +78,3 @@ func BenchmarkReplayRead(b *testing.B) {
 	b.ReportMetric(float64(n)*rounds/rawTime.Seconds(), "raw-consume-events/s")
 	b.ReportMetric(rawTime.Seconds()/replayTime.Seconds(), "ratio-to-raw")
 }
-

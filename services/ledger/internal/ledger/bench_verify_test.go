@@ -101,11 +101,12 @@ func writeLedger(b *testing.B, js jetstream.JetStream, s *checkpoint.Signer, n i
 	}
 }
 
-// peakHeap samples the heap held by live and not yet swept objects every
-// 10 ms until stop is called, which returns the largest sample.
-func peakHeap() (stop func() uint64) {
-	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	var peak atomic.Uint64
+// peakHeap samples, every 10 ms until stop is called, the heap held by
+// objects (live and not yet swept) and the live heap as of the last GC;
+// stop returns the largest of each.
+func peakHeap() (stop func() (heap, live uint64)) {
+	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	var peak, peakLive atomic.Uint64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -116,6 +117,9 @@ func peakHeap() (stop func() uint64) {
 			if v := sample[0].Value.Uint64(); v > peak.Load() {
 				peak.Store(v)
 			}
+			if v := sample[1].Value.Uint64(); v > peakLive.Load() {
+				peakLive.Store(v)
+			}
 			select {
 			case <-done:
 				return
@@ -123,10 +127,10 @@ func peakHeap() (stop func() uint64) {
 			}
 		}
 	})
-	return func() uint64 {
+	return func() (uint64, uint64) {
 		close(done)
 		wg.Wait()
-		return peak.Load()
+		return peak.Load(), peakLive.Load()
 	}
 }
 
@@ -134,7 +138,8 @@ func peakHeap() (stop func() uint64) {
 // JetStream with streams.Verify (what the ledger runs to name a tampered
 // entry; `rampart ledger verify` runs the same checker through the HTTP
 // API), against reading the same LEDGER messages without looking at them in
-// the same run. The peak heap includes the JetStream server's, which runs in
+// the same run. The peak heap (objects, live or not yet collected) and the
+// peak live heap (as of each GC) include the JetStream server's, which runs in
 // this process. With RAMPART_BENCH_ALL_SIGNATURES=1 it also times the
 // checker with every entry's signature verified (what verify did before
 // checkpoints pinned the entries).
@@ -148,7 +153,7 @@ func BenchmarkVerifyLarge(b *testing.B) {
 	b.Logf("wrote %d entries in %v", n, time.Since(start))
 	allSigs := os.Getenv("RAMPART_BENCH_ALL_SIGNATURES") == "1"
 	var readTime, verifyTime, allTime time.Duration
-	var peak uint64
+	var peak, peakLive uint64
 	for b.Loop() {
 		start := time.Now()
 		got := 0
@@ -165,7 +170,8 @@ func BenchmarkVerifyLarge(b *testing.B) {
 		start = time.Now()
 		res, err := streams.Verify(b.Context(), js, s.Verifier())
 		verifyTime += time.Since(start)
-		peak = max(peak, stop())
+		heap, live := stop()
+		peak, peakLive = max(peak, heap), max(peakLive, live)
 		if err != nil || res.Entries != int64(n) || res.SignaturesChecked != 0 {
 			b.Fatalf("Verify = %+v, %v", res, err)
 		}
@@ -196,6 +202,7 @@ func BenchmarkVerifyLarge(b *testing.B) {
 	b.ReportMetric(float64(n)*rounds/readTime.Seconds(), "raw-read-msgs/s")
 	b.ReportMetric(readTime.Seconds()/verifyTime.Seconds(), "ratio-to-raw-read")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+	b.ReportMetric(float64(peakLive)/(1<<20), "peak-live-heap-MB")
 	if allSigs {
 		b.ReportMetric(float64(n)*rounds/allTime.Seconds(), "all-signatures-entries/s")
 	}
