@@ -223,7 +223,7 @@ func BenchmarkInclusionHTTP(b *testing.B) {
 		msgs[i] = commitMsg(b, id, id)
 	}
 	publishAsync(b, pub.JetStream(), msgs)
-	waitCommitted(b, in.l, n)
+	waitCheckpointed(b, in.l, n)
 	srv := httptest.NewServer(in.l.Handler())
 	b.Cleanup(srv.Close)
 	c, err := client.New(srv.URL, srv.Client())
