@@ -54,6 +54,12 @@ bench: ## Run the benchmarks (ratios against baselines measured in the same run)
 		if grep -rqs --include='*_test.go' '^func Benchmark' $$m; then \
 			echo "== bench $$m"; (cd $$m && $(GO) test $(BENCHFLAGS) ./...) || exit 1; fi; done
 
+.PHONY: bench-ledger
+bench-ledger: ## Ledger figures: append ÷ raw publish, verify of 1M entries ÷ raw read, HTTP proof p99, publish-to-checkpoint p99, replay ÷ raw consume
+	cd services/ledger && RAMPART_BENCH_LEDGER_ENTRIES=$${RAMPART_BENCH_LEDGER_ENTRIES:-1000000} $(GO) test -run '^$$' -timeout 60m \
+		-bench 'Throughput|VerifyLarge|InclusionHTTP|CheckpointLatency' -count $${COUNT:-1} ./internal/ledger
+	cd cmd/rampart && $(GO) test -run '^$$' -bench ReplayRead -count $${COUNT:-1} ./internal/replay
+
 .PHONY: demo
 demo: ## The whole pipeline on the embedded default, with its web console (DEMO_FLAGS=--keep: serve it until Ctrl-C)
 	$(GO) build -o $(BIN)/rampart ./cmd/rampart

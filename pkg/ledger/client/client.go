@@ -194,6 +194,26 @@ func (c *Client) ConsistencyProof(ctx context.Context, from, to int64) (*Consist
 
 // Verify reads the whole ledger through the API and verifies it with v (see
 // verify.Log), streaming the entries through a verify.Checker page by page.
+// It is VerifyWith without options: entries the latest checkpoint covers are
+// pinned by its signed root, the others checked by their own signatures.
+func (c *Client) Verify(ctx context.Context, v *checkpoint.Verifier) (*verify.Result, error) {
+	return c.VerifyWith(ctx, v, VerifyOptions{})
+}
+
+// VerifyOptions tunes VerifyWith.
+type VerifyOptions struct {
+	// Progress, if set, is called after each page of entries with the
+	// number of entries read so far and the number to read.
+	Progress func(done, total int64)
+	// AllSignatures checks the signature of every entry, also of those the
+	// latest checkpoint pins (verify.Checker.Pin).
+	AllSignatures bool
+}
+
+// VerifyWith reads the whole ledger through the API and verifies it with v
+// (see verify.Stream): the latest checkpoint, which must verify with v, pins
+// the entries it covers, and should anything fail the ledger is read again
+// with every signature checked, so that the error names the first bad entry.
 // It returns what verify returns, or an error for a ledger that cannot be
 // read.
 //
@@ -201,48 +221,77 @@ func (c *Client) ConsistencyProof(ctx context.Context, from, to int64) (*Consist
 // were read, so a checkpoint signed while Verify runs cannot cover entries
 // it did not read. The key must come from a trusted place (the key file's
 // .pub, or a value pinned by the operator), never from the ledger itself.
-func (c *Client) Verify(ctx context.Context, v *checkpoint.Verifier) (*verify.Result, error) {
+func (c *Client) VerifyWith(ctx context.Context, v *checkpoint.Verifier, opts VerifyOptions) (*verify.Result, error) {
 	first, err := c.Checkpoints(ctx, 0, 0)
 	if err != nil {
 		return nil, err
 	}
 	count := first.Count
-	checker := verify.NewChecker(v)
+	var pinned int64
+	if count > 0 && !opts.AllSignatures {
+		last, err := c.Checkpoints(ctx, count-1, count)
+		if err != nil {
+			return nil, err
+		}
+		if len(last.Checkpoints) == 1 {
+			if cp, err := v.Open([]byte(last.Checkpoints[0])); err == nil {
+				pinned = cp.Size
+			}
+		}
+	}
+	return verify.Stream(v, pinned, func(checker *verify.Checker) error {
+		if err := c.verifyEntries(ctx, checker, opts.Progress); err != nil {
+			return err
+		}
+		return c.verifyCheckpoints(ctx, checker, count)
+	})
+}
+
+// verifyEntries feeds every entry to checker, page by page.
+func (c *Client) verifyEntries(ctx context.Context, checker *verify.Checker, progress func(done, total int64)) error {
 	size := int64(-1)
 	for from := int64(0); size < 0 || from < size; {
 		page, err := c.Entries(ctx, from, size)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if size < 0 {
 			size = page.Size
 		}
 		for _, e := range page.Entries {
 			if e.Index != from {
-				return nil, fmt.Errorf("the ledger answered entry %d where entry %d was asked for", e.Index, from)
+				return fmt.Errorf("the ledger answered entry %d where entry %d was asked for", e.Index, from)
 			}
 			checker.Entry(verify.Entry{Data: e.Entry, Signature: e.Signature})
 			from++
+		}
+		if progress != nil {
+			progress(from, size)
 		}
 		if page.Next == nil {
 			break
 		}
 		if *page.Next != from {
-			return nil, fmt.Errorf("the ledger's next page starts at %d, after entry %d", *page.Next, from-1)
+			return fmt.Errorf("the ledger's next page starts at %d, after entry %d", *page.Next, from-1)
 		}
 	}
+	return nil
+}
+
+// verifyCheckpoints feeds the first count checkpoints to checker.
+func (c *Client) verifyCheckpoints(ctx context.Context, checker *verify.Checker, count int64) error {
 	for from := int64(0); from < count; {
 		page, err := c.Checkpoints(ctx, from, count)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(page.Checkpoints) == 0 {
-			return nil, fmt.Errorf("the ledger answered no checkpoint from %d of %d", from, count)
+			return fmt.Errorf("the ledger answered no checkpoint from %d of %d", from, count)
 		}
 		for _, cp := range page.Checkpoints {
 			checker.Checkpoint([]byte(cp))
 			from++
 		}
 	}
-	return checker.Result()
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -345,4 +346,50 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 			t.Fatalf("Marshal:\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// FuzzScanMatchesDecoder checks that Unmarshal's shortcut for event entries
+// (scanEvent) accepts and reads exactly what the encoding/json path does.
+func FuzzScanMatchesDecoder(f *testing.F) {
+	for _, e := range []*Entry{eventEntry(), deadLetterEntry(), binaryDeadLetterEntry()} {
+		b, err := Marshal(e)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"index":1,"recordedAt":"2026-12-01T00:00:00Z","subject":"s","streamSeq":2,"kind":"event","eventId":"i","source":"s","type":"t","event":{"a":"}\"{"}}`))
+	f.Add([]byte(`{"index":01,"recordedAt":"2026-12-01T00:00:00Z","subject":"s","streamSeq":2,"kind":"event","eventId":"i","source":"s","type":"t","event":{"a":[1,{"b":2}]}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, gotErr := Unmarshal(b)
+		want, wantErr := decode(b)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("Unmarshal error %v, decoder error %v", gotErr, wantErr)
+		}
+		if gotErr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("Unmarshal = %+v, decoder = %+v", got, want)
+		}
+	})
+}
+
+// BenchmarkUnmarshal reads an event entry through Unmarshal (scanEvent's
+// shortcut) and through the encoding/json decoder alone, in the same run.
+func BenchmarkUnmarshal(b *testing.B) {
+	data, err := Marshal(eventEntry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, ok := scanEvent(data); !ok {
+		b.Fatal("the event entry does not take the shortcut")
+	}
+	for name, read := range map[string]func([]byte) (*Entry, error){"scan": Unmarshal, "decoder": decode} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := read(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

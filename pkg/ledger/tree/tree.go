@@ -28,6 +28,13 @@ var _ tlog.HashReader = (*Tree)(nil)
 // New returns an empty tree.
 func New() *Tree { return &Tree{} }
 
+// WithCapacity returns an empty tree with room for the stored hashes of n
+// leaves, so that building a tree of a known size does not copy its hashes
+// as they grow (a tree holds about 64 bytes per leaf).
+func WithCapacity(n int64) *Tree {
+	return &Tree{hashes: make([]tlog.Hash, 0, tlog.StoredHashCount(max(n, 0)))}
+}
+
 // FromLeaves builds a tree from leaves in order.
 func FromLeaves(leaves [][]byte) (*Tree, error) {
 	t := &Tree{hashes: make([]tlog.Hash, 0, tlog.StoredHashCount(int64(len(leaves))))}
@@ -142,4 +149,26 @@ func (t *Tree) ConsistencyProof(m, n int64) (tlog.TreeProof, error) {
 		return nil, fmt.Errorf("proving size %d consistent with size %d: %w", m, n, err)
 	}
 	return p, nil
+}
+
+// TileData returns the contents of tile t (C2SP tlog-tiles, tlog.Tile with
+// height 8): the hashes of its W nodes, concatenated. The tile must lie
+// within the tree.
+func (t *Tree) TileData(tile tlog.Tile) ([]byte, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if tile.L < 0 || tile.L > 7 || tile.N < 0 || tile.W < 1 || tile.W > 1<<tile.H {
+		return nil, fmt.Errorf("tile %s: %w", tile.Path(), ErrRange)
+	}
+	// The tile's nodes at level H*L are N*2^H .. N*2^H+W-1; they exist
+	// when the tree has at least (N*2^H+W) * 2^(H*L) leaves.
+	nodes := t.size >> uint(tile.H*tile.L)
+	if tile.N > nodes>>tile.H || tile.N<<tile.H+int64(tile.W) > nodes {
+		return nil, fmt.Errorf("tile %s of a tree of %d: %w", tile.Path(), t.size, ErrRange)
+	}
+	data, err := tlog.ReadTileData(tile, t)
+	if err != nil {
+		return nil, fmt.Errorf("reading tile %s: %w", tile.Path(), err)
+	}
+	return data, nil
 }

@@ -40,6 +40,7 @@ var (
 	ErrCheckpointBeyondLog   = errors.New("checkpoint covers entries the log does not have")
 	ErrCheckpointRoot        = errors.New("checkpoint root does not match the entries")
 	ErrCheckpointConsistency = errors.New("checkpoints are not consistent")
+	ErrNotPinned             = errors.New("entries are not covered by the checkpoint they were pinned to")
 )
 
 // Error reports the first problem found.
@@ -83,6 +84,10 @@ type Result struct {
 	// Unanchored is the number of entries after the latest checkpoint; they
 	// are covered by their own signatures only.
 	Unanchored int64
+	// SignaturesChecked is the number of entries whose own signature was
+	// verified: all of them, or with Checker.Pin only those after the
+	// pinned size (the others are vouched for by a signed checkpoint).
+	SignaturesChecked int64
 }
 
 // entryCheck is the per-entry work that does not depend on other entries,
@@ -126,6 +131,8 @@ type Checker struct {
 	tree   *tree.Tree
 	batch  []Entry
 	checks []entryCheck
+	pinned int64 // entries below this are not signature-checked one by one
+	sigs   int64 // entries whose signature was checked
 
 	// Entry results.
 	entries  int64 // entries added to the tree
@@ -156,6 +163,32 @@ func NewChecker(v *checkpoint.Verifier) *Checker {
 	}
 }
 
+// Pin tells the Checker, before the first Entry, that a checkpoint of size n
+// signed with its key is among those that Checkpoint will be given. The
+// entries below n then do not have their own signatures verified: the signed
+// root pins their exact bytes, so their signatures add nothing once that
+// checkpoint matches the tree (the ledger's restart relies on the same fact).
+// Every other check (parsing, canonical form, index, order, duplicates, all
+// checkpoints and their consistency) is unchanged. If no checkpoint of at
+// least size n matches, Result fails with ErrNotPinned.
+//
+// A bad entry below n is then reported by the checkpoint that does not match
+// it, which names only the range of entries that checkpoint vouches for;
+// Stream checks again without Pin to name the entry.
+func (c *Checker) Pin(n int64) {
+	if c.entries > 0 || len(c.batch) > 0 {
+		panic("verify: Checker.Pin after Entry")
+	}
+	c.pinned = n
+	// The tree will hold at least n leaves: size it once. A checkpoint
+	// verified with the key is the ledger's own word, but the room is
+	// bounded all the same.
+	c.tree = tree.WithCapacity(min(n, maxPresized))
+}
+
+// maxPresized bounds the leaves Pin makes room for up front (64 bytes each).
+const maxPresized = 1 << 24
+
 // Entry adds the next LEDGER message. The Checker keeps e until its batch is
 // checked; the caller must not change e.Data afterwards.
 func (c *Checker) Entry(e Entry) {
@@ -178,7 +211,8 @@ func (c *Checker) flush() {
 		return
 	}
 	checks := c.checks[:len(c.batch)]
-	checkEntries(c.entries, c.batch, checks, c.v)
+	checkEntries(c.entries, c.batch, checks, c.v, c.pinned)
+	c.sigs += max(0, c.entries+int64(len(checks))-max(c.entries, c.pinned))
 	for i := range checks {
 		ck := &checks[i]
 		pos := c.entries
@@ -242,7 +276,7 @@ func (c *Checker) endEntries() {
 // (see Log for which problem is first).
 func (c *Checker) Result() (*Result, error) {
 	c.endEntries()
-	res := &Result{Entries: c.entries, Checkpoints: c.checkpoints, Latest: c.prev, LatestNote: c.prevNote}
+	res := &Result{Entries: c.entries, Checkpoints: c.checkpoints, Latest: c.prev, LatestNote: c.prevNote, SignaturesChecked: c.sigs}
 	if c.err != nil {
 		return res, c.err
 	}
@@ -262,6 +296,9 @@ func (c *Checker) Result() (*Result, error) {
 		return res, c.entryErr
 	case c.cpErr != nil:
 		return res, c.cpErr
+	case c.covered < min(c.pinned, c.entries):
+		return res, &Error{Index: c.covered, Checkpoint: -1, Err: ErrNotPinned,
+			Reason: fmt.Sprintf("entries %d..%d were to be vouched for by a checkpoint of size %d, but the checkpoints verified cover %d", c.covered, min(c.pinned, c.entries)-1, c.pinned, c.covered)}
 	}
 	return res, nil
 }
@@ -285,10 +322,10 @@ func Log(entries []Entry, checkpoints [][]byte, v *checkpoint.Verifier) (*Result
 	return c.Result()
 }
 
-// checkEntries parses, signature-checks and hashes entries (the first of
-// which is at position first) into checks, spreading the work over
-// GOMAXPROCS goroutines (Ed25519 verification dominates).
-func checkEntries(first int64, entries []Entry, checks []entryCheck, v *checkpoint.Verifier) {
+// checkEntries parses, signature-checks (from position pinned on) and hashes
+// entries (the first of which is at position first) into checks, spreading
+// the work over GOMAXPROCS goroutines (Ed25519 verification dominates).
+func checkEntries(first int64, entries []Entry, checks []entryCheck, v *checkpoint.Verifier, pinned int64) {
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(entries)/256))
 	chunk := (len(entries) + workers - 1) / workers
 	var wg sync.WaitGroup
@@ -296,18 +333,21 @@ func checkEntries(first int64, entries []Entry, checks []entryCheck, v *checkpoi
 		hi := min(lo+chunk, len(entries))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				checks[i] = checkEntry(first+int64(i), entries[i], v)
+				pos := first + int64(i)
+				checks[i] = checkEntry(pos, entries[i], v, pos >= pinned)
 			}
 		})
 	}
 	wg.Wait()
 }
 
-func checkEntry(pos int64, in Entry, v *checkpoint.Verifier) entryCheck {
+func checkEntry(pos int64, in Entry, v *checkpoint.Verifier, checkSig bool) entryCheck {
 	c := entryCheck{leaf: tlog.RecordHash(in.Data)}
 	// The signature first: a changed byte is then reported as tampering,
 	// whatever it did to the JSON.
-	if err := v.CheckEntry(in.Data, in.Signature); err != nil {
+	if !checkSig {
+		// Pinned by a checkpoint (Checker.Pin).
+	} else if err := v.CheckEntry(in.Data, in.Signature); err != nil {
 		c.err = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntrySignature, err), Reason: err.Error()}
 		return c
 	}
@@ -321,6 +361,33 @@ func checkEntry(pos int64, in Entry, v *checkpoint.Verifier) entryCheck {
 		c.dedupKey, c.isEvent = keyOf(e.Source, e.EventID), true
 	}
 	return c
+}
+
+// Stream verifies a log that read feeds to a Checker (every entry, then every
+// checkpoint). With pinned > 0, the size of a checkpoint signed with v's key
+// that read will pass on (the latest, opened by the caller), the entries it
+// covers are not signature-checked one by one (Checker.Pin); if that finds
+// a problem, the log is read and checked again with every signature, so that
+// the error names the first bad entry as Log does. read is called once or
+// twice and must feed the same log each time.
+func Stream(v *checkpoint.Verifier, pinned int64, read func(*Checker) error) (*Result, error) {
+	c := NewChecker(v)
+	if pinned > 0 {
+		c.Pin(pinned)
+	}
+	if err := read(c); err != nil {
+		return nil, err
+	}
+	res, err := c.Result()
+	var ve *Error
+	if pinned <= 0 || !errors.As(err, &ve) {
+		return res, err
+	}
+	c = NewChecker(v)
+	if err := read(c); err != nil {
+		return nil, err
+	}
+	return c.Result()
 }
 
 // checkCheckpoint opens checkpoint number c.checkpoints and compares it with

@@ -133,6 +133,9 @@ func TestLog(t *testing.T) {
 				return es, cps
 			},
 			wantErr: ErrEntrySignature, wantIndex: n - 1, wantCheckpoint: -1,
+			// Its bytes are the ones the checkpoint at 20 signed: with
+			// the checkpoint pinning them, the missing header is moot.
+			passesPinned: true,
 		},
 		{
 			name: "validly signed entry with the wrong index",
@@ -260,15 +263,54 @@ type logTest struct {
 	wantErr        error
 	wantIndex      int64
 	wantCheckpoint int
+	// passesPinned: the log verifies when its entries are pinned by the
+	// last checkpoint (Stream with pinned 20), as only an entry's own
+	// signature is wrong.
+	passesPinned bool
 }
 
 func testLog(t *testing.T, s *checkpoint.Signer, tests []logTest) {
 	const n = 20
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, pinned := range []bool{false, true} {
+		for _, tt := range tests {
+			name := tt.name
+			if pinned {
+				name = "pinned/" + name
+				if tt.passesPinned {
+					tt.wantErr = nil
+				}
+			}
+			testLogCase(t, s, name, tt, pinned)
+		}
+	}
+}
+
+func testLogCase(t *testing.T, s *checkpoint.Signer, name string, tt logTest, pinned bool) {
+	const n = 20
+	{
+		t.Run(name, func(t *testing.T) {
 			es, cps := goodLog(t, s, n, 5, 12, 20)
 			es, cps = tt.mutate(es, cps)
 			res, err := Log(es, cps, s.Verifier())
+			if pinned {
+				reads := 0
+				res, err = Stream(s.Verifier(), n, func(c *Checker) error {
+					reads++
+					for _, e := range es {
+						c.Entry(e)
+					}
+					for _, cp := range cps {
+						c.Checkpoint(cp)
+					}
+					return nil
+				})
+				if want := 1 + min(1, btoi(tt.wantErr != nil)); reads != want {
+					t.Errorf("Stream read the log %d times, want %d", reads, want)
+				}
+				if tt.wantErr == nil && res.SignaturesChecked != 0 {
+					t.Fatalf("Stream checked %d signatures of entries the checkpoint pins", res.SignaturesChecked)
+				}
+			}
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Log: %v", err)
@@ -434,5 +476,43 @@ func TestExtends(t *testing.T) {
 	err = Extends(trusted, forkCur, forkProof, "file x")
 	if !errors.Is(err, ErrTreeFork) || !strings.HasPrefix(err.Error(), "tree forked at size 12: ") || !strings.Contains(err.Error(), "consistency proof fails") {
 		t.Fatalf("larger forked tree: %v", err)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestPinWithoutTheCheckpoint: entries pinned to a checkpoint that is not
+// among the ones checked are not vouched for by anything.
+func TestPinWithoutTheCheckpoint(t *testing.T) {
+	s, _, err := checkpoint.GenerateSigner(checkpoint.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, cps := goodLog(t, s, 20, 5, 12)
+	c := NewChecker(s.Verifier())
+	c.Pin(20)
+	for _, e := range es {
+		c.Entry(e)
+	}
+	for _, cp := range cps {
+		c.Checkpoint(cp)
+	}
+	res, err := c.Result()
+	var ve *Error
+	if !errors.As(err, &ve) || !errors.Is(err, ErrNotPinned) || ve.Index != 12 {
+		t.Fatalf("Result = %+v, %v; want ErrNotPinned at entry 12", res, err)
+	}
+	if res.SignaturesChecked != 0 {
+		t.Fatalf("SignaturesChecked = %d", res.SignaturesChecked)
+	}
+	// Without Pin every signature is checked.
+	res, err = Log(es, cps, s.Verifier())
+	if err != nil || res.SignaturesChecked != 20 {
+		t.Fatalf("Log = %+v, %v", res, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ import (
 var defaultLedgerKey = filepath.Join(".rampart", "ledger", "ledger.key.pub")
 
 func init() {
-	register("ledger verify", "recompute the ledger's Merkle tree and check every signature and checkpoint", runLedgerVerify)
+	register("ledger verify", "recompute the ledger's Merkle tree and check every entry and signed checkpoint", runLedgerVerify)
 	register("ledger show", "print the ledger entries of one release (chainId), in order", runLedgerShow)
 }
 
@@ -54,10 +55,13 @@ const verifiedFileName = "verified-checkpoint"
 func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "ledger verify", "[--server URL] [--key FILE] [--verified-checkpoint FILE]\n\n"+
 		"Reads every entry and signed checkpoint through the ledger's query API and checks\n"+
-		"against the key (never one the ledger serves) that every entry\n"+
-		"is signed by the ledger key, sits at its index and records a new event, that the\n"+
-		"Merkle tree of the entries matches every signed checkpoint, and that successive\n"+
-		"checkpoints are consistent. Exits 1 naming the first entry that does not match.\n\n"+
+		"against the key (never one the ledger serves) that every entry parses, sits at its\n"+
+		"index and records a new event, that the Merkle tree of the entries matches every\n"+
+		"signed checkpoint, and that successive checkpoints are consistent. The latest\n"+
+		"checkpoint's signed root pins the exact bytes of the entries it covers; entries after\n"+
+		"it are checked by their own signatures (--all-signatures checks every entry's).\n"+
+		"Exits 1 naming the first entry that does not match. On a terminal it shows progress\n"+
+		"on stderr (entries/s, time left).\n\n"+
 		"Like the Go checksum database client, it remembers the last checkpoint it verified\n"+
 		"(--verified-checkpoint, outside the ledger) and fails, naming both tree heads, when\n"+
 		"the ledger's tree is smaller than that one or does not extend it (a consistency\n"+
@@ -65,6 +69,7 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	server, ca := ledgerServerFlag(fs)
 	keyFile := fs.String("key", defaultLedgerKey, "the ledger's verifier key `FILE` (the .pub beside the ledger key)")
 	verifiedFile := fs.String("verified-checkpoint", "", "`FILE` keeping the last checkpoint verified (default: "+verifiedFileName+" beside --key)")
+	allSigs := fs.Bool("all-signatures", false, "also verify the signature of every entry the latest checkpoint pins")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -87,7 +92,13 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := c.Verify(ctx, v)
+	opts := client.VerifyOptions{AllSignatures: *allSigs}
+	prog := newProgress(e.stderr, time.Now)
+	if prog != nil {
+		opts.Progress = prog.update
+	}
+	res, err := c.VerifyWith(ctx, v, opts)
+	prog.done()
 	var verr *verify.Error
 	if errors.As(err, &verr) {
 		fmt.Fprintf(e.stdout, "checked %s and %s with key %s\n", nouns(res.Entries, "entry", "entries"), nouns(res.Checkpoints, "checkpoint", "checkpoints"), v.Key())
@@ -99,6 +110,16 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "ledger verified: %s and %s checked with key %s\n", nouns(res.Entries, "entry", "entries"), nouns(res.Checkpoints, "checkpoint", "checkpoints"), v.Key())
 	if res.Latest != nil {
 		fmt.Fprintf(e.stdout, "latest checkpoint: size %d, root %s\n", res.Latest.Size, base64.StdEncoding.EncodeToString(res.Latest.Root[:]))
+	}
+	pinned := res.Entries - res.SignaturesChecked
+	switch {
+	case pinned > 0 && res.SignaturesChecked > 0:
+		fmt.Fprintf(e.stdout, "%s pinned by the latest checkpoint's signed root; %s after it checked by their own signatures\n",
+			nouns(pinned, "entry", "entries"), nouns(res.SignaturesChecked, "entry", "entries"))
+	case pinned > 0:
+		fmt.Fprintf(e.stdout, "every entry pinned by the latest checkpoint's signed root (entry signatures not checked one by one; --all-signatures does)\n")
+	case res.Entries > 0:
+		fmt.Fprintf(e.stdout, "every entry's own signature checked\n")
 	}
 	if res.Unanchored > 0 {
 		fmt.Fprintf(e.stdout, "%d entries after the latest checkpoint are covered by their own signatures only\n", res.Unanchored)
@@ -204,4 +225,67 @@ func runLedgerShow(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, nouns(len(entries), "entry", "entries"))
 	return nil
+}
+
+// progress shows how far a long verification got, on a terminal only:
+// entries read, entries/s and the time left, rewritten in place on one line
+// at most twice a second.
+type progress struct {
+	w       io.Writer
+	now     func() time.Time
+	start   time.Time
+	last    time.Time
+	printed bool
+}
+
+// newProgress returns a progress line on w if w is a terminal, else nil (a
+// nil *progress does nothing): pipes and files get only the result.
+func newProgress(w io.Writer, now func() time.Time) *progress {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return &progress{w: w, now: now, start: now()}
+}
+
+func (p *progress) update(done, total int64) {
+	if p == nil {
+		return
+	}
+	t := p.now()
+	if t.Sub(p.last) < 500*time.Millisecond && done < total {
+		return
+	}
+	p.last = t
+	p.printed = true
+	fmt.Fprintf(p.w, "\r\033[K%s", progressLine(done, total, t.Sub(p.start)))
+}
+
+// done ends the progress line.
+func (p *progress) done() {
+	if p != nil && p.printed {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+// progressLine is "reading entries: 120,000 of 1,000,000 (12%), 85,000
+// entries/s, about 10s left".
+func progressLine(done, total int64, elapsed time.Duration) string {
+	line := fmt.Sprintf("reading entries: %s of %s", verify.Count(done), verify.Count(total))
+	if total > 0 {
+		line += fmt.Sprintf(" (%d%%)", done*100/total)
+	}
+	if elapsed <= 0 || done == 0 {
+		return line
+	}
+	rate := float64(done) / elapsed.Seconds()
+	line += fmt.Sprintf(", %s entries/s", verify.Count(int64(rate)))
+	if left := total - done; left > 0 {
+		eta := time.Duration(float64(left) / rate * float64(time.Second))
+		line += fmt.Sprintf(", about %s left", eta.Round(time.Second))
+	}
+	return line
 }

@@ -142,8 +142,15 @@ func TestLedgerVerifyAndShow(t *testing.T) {
 
 	if r := rampart(t, t.Context(), "", "ledger", "verify", "--server", ledgerURL, "--key", keyFile+".pub"); r.code != 0 ||
 		!regexp.MustCompile(`ledger verified: 4 entries and \d+ checkpoints? checked with key rampart\.ledger\+`).MatchString(r.stdout) ||
-		!strings.Contains(r.stdout, "latest checkpoint: size 4, root ") {
+		!strings.Contains(r.stdout, "latest checkpoint: size 4, root ") ||
+		!strings.Contains(r.stdout, "every entry pinned by the latest checkpoint's signed root") ||
+		r.stderr != "" {
 		t.Fatalf("verify: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// --all-signatures checks each entry's own signature too.
+	if r := rampart(t, t.Context(), "", "ledger", "verify", "--server", ledgerURL, "--key", keyFile+".pub", "--all-signatures"); r.code != 0 ||
+		!strings.Contains(r.stdout, "every entry's own signature checked") {
+		t.Fatalf("verify --all-signatures: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// The CLI never loads the ledger's private key.
 	if r := rampart(t, t.Context(), "", "ledger", "verify", "--server", ledgerURL, "--key", keyFile); r.code != 2 ||

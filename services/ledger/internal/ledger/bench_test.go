@@ -2,6 +2,10 @@ package ledger
 
 import (
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,8 +20,8 @@ import (
 
 // BenchmarkThroughput measures events published until all are committed to
 // LEDGER and covered by a signed checkpoint, against plain JetStream async
-// publishing of the same messages to another stream on the same server in
-// the same run.
+// publishing of the same messages, with their Nats-Msg-Id, to another stream
+// on the same server in the same run.
 func BenchmarkThroughput(b *testing.B) {
 	const batch = 20_000
 	ns := natstest.Server(b, "")
@@ -49,7 +53,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 		start = time.Now()
 		publishAsync(b, js, events)
-		waitCommitted(b, in.l, want)
+		waitCheckpointed(b, in.l, want)
 		ledgerTime += time.Since(start)
 		round++
 	}
@@ -59,6 +63,96 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(ledgerRate, "events/s")
 	b.ReportMetric(rawRate, "raw-publish-events/s")
 	b.ReportMetric(ledgerRate/rawRate, "ratio-to-raw")
+}
+
+// BenchmarkCheckpointLatency publishes events at a steady rate
+// (RAMPART_BENCH_RATE events/s, default 2,000, for 3 seconds) and reports how
+// long each waited from its publish to the first signed checkpoint covering
+// it (p50, p99, max), with the checkpoint interval of 10 ms.
+func BenchmarkCheckpointLatency(b *testing.B) {
+	rate := 2000
+	if v, err := strconv.Atoi(os.Getenv("RAMPART_BENCH_RATE")); err == nil && v > 0 {
+		rate = v
+	}
+	ns := natstest.Server(b, "")
+	pub := natstest.Bus(b, ns)
+	js := pub.JetStream()
+	in := startLedger(b, ns, newSigner(b), Options{CheckpointInterval: 10 * time.Millisecond})
+
+	// covered[i] is when the first checkpoint covering entry i was stored.
+	var mu sync.Mutex
+	var covered []time.Time
+	hook := func(size int64) {
+		now := time.Now()
+		mu.Lock()
+		for int64(len(covered)) < size {
+			covered = append(covered, now)
+		}
+		mu.Unlock()
+	}
+	in.l.signedHook.Store(&hook)
+	defer in.l.signedHook.Store(nil)
+
+	const tick = 5 * time.Millisecond
+	perTick := max(1, rate*int(tick)/int(time.Second))
+	var published []time.Time
+	round := 0
+	for b.Loop() {
+		b.StopTimer()
+		n := 3 * rate / perTick * perTick
+		msgs := make([]*nats.Msg, n)
+		for i := range msgs {
+			id := fmt.Sprintf("l%d-%06d", round, i)
+			msgs[i] = commitMsg(b, id, id)
+		}
+		want := in.l.Size() + int64(n)
+		b.StartTimer()
+		t := time.NewTicker(tick)
+		for i := 0; i < n; i += perTick {
+			<-t.C
+			for _, m := range msgs[i : i+perTick] {
+				published = append(published, time.Now())
+				if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
+					b.Fatalf("publish: %v", err)
+				}
+			}
+		}
+		t.Stop()
+		waitCheckpointed(b, in.l, want)
+		round++
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	waits := make([]time.Duration, len(published))
+	for i, p := range published {
+		waits[i] = covered[i].Sub(p)
+	}
+	b.ReportMetric(float64(rate), "events/s-offered")
+	reportPercentiles(b, waits, "publish-to-checkpoint")
+}
+
+// waitCheckpointed is waitCommitted with a deadline for a benchmark on a
+// loaded machine, where 20,000 events can take minutes.
+func waitCheckpointed(b *testing.B, l *Ledger, n int64) {
+	b.Helper()
+	natstest.CheckFor(b, 10*time.Minute, time.Millisecond, func() error {
+		if _, size := l.LatestCheckpoint(); size != n || l.Size() != n {
+			return fmt.Errorf("ledger has %d entries, checkpoint at %d, want %d", l.Size(), size, n)
+		}
+		return nil
+	})
+}
+
+// reportPercentiles reports the p50, p99 and max of ds in milliseconds.
+func reportPercentiles(b *testing.B, ds []time.Duration, name string) {
+	if len(ds) == 0 {
+		return
+	}
+	slices.Sort(ds)
+	at := func(q float64) float64 { return float64(ds[int(q*float64(len(ds)-1))]) / float64(time.Millisecond) }
+	b.ReportMetric(at(0.50), name+"-p50-ms")
+	b.ReportMetric(at(0.99), name+"-p99-ms")
+	b.ReportMetric(at(1), name+"-max-ms")
 }
 
 // recordedLedger runs a ledger over n events in chains of chainLen entries

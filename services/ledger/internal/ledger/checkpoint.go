@@ -80,5 +80,8 @@ func (l *Ledger) signCheckpoint(ctx context.Context) error {
 	l.mu.Unlock()
 	l.metrics.checkpoints.Inc()
 	l.metrics.checkpointSize.Set(float64(size))
+	if hook := l.signedHook.Load(); hook != nil {
+		(*hook)(size)
+	}
 	return nil
 }

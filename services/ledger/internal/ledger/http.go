@@ -16,6 +16,7 @@ import (
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
+	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // Handler serves the ledger's query API under /ledger/ (the wire types are
@@ -29,6 +30,7 @@ import (
 //	GET /ledger/proof/inclusion?index=&size=  inclusion proof of an entry in the tree of size `size`
 //	GET /ledger/proof/consistency?from=&to=   consistency proof between two tree sizes
 //	GET /ledger/key                           the verifier key
+//	GET /ledger/tlog/...                      the log as C2SP tlog-tiles (tiles.go)
 //
 // `size` and `to` of the proofs default to the latest checkpoint's size, so
 // proofs match a signed root unless a caller asks otherwise. Parameters that
@@ -44,6 +46,8 @@ func (l *Ledger) Handler() http.Handler {
 	mux.HandleFunc("GET /ledger/proof/inclusion", l.serveInclusion)
 	mux.HandleFunc("GET /ledger/proof/consistency", l.serveConsistency)
 	mux.HandleFunc("GET /ledger/key", l.serveKey)
+	mux.HandleFunc("GET "+TilesPrefix+"checkpoint", l.serveCheckpoint)
+	mux.HandleFunc("GET "+TilesPrefix+"tile/", l.serveTile)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Before the rebuild the tree is partial; after Run stopped on a
 		// tampered stream it describes a prefix the ledger no longer
@@ -147,15 +151,58 @@ func (l *Ledger) serveEntries(w http.ResponseWriter, r *http.Request) {
 		l.writeError(w, err)
 		return
 	}
-	var indexes []int64
 	var next *int64
-	for i := from; i < end; i++ {
-		indexes = append(indexes, i)
-	}
 	if end < to {
 		next = &end
 	}
+	if end-from >= minStreamedPage {
+		if out, ok := l.readRange(r, from, end); ok {
+			writeJSON(w, client.Entries{Size: size, Entries: out, Next: next})
+			return
+		}
+	}
+	var indexes []int64
+	for i := from; i < end; i++ {
+		indexes = append(indexes, i)
+	}
 	l.writeEntries(w, r, size, indexes, next)
+}
+
+// minStreamedPage is the page from which reading the range with one
+// ordered consumer beats a direct get per entry (about 1 ms to create the
+// consumer against some 50 µs per get on a small machine). A variable so
+// that tests can read small ledgers in one pass too.
+var minStreamedPage int64 = 32
+
+// readRange reads entries [from, end) from LEDGER in one pass, skipping the
+// messages that are not entries. It returns false when LEDGER does not hold
+// every one of them (deleted messages); writeEntries then names the first
+// missing one.
+func (l *Ledger) readRange(r *http.Request, from, end int64) ([]client.Entry, bool) {
+	l.mu.RLock()
+	skipped := l.skipped
+	l.mu.RUnlock()
+	first, last := seqOf(skipped, uint64(from)), seqOf(skipped, uint64(end-1))
+	out := make([]client.Entry, 0, end-from)
+	i := from
+	_, err := streams.ReadTo(r.Context(), l.js, streams.EntriesStream, first, last, func(seq uint64, msg jetstream.Msg) error {
+		if _, skip := slices.BinarySearch(skipped, seq); skip {
+			return nil
+		}
+		if want := seqOf(skipped, uint64(i)); seq != want {
+			return fmt.Errorf("LEDGER message %d where entry %d (message %d) was expected", seq, i, want)
+		}
+		out = append(out, client.Entry{Index: i, Entry: msg.Data(), Signature: msg.Headers().Get(entry.SignatureHeader)})
+		i++
+		return nil
+	})
+	if err != nil || i != end {
+		if err != nil && r.Context().Err() == nil {
+			l.log.Debug("ledger API: reading a page of entries in one pass; reading them one by one", "from", from, "to", end, "err", err)
+		}
+		return nil, false
+	}
+	return out, true
 }
 
 func (l *Ledger) serveChain(w http.ResponseWriter, r *http.Request) {

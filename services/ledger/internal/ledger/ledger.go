@@ -173,6 +173,9 @@ type Ledger struct {
 	sendMu     sync.RWMutex // held by the handler; taken to close toSign and toPublish
 	sendClosed bool
 	ready      atomic.Bool
+	// signedHook, if set, is called with the size of each checkpoint once
+	// it is stored (benchmarks time publish-to-checkpoint with it).
+	signedHook atomic.Pointer[func(size int64)]
 }
 
 // New returns a Ledger that consumes through b and signs with signer.

@@ -148,9 +148,11 @@ func publishAsync(t testing.TB, js jetstream.JetStream, msgs []*nats.Msg) {
 }
 
 // waitCommitted polls until the ledger has n entries and a checkpoint of them.
+// The deadline is generous: under -race on two cores shared with other
+// builds, 10,000 events have taken more than 30 s.
 func waitCommitted(t testing.TB, l *Ledger, n int64) {
 	t.Helper()
-	natstest.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+	natstest.CheckFor(t, 90*time.Second, 5*time.Millisecond, func() error {
 		if _, size := l.LatestCheckpoint(); size != n || l.Size() != n {
 			return fmt.Errorf("ledger has %d entries, checkpoint at %d, want %d", l.Size(), size, n)
 		}
@@ -200,7 +202,7 @@ func TestKillAndRestartRecordsEachEventOnce(t *testing.T) {
 	// made some progress.
 	in := startLedger(t, ns, s, Options{})
 	for _, progress := range []int64{1500, 5000} {
-		natstest.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
+		natstest.CheckFor(t, 90*time.Second, time.Millisecond, func() error {
 			if in.l.Size() < progress {
 				return fmt.Errorf("%d entries", in.l.Size())
 			}

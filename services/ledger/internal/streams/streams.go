@@ -134,8 +134,11 @@ func LatestCheckpoint(ctx context.Context, js jetstream.JetStream) ([]byte, erro
 
 // Verify reads the whole ledger and verifies it with v (see verify.Log),
 // streaming it through a verify.Checker so that memory does not grow with
-// the entries beyond the Merkle tree's hashes. It returns what verify
-// returns, or an error for a stream that cannot be read.
+// the entries beyond the Merkle tree's hashes. The entries that the latest
+// checkpoint covers are pinned by its signed root rather than checked one
+// signature at a time (verify.Stream); should anything fail, the streams are
+// read again with every signature checked, to name the first bad entry. It
+// returns what verify returns, or an error for a stream that cannot be read.
 //
 // The checkpoints are read up to the last one that existed before the entries
 // were read, so a checkpoint signed while Verify runs cannot cover entries it
@@ -151,22 +154,33 @@ func Verify(ctx context.Context, js jetstream.JetStream, v *checkpoint.Verifier)
 		return nil, fmt.Errorf("reading stream %s info: %w", CheckpointsStream, err)
 	}
 	cpLast := info.State.LastSeq
-	c := verify.NewChecker(v)
-	if _, err := Read(ctx, js, EntriesStream, 1, func(_ uint64, msg jetstream.Msg) error {
-		c.Entry(verify.Entry{Data: msg.Data(), Signature: msg.Headers().Get(entry.SignatureHeader)})
-		return nil
-	}); err != nil {
-		return nil, err
-	}
+	var pinned int64
 	if cpLast > 0 {
-		if _, err := ReadTo(ctx, js, CheckpointsStream, 1, cpLast, func(_ uint64, msg jetstream.Msg) error {
-			c.Checkpoint(msg.Data())
-			return nil
-		}); err != nil {
-			return nil, err
+		m, err := cps.GetMsg(ctx, cpLast)
+		if err != nil {
+			return nil, fmt.Errorf("reading checkpoint %d: %w", cpLast, err)
+		}
+		if cp, err := v.Open(m.Data); err == nil {
+			pinned = cp.Size
 		}
 	}
-	return c.Result()
+	return verify.Stream(v, pinned, func(c *verify.Checker) error {
+		if _, err := Read(ctx, js, EntriesStream, 1, func(_ uint64, msg jetstream.Msg) error {
+			c.Entry(verify.Entry{Data: msg.Data(), Signature: msg.Headers().Get(entry.SignatureHeader)})
+			return nil
+		}); err != nil {
+			return err
+		}
+		if cpLast > 0 {
+			if _, err := ReadTo(ctx, js, CheckpointsStream, 1, cpLast, func(_ uint64, msg jetstream.Msg) error {
+				c.Checkpoint(msg.Data())
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // scanChain returns the entries of chain chainID among LEDGER messages from
