@@ -240,7 +240,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
-	a.console, err = console.New(console.Options{Tokens: console.Tokens(a.tokens), Rollouts: a.manager, Policy: a.policy, Logger: deps.Logger})
+	a.console, err = console.New(console.Options{Tokens: console.Tokens{Viewer: a.tokens.Viewer, Operator: a.tokens.Operator}, Rollouts: a.manager, Policy: a.policy, Logger: deps.Logger})
 	if err != nil {
 		return err
 	}
