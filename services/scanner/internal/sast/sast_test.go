@@ -21,46 +21,21 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions...) }
 
-// SQLHandler is a handler that builds its query from the request; SQLFixed
-// is the same handler with a parameterised query. Line 10 is the query.
-const (
-	SQLHandler = `package shop
-
-import (
-	"database/sql"
-	"net/http"
+// The handler that builds its query from the request, and the same handler
+// with a parameterised query; line 10 is the query. The commit scan's tests
+// commit these files too.
+var (
+	SQLHandler = readTestdata("testdata/user_injectable.go")
+	SQLFixed   = readTestdata("testdata/user_fixed.go")
 )
 
-func User(db *sql.DB) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rows, err := db.Query("SELECT name FROM users WHERE id = " + r.URL.Query().Get("id"))
-		if err != nil {
-			http.Error(w, "error", http.StatusInternalServerError)
-			return
-		}
-		defer rows.Close()
+func readTestdata(name string) string {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		panic(err)
 	}
+	return string(b)
 }
-`
-	SQLFixed = `package shop
-
-import (
-	"database/sql"
-	"net/http"
-)
-
-func User(db *sql.DB) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rows, err := db.Query("SELECT name FROM users WHERE id = $1", r.URL.Query().Get("id"))
-		if err != nil {
-			http.Error(w, "error", http.StatusInternalServerError)
-			return
-		}
-		defer rows.Close()
-	}
-}
-`
-)
 
 func writeTree(t *testing.T, files map[string]string) string {
 	t.Helper()
