@@ -89,8 +89,9 @@ func TestHandleBlocksSQLInjection(t *testing.T) {
 		t.Errorf("status %v, want a failure naming db/user.go:10", st.Body)
 	}
 	if cm := calls[1]; cm.Path != "/repos/acme/shop/issues/21/comments" ||
-		!strings.Contains(cm.Body["body"], "`db/user.go:10`") || !strings.Contains(cm.Body["body"], "CWE-89") {
-		t.Errorf("comment %s %q, want one on PR 21 naming db/user.go:10 and CWE-89", cm.Path, cm.Body["body"])
+		!strings.Contains(cm.Body["body"], "`db/user.go:10`") || !strings.Contains(cm.Body["body"], "CWE-89") ||
+		!strings.Contains(cm.Body["body"], "> Go SAST (gosec v2.30.0): 1 package, 2 files") {
+		t.Errorf("comment %s %q, want one on PR 21 naming db/user.go:10, CWE-89 and what was analysed", cm.Path, cm.Body["body"])
 	}
 
 	fix := r.commit("parameterised query", map[string]string{"db/user.go": fixed})

@@ -111,7 +111,7 @@ func (r Report) Summary() string {
 	if r.Modules == 0 && r.Packages == 0 && len(r.Incomplete) == 0 {
 		return ""
 	}
-	s := fmt.Sprintf("Go SAST (%s): %d packages, %d files", Engine, r.Packages, r.Files)
+	s := fmt.Sprintf("Go SAST (%s): %s, %s", Engine, count(r.Packages, "package"), count(r.Files, "file"))
 	if n := len(r.Incomplete); n > 0 {
 		s += fmt.Sprintf("; %d incomplete: %s", n, r.Incomplete[0])
 		if n > 1 {
@@ -343,6 +343,14 @@ func rel(dir, path string) string {
 		return ""
 	}
 	return filepath.ToSlash(r)
+}
+
+// count is e.g. "1 package" or "3 packages".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func firstLine(s string) string {
