@@ -11,7 +11,7 @@ MODULES := $(shell find . -name go.mod -not -path './.git/*' -not -path './bin/*
 BIN := $(CURDIR)/bin
 DATA ?= .rampart
 TESTFLAGS ?= -race -count=1 -timeout 20m
-BENCHFLAGS ?= -run '^$$' -bench . -benchmem
+BENCHFLAGS ?= -run '^$$' -bench . -benchmem -timeout 60m
 
 .DEFAULT_GOAL := help
 

@@ -149,7 +149,7 @@ func (a *Analyzer) Analyze(parent context.Context, dir string) (Report, error) {
 			Env:     env,
 		}, "./...")
 		if err := ctx.Err(); err != nil {
-			return rep, fmt.Errorf("Go SAST of %s: %w", rel(dir, root), context.Cause(ctx))
+			return rep, fmt.Errorf("Go SAST of %s (timeout %s): %w", rel(dir, root), a.opts.Timeout, context.Cause(ctx))
 		}
 		if err != nil {
 			rep.Incomplete = append(rep.Incomplete, fmt.Sprintf("module %s not loaded: %s", rel(dir, root), firstLine(err.Error())))
@@ -170,7 +170,7 @@ func (a *Analyzer) Analyze(parent context.Context, dir string) (Report, error) {
 			rep.Packages++
 			rep.Files += len(p.Syntax)
 			if err := ctx.Err(); err != nil {
-				return rep, fmt.Errorf("Go SAST of %s: %w", rel(dir, root), context.Cause(ctx))
+				return rep, fmt.Errorf("Go SAST of %s (timeout %s): %w", rel(dir, root), a.opts.Timeout, context.Cause(ctx))
 			}
 		}
 	}
