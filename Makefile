@@ -12,7 +12,7 @@ BIN := $(CURDIR)/bin
 DATA ?= .rampart
 TAG ?= dev
 TESTFLAGS ?= -race -count=1 -timeout 20m
-BENCHFLAGS ?= -run '^$$' -bench . -benchmem
+BENCHFLAGS ?= -run '^$$' -bench . -benchmem -timeout 60m
 
 .DEFAULT_GOAL := help
 

@@ -162,7 +162,7 @@ func (s *Service) Handle(ctx context.Context, d bus.Delivery) error {
 			return fmt.Errorf("record live spec: %w", err)
 		}
 	}
-	s.feedback(ctx, log, c, dec)
+	s.feedback(ctx, log, c, dec, res.Notes)
 	return nil
 }
 
@@ -177,6 +177,11 @@ func (s *Service) verdict(sha string, dec gate.Decision, res Result, scanned boo
 		PolicyVersion: dec.PolicyVersion,
 		Waivers:       dec.WaiverRecords(),
 	}
+	if scanned && len(res.Notes) > 0 {
+		// After the gate's reasons, never cut by their bound: what the scan
+		// did not cover is part of the verdict.
+		v.Reason += "; " + strings.Join(res.Notes, "; ")
+	}
 	if scanned {
 		v.Counts = verdict.Counts(res.Counts)
 		v.Findings = verdict.Top(res.Findings, s.opts.TopFindings)
@@ -190,12 +195,12 @@ func (s *Service) verdict(sha string, dec gate.Decision, res Result, scanned boo
 // feedback reports the decision on GitHub. It is best effort: the verdict on
 // the bus is what gates promotion, so a GitHub outage is logged, not retried
 // by redelivering the commit (which would scan it again).
-func (s *Service) feedback(ctx context.Context, log *slog.Logger, c events.Commit, dec gate.Decision) {
+func (s *Service) feedback(ctx context.Context, log *slog.Logger, c events.Commit, dec gate.Decision, notes []string) {
 	if s.github == nil {
 		return
 	}
 	r := feedback.Report{Repository: c.Repository, SHA: c.SHA, PullRequest: c.PullRequest,
-		Blocking: dec.Blocking, Reasons: dec.Reasons}
+		Blocking: dec.Blocking, Reasons: dec.Reasons, Notes: notes}
 	switch dec.Outcome {
 	case gate.Pass:
 		r.State, r.Description = feedback.StateSuccess, "passed: "+summary(dec)

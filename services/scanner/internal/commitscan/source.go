@@ -2,8 +2,10 @@
 // the repository at the commit (go-git), finds secrets (Trivy's secret rules
 // plus a high-entropy check, see package secrets), misconfigured Dockerfile,
 // Kubernetes and Terraform files (Trivy's embedded checks), vulnerable lock
-// files (Trivy against the scanner's vulnerability DB) and breaking changes
-// to the OpenAPI contract (oasdiff, against the live release's spec).
+// files (Trivy against the scanner's vulnerability DB), weaknesses in Go
+// code such as SQL built from request input (gosec, see package sast) and
+// breaking changes to the OpenAPI contract (oasdiff, against the live
+// release's spec).
 //
 // Service wires that to the bus: it handles commit events, applies the gate
 // policy, publishes the signed source verdict, keeps the live spec, and
@@ -16,9 +18,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -30,6 +34,7 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
+	"github.com/rampartci/rampart/services/scanner/internal/sast"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 
@@ -66,6 +71,13 @@ type ScannerOptions struct {
 	// DisableMisconf turns off IaC checks (they need Trivy's Rego engine,
 	// which takes a second or two to load at start-up).
 	DisableMisconf bool
+	// DisableSAST turns off the Go static analysis (package sast).
+	DisableSAST bool
+	// SAST bounds the Go static analysis (its own timeout, within Timeout,
+	// and the size of the Go sources). Without a go command on PATH (or at
+	// SAST.Go) the scanner runs without SAST, logs it once, and every
+	// verdict of a tree with Go sources says so.
+	SAST sast.Options
 	// Timeout bounds one commit scan, clone included; 0: DefaultTimeout.
 	Timeout time.Duration
 }
@@ -75,9 +87,11 @@ const DefaultTimeout = 10 * time.Minute
 
 // Scanner scans commits. It is safe for concurrent use.
 type Scanner struct {
-	opts   ScannerOptions
-	tree   *treeScanner
-	logger *slog.Logger
+	opts    ScannerOptions
+	tree    *treeScanner
+	sast    *sast.Analyzer // nil: SAST is off
+	sastOff string         // why sast is nil, when it was wanted
+	logger  *slog.Logger
 }
 
 // NewScanner loads Trivy's misconfiguration checks (unless disabled) and
@@ -96,7 +110,14 @@ func NewScanner(opts ScannerOptions, logger *slog.Logger) (*Scanner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scanner{opts: opts, tree: tree, logger: logger}, nil
+	s := &Scanner{opts: opts, tree: tree, logger: logger}
+	if !opts.DisableSAST {
+		if s.sast, err = sast.New(opts.SAST); err != nil {
+			s.sastOff = err.Error()
+			logger.Warn("source scans run without Go SAST", "err", err)
+		}
+	}
+	return s, nil
 }
 
 // Result is what a commit scan found.
@@ -114,7 +135,13 @@ type Result struct {
 	// spec was stored for the repository yet.
 	Base *contract.Spec
 	// Breaks are the breaking changes from Base to Spec.
-	Breaks   []contract.Break
+	Breaks []contract.Break
+	// SAST is what the Go static analysis covered; Findings hold what it
+	// found. Zero when SAST is off.
+	SAST sast.Report
+	// Notes say what the scan did not cover (Go packages analysed without
+	// their types, SAST off); verdicts carry them next to the gate's reasons.
+	Notes    []string
 	Duration time.Duration
 }
 
@@ -145,6 +172,9 @@ func (s *Scanner) ScanCommit(parent context.Context, c events.Commit) (Result, e
 	if err != nil {
 		return fail(ErrScan, err)
 	}
+	if err := s.analyzeGo(ctx, dir, &res); err != nil {
+		return fail(ErrScan, err)
+	}
 	if err := s.checkContract(ctx, c, dir, &res); err != nil {
 		return fail(ErrScan, err)
 	}
@@ -154,6 +184,47 @@ func (s *Scanner) ScanCommit(parent context.Context, c events.Commit) (Result, e
 	s.logger.Debug("commit scanned", "repository", c.Repository, "sha", c.SHA, "findings", len(res.Findings),
 		"critical", res.Counts.Critical, "high", res.Counts.High, "breaks", len(res.Breaks), "duration", res.Duration)
 	return res, nil
+}
+
+// analyzeGo runs the Go static analysis. A tree over the size limit or an
+// analysis past its timeout fails the scan (an unscanned commit never
+// passes); packages that loaded without their dependencies were analysed
+// with what there was, and the verdict's notes say which.
+func (s *Scanner) analyzeGo(ctx context.Context, dir string, res *Result) error {
+	if s.sast == nil {
+		if s.sastOff != "" && hasGo(dir) {
+			res.Notes = append(res.Notes, "Go sources not analysed: "+s.sastOff)
+		}
+		return nil
+	}
+	rep, err := s.sast.Analyze(ctx, dir)
+	if err != nil {
+		return err
+	}
+	res.SAST = rep
+	res.Findings = append(res.Findings, rep.Findings...)
+	if sum := rep.Summary(); sum != "" {
+		res.Notes = append(res.Notes, sum)
+	}
+	return nil
+}
+
+// hasGo reports whether the tree has a go.mod at its root or any .go file.
+func hasGo(dir string) bool {
+	found := false
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil || found:
+			return filepath.SkipAll
+		case d.IsDir() && d.Name() == ".git":
+			return filepath.SkipDir
+		case !d.IsDir() && (d.Name() == "go.mod" || filepath.Ext(d.Name()) == ".go"):
+			found = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
 }
 
 // checkContract diffs the commit's spec against the live one.

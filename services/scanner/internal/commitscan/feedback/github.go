@@ -97,6 +97,7 @@ type Report struct {
 	Description string // one line; GitHub keeps 140 characters
 	Blocking    []finding.Finding
 	Reasons     []string
+	Notes       []string // what the scan did not cover, e.g. Go packages without their types
 }
 
 // Send posts the commit status and, for a pull request whose verdict is not
@@ -154,6 +155,9 @@ func Comment(r Report) string {
 			fmt.Fprintf(&b, "\n- %s", cell(reason))
 		}
 		b.WriteString("\n")
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "\n> %s\n", cell(n))
 	}
 	return b.String()
 }
