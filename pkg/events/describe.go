@@ -65,6 +65,10 @@ func Describe(ev cloudevents.Event) string {
 		if r, err := RollbackOf(ev); err == nil {
 			return fmt.Sprintf("rolled back at %d%% canary traffic; traffic returned to %s", r.TrafficAtAbort, ShortArtifact(r.ArtifactID))
 		}
+	case KindStage:
+		if s, err := StageDeploymentOf(ev); err == nil {
+			return fmt.Sprintf("%s deployed to %s (%s), to be checked there", ShortArtifact(s.ArtifactID), s.Stage, s.URL)
+		}
 	case KindPage:
 		if p, err := PageOf(ev); err == nil {
 			return "on-call paged: " + p.TicketURI

@@ -68,6 +68,10 @@ func sample(t *testing.T) map[string]cloudevents.Event {
 		"rollback": func() (cloudevents.Event, error) {
 			return NewRollback(meta("e-rollback"), Rollback{RolloutID: "r-1", App: "shop", Environment: "prod", ArtifactID: "pkg:oci/shop@sha256:aa", From: "pkg:oci/shop@sha256:bb", TrafficAtAbort: 5, Trigger: anomaly, AnomalyID: "e-anomaly"})
 		},
+		"stage": func() (cloudevents.Event, error) {
+			return NewStageDeployed(meta("e-stage"), StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: "pkg:oci/shop@sha256:bb",
+				URL: "http://127.0.0.1:9000", VerdictID: "e-scan"})
+		},
 		"page": func() (cloudevents.Event, error) {
 			return NewPage(meta("e-page"), Page{App: "shop", Environment: "prod", TicketURI: "https://acme.pagerduty.com/incidents/Q1", DedupKey: "r-1", Description: "rollback of shop"})
 		},
@@ -254,6 +258,10 @@ func TestAccessorsRoundTrip(t *testing.T) {
 	_ = json.Unmarshal(cd.Subject.Content, &content)
 	if content["outcome"] != "failure" || content["severity"] != "critical" {
 		t.Fatalf("scan content = %v", content)
+	}
+	st, err := StageDeploymentOf(evs["stage"])
+	if err != nil || st.Stage != "staging" || st.URL != "http://127.0.0.1:9000" || SubjectOf(evs["stage"]) != "rampart.stage.shop" {
+		t.Fatalf("StageDeploymentOf = %+v, %v (subject %s)", st, err, SubjectOf(evs["stage"]))
 	}
 	if ChainID(evs["page"]) != "chain-1" || App(evs["page"]) != "shop" {
 		t.Fatal("chain id or app lost")
