@@ -32,6 +32,11 @@ type App struct {
 	Canary      Canary   `yaml:"canary"`
 	Analysis    Analysis `yaml:"analysis"`
 	Notify      Notify   `yaml:"notify"`
+	// Stages are the application's road to production, in order: each
+	// pre-production stage (staging) is deployed to and checked before the
+	// candidate goes on; production, the canary above, is last. Empty:
+	// straight to the production canary. See stage.go.
+	Stages []Stage `yaml:"stages"`
 }
 
 // Router types.
