@@ -73,6 +73,7 @@ type Options struct {
 // requests for each application's owner, and runs the owners.
 type Manager struct {
 	store   store
+	staged  *kv.Store[Staged]
 	kv      jetstream.KeyValue
 	bus     *bus.Bus
 	policy  *policy.Store
@@ -109,7 +110,7 @@ func NewManager(kv jetstream.KeyValue, b *bus.Bus, pol *policy.Store, routers ma
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
-		store: newStore(kv), kv: kv, bus: b, policy: pol, routers: routers, opts: opts,
+		store: newStore(kv), staged: newStaged(kv), kv: kv, bus: b, policy: pol, routers: routers, opts: opts,
 		log: logger, metrics: m, now: time.Now, ctx: ctx, cancel: cancel, owners: map[string]*owner{},
 	}, nil
 }
@@ -217,7 +218,7 @@ func (m *Manager) Handle(ctx context.Context, d bus.Delivery) error {
 	var err error
 	switch events.KindOf(d.Event.Type()) {
 	case events.KindScan:
-		req, err = m.scanRequest(d.Event)
+		req, err = m.scanRequest(ctx, d.Event)
 	case events.KindAnomaly:
 		req, err = m.anomalyRequest(d.Event)
 	}
@@ -238,7 +239,7 @@ func rolloutID(app, scanEventID string) string {
 	return app + "-" + hex.EncodeToString(sum[:5])
 }
 
-func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
+func (m *Manager) scanRequest(ctx context.Context, ev cloudevents.Event) (*Request, error) {
 	received := time.Now()
 	s, err := events.VerifyScan(ev, m.opts.ScannerKey)
 	if errors.Is(err, events.ErrUnsigned) || errors.Is(err, events.ErrBadSignature) {
@@ -249,7 +250,7 @@ func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
 	if err != nil {
 		return nil, bus.Poison(err)
 	}
-	if s.TargetKind != "image" {
+	if s.TargetKind != "image" && s.TargetKind != verdictStage && s.TargetKind != verdictDAST {
 		return nil, nil
 	}
 	oci, err := events.ParseOCI(s.Target)
@@ -260,6 +261,13 @@ func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
 	if !ok {
 		m.log.Debug("verdict for an image no application delivers", "image", oci.RepositoryURL)
 		return nil, nil
+	}
+	if s.TargetKind != "image" {
+		return m.stageVerdict(ctx, app, s, ev, received)
+	}
+	if pre := app.PreProduction(); len(pre) > 0 && s.Outcome == events.OutcomePass {
+		// Staged: the candidate goes to its first stage, not the canary.
+		return nil, m.toStage(ctx, app, pre[0], s.Target, ev)
 	}
 	req := &Request{Kind: KindVerdict, ID: ev.ID(), App: app.Name, Received: received,
 		Candidate: &Candidate{Artifact: s.Target, ScanEventID: ev.ID(), ChainID: events.ChainID(ev)}}

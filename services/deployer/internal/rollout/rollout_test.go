@@ -113,8 +113,14 @@ type replica struct {
 
 func (h *harness) replica(owner string, rt Router) *replica {
 	h.t.Helper()
+	return h.replicaWith(owner, rt, nil)
+}
+
+// replicaWith is a replica whose Manager deploys with w.
+func (h *harness) replicaWith(owner string, rt Router, w Workload) *replica {
+	h.t.Helper()
 	m, err := NewManager(h.kv, h.bus, h.policy, map[string]Router{"shop": rt},
-		Options{ScannerKey: h.pub, Owner: owner, Lease: 2 * time.Second}, slog.New(slog.DiscardHandler))
+		Options{ScannerKey: h.pub, Owner: owner, Lease: 2 * time.Second, Workload: w}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		h.t.Fatal(err)
 	}
