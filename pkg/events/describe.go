@@ -39,6 +39,12 @@ func Describe(ev cloudevents.Event) string {
 			if found == "" {
 				found = "no findings"
 			}
+			switch s.TargetKind {
+			case "stage": // a candidate's checks in a pre-production stage
+				return fmt.Sprintf("checks of %s in %s: %s, %s", what, s.Environment, s.Outcome, found)
+			case "dast": // a DAST report uploaded about a stage
+				return fmt.Sprintf("DAST report on %s in %s: %s, %s", what, s.Environment, s.Outcome, found)
+			}
 			return fmt.Sprintf("%s scan of %s: %s, %s", s.TargetKind, what, s.Outcome, found)
 		}
 	case KindTestOutput:
