@@ -218,7 +218,7 @@ func (m *Manager) Handle(ctx context.Context, d bus.Delivery) error {
 	var err error
 	switch events.KindOf(d.Event.Type()) {
 	case events.KindScan:
-		req, err = m.scanRequest(ctx, d.Event)
+		req, err = m.scanRequest(d.Event)
 	case events.KindAnomaly:
 		req, err = m.anomalyRequest(d.Event)
 	}
@@ -239,7 +239,7 @@ func rolloutID(app, scanEventID string) string {
 	return app + "-" + hex.EncodeToString(sum[:5])
 }
 
-func (m *Manager) scanRequest(ctx context.Context, ev cloudevents.Event) (*Request, error) {
+func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
 	received := time.Now()
 	s, err := events.VerifyScan(ev, m.opts.ScannerKey)
 	if errors.Is(err, events.ErrUnsigned) || errors.Is(err, events.ErrBadSignature) {
@@ -263,14 +263,15 @@ func (m *Manager) scanRequest(ctx context.Context, ev cloudevents.Event) (*Reque
 		return nil, nil
 	}
 	if s.TargetKind != "image" {
-		return m.stageVerdict(ctx, app, s, ev, received)
-	}
-	if pre := app.PreProduction(); len(pre) > 0 && s.Outcome == events.OutcomePass {
-		// Staged: the candidate goes to its first stage, not the canary.
-		return nil, m.toStage(ctx, app, pre[0], s.Target, ev)
+		return m.stageRequest(app, s, ev, received)
 	}
 	req := &Request{Kind: KindVerdict, ID: ev.ID(), App: app.Name, Received: received,
 		Candidate: &Candidate{Artifact: s.Target, ScanEventID: ev.ID(), ChainID: events.ChainID(ev)}}
+	if pre := app.PreProduction(); len(pre) > 0 && s.Outcome == events.OutcomePass {
+		// Staged: the candidate goes to its first stage, not the canary.
+		req.Kind, req.Stage = KindStage, pre[0].Name
+		return req, nil
+	}
 	if s.Outcome != events.OutcomePass {
 		// A blocked verdict for a candidate in flight (a re-scan after a
 		// vulnerability DB update) halts it.

@@ -193,13 +193,9 @@ func TestStoppedInStaging(t *testing.T) {
 
 	// The same verdict handled again (a redelivery after a failed ack)
 	// deploys again and announces the same event, which the bus keeps once.
-	pol, _ := h.policy.Current().App("shop")
-	again, err := events.SignScan(events.Meta{ID: "scan-3", Source: "/rampart/scanner", App: "shop"},
-		events.Scan{Target: artifact(t, 3), TargetKind: "image", Environment: "prod", Outcome: events.OutcomePass}, h.priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.m.toStage(t.Context(), pol, pol.PreProduction()[0], artifact(t, 3), again); err != nil {
+	again := Request{Kind: KindStage, ID: "scan-3", App: "shop", Stage: "staging", Received: time.Now(),
+		Candidate: &Candidate{Artifact: artifact(t, 3), ScanEventID: "scan-3", ChainID: "chain-scan-3"}}
+	if _, err := r.m.submit(t.Context(), again); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(h.stageDeployments()); n != 2 {
