@@ -96,7 +96,12 @@ func New(opts Options) (*Checker, error) {
 	case opts.Publisher == nil:
 		return nil, errors.New("stage checks: no publisher")
 	}
-	opts.Gate = cmp.Or(opts.Gate, gate.Default())
+	// ignore_unfixed is about vulnerabilities no fix is published for; a
+	// stage's findings are the service's own, fixed in its own code, and
+	// would never block under it.
+	g := *cmp.Or(opts.Gate, gate.Default())
+	g.IgnoreUnfixed = false
+	opts.Gate = &g
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{}
 	}

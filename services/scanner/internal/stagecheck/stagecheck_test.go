@@ -200,7 +200,7 @@ func TestStageVerdicts(t *testing.T) {
 
 // A waiver accepts a DAST finding as it accepts any other.
 func TestStageWaiver(t *testing.T) {
-	g, err := gate.Parse("gate.yaml", []byte("waivers:\n  - id: rampart-dast/sql-error\n    package: GET /items\n    owner: dba@example.com\n    expires: 2099-01-01\n    reason: a test database\n"))
+	g, err := gate.Parse("gate.yaml", []byte("ignore_unfixed: true\nwaivers:\n  - id: rampart-dast/sql-error\n    package: GET /items\n    owner: dba@example.com\n    expires: 2099-01-01\n    reason: a test database\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +208,12 @@ func TestStageWaiver(t *testing.T) {
 	e.stage.set(`{"items": [{"name": "tea", "price": 3.5}]}`, true)
 	if v := e.deployed(t, "d-waived"); v.Outcome != events.OutcomePass {
 		t.Fatalf("waived finding still blocks: %+v", v)
+	}
+	// ignore_unfixed does not let a stage's own findings through: a
+	// contract break has no published fix, and blocks.
+	e.stage.set(`{"items": [{"name": "tea"}]}`, true)
+	if v := e.deployed(t, "d-unfixed"); v.Outcome != events.OutcomeBlocked || v.Findings[0].ID != "rampart-contract/frontend" {
+		t.Fatalf("contract break under ignore_unfixed: %+v", v)
 	}
 }
 
