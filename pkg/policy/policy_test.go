@@ -85,18 +85,23 @@ func TestParseProblems(t *testing.T) {
 			"apps[0].router.gatewayapi.canaryBackend: must differ", "apps[0].analysis.provider: scrape reads the local router's metrics"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("p.yaml", []byte(tt.yaml))
-			var perr *Error
-			if !errors.As(err, &perr) {
-				t.Fatalf("Parse = %v, want *Error", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("missing %q in:\n%v", w, err)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantProblems(t, tt.yaml, tt.want) })
+	}
+}
+
+// wantProblems checks that the policy doc (as p.yaml) is refused with each
+// of want among its problems.
+func wantProblems(t *testing.T, doc string, want []string) {
+	t.Helper()
+	_, err := Parse("p.yaml", []byte(doc))
+	var perr *Error
+	if !errors.As(err, &perr) {
+		t.Fatalf("Parse = %v, want *Error", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
 	}
 }
 

@@ -146,22 +146,30 @@ func (e *Env) PushToStaging(ctx context.Context, im Image, timeout time.Duration
 	return st, nil
 }
 
-// StoppedInStaging checks that a candidate staging blocked went no
-// further: once the deployer has handled every verdict, no promotion of it
-// exists, the canary has no traffic and its slot does not run it.
-func (e *Env) StoppedInStaging(ctx context.Context, st Staged, timeout time.Duration) error {
+// neverPromoted checks that, once the deployer has handled every verdict,
+// no promotion of the pushed version exists.
+func (e *Env) neverPromoted(ctx context.Context, p Pushed, timeout time.Duration) error {
 	if err := e.waitConsumed(ctx, "deployer", timeout); err != nil {
 		return err
 	}
 	if n := e.rec.count(func(s Seen) bool {
-		p, err := events.PromotionOf(s.Event)
+		pr, err := events.PromotionOf(s.Event)
 		if err != nil {
 			return false
 		}
-		o, err := events.ParseOCI(p.ArtifactID)
-		return err == nil && o.Digest == st.Pushed.Digest
+		o, err := events.ParseOCI(pr.ArtifactID)
+		return err == nil && o.Digest == p.Digest
 	}); n != 0 {
-		return fmt.Errorf("%s was promoted despite staging's blocked verdict", st.Pushed.Purl)
+		return fmt.Errorf("%s was promoted", p.Purl)
+	}
+	return nil
+}
+
+// StoppedInStaging checks that a candidate staging blocked went no
+// further: no promotion of it exists and the canary has no traffic.
+func (e *Env) StoppedInStaging(ctx context.Context, st Staged, timeout time.Duration) error {
+	if err := e.neverPromoted(ctx, st.Pushed, timeout); err != nil {
+		return fmt.Errorf("despite staging's blocked verdict: %w", err)
 	}
 	if w, _ := e.Mesh.Deployer.Weight(App); w != 0 {
 		return fmt.Errorf("canary weight %d%% with a candidate stopped in staging", w)

@@ -164,19 +164,8 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	if verdict.Outcome != events.OutcomeBlocked {
 		return fmt.Errorf("v3's verdict is %s, want blocked", verdict.Outcome)
 	}
-	// Once the deployer has handled every verdict, no promotion of v3 exists.
-	if err := e.waitConsumed(ctx, "deployer", wait); err != nil {
-		return err
-	}
-	if n := e.rec.count(func(s Seen) bool {
-		p, err := events.PromotionOf(s.Event)
-		if err != nil {
-			return false
-		}
-		o, err := events.ParseOCI(p.ArtifactID)
-		return err == nil && o.Digest == v3.Digest
-	}); n != 0 {
-		return fmt.Errorf("v3 was promoted despite its blocked verdict")
+	if err := e.neverPromoted(ctx, v3, wait); err != nil {
+		return fmt.Errorf("despite its blocked verdict: %w", err)
 	}
 	tl.printf("%-10s v3 never reached the router; %s still serves", "gate", e.work.stable.Version())
 
