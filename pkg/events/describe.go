@@ -39,6 +39,12 @@ func Describe(ev cloudevents.Event) string {
 			if found == "" {
 				found = "no findings"
 			}
+			switch s.TargetKind {
+			case "stage": // a candidate's checks in a pre-production stage
+				return fmt.Sprintf("checks of %s in %s: %s, %s", what, s.Environment, s.Outcome, found)
+			case "dast": // a DAST report uploaded about a stage
+				return fmt.Sprintf("DAST report on %s in %s: %s, %s", what, s.Environment, s.Outcome, found)
+			}
 			return fmt.Sprintf("%s scan of %s: %s, %s", s.TargetKind, what, s.Outcome, found)
 		}
 	case KindTestOutput:
@@ -76,6 +82,10 @@ func Describe(ev cloudevents.Event) string {
 	case KindDrill:
 		if d, err := DrillOf(ev); err == nil {
 			return d.Text()
+		}
+	case KindStage:
+		if s, err := StageDeploymentOf(ev); err == nil {
+			return fmt.Sprintf("%s deployed to %s (%s), to be checked there", ShortArtifact(s.ArtifactID), s.Stage, s.URL)
 		}
 	case KindPage:
 		if p, err := PageOf(ev); err == nil {

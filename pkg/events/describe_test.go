@@ -20,6 +20,7 @@ func TestDescribe(t *testing.T) {
 		return ev
 	}
 	long := "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	purl := "pkg:oci/shop@" + strings.ReplaceAll(long, ":", "%3A") + "?repository_url=registry.example/shop"
 	other := cloudevents.New()
 	other.SetType("dev.example.unknown")
 	tests := []struct {
@@ -42,6 +43,13 @@ func TestDescribe(t *testing.T) {
 		{"source scan", must(events.NewScanFinished(meta, events.Scan{Target: "fc05a38cdb38d8bfeb62f1ed07d8ae4c0e98e90a", TargetKind: "source", Environment: "prod", Outcome: "blocked",
 			Reason: "aws-access-key-id (CRITICAL) in deploy/prod.env:2", Counts: map[string]int{"HIGH": 1, "CRITICAL": 2}})),
 			"source scan of commit fc05a38cdb38: blocked, 2 critical, 1 high"},
+		{"stage checks", must(events.NewScanFinished(meta, events.Scan{Target: purl, TargetKind: "stage", Environment: "staging", Outcome: "blocked", Counts: map[string]int{"high": 1}})),
+			"checks of shop@sha256:0123456789ab in staging: blocked, 1 high"},
+		{"dast report", must(events.NewScanFinished(meta, events.Scan{Target: purl, TargetKind: "dast", Environment: "staging", Outcome: "pass"})),
+			"DAST report on shop@sha256:0123456789ab in staging: pass, no findings"},
+		{"stage deployment", must(events.NewStageDeployed(meta, events.StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: purl,
+			URL: "http://127.0.0.1:9001", VerdictID: "e-0"})),
+			"shop@sha256:0123456789ab deployed to staging (http://127.0.0.1:9001), to be checked there"},
 		{"unknown type", other, "dev.example.unknown"},
 	}
 	for _, tt := range tests {

@@ -82,6 +82,10 @@ func sample(t *testing.T) map[string]cloudevents.Event {
 				Pages: 1, AnomalyID: "e-anomaly", RollbackID: "e-rollback", ExpectRollbackWithinMs: 30000, ExpectPages: 1, ExpectLedger: true, LedgerRecorded: true,
 				StartedAt: fixedTime, FinishedAt: fixedTime.Add(3 * time.Second)})
 		},
+		"stage": func() (cloudevents.Event, error) {
+			return NewStageDeployed(meta("e-stage"), StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: "pkg:oci/shop@sha256:bb",
+				URL: "http://127.0.0.1:9000", VerdictID: "e-scan"})
+		},
 		"page": func() (cloudevents.Event, error) {
 			return NewPage(meta("e-page"), Page{App: "shop", Environment: "prod", TicketURI: "https://acme.pagerduty.com/incidents/Q1", DedupKey: "r-1", Description: "rollback of shop"})
 		},
@@ -268,6 +272,10 @@ func TestAccessorsRoundTrip(t *testing.T) {
 	_ = json.Unmarshal(cd.Subject.Content, &content)
 	if content["outcome"] != "failure" || content["severity"] != "critical" {
 		t.Fatalf("scan content = %v", content)
+	}
+	st, err := StageDeploymentOf(evs["stage"])
+	if err != nil || st.Stage != "staging" || st.URL != "http://127.0.0.1:9000" || SubjectOf(evs["stage"]) != "rampart.stage.shop" {
+		t.Fatalf("StageDeploymentOf = %+v, %v (subject %s)", st, err, SubjectOf(evs["stage"]))
 	}
 	if ChainID(evs["page"]) != "chain-1" || App(evs["page"]) != "shop" {
 		t.Fatal("chain id or app lost")

@@ -465,3 +465,34 @@ func PageOf(ev cloudevents.Event) (Page, error) {
 	_, err := decodeCustom(ev, &p, TypeIncidentReported)
 	return p, err
 }
+
+// StageDeployment is a candidate deployed to a pre-production stage of its
+// application (staging), where it is checked before it goes further. The
+// CDEvent is environment.modified: the stage's environment now runs
+// ArtifactID at URL.
+type StageDeployment struct {
+	App         string `json:"app"`
+	Stage       string `json:"stage"`       // the stage's name in rampart.yaml, e.g. "staging"
+	Environment string `json:"environment"` // the stage's environment id
+	ArtifactID  string `json:"artifactId"`  // purl of the candidate
+	URL         string `json:"url"`         // where the stage serves it
+	// VerdictID is the passing verdict that admitted the candidate: the
+	// image scan for the first stage, the previous stage's verdict after.
+	VerdictID string `json:"verdictId"`
+}
+
+// NewStageDeployed builds an environment.modified event for a stage
+// deployment.
+func NewStageDeployed(m Meta, s StageDeployment) (cloudevents.Event, error) {
+	if s.App == "" || s.Stage == "" || s.Environment == "" || s.ArtifactID == "" || s.URL == "" || s.VerdictID == "" {
+		return cloudevents.Event{}, errors.New("stage deployment: app, stage, environment, artifactId, url and verdictId are required")
+	}
+	return newEvent(m, TypeEnvironmentModified, s.Environment, map[string]any{"name": s.Stage, "uri": s.URL}, s)
+}
+
+// StageDeploymentOf reads a stage-deployment event.
+func StageDeploymentOf(ev cloudevents.Event) (StageDeployment, error) {
+	var s StageDeployment
+	_, err := decodeCustom(ev, &s, TypeEnvironmentModified)
+	return s, err
+}

@@ -22,6 +22,9 @@ const (
 	TypeIncidentDetected    = "dev.cdevents.incident.detected.0.3.0"
 	TypeServiceRolledBack   = "dev.cdevents.service.rolledback.0.3.0"
 	TypeIncidentReported    = "dev.cdevents.incident.reported.0.3.0"
+	// TypeEnvironmentModified: a pre-production stage (staging) now runs a
+	// candidate; see StageDeployment.
+	TypeEnvironmentModified = "dev.cdevents.environment.modified.0.3.0"
 )
 
 // Kinds: the second token of a Rampart NATS subject, rampart.<kind>.<app>.
@@ -37,6 +40,9 @@ const (
 	KindAnomaly    = "anomaly"
 	KindRollback   = "rollback"
 	KindPage       = "page"
+	// KindStage: a candidate deployed to a pre-production stage, to be
+	// checked there before it is promoted further.
+	KindStage = "stage"
 	// KindExternal carries valid CDEvents of types Rampart does not act on
 	// (a build or pipeline run from another tool); the ledger records them.
 	KindExternal = "external"
@@ -60,6 +66,7 @@ var kindByName = map[string]string{
 	"dev.cdevents.service.rolledback":        KindRollback,
 	"dev.cdevents.incident.reported":         KindPage,
 	"dev.cdeventsx.rampart-drill.finished":   KindDrill,
+	"dev.cdevents.environment.modified":      KindStage,
 }
 
 // knownVersion is the version of each type name Rampart reads.
@@ -70,7 +77,7 @@ func init() {
 		TypeChangeMerged, TypeChangeCreated, TypeArtifactPublished, TypeTestSuiteFinished,
 		TypeTestOutputPublished, TypeReleasePromoted, TypeCanaryStepped, TypeServiceDeployed,
 		TypeServiceUpgraded, TypeIncidentDetected, TypeServiceRolledBack, TypeIncidentReported,
-		TypeDrillFinished, TypeCanaryAnalyzed,
+		TypeDrillFinished, TypeCanaryAnalyzed, TypeEnvironmentModified,
 	} {
 		name, version, _ := SplitType(t)
 		knownVersion[name] = version

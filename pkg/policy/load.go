@@ -74,7 +74,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 	}
 	lines := map[string]int{}
 	indexLines(root.Content[0], "", lines)
-	applyDefaults(&p)
+	applyDefaults(&p, file)
 	var problems []Problem
 	for _, v := range validate(&p) {
 		problems = append(problems, Problem{File: file, Line: lineOf(lines, v.path), Path: v.path, Msg: v.msg})

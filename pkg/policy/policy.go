@@ -34,6 +34,11 @@ type App struct {
 	Notify      Notify   `yaml:"notify"`
 	// Workload makes releases run; nil: something else runs them.
 	Workload *Workload `yaml:"workload"`
+	// Stages are the application's road to production, in order: each
+	// pre-production stage (staging) is deployed to and checked before the
+	// candidate goes on; production, the canary above, is last. Empty:
+	// straight to the production canary. See stage.go.
+	Stages []Stage `yaml:"stages"`
 }
 
 // Router types.

@@ -19,9 +19,10 @@ var (
 	DefaultMemory    = MemoryRule{MaxRatio: 1.9, Metric: "process_resident_memory_bytes"}
 )
 
-func applyDefaults(p *Policy) {
+func applyDefaults(p *Policy, file string) {
 	for i := range p.Apps {
 		a := &p.Apps[i]
+		stageDefaults(file, a)
 		if a.Router.Type == "" {
 			a.Router.Type = RouterLocal
 		}
@@ -110,6 +111,7 @@ func validate(p *Policy) []violation {
 		v = append(v, validateAnalysis(at+".analysis", a.Analysis, a.Router)...)
 		v = append(v, validateNotify(at+".notify", a.Notify)...)
 		v = append(v, validateWorkload(at+".workload", a.Workload)...)
+		v = append(v, validateStages(at, a)...)
 	}
 	return v
 }

@@ -49,12 +49,13 @@ var Grants = map[string]Grant{
 		// anomaly: the zero-day re-scan reports a live release that a new
 		// vulnerability DB blocks.
 		Emits:    []string{events.KindCommit, events.KindArtifact, events.KindScan, events.KindTestOutput, events.KindAnomaly},
-		Durables: []string{"scanner", "scanner-targets"},
+		Durables: []string{"scanner", "scanner-targets", "scanner-stages"}, // scanner-stages: checks of candidates in a stage
 		KV:       []string{"RAMPART_SCANS", "RAMPART_SCAN_TARGETS"},
 		Objects:  []string{"RAMPART_SBOMS", "RAMPART_API_SPECS"},
 	},
 	"deployer": {
-		Emits:    []string{events.KindPromote, events.KindCanaryStep, events.KindRelease, events.KindRollback},
+		// stage: a candidate deployed to a pre-production stage.
+		Emits:    []string{events.KindPromote, events.KindCanaryStep, events.KindRelease, events.KindRollback, events.KindStage},
 		Durables: []string{"deployer"},
 		KV:       []string{"RAMPART_ROLLOUTS"},
 	},

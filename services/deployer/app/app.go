@@ -43,6 +43,10 @@ const (
 	SlotCanary = rollout.SlotCanary
 )
 
+// StageSlot is the slot of a pre-production stage (rampart.yaml stages):
+// a candidate runs there while the stage's checks look at it.
+func StageSlot(stage string) Slot { return rollout.StageSlot(stage) }
+
 // Consumer is the deployer's durable consumer: scan verdicts to promote, and
 // anomalies to roll back on.
 var Consumer = bus.ConsumerOptions{

@@ -22,6 +22,7 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/policy/gate"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 	"github.com/rampartci/rampart/pkg/runtime/webhook"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan"
@@ -30,6 +31,7 @@ import (
 	"github.com/rampartci/rampart/services/scanner/internal/imagescan"
 	"github.com/rampartci/rampart/services/scanner/internal/ingress"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
+	"github.com/rampartci/rampart/services/scanner/internal/stagecheck"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 
@@ -40,6 +42,11 @@ var Consumer = imagescan.Consumer
 // TargetsConsumer follows promotions, releases and rollbacks, to know what
 // a zero-day re-scan must look at.
 var TargetsConsumer = imagescan.TargetsConsumer
+
+// StagesConsumer checks candidates the deployer deployed to a
+// pre-production stage: DAST and consumer contracts against the running
+// candidate, and a signed stage verdict.
+var StagesConsumer = stagecheck.Consumer
 
 // Registry is how the scanner reaches one image registry.
 type Registry = scan.Registry
@@ -103,7 +110,8 @@ type Options struct {
 	VerdictKey ed25519.PrivateKey
 	Registries map[string]Registry
 	// SARIFToken is the bearer token of POST /hooks/sarif (SARIF from
-	// Semgrep, CodeQL, ZAP); unset, the hook answers 503.
+	// Semgrep, CodeQL, ZAP) and of POST /hooks/zap (ZAP reports about a
+	// stage); unset, the hooks answer 503.
 	SARIFToken policy.Secret
 	// GitHubToken, when set, reports source verdicts back to GitHub as a
 	// commit status and, for a blocked pull request, a comment listing the
@@ -187,6 +195,8 @@ type App struct {
 	images  *imagescan.Pipeline
 	ingress *ingress.Handler
 	commits CommitHandler
+	stages  *stagecheck.Checker // nil without a policy
+	staging *bus.Consumer
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when the background loops returned
 	log     *slog.Logger
@@ -308,6 +318,9 @@ func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 	if err := a.images.Start(ctx); err != nil {
 		return err
 	}
+	if err := a.startStages(ctx, deps); err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	a.done = make(chan struct{})
@@ -326,6 +339,9 @@ func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
 // watchers and closes the DB.
 func (a *App) Stop(ctx context.Context) error {
 	var errs []error
+	if a.staging != nil {
+		errs = append(errs, a.staging.Drain(ctx))
+	}
 	if a.images != nil {
 		errs = append(errs, a.images.Stop(ctx))
 	}
@@ -363,6 +379,35 @@ func (a *App) Routes(mux *http.ServeMux) {
 	if r, ok := a.commits.(service.Router); ok {
 		r.Routes(mux)
 	}
+	if a.stages != nil {
+		a.stages.Routes(mux)
+	}
+}
+
+// startStages checks the candidates deployed to the policy's
+// pre-production stages, and serves POST /hooks/zap.
+func (a *App) startStages(ctx context.Context, deps service.Deps) error {
+	if a.policy == nil {
+		return nil
+	}
+	var zap string
+	if !a.opts.SARIFToken.IsZero() {
+		var err error
+		if zap, err = a.opts.SARIFToken.Resolve(); err != nil {
+			return fmt.Errorf("scanner: SARIF token: %w", err)
+		}
+	}
+	var err error
+	if a.stages, err = stagecheck.New(stagecheck.Options{Key: a.key, Policy: a.policy, Publisher: deps.Bus, Gate: a.gate,
+		ZAPToken: zap, Logger: a.log}); err != nil {
+		return err
+	}
+	opts := StagesConsumer
+	if len(a.opts.RetryBackoff) > 0 {
+		opts.Backoff = a.opts.RetryBackoff
+	}
+	a.staging, err = deps.Bus.Consume(context.WithoutCancel(ctx), opts, a.stages.Handle)
+	return err
 }
 
 // commitScanner is the commit scanner: clone, Trivy's secret,

@@ -16,7 +16,19 @@ import (
 const (
 	LabelVersion   = "org.rampart.demo.version"
 	LabelFailRatio = "org.rampart.demo.fail-ratio"
+	// LabelPriceField names the field that carries an item's price in
+	// /api/items (default "price", which the frontend's contract reads).
+	LabelPriceField = "org.rampart.demo.price-field"
 )
+
+// Spec is the demo application's OpenAPI document, served on /openapi.json
+// by every version: the items API promises a price for each item.
+const Spec = `{"openapi": "3.0.3", "info": {"title": "shop", "version": "1.0.0"},
+ "paths": {"/api/items": {"get": {
+  "parameters": [{"name": "q", "in": "query", "schema": {"type": "string"}}],
+  "responses": {"200": {"description": "the items", "content": {"application/json": {"schema": {"type": "object",
+   "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["name", "price"],
+    "properties": {"name": {"type": "string"}, "price": {"type": "number"}}}}}}}}}}}}}}`
 
 // MemoryMetric is the gauge each version reports its memory in; the demo
 // policy's memory rule reads it.
@@ -28,6 +40,8 @@ const baseMemory = 32 << 20
 // version is one running version of the demo application.
 type version struct {
 	name string
+	// priceField is what /api/items calls an item's price.
+	priceField string
 	// failEvery makes every n-th request fail with 500 (0: never). A
 	// counter, not a random draw, so a given share fails exactly.
 	failEvery atomic.Int64
@@ -36,8 +50,11 @@ type version struct {
 	ballast   [][]byte // real allocations standing for a memory leak
 }
 
-func newVersion(name string, failRatio float64) *version {
-	v := &version{name: name}
+func newVersion(name string, failRatio float64, priceField string) *version {
+	if priceField == "" {
+		priceField = "price"
+	}
+	v := &version{name: name, priceField: priceField}
 	v.setFailRatio(failRatio)
 	return v
 }
@@ -71,7 +88,16 @@ func (v *version) memory() int {
 }
 
 func (v *version) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	switch r.URL.Path {
+	case "/openapi.json":
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, Spec)
+		return
+	case "/api/items":
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"items": [{"name": "tea", %q: 3.5}, {"name": "cup", %q: 4}]}`, v.priceField, v.priceField)
+		return
 	case "/metrics":
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		fmt.Fprintf(w, "# HELP %s Memory the demo version holds.\n# TYPE %s gauge\n%s %d\n", MemoryMetric, MemoryMetric, MemoryMetric, v.memory())

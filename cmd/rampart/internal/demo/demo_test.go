@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -165,6 +166,46 @@ func TestAlertmanagerFloodRollsBackOnce(t *testing.T) {
 	}
 }
 
+// A candidate that breaks a field its frontend reads passes its image scan,
+// is deployed to staging, fails the frontend's contract there (the spec it
+// serves still promises the field) and never reaches production: v1 keeps
+// serving, the canary never gets traffic. The DAST of staging passes.
+func TestContractBreakStoppedInStaging(t *testing.T) {
+	e := startEnv(t, time.Hour, 0)
+	v1 := e.release(t, "v1", 0)
+	if err := e.PromoteThrough(t.Context(), v1, 4, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	v4, err := e.PushToStaging(t.Context(), Image{Version: "v4", PriceField: "cost"}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v4.Image.Outcome != events.OutcomePass || v4.Stage.Outcome != events.OutcomeBlocked {
+		t.Fatalf("v4: image %s, staging %s (%s)", v4.Image.Outcome, v4.Stage.Outcome, v4.Stage.Reason)
+	}
+	if len(v4.Stage.Findings) != 1 || v4.Stage.Findings[0].ID != "rampart-contract/frontend" ||
+		!strings.Contains(v4.Stage.Findings[0].Title, "items[0].price is missing") {
+		t.Fatalf("staging findings = %+v", v4.Stage.Findings)
+	}
+	if err := e.StoppedInStaging(t.Context(), v4, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if e.work.stable.Version() != "v1" || e.work.staging.Version() != "v4" || e.work.canary.Version() != "v1" {
+		t.Fatalf("stable %s, canary %s, staging %s", e.work.stable.Version(), e.work.canary.Version(), e.work.staging.Version())
+	}
+	// Real users still get v1's answers, price included.
+	resp, err := e.Mesh.HTTPClient.Get("http://" + e.Router + "/api/items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body strings.Builder
+	_, _ = io.Copy(&body, resp.Body)
+	if !strings.Contains(body.String(), `"price"`) {
+		t.Fatalf("production answers %s", body.String())
+	}
+}
+
 // The demo as `make demo DEMO_FLAGS=--keep` runs it, with shorter pauses:
 // every claim it prints is checked by Run itself (a blocked commit, v1
 // released, v2 rolled back with a page and a report, v3 blocked and never
@@ -190,7 +231,7 @@ func TestRun(t *testing.T) {
 			t.Fatalf("no end of the demo after 4 minutes:\n%s", out.String())
 		}
 	}
-	for _, want := range []string{"scan of commit ", ": blocked, 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "signed checkpoints verified", "Rollback report: ", "/console/ (log in with the token in ", "Compliance report: "} {
+	for _, want := range []string{"scan of commit ", ": blocked, 2 critical", "release completed: shop@", "rollback", "on-call paged", "v3 never reached the router", "deployed to staging", "v4 stopped in staging", "signed checkpoints verified", "Rollback report: ", "/console/ (log in with the token in ", "Compliance report: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out.String())
 		}

@@ -31,6 +31,21 @@ import (
 // <registry>/demo/shop.
 const App = "shop"
 
+// Staging is the demo application's stage before production.
+const Staging = "staging"
+
+// FrontendContract is what the shop's frontend reads of its items API: the
+// contract replayed against every candidate in staging.
+const FrontendContract = `consumer: frontend
+provider: shop
+interactions:
+  - name: list items
+    request: {method: GET, path: /api/items, headers: {Accept: application/json}}
+    response:
+      status: 200
+      fields: {items: array, "items[].name": string, "items[].price": number}
+`
+
 // Config shapes a demo environment.
 type Config struct {
 	// DataDir holds the mesh's data; it must exist.
@@ -98,6 +113,10 @@ func Start(ctx context.Context, cfg Config) (_ *Env, err error) {
 	if err := os.WriteFile(keyFile, []byte(strings.Repeat("d", 32)), 0o600); err != nil {
 		return nil, err
 	}
+	contractFile := filepath.Join(cfg.DataDir, "frontend.contract.yaml")
+	if err := os.WriteFile(contractFile, []byte(FrontendContract), 0o600); err != nil {
+		return nil, err
+	}
 	hookFile := filepath.Join(cfg.DataDir, "slack.webhook")
 	if err := os.WriteFile(hookFile, []byte(e.chat.srv.URL), 0o600); err != nil {
 		return nil, err
@@ -121,7 +140,13 @@ apps:
     notify:
       pagerduty: {routingKey: {file: %q}, severity: critical, url: %q}
       slack: {webhook: {file: %q}}
-`, App, e.Registry, routerAddr, e.work.stable.URL(), e.work.canary.URL(), cfg.Pause, cfg.Interval, MemoryMetric, keyFile, e.pager.srv.URL, hookFile)
+    stages:
+      - name: %s
+        url: %s
+        checks: {dast: {openapi: /openapi.json}, contracts: [%q], timeout: 10s}
+      - name: production
+`, App, e.Registry, routerAddr, e.work.stable.URL(), e.work.canary.URL(), cfg.Pause, cfg.Interval, MemoryMetric, keyFile, e.pager.srv.URL, hookFile,
+		Staging, e.work.staging.URL(), contractFile)
 	if cfg.Kube != nil {
 		doc = cfg.Kube.policy(e.Registry, cfg)
 	}
@@ -210,6 +235,9 @@ type Image struct {
 	// Medium builds it on a base with one Medium (a busybox CVE with a fix
 	// published), which the default gate lets through.
 	Medium bool
+	// PriceField renames the items API's price field (its spec still
+	// says price): a break its frontend's contract catches in staging.
+	PriceField string
 }
 
 // Pushed is a version pushed to the registry.
@@ -240,6 +268,9 @@ func (e *Env) Push(ctx context.Context, im Image) (Pushed, error) {
 	cfg.Config.Labels = map[string]string{LabelVersion: im.Version}
 	if im.FailRatio > 0 {
 		cfg.Config.Labels[LabelFailRatio] = strconv.FormatFloat(im.FailRatio, 'f', -1, 64)
+	}
+	if im.PriceField != "" {
+		cfg.Config.Labels[LabelPriceField] = im.PriceField
 	}
 	img, err := mutate.ConfigFile(base, cfg)
 	if err != nil {

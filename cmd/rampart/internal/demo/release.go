@@ -96,3 +96,83 @@ func (e *Env) PromoteThrough(ctx context.Context, a Approved, steps int, timeout
 	}
 	return nil
 }
+
+// Staged is a candidate's passage through staging.
+type Staged struct {
+	Pushed  Pushed
+	Image   events.Scan // the image scan's verdict
+	Stage   events.Scan // staging's verdict (zero when the image scan blocked)
+	StageID string      // the stage verdict's event id
+}
+
+// PushToStaging pushes a version and waits for its image verdict, its
+// deployment to staging and staging's verdict.
+func (e *Env) PushToStaging(ctx context.Context, im Image, timeout time.Duration) (Staged, error) {
+	mark := e.rec.len()
+	p, err := e.Push(ctx, im)
+	if err != nil {
+		return Staged{}, err
+	}
+	st := Staged{Pushed: p}
+	ofDigest := func(purl string) bool {
+		o, err := events.ParseOCI(purl)
+		return err == nil && o.Digest == p.Digest
+	}
+	verdict := func(kind string) func(Seen) bool {
+		return func(s Seen) bool {
+			sc, err := events.ScanOf(s.Event)
+			return err == nil && sc.TargetKind == kind && ofDigest(sc.Target)
+		}
+	}
+	s, i, err := e.rec.wait(ctx, timeout, mark, verdict("image"))
+	if err != nil {
+		return st, fmt.Errorf("image verdict on %s: %w", im.Version, err)
+	}
+	st.Image, _ = events.ScanOf(s.Event)
+	if st.Image.Outcome != events.OutcomePass {
+		return st, nil
+	}
+	if _, _, err := e.rec.wait(ctx, timeout, i, func(s Seen) bool {
+		sd, err := events.StageDeploymentOf(s.Event)
+		return err == nil && sd.Stage == Staging && ofDigest(sd.ArtifactID)
+	}); err != nil {
+		return st, fmt.Errorf("deployment of %s to staging: %w", im.Version, err)
+	}
+	if s, _, err = e.rec.wait(ctx, timeout, i, verdict("stage")); err != nil {
+		return st, fmt.Errorf("staging's verdict on %s: %w", im.Version, err)
+	}
+	st.Stage, _ = events.ScanOf(s.Event)
+	st.StageID = s.Event.ID()
+	return st, nil
+}
+
+// neverPromoted checks that, once the deployer has handled every verdict,
+// no promotion of the pushed version exists.
+func (e *Env) neverPromoted(ctx context.Context, p Pushed, timeout time.Duration) error {
+	if err := e.waitConsumed(ctx, "deployer", timeout); err != nil {
+		return err
+	}
+	if n := e.rec.count(func(s Seen) bool {
+		pr, err := events.PromotionOf(s.Event)
+		if err != nil {
+			return false
+		}
+		o, err := events.ParseOCI(pr.ArtifactID)
+		return err == nil && o.Digest == p.Digest
+	}); n != 0 {
+		return fmt.Errorf("%s was promoted", p.Purl)
+	}
+	return nil
+}
+
+// StoppedInStaging checks that a candidate staging blocked went no
+// further: no promotion of it exists and the canary has no traffic.
+func (e *Env) StoppedInStaging(ctx context.Context, st Staged, timeout time.Duration) error {
+	if err := e.neverPromoted(ctx, st.Pushed, timeout); err != nil {
+		return fmt.Errorf("despite staging's blocked verdict: %w", err)
+	}
+	if w, _ := e.Mesh.Deployer.Weight(App); w != 0 {
+		return fmt.Errorf("canary weight %d%% with a candidate stopped in staging", w)
+	}
+	return nil
+}

@@ -68,6 +68,10 @@ func describe(s Seen) string {
 			if i == 2 {
 				break
 			}
+			if sc.TargetKind == "stage" { // DAST and contract findings: what broke says it best
+				line += fmt.Sprintf("\n%23s%s %s", "", f.Severity, f.Title)
+				continue
+			}
 			line += strings.TrimRight(fmt.Sprintf("\n%23s%s %s in %s %s", "", f.Severity, f.ID, f.Package, f.InstalledVersion), " ")
 			if f.FixedVersion != "" {
 				line += " (fixed in " + f.FixedVersion + ")"
@@ -113,7 +117,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 		return fmt.Errorf("the commit with a cloud key got %s, want blocked", v.Outcome)
 	}
 
-	tl.section("1. v1 is pushed: one Medium, which the gate lets through; promoted, stepped to 100%")
+	tl.section("1. v1 is pushed: one Medium, which the gate lets through; checked in staging, promoted, stepped to 100%")
 	_, _, v1, err := e.PushAndWait(ctx, Image{Version: "v1", Medium: true}, wait)
 	if err != nil {
 		return err
@@ -163,23 +167,25 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	if verdict.Outcome != events.OutcomeBlocked {
 		return fmt.Errorf("v3's verdict is %s, want blocked", verdict.Outcome)
 	}
-	// Once the deployer has handled every verdict, no promotion of v3 exists.
-	if err := e.waitConsumed(ctx, "deployer", wait); err != nil {
-		return err
-	}
-	if n := e.rec.count(func(s Seen) bool {
-		p, err := events.PromotionOf(s.Event)
-		if err != nil {
-			return false
-		}
-		o, err := events.ParseOCI(p.ArtifactID)
-		return err == nil && o.Digest == v3.Digest
-	}); n != 0 {
-		return fmt.Errorf("v3 was promoted despite its blocked verdict")
+	if err := e.neverPromoted(ctx, v3, wait); err != nil {
+		return fmt.Errorf("despite its blocked verdict: %w", err)
 	}
 	tl.printf("%-10s v3 never reached the router; %s still serves", "gate", e.work.stable.Version())
 
-	tl.section("4. The ledger: every event, tamper-evident")
+	tl.section("4. v4 renames a field its frontend reads (its spec still promises it): staging's contract test stops it before production")
+	v4, err := e.PushToStaging(ctx, Image{Version: "v4", PriceField: "cost"}, wait)
+	if err != nil {
+		return err
+	}
+	if v4.Image.Outcome != events.OutcomePass || v4.Stage.Outcome != events.OutcomeBlocked {
+		return fmt.Errorf("v4: image verdict %s, staging verdict %s (%s); want pass, then blocked", v4.Image.Outcome, v4.Stage.Outcome, v4.Stage.Reason)
+	}
+	if err := e.StoppedInStaging(ctx, v4, wait); err != nil {
+		return err
+	}
+	tl.printf("%-10s v4 stopped in staging, never promoted to the production canary; %s still serves", "gate", e.work.stable.Version())
+
+	tl.section("5. The ledger: every event, tamper-evident")
 	res, err := e.verifyLedger(ctx)
 	if err != nil {
 		return err

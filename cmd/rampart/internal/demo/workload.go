@@ -14,11 +14,11 @@ import (
 	deployer "github.com/rampartci/rampart/services/deployer/app"
 )
 
-// workload runs demo versions in the application's two slots: deploying an
-// artifact pulls its image config from the registry and starts a version
-// that behaves as the image's labels say.
+// workload runs demo versions in the application's two slots and its
+// staging stage: deploying an artifact pulls its image config from the
+// registry and starts a version that behaves as the image's labels say.
 type workload struct {
-	stable, canary *Slot
+	stable, canary, staging *Slot
 
 	mu       sync.Mutex
 	versions map[string]*version // by artifact, so a redeploy keeps its state
@@ -34,12 +34,19 @@ func newWorkload() (*workload, error) {
 		stable.Close()
 		return nil, err
 	}
-	return &workload{stable: stable, canary: canary, versions: map[string]*version{}}, nil
+	staging, err := NewSlot()
+	if err != nil {
+		stable.Close()
+		canary.Close()
+		return nil, err
+	}
+	return &workload{stable: stable, canary: canary, staging: staging, versions: map[string]*version{}}, nil
 }
 
 func (w *workload) close() {
 	w.stable.Close()
 	w.canary.Close()
+	w.staging.Close()
 }
 
 // Deploy implements the deployer's Workload.
@@ -53,6 +60,8 @@ func (w *workload) Deploy(ctx context.Context, _ policy.App, slot deployer.Slot,
 		w.stable.Run(v)
 	case deployer.SlotCanary:
 		w.canary.Run(v)
+	case deployer.StageSlot(Staging):
+		w.staging.Run(v)
 	default:
 		return fmt.Errorf("no slot %q", slot)
 	}
@@ -88,7 +97,7 @@ func (w *workload) version(ctx context.Context, artifact string) (*version, erro
 			return nil, fmt.Errorf("label %s=%q: %w", LabelFailRatio, s, err)
 		}
 	}
-	v := newVersion(labels[LabelVersion], ratio)
+	v := newVersion(labels[LabelVersion], ratio, labels[LabelPriceField])
 	w.versions[artifact] = v
 	return v, nil
 }

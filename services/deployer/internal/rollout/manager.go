@@ -66,6 +66,7 @@ type Options struct {
 // requests for each application's owner, and runs the owners.
 type Manager struct {
 	store   store
+	staged  *kv.Store[Staged]
 	kv      jetstream.KeyValue
 	bus     *bus.Bus
 	policy  *policy.Store
@@ -114,7 +115,7 @@ func NewManager(kv jetstream.KeyValue, b *bus.Bus, pol *policy.Store, routers ma
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
-		store: newStore(kv), kv: kv, bus: b, policy: pol, routers: routers, opts: opts,
+		store: newStore(kv), staged: newStaged(kv), kv: kv, bus: b, policy: pol, routers: routers, opts: opts,
 		log: logger, metrics: m, now: time.Now, attestations: attestations, ctx: ctx, cancel: cancel, owners: map[string]*owner{},
 	}, nil
 }
@@ -254,7 +255,7 @@ func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
 	if err != nil {
 		return nil, bus.Poison(err)
 	}
-	if s.TargetKind != "image" {
+	if s.TargetKind != "image" && s.TargetKind != verdictStage && s.TargetKind != verdictDAST {
 		return nil, nil
 	}
 	oci, err := events.ParseOCI(s.Target)
@@ -266,6 +267,9 @@ func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
 		m.log.Debug("verdict for an image no application delivers", "image", oci.RepositoryURL)
 		return nil, nil
 	}
+	if s.TargetKind != "image" {
+		return m.stageRequest(app, s, ev, received)
+	}
 	if s.Outcome == events.OutcomePass {
 		if err := m.checkAttestations(s, oci.Digest); err != nil {
 			m.metrics.verdictsRefused.WithLabelValues("attestation").Inc()
@@ -275,6 +279,11 @@ func (m *Manager) scanRequest(ev cloudevents.Event) (*Request, error) {
 	}
 	req := &Request{Kind: KindVerdict, ID: ev.ID(), App: app.Name, Received: received,
 		Candidate: &Candidate{Artifact: s.Target, ScanEventID: ev.ID(), ChainID: events.ChainID(ev)}}
+	if pre := app.PreProduction(); len(pre) > 0 && s.Outcome == events.OutcomePass {
+		// Staged: the candidate goes to its first stage, not the canary.
+		req.Kind, req.Stage = KindStage, pre[0].Name
+		return req, nil
+	}
 	if s.Outcome != events.OutcomePass {
 		// A blocked verdict for a candidate in flight (a re-scan after a
 		// vulnerability DB update) halts it.

@@ -9,6 +9,7 @@ type metrics struct {
 	verdictsRefused    *prometheus.CounterVec
 	duplicateAnomalies prometheus.Counter
 	reconcile          *prometheus.HistogramVec
+	stages             *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,9 +36,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Duration of an application owner's passes, by result: success, requeue, empty, error.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
 		}, []string{"result"}),
+		stages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_deployer_stage_candidates_total", Help: "Candidates in pre-production stages, by stage and what happened: deployed, passed, stopped.",
+		}, []string{"stage", "result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rollouts, m.weight, m.rollbackLatency, m.verdictsRefused, m.duplicateAnomalies, m.reconcile} {
+		for _, c := range []prometheus.Collector{m.rollouts, m.weight, m.rollbackLatency, m.verdictsRefused, m.duplicateAnomalies, m.reconcile, m.stages} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

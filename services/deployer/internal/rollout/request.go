@@ -26,6 +26,12 @@ const (
 	// KindLiveAnomaly: an anomaly on the live release; it returns to the
 	// previous clean release when there is one.
 	KindLiveAnomaly Kind = "live-anomaly"
+	// KindStage: a passing image verdict of an application with stages;
+	// its candidate is deployed to the first stage (Request.Stage).
+	KindStage Kind = "stage"
+	// KindStagePassed: a passing verdict of the stage Request.Stage; its
+	// candidate goes to the next stage, or to the production canary.
+	KindStagePassed Kind = "stage-passed"
 	// The operator's actions on one rollout.
 	KindPause   = Kind(adminapi.ActionPause)
 	KindResume  = Kind(adminapi.ActionResume)
@@ -47,6 +53,8 @@ type Request struct {
 	Candidate *Candidate      `json:"candidate,omitempty"`
 	Anomaly   *events.Anomaly `json:"anomaly,omitempty"`
 	Reason    string          `json:"reason,omitempty"`
+	// Stage is the pre-production stage of KindStage and KindStagePassed.
+	Stage string `json:"stage,omitempty"`
 	// Received is when the deployer got it; the rollback latency is
 	// measured from it.
 	Received time.Time `json:"received"`
@@ -85,6 +93,10 @@ func (o *owner) apply(ctx context.Context, req Request) (*Rollout, error) {
 		return nil, o.abort(ctx, *req.Anomaly, req.ID, req.Received)
 	case KindLiveAnomaly:
 		return nil, o.rollbackLive(ctx, *req.Anomaly, req.ID, req.Received)
+	case KindStage:
+		return nil, o.toStage(ctx, *req.Candidate, req.Stage)
+	case KindStagePassed:
+		return nil, o.stagePassed(ctx, *req.Candidate, req.Stage)
 	}
 
 	// An operator's action on the active rollout.

@@ -579,6 +579,15 @@ func TestLiveAnomalyRollsBackToPreviousCleanRelease(t *testing.T) {
 	h.waitPhase(rolloutID("shop", "scan-1"), PhaseCompleted)
 	h.verdict("scan-2", 2, events.OutcomePass, true)
 	h.waitPhase(rolloutID("shop", "scan-2"), PhaseCompleted)
+	// The rollout is recorded complete before the finish step records its
+	// release: an anomaly about release 2 before that is about no live
+	// release, and rightly changes nothing.
+	h.waitFor("release 2 live", func() error {
+		if l := h.app("shop").Live(); l == nil || l.Artifact != artifact(t, 2) {
+			return fmt.Errorf("live is %+v", l)
+		}
+		return nil
+	})
 
 	h.anomaly("cve-on-2", events.TargetRelease, "", 2)
 	h.waitFor("rollback to release 1", func() error {

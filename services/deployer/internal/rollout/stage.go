@@ -1,0 +1,146 @@
+package rollout
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/kv"
+)
+
+// Target kinds of the verdicts about a stage (the scanner's stagecheck).
+const (
+	// verdictStage: the scanner's checks of a candidate in a stage; a pass
+	// lets the candidate go on.
+	verdictStage = "stage"
+	// verdictDAST: a DAST report uploaded about a stage; it can stop a
+	// candidate, never promote one.
+	verdictDAST = "dast"
+)
+
+// StageSlot is the slot of a pre-production stage: a Workload deploys the
+// candidate there before the stage's checks run.
+func StageSlot(stage string) Slot { return Slot("stage:" + stage) }
+
+// Staged is what runs in one pre-production stage of an application: the
+// last candidate deployed there. A stage verdict about any other artifact
+// is stale (a newer candidate took the stage) and promotes nothing.
+type Staged struct {
+	App       string    `json:"app"`
+	Stage     string    `json:"stage"`
+	Artifact  string    `json:"artifact"`
+	VerdictID string    `json:"verdictId"` // the verdict that admitted it
+	EventID   string    `json:"eventId"`   // its stage deployment event
+	At        time.Time `json:"at"`
+}
+
+func stageKey(app, stage string) string { return "stage." + app + "." + stage }
+
+func newStaged(b jetstream.KeyValue) *kv.Store[Staged] { return kv.New[Staged](b) }
+
+// stageRequest turns a verdict about a candidate in a stage into a request
+// for the application's owner: a passing stage verdict sends the candidate
+// on (KindStagePassed); a blocking one, or a blocking uploaded report,
+// stops it (KindBlocked: should it have gone on already, its rollout in
+// flight is halted). A passing uploaded report promotes nothing.
+func (m *Manager) stageRequest(app policy.App, s events.Scan, ev cloudevents.Event, received time.Time) (*Request, error) {
+	log := m.log.With("app", app.Name, "environment", s.Environment, "artifact", s.Target)
+	stage, ok := app.StageForEnvironment(s.Environment)
+	if !ok {
+		log.Warn("verdict about an environment that is no stage of the application; ignored")
+		return nil, nil
+	}
+	c := &Candidate{Artifact: s.Target, ScanEventID: ev.ID(), ChainID: events.ChainID(ev)}
+	switch {
+	case s.Outcome != events.OutcomePass:
+		m.metrics.stages.WithLabelValues(stage.Name, "stopped").Inc()
+		log.Info("candidate stopped in its stage", "stage", stage.Name, "outcome", s.Outcome, "reason", s.Reason)
+		return &Request{Kind: KindBlocked, ID: ev.ID(), App: app.Name, Received: received, Candidate: c,
+			Reason: "stage " + stage.Name + " verdict " + s.Outcome + ": " + s.Reason}, nil
+	case s.TargetKind != verdictStage:
+		return nil, nil
+	}
+	return &Request{Kind: KindStagePassed, ID: ev.ID(), App: app.Name, Stage: stage.Name, Received: received, Candidate: c}, nil
+}
+
+// toStage deploys a candidate to a pre-production stage and announces it
+// (environment.modified): the scanner checks it there. The candidate is
+// recorded as the stage's before it is announced, so its verdict always
+// finds it. Everything here is repeatable: a request applied again deploys
+// the same artifact again and announces the same event id, which the bus
+// keeps once.
+func (o *owner) toStage(ctx context.Context, c Candidate, stageName string) error {
+	app, err := o.policyApp()
+	if err != nil {
+		return err
+	}
+	stage, ok := app.Stage(stageName)
+	if !ok {
+		o.log.Warn("candidate for a stage the policy no longer has; dropped", "stage", stageName, "artifact", c.Artifact)
+		return nil
+	}
+	if o.m.opts.Workload != nil {
+		if err := o.m.opts.Workload.Deploy(ctx, app, StageSlot(stage.Name), c.Artifact); err != nil {
+			return fmt.Errorf("deploy %s to stage %s: %w", c.Artifact, stage.Name, err)
+		}
+	}
+	sum := sha256.Sum256([]byte(c.ScanEventID + "\x00" + stage.Name))
+	id := "stage:" + app.Name + "-" + hex.EncodeToString(sum[:6])
+	rec := Staged{App: app.Name, Stage: stage.Name, Artifact: c.Artifact, VerdictID: c.ScanEventID, EventID: id, At: o.m.now().UTC()}
+	if _, _, err := o.m.staged.Update(ctx, stageKey(app.Name, stage.Name), func(s *Staged, _ bool) (bool, error) {
+		if s.EventID == id {
+			return false, nil // recorded before this request was applied again
+		}
+		*s = rec
+		return true, nil
+	}); err != nil {
+		return fmt.Errorf("record stage %s: %w", stage.Name, err)
+	}
+	ev, err := events.NewStageDeployed(events.Meta{ID: id, Source: Source, Time: o.m.now(), ChainID: c.ChainID, CausedBy: c.ScanEventID, App: app.Name},
+		events.StageDeployment{App: app.Name, Stage: stage.Name, Environment: stage.Environment, ArtifactID: c.Artifact, URL: stage.URL, VerdictID: c.ScanEventID})
+	if err != nil {
+		return err
+	}
+	if _, err := o.m.bus.Publish(ctx, ev); err != nil {
+		return fmt.Errorf("announce stage %s: %w", stage.Name, err)
+	}
+	o.m.metrics.stages.WithLabelValues(stage.Name, "deployed").Inc()
+	o.log.Info("candidate deployed to a stage; its checks decide what follows", "stage", stage.Name, "artifact", c.Artifact)
+	return nil
+}
+
+// stagePassed sends a candidate that passed a stage on: to the next stage,
+// or after the last to the production canary, as a passing image verdict
+// does for an application without stages (the rollout id derives from the
+// stage's verdict, which the promotion names as its cause). A verdict
+// about a candidate the stage no longer runs is stale and does nothing.
+func (o *owner) stagePassed(ctx context.Context, c Candidate, stageName string) error {
+	e, err := o.m.staged.Get(ctx, stageKey(o.app, stageName))
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+		o.log.Warn("passing verdict for a stage that runs nothing; ignored", "stage", stageName, "artifact", c.Artifact)
+		return nil
+	case err != nil:
+		return err
+	case e.Value.Artifact != c.Artifact:
+		o.log.Info("passing verdict for a candidate no longer in its stage; ignored", "stage", stageName, "artifact", c.Artifact, "stage_runs", e.Value.Artifact)
+		return nil
+	}
+	o.m.metrics.stages.WithLabelValues(stageName, "passed").Inc()
+	app, err := o.policyApp()
+	if err != nil {
+		return err
+	}
+	if next, ok := app.Next(stageName); ok {
+		return o.toStage(ctx, c, next.Name)
+	}
+	return o.offer(ctx, c)
+}
