@@ -419,3 +419,46 @@ func TestGatePolicyReachesTheDeployer(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleReachesLedgerAndNotifier checks the deployer's console is told
+// where the ledger and the notifier serve, and that the network policies
+// open exactly that path: the deployer out to their pods, their pods in
+// from the deployer only.
+func TestConsoleReachesLedgerAndNotifier(t *testing.T) {
+	objs := render(t)
+	pod := into[appsv1.Deployment](t, find(t, objs, "Deployment", fullname+"-deployer").Object).Spec.Template.Spec
+	for env, want := range map[string]string{"RAMPART_LEDGER_URL": "http://" + fullname + "-ledger:8080", "RAMPART_NOTIFIER_URL": "http://" + fullname + "-notifier:8080"} {
+		if got := envValue(pod.Containers[0].Env, env); got != want {
+			t.Errorf("%s = %q, want %q", env, got, want)
+		}
+	}
+	labels := func(component string) map[string]string {
+		return podTemplate(t, find(t, objs, "Deployment", fullname+"-"+component)).Labels
+	}
+	deployer := into[networkingv1.NetworkPolicy](t, find(t, objs, "NetworkPolicy", fullname+"-deployer").Object)
+	for _, peer := range []string{"ledger", "notifier"} {
+		out := false
+		for _, r := range deployer.Spec.Egress {
+			for _, to := range r.To {
+				if to.PodSelector != nil && selects(to.PodSelector.MatchLabels, labels(peer)) && len(r.Ports) == 1 && r.Ports[0].Port.IntValue() == 8080 {
+					out = true
+				}
+			}
+		}
+		in := false
+		np := into[networkingv1.NetworkPolicy](t, find(t, objs, "NetworkPolicy", fullname+"-"+peer).Object)
+		for _, r := range np.Spec.Ingress {
+			for _, from := range r.From {
+				if from.PodSelector != nil && selects(from.PodSelector.MatchLabels, labels("deployer")) {
+					in = true
+				}
+				if from.PodSelector != nil && selects(from.PodSelector.MatchLabels, labels("scanner")) {
+					t.Errorf("%s takes ingress from the scanner", peer)
+				}
+			}
+		}
+		if !out || !in {
+			t.Errorf("deployer → %s: egress %v, ingress %v; want both", peer, out, in)
+		}
+	}
+}
