@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -174,6 +176,13 @@ func (l *Ledger) serveEntries(w http.ResponseWriter, r *http.Request) {
 // that tests can read small ledgers in one pass too.
 var minStreamedPage int64 = 32
 
+// readRangeTimeout bounds the one-pass read of a page: should LEDGER not
+// hold the message a page ends at (the stream and the ledger's count of its
+// own messages disagree, as after a lost node), the ordered consumer would
+// wait for it; the page is then read entry by entry, which names what is
+// missing.
+const readRangeTimeout = 3 * time.Second
+
 // readRange reads entries [from, end) from LEDGER in one pass, skipping the
 // messages that are not entries. It returns false when LEDGER does not hold
 // every one of them (deleted messages); writeEntries then names the first
@@ -185,7 +194,9 @@ func (l *Ledger) readRange(r *http.Request, from, end int64) ([]client.Entry, bo
 	first, last := seqOf(skipped, uint64(from)), seqOf(skipped, uint64(end-1))
 	out := make([]client.Entry, 0, end-from)
 	i := from
-	_, err := streams.ReadTo(r.Context(), l.js, streams.EntriesStream, first, last, func(seq uint64, msg jetstream.Msg) error {
+	ctx, cancel := context.WithTimeout(r.Context(), readRangeTimeout)
+	defer cancel()
+	_, err := streams.ReadTo(ctx, l.js, streams.EntriesStream, first, last, func(seq uint64, msg jetstream.Msg) error {
 		if _, skip := slices.BinarySearch(skipped, seq); skip {
 			return nil
 		}
