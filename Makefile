@@ -28,7 +28,7 @@ build: ## Build the rampart CLI and every service binary into bin/
 		$(GO) build -o $(BIN)/$$svc ./services/$$svc/cmd/$$svc || exit 1; done
 
 .PHONY: tools
-tools: ## Build kube-apiserver, etcd and helm for the cluster tests into bin/tools (or $$RAMPART_TOOLS), once
+tools: ## Build kube-apiserver, etcd, helm and otelcol for the cluster and trace tests into bin/tools (or $$RAMPART_TOOLS), once
 	scripts/tools.sh
 
 .PHONY: test

@@ -87,6 +87,15 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 		}
 	}()
 
+	stopTracing, err := startTracing(ctx, opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	if stopTracing != nil {
+		// Pushed first so it runs last: the components' final spans are flushed.
+		h.push("tracing", stopTracing)
+	}
+
 	var checks []namedCheck
 	if !opts.Bootstrap.IsZero() {
 		if err := h.bootstrap(ctx, opts.Bootstrap); err != nil {
@@ -103,7 +112,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), bus.Collector())
 	mux := http.NewServeMux()
 	for _, c := range comps {
 		b := shared

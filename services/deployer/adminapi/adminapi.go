@@ -64,6 +64,9 @@ type Rollout struct {
 	CreatedAt      time.Time       `json:"createdAt"`
 	UpdatedAt      time.Time       `json:"updatedAt"`
 	FinishedAt     time.Time       `json:"finishedAt,omitzero"`
+	// TraceParent is the W3C traceparent of the delivery of the verdict
+	// the rollout came from: its events are published in that trace.
+	TraceParent string `json:"traceParent,omitempty"`
 }
 
 // Action is what an operator asks of a rollout.
