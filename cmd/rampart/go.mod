@@ -14,6 +14,7 @@ require (
 	github.com/rampartci/rampart/services/notifier v0.0.0
 	github.com/rampartci/rampart/services/scanner v0.0.0
 	github.com/rampartci/rampart/services/watcher v0.0.0
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
@@ -384,7 +385,6 @@ require (
 	sigs.k8s.io/kustomize/kyaml v0.21.1 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
-	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
 require (

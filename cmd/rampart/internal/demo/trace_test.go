@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
@@ -198,30 +197,7 @@ func TestReleaseIsOneTrace(t *testing.T) {
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // ms: spans reach the collector while the test waits
 
 	e := startEnv(t, time.Hour, 200)
-	v1 := e.release(t, "v1", 0)
-	if err := e.PromoteThrough(t.Context(), v1, 4, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	a := e.release(t, "v2", 0)
-	if err := e.WaitStep(t.Context(), a, 0, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Promote(t.Context(), a.RolloutID); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.WaitStep(t.Context(), a, 1, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Inject(t.Context(), Fail5xx, ""); err != nil {
-		t.Fatal(err)
-	}
-	end, err := e.WaitEnd(t.Context(), a, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := events.RollbackOf(end.Event); err != nil {
-		t.Fatalf("rollout %s did not roll back: %v", a.RolloutID, err)
-	}
+	a := rollBack(t, e, Fail5xx)
 
 	const root = "POST /hooks/registry"
 	// Each event of the release, by the id its publish span records, and
