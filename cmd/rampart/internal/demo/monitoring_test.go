@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,16 +53,7 @@ func rollBack(t *testing.T, e *Env, f Failure) Approved {
 	if _, err := events.RollbackOf(end.Event); err != nil {
 		t.Fatalf("rollout %s did not roll back: %v", a.RolloutID, err)
 	}
-	if err := waitUntil(t.Context(), 20*time.Second, "a page for "+a.RolloutID, func() bool {
-		for _, p := range e.pager.pages() {
-			if p["dedup_key"] == a.RolloutID {
-				return true
-			}
-		}
-		return false
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.waitPage(t, a.RolloutID)
 	return a
 }
 
@@ -103,35 +92,9 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", out.String())
-		}
-	})
 	promURL := "http://" + addr
-	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("prometheus exited: %v\n%s", err, out.String())
-		default:
-		}
+	runTool(t, bin, []string{"--config.file=" + cfgFile, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr, "--log.level=warn"}, func() error {
 		resp, err := http.Get(promURL + "/-/ready")
 		if err != nil {
 			return err

@@ -2,16 +2,13 @@ package demo
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,33 +57,7 @@ service:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "--config=file:"+cfgFile)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start collector: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("collector output:\n%s", out.String())
-		}
-	})
-	natstest.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("collector exited: %v\n%s", err, out.String())
-		default:
-		}
+	runTool(t, bin, []string{"--config=file:" + cfgFile}, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			return err
