@@ -29,14 +29,7 @@ const monitoringDir = "../../../../deploy/helm/rampart/files"
 // It returns v2's rollout.
 func rollBack(t *testing.T, e *Env, f Failure) Approved {
 	t.Helper()
-	v1 := e.release(t, "v1", 0)
-	if err := e.PromoteThrough(t.Context(), v1, 4, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	a := e.release(t, "v2", 0)
-	if err := e.WaitStep(t.Context(), a, 0, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	a := e.canary(t)
 	if err := e.Promote(t.Context(), a.RolloutID); err != nil {
 		t.Fatal(err)
 	}
