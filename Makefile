@@ -35,7 +35,7 @@ images: ## Build the OCI images of the CLI and the services into bin/images (PUS
 	$(GO) run ./deploy/images -bin $(BIN)/linux -out $(BIN)/images -tag $(TAG) -revision $$(git rev-parse HEAD) $(if $(PUSH),-push $(PUSH))
 
 .PHONY: tools
-tools: ## Build kube-apiserver, etcd and helm for the cluster tests into bin/tools (or $$RAMPART_TOOLS), once
+tools: ## Build kube-apiserver, etcd, helm and otelcol for the cluster and trace tests into bin/tools (or $$RAMPART_TOOLS), once
 	scripts/tools.sh
 
 .PHONY: test

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the tools the cluster tests need into one directory, once:
+# Builds the tools the cluster and trace tests need into one directory, once:
 # kube-apiserver and etcd from tools/kube (k8s.io/kubernetes pinned there, its
-# own module, outside go.work) and helm from the Go module proxy.
+# own module, outside go.work), helm from the Go module proxy and the
+# OpenTelemetry Collector from tools/otelcol.
 #
 #   scripts/tools.sh [DIR]    DIR defaults to $RAMPART_TOOLS, else bin/tools
 #
@@ -49,4 +50,17 @@ else
 	GOBIN="$dir" nice -n 19 go install -trimpath -ldflags='-s -w' "helm.sh/helm/v4/cmd/helm@$helm_version"
 	echo "$helm_version" >"$dir/.helm.stamp"
 	echo "tools: helm installed in $((SECONDS - start))s"
+fi
+
+# The OpenTelemetry Collector of the trace test (tools/otelcol: the OTLP
+# receiver and the file exporter, every collector module at one release).
+otelcol=$(cat "$root/tools/otelcol/go.mod" "$root/tools/otelcol/go.sum" "$root/tools/otelcol/main.go" | sha256sum | cut -d' ' -f1)
+if fresh .otelcol.stamp "$otelcol" otelcol; then
+	echo "tools: otelcol is built ($dir)"
+else
+	echo "tools: building otelcol into $dir"
+	start=$SECONDS
+	(cd "$root/tools/otelcol" && nice -n 19 go build -trimpath -ldflags='-s -w' -o "$dir/otelcol" .)
+	echo "$otelcol" >"$dir/.otelcol.stamp"
+	echo "tools: otelcol built in $((SECONDS - start))s"
 fi

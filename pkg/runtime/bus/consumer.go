@@ -248,6 +248,7 @@ func (b *Bus) ConsumeRaw(ctx context.Context, opts ConsumerOptions, h RawHandler
 			return
 		}
 		b.settle(hctx, log, opts, msg, meta, h(hctx, msg, meta))
+		consumerPending.WithLabelValues(opts.Durable).Set(float64(meta.NumPending))
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, nats.ErrConnectionClosed) {
 			log.Warn("consume", "err", err)

@@ -44,8 +44,13 @@ func (b *Bus) Publish(ctx context.Context, ev cloudevents.Event) (*jetstream.Pub
 
 // PublishTo validates ev and publishes it on subject in binary mode. The
 // message id is the event id, so JetStream drops a repeat within its duplicate
-// window; the traceparent extension carries the current span.
+// window; the traceparent extension carries the current span. Without a span
+// in ctx, an event that already names a traceparent (set by work done later
+// on behalf of a release, see TraceParent) is published in that trace.
 func (b *Bus) PublishTo(ctx context.Context, subject string, ev cloudevents.Event) (*jetstream.PubAck, error) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = ExtractTrace(ctx, ev)
+	}
 	ctx, span := b.tracer.Start(ctx, "publish "+events.KindOf(ev.Type()), trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.destination.name", subject), attribute.String("cloudevents.event_id", ev.ID()),
 			attribute.String("cloudevents.event_type", ev.Type())))
@@ -84,6 +89,22 @@ func InjectTrace(ctx context.Context, ev *cloudevents.Event) {
 		if ts := carrier.Get(extTraceState); ts != "" {
 			ev.SetExtension(extTraceState, ts)
 		}
+	}
+}
+
+// TraceParent is the W3C traceparent of the span in ctx, "" without one: what
+// work that outlives a delivery keeps, to publish its events later in the
+// delivery's trace (SetTraceParent).
+func TraceParent(ctx context.Context) string {
+	carrier := propagation.MapCarrier{}
+	traceContext.Inject(ctx, carrier)
+	return carrier.Get(extTraceParent)
+}
+
+// SetTraceParent sets ev's traceparent extension to tp, when tp is set.
+func SetTraceParent(ev *cloudevents.Event, tp string) {
+	if tp != "" {
+		ev.SetExtension(extTraceParent, tp)
 	}
 }
 

@@ -37,6 +37,9 @@ type Options struct {
 	Bootstrap natsauth.Identity
 	// HTTPAddr is where /healthz, /readyz, /metrics and the routes are served.
 	HTTPAddr string
+	// Starting, when set, is told what Start waits for next (the stream, a
+	// connection, a component), so a command can say why it is not up yet.
+	Starting func(what string)
 	// Stream configures the RAMPART stream.
 	Stream bus.StreamOptions
 	// ShutdownTimeout bounds a graceful shutdown.

@@ -92,8 +92,18 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 		}
 	}()
 
+	stopTracing, err := startTracing(ctx, opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	if stopTracing != nil {
+		// Pushed first so it runs last: the components' final spans are flushed.
+		h.push("tracing", stopTracing)
+	}
+
 	var checks []namedCheck
 	if !opts.Bootstrap.IsZero() {
+		opts.starting("the " + bus.StreamName + " stream")
 		if err := h.bootstrap(ctx, opts.Bootstrap); err != nil {
 			return nil, err
 		}
@@ -102,13 +112,14 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 	// own identity; each is a readiness check of its own.
 	var shared *bus.Bus
 	if len(opts.Identities) == 0 {
+		opts.starting("NATS at " + opts.NATSURL)
 		if shared, err = h.connect(ctx, opts.Name, opts.NATS, "nats", &checks); err != nil {
 			return nil, err
 		}
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), bus.Collector())
 	mux := http.NewServeMux()
 	for _, c := range comps {
 		b := shared
@@ -117,11 +128,13 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 			if !ok {
 				return nil, fmt.Errorf("start %s: no NATS identity for it among the host's identities", c.Name())
 			}
+			opts.starting("NATS for " + c.Name())
 			if b, err = h.connect(ctx, opts.Name+"-"+c.Name(), id, "nats "+c.Name(), &checks); err != nil {
 				return nil, fmt.Errorf("start %s: %w", c.Name(), err)
 			}
 		}
 		deps := Deps{Bus: b, Registerer: reg, Logger: logger.With("service", c.Name()), Stopping: stopping}
+		opts.starting(c.Name())
 		if err := c.Start(ctx, deps); err != nil {
 			return nil, fmt.Errorf("start %s: %w", c.Name(), err)
 		}
@@ -273,6 +286,13 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	}
 	h.cleanups = nil
 	return errors.Join(errs...)
+}
+
+// starting tells opts.Starting what Start waits for next.
+func (o Options) starting(what string) {
+	if o.Starting != nil {
+		o.Starting(what)
+	}
 }
 
 func (h *Host) push(name string, fn func(ctx context.Context) error) {

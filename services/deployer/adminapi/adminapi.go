@@ -69,6 +69,9 @@ type Rollout struct {
 	// workload); the wait for the slot to serve it counts from there.
 	CanaryDeployedAt time.Time `json:"canaryDeployedAt,omitzero"`
 	StableDeployedAt time.Time `json:"stableDeployedAt,omitzero"`
+	// TraceParent is the W3C traceparent of the delivery of the verdict
+	// the rollout came from: its events are published in that trace.
+	TraceParent string `json:"traceParent,omitempty"`
 }
 
 // Action is what an operator asks of a rollout.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rampartci/rampart/cmd/rampart/internal/progress"
 	"github.com/rampartci/rampart/cmd/rampart/internal/replay"
 	"github.com/rampartci/rampart/pkg/events"
 )
@@ -111,7 +112,10 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	bar := progress.New(e.stderr, "replay", "events", 0) // nil, drawing nothing, unless stderr is a terminal
+	o.Progress = func(read, total uint64) { bar.Set(int64(read), int64(total)) }
 	st, err := replay.Run(ctx, nc, src, o)
+	bar.Done()
 	if err != nil {
 		return err
 	}

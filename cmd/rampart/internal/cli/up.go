@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/mesh"
+	"github.com/rampartci/rampart/cmd/rampart/internal/progress"
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/embedded"
+	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/service"
 )
 
@@ -78,7 +80,13 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
 	start := time.Now()
+	// On a terminal, what the start waits for: the embedded server, then
+	// the stream, each service's connection and each service.
+	bar := progress.New(e.stderr, "rampart up", "steps", int64(2+2*len(natsauth.Services())))
+	bar.Step("NATS, keys and certificates")
+	opts.Service.Starting = bar.Step
 	m, err := mesh.Start(ctx, opts, logger)
+	bar.Done()
 	if err != nil {
 		return err
 	}

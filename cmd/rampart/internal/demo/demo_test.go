@@ -63,6 +63,21 @@ func (e *Env) canary(t *testing.T) Approved {
 	return a
 }
 
+// waitPage waits for on-call to be paged about rollout.
+func (e *Env) waitPage(t *testing.T, rollout string) {
+	t.Helper()
+	if err := waitUntil(t.Context(), 20*time.Second, "a page for "+rollout, func() bool {
+		for _, p := range e.pager.pages() {
+			if p["dedup_key"] == rollout {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Each fault, injected into the canary at a different step, is detected and
 // rolled back, with traffic back on the stable version and on-call paged.
 func TestInjectedFailuresAreRolledBack(t *testing.T) {
@@ -113,16 +128,7 @@ func TestInjectedFailuresAreRolledBack(t *testing.T) {
 			if e.work.stable.Version() != "v1" {
 				t.Fatalf("stable slot runs %q", e.work.stable.Version())
 			}
-			if err := waitUntil(t.Context(), 20*time.Second, "a page for "+a.RolloutID, func() bool {
-				for _, p := range e.pager.pages() {
-					if p["dedup_key"] == a.RolloutID {
-						return true
-					}
-				}
-				return false
-			}); err != nil {
-				t.Fatal(err)
-			}
+			e.waitPage(t, a.RolloutID)
 		})
 	}
 }

@@ -64,9 +64,12 @@ type Options struct {
 	DryRun bool
 	Visit  func(jetstream.Msg) error
 	// Notice, when set, is told what the operator should know as it
-	// happens: a message skipped and why, progress, copies that no stream
+	// happens: a message skipped and why, copies that no stream
 	// keeps.
 	Notice func(string)
+	// Progress, when set, is told after each message read how many of the
+	// window's messages were read and how many there are at most.
+	Progress func(read, total uint64)
 }
 
 // Stats is what a replay did.

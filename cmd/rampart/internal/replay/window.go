@@ -3,7 +3,6 @@ package replay
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -34,9 +33,8 @@ func readWindow(ctx context.Context, s jetstream.Stream, o Options, last uint64,
 	if ci == nil || ci.NumPending == 0 {
 		return nil
 	}
-	total := ci.NumPending // an upper bound: Until may stop earlier
-	nextProgress := time.Now().Add(time.Second)
 	var prev uint64 // sequence of the last message handled
+	var read uint64 // messages of the window read so far
 	for {
 		nctx, cancel := context.WithTimeout(ctx, idle)
 		msg, err := it.Next(jetstream.NextContext(nctx))
@@ -62,12 +60,12 @@ func readWindow(ctx context.Context, s jetstream.Stream, o Options, last uint64,
 		if err := replayOne(ctx, o, msg, meta, st, sk); err != nil {
 			return err
 		}
+		read++
+		if o.Progress != nil {
+			o.Progress(read, read+meta.NumPending) // Until may stop earlier
+		}
 		if seq == last || meta.NumPending == 0 {
 			return nil
-		}
-		if now := time.Now(); now.After(nextProgress) {
-			nextProgress = now.Add(time.Second)
-			o.Notice(fmt.Sprintf("%d events, at #%d of #%d (at most %d to go)", st.Events, seq, last, min(meta.NumPending, total)))
 		}
 	}
 }

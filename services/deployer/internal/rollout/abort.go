@@ -57,7 +57,7 @@ func (o *owner) publishRollback(ctx context.Context, r *Rollout) error {
 		RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: returnTo, From: r.Artifact,
 		TrafficAtAbort: r.TrafficAtAbort, Trigger: trigger, AnomalyID: r.AnomalyID,
 	})
-	return o.announce(ctx, ev, err)
+	return o.announce(ctx, r, ev, err)
 }
 
 // rollbackLive handles an anomaly against the live release (a new Critical
@@ -126,5 +126,5 @@ func (o *owner) rollbackLive(ctx context.Context, a events.Anomaly, anomalyID st
 		RolloutID: live.RolloutID, App: o.app, Environment: app.Environment, ArtifactID: target.Artifact,
 		From: live.Artifact, TrafficAtAbort: 100, Trigger: a, AnomalyID: anomalyID,
 	})
-	return o.announce(ctx, ev, err)
+	return o.announce(ctx, r, ev, err)
 }

@@ -230,6 +230,9 @@ func (m *Manager) Handle(ctx context.Context, d bus.Delivery) error {
 	if err != nil || req == nil {
 		return err
 	}
+	if req.Candidate != nil {
+		req.Candidate.TraceParent = bus.TraceParent(ctx)
+	}
 	_, err = m.submit(ctx, *req)
 	if errors.Is(err, errForwarded) {
 		return nil

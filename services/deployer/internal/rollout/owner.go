@@ -205,7 +205,7 @@ func (o *owner) restore(ctx context.Context) error {
 		return err
 	}
 	ev, err := o.stepEvent(&r.Value)
-	return o.announce(ctx, ev, err)
+	return o.announce(ctx, &r.Value, ev, err)
 }
 
 // remember keeps e as the application record last seen here.

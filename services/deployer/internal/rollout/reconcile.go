@@ -12,6 +12,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/kv"
 )
 
@@ -265,7 +266,7 @@ func (o *owner) stepFinish(ctx context.Context, p *pass) (result, error) {
 		ev, err := events.NewReleaseCompleted(o.m.meta(r, "release:"+r.ID, stepEventID(r, len(r.Steps)-1)), events.Release{
 			RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact, Previous: r.Stable,
 		})
-		if err := o.announce(ctx, ev, err); err != nil {
+		if err := o.announce(ctx, r, ev, err); err != nil {
 			return resultEmpty, err
 		}
 	} else {
@@ -332,7 +333,7 @@ func (o *owner) begin(ctx context.Context, c Candidate) error {
 	}
 	now := o.m.now().UTC()
 	r := Rollout{
-		ID: id, App: app.Name, Environment: app.Environment, Artifact: c.Artifact, ChainID: c.ChainID,
+		ID: id, App: app.Name, Environment: app.Environment, Artifact: c.Artifact, ChainID: c.ChainID, TraceParent: c.TraceParent,
 		ScanEventID: c.ScanEventID, Steps: app.Canary.Steps, Pause: app.Canary.Pause, Step: -1,
 		Phase: PhaseProgressing, CreatedAt: now, UpdatedAt: now,
 	}
@@ -513,7 +514,7 @@ func (o *owner) publishPromote(ctx context.Context, r *Rollout) error {
 		RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact,
 		Previous: r.Stable, Steps: r.Steps, ScanID: r.ScanEventID,
 	})
-	return o.announce(ctx, ev, err)
+	return o.announce(ctx, r, ev, err)
 }
 
 // stepEvent is the announcement of r's current step.
@@ -522,18 +523,21 @@ func (o *owner) stepEvent(r *Rollout) (cloudevents.Event, error) {
 	if r.Step > 0 {
 		cause = stepEventID(r, r.Step-1)
 	}
-	return events.NewCanaryStepped(o.m.meta(r, stepEventID(r, r.Step), cause), events.CanaryStep{
+	ev, err := events.NewCanaryStepped(o.m.meta(r, stepEventID(r, r.Step), cause), events.CanaryStep{
 		RolloutID: r.ID, App: r.App, Environment: r.Environment, ArtifactID: r.Artifact,
 		Stable: r.Stable, Step: r.Step, Weight: r.Weight,
 	})
+	bus.SetTraceParent(&ev, r.TraceParent)
+	return ev, err
 }
 
-// announce publishes ev, an event just built; err is the error of building
-// it.
-func (o *owner) announce(ctx context.Context, ev cloudevents.Event, err error) error {
+// announce publishes ev, an event about r just built, in r's trace; err is
+// the error of building it.
+func (o *owner) announce(ctx context.Context, r *Rollout, ev cloudevents.Event, err error) error {
 	if err != nil {
 		return err
 	}
+	bus.SetTraceParent(&ev, r.TraceParent)
 	_, err = o.m.bus.Publish(ctx, ev)
 	return err
 }

@@ -59,6 +59,9 @@ type Candidate struct {
 	Artifact    string `json:"artifact"`
 	ScanEventID string `json:"scanEventId"`
 	ChainID     string `json:"chainId,omitempty"`
+	// TraceParent is the span of the verdict's delivery: the rollout
+	// continues its trace.
+	TraceParent string `json:"traceParent,omitempty"`
 }
 
 // AppState is what the deployer knows of one application.

@@ -139,8 +139,9 @@ func New(cfg Config, pub Publisher, reg prometheus.Registerer, logger *slog.Logg
 
 // Routes registers POST /hooks/registry and POST /hooks/git.
 func (h *Handler) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /hooks/registry", h.serveRegistry)
-	mux.HandleFunc("POST /hooks/git", h.serveGit)
+	// Each push starts a release's trace: its events carry the span.
+	mux.Handle("POST /hooks/registry", webhook.Traced("POST /hooks/registry", h.serveRegistry))
+	mux.Handle("POST /hooks/git", webhook.Traced("POST /hooks/git", h.serveGit))
 }
 
 // problem is a failed request: its status and the reason sent back.

@@ -53,6 +53,9 @@ func (p *Publisher) Publish(ctx context.Context, id string, c *live.Canary, a ev
 	if err != nil {
 		return fmt.Errorf("build anomaly %s: %w", id, err)
 	}
+	if c != nil {
+		bus.SetTraceParent(&ev, c.TraceParent) // when ctx has no span of its own
+	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := p.bus.Publish(pctx, ev); err != nil {

@@ -32,6 +32,9 @@ type Canary struct {
 	ChainID     string
 	// StepEventID is the canary-step event: what an anomaly is caused by.
 	StepEventID string
+	// TraceParent is the step event's traceparent: an anomaly found in
+	// the step is published in the release's trace.
+	TraceParent string
 	// Since is when the step began (the step event's time): the start of
 	// the analysis window.
 	Since time.Time
@@ -139,6 +142,7 @@ func (s *Set) step(ev cloudevents.Event, st events.CanaryStep, seq uint64) (Chan
 		Digest: DigestOf(st.ArtifactID), Stable: st.Stable, Step: st.Step, Weight: st.Weight,
 		ChainID: events.ChainID(ev), StepEventID: ev.ID(), Since: ev.Time(),
 	}
+	c.TraceParent, _ = ev.Extensions()["traceparent"].(string)
 	s.canaries[st.App] = c
 	return Started, c, nil
 }
