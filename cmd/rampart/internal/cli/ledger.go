@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/eventline"
+	"github.com/rampartci/rampart/cmd/rampart/internal/progress"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
@@ -93,12 +93,10 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	opts := client.VerifyOptions{AllSignatures: *allSigs}
-	prog := newProgress(e.stderr, time.Now)
-	if prog != nil {
-		opts.Progress = prog.update
-	}
+	bar := progress.New(e.stderr, "verifying the ledger", "entries", 0) // nil, doing nothing, off a terminal
+	opts.Progress = bar.Set
 	res, err := c.VerifyWith(ctx, v, opts)
-	prog.done()
+	bar.Done()
 	var verr *verify.Error
 	if errors.As(err, &verr) {
 		fmt.Fprintf(e.stdout, "checked %s and %s with key %s\n", nouns(res.Entries, "entry", "entries"), nouns(res.Checkpoints, "checkpoint", "checkpoints"), v.Key())
@@ -225,67 +223,4 @@ func runLedgerShow(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, nouns(len(entries), "entry", "entries"))
 	return nil
-}
-
-// progress shows how far a long verification got, on a terminal only:
-// entries read, entries/s and the time left, rewritten in place on one line
-// at most twice a second.
-type progress struct {
-	w       io.Writer
-	now     func() time.Time
-	start   time.Time
-	last    time.Time
-	printed bool
-}
-
-// newProgress returns a progress line on w if w is a terminal, else nil (a
-// nil *progress does nothing): pipes and files get only the result.
-func newProgress(w io.Writer, now func() time.Time) *progress {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil
-	}
-	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	return &progress{w: w, now: now, start: now()}
-}
-
-func (p *progress) update(done, total int64) {
-	if p == nil {
-		return
-	}
-	t := p.now()
-	if t.Sub(p.last) < 500*time.Millisecond && done < total {
-		return
-	}
-	p.last = t
-	p.printed = true
-	fmt.Fprintf(p.w, "\r\033[K%s", progressLine(done, total, t.Sub(p.start)))
-}
-
-// done ends the progress line.
-func (p *progress) done() {
-	if p != nil && p.printed {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-}
-
-// progressLine is "reading entries: 120,000 of 1,000,000 (12%), 85,000
-// entries/s, about 10s left".
-func progressLine(done, total int64, elapsed time.Duration) string {
-	line := fmt.Sprintf("reading entries: %s of %s", verify.Count(done), verify.Count(total))
-	if total > 0 {
-		line += fmt.Sprintf(" (%d%%)", done*100/total)
-	}
-	if elapsed <= 0 || done == 0 {
-		return line
-	}
-	rate := float64(done) / elapsed.Seconds()
-	line += fmt.Sprintf(", %s entries/s", verify.Count(int64(rate)))
-	if left := total - done; left > 0 {
-		eta := time.Duration(float64(left) / rate * float64(time.Second))
-		line += fmt.Sprintf(", about %s left", eta.Round(time.Second))
-	}
-	return line
 }
