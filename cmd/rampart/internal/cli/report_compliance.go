@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/compliance"
+	"github.com/rampartci/rampart/cmd/rampart/internal/progress"
 )
 
 func init() {
@@ -86,7 +87,9 @@ func runReportCompliance(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := compliance.Collect(ctx, c, v, compliance.Options{From: from, To: to, Filter: compliance.Filter{Apps: apps, Environments: envs}})
+	bar := progress.New(e.stderr, "reading the ledger", "entries", 0) // nil, doing nothing, off a terminal
+	r, err := compliance.Collect(ctx, c, v, compliance.Options{From: from, To: to, Filter: compliance.Filter{Apps: apps, Environments: envs}, Progress: bar.Set})
+	bar.Done()
 	if err != nil {
 		return fmt.Errorf("building the report from the ledger at %s: %w", *server, err)
 	}

@@ -24,6 +24,9 @@ type Options struct {
 	Filter   Filter
 	// Now is the report's generation time (default time.Now).
 	Now func() time.Time
+	// Progress, when set, is told how many of the ledger's entries have
+	// been read, of how many.
+	Progress func(done, total int64)
 }
 
 // ErrNoCheckpoint is returned when the ledger has signed no checkpoint yet:
@@ -50,7 +53,7 @@ func Collect(ctx context.Context, c *client.Client, v *checkpoint.Verifier, opts
 	if err != nil {
 		return nil, fmt.Errorf("the ledger's latest checkpoint: %w", err)
 	}
-	raw, err := readEntries(ctx, c, cp.Size)
+	raw, err := readEntries(ctx, c, cp.Size, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +100,7 @@ func Collect(ctx context.Context, c *client.Client, v *checkpoint.Verifier, opts
 }
 
 // readEntries reads entries [0, size) page by page.
-func readEntries(ctx context.Context, c *client.Client, size int64) ([]client.Entry, error) {
+func readEntries(ctx context.Context, c *client.Client, size int64, progress func(done, total int64)) ([]client.Entry, error) {
 	out := make([]client.Entry, 0, size)
 	for from := int64(0); from < size; {
 		page, err := c.Entries(ctx, from, size)
@@ -116,6 +119,9 @@ func readEntries(ctx context.Context, c *client.Client, size int64) ([]client.En
 			if from == size {
 				break
 			}
+		}
+		if progress != nil {
+			progress(from, size)
 		}
 	}
 	return out, nil

@@ -178,9 +178,14 @@ func scenario(t *testing.T) []cloudevents.Event {
 // build collects a report of the whole scenario.
 func build(t *testing.T, f *ledgerFixture, c *client.Client) (*compliance.Report, []byte) {
 	t.Helper()
-	r, err := compliance.Collect(t.Context(), c, f.verifier, compliance.Options{From: f.from, To: f.to})
+	var done, total int64
+	r, err := compliance.Collect(t.Context(), c, f.verifier, compliance.Options{From: f.from, To: f.to,
+		Progress: func(d, n int64) { done, total = d, n }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if done != r.Ledger.Size || total != r.Ledger.Size {
+		t.Errorf("progress ended at %d of %d, want %d of %d", done, total, r.Ledger.Size, r.Ledger.Size)
 	}
 	data, err := compliance.Marshal(r)
 	if err != nil {
