@@ -23,7 +23,7 @@ help: ## Show the targets
 .PHONY: build
 build: ## Build the rampart CLI and every service binary into bin/
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/rampart ./cmd/rampart
+	GO=$(GO) scripts/gobuild.sh $(BIN)/rampart ./cmd/rampart
 	@for svc in scanner deployer watcher notifier ledger; do \
 		echo "$(GO) build -o $(BIN)/$$svc ./services/$$svc/cmd/$$svc"; \
 		$(GO) build -o $(BIN)/$$svc ./services/$$svc/cmd/$$svc || exit 1; done
@@ -62,7 +62,7 @@ bench-ledger: ## Ledger figures: append ÷ raw publish, verify of 1M entries ÷ 
 
 .PHONY: demo
 demo: ## The whole pipeline on the embedded default, with its web console (DEMO_FLAGS=--keep: serve it until Ctrl-C)
-	$(GO) build -o $(BIN)/rampart ./cmd/rampart
+	GO=$(GO) scripts/gobuild.sh $(BIN)/rampart ./cmd/rampart
 	$(BIN)/rampart demo $(DEMO_FLAGS)
 
 .PHONY: run
