@@ -192,7 +192,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	}
 	tl.printf("%-10s %d entries and %d signed checkpoints verified (RFC 6962 tree, Ed25519 note signatures)", "verified", res.entries, res.checkpoints)
 
-	tl.section("5. The compliance report of this run, from the ledger alone, every statement with its proof")
+	tl.section("6. The compliance report of this run, from the ledger alone, every statement with its proof")
 	cve := ""
 	if len(verdict.Findings) > 0 {
 		cve = verdict.Findings[0].ID
@@ -204,7 +204,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) error {
 	tl.printf("%-10s %d changes: %d released, %d rolled back, %d blocked; SOC 2 CC8.1 CC7.1 CC7.2, ISO 27001 A.8.32 A.8.8 A.8.25 A.8.29 A.8.9; %d entries proven",
 		"report", cr.Summary.Changes, cr.Summary.Released, cr.Summary.RolledBack, cr.Summary.BlockedAtSource+cr.Summary.BlockedAtImage, len(cr.Entries))
 
-	tl.section("6. What if Medium had blocked too? The same history, re-judged from the ledger (rampart replay --policy)")
+	tl.section("7. What if Medium had blocked too? The same history, re-judged from the ledger (rampart replay --policy)")
 	if _, err := e.whatIf(ctx, out, "v1", "v2"); err != nil {
 		return err
 	}
