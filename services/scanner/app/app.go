@@ -30,6 +30,7 @@ import (
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
 	"github.com/rampartci/rampart/services/scanner/internal/imagescan"
 	"github.com/rampartci/rampart/services/scanner/internal/ingress"
+	"github.com/rampartci/rampart/services/scanner/internal/sast"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/stagecheck"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
@@ -95,6 +96,12 @@ type Options struct {
 	DBCheckInterval time.Duration
 	// ScanTimeout bounds one image scan, pull included.
 	ScanTimeout time.Duration
+	// SASTTimeout bounds the Go static analysis of one commit (0: the
+	// analyzer's default, 5m); NoSAST turns it off. A first analysis
+	// compiles the dependencies' export data and can take longer than the
+	// default on a small machine: over the bound the verdict is an error.
+	SASTTimeout time.Duration
+	NoSAST      bool
 	// PullAttempts is how many deliveries an unpullable image is tried
 	// before its verdict is "error".
 	PullAttempts int
@@ -152,6 +159,7 @@ func (o Options) withDefaults() Options {
 	if o.PullAttempts <= 0 {
 		o.PullAttempts = d.PullAttempts
 	}
+	o.SASTTimeout = max(o.SASTTimeout, 0) // the analyzer's default
 	return o
 }
 
@@ -175,6 +183,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.secrets.Var(fs, &o.AdminToken, "admin-token", "bearer token of POST /scanner/rescan")
 	fs.DurationVar(&o.DBCheckInterval, "db-check-interval", o.DBCheckInterval, "how often the vulnerability DB files are checked for a new version")
 	fs.DurationVar(&o.ScanTimeout, "scan-timeout", o.ScanTimeout, "bound on one image scan, pull included")
+	fs.DurationVar(&o.SASTTimeout, "sast-timeout", o.SASTTimeout, "bound on the Go static analysis of one commit (0: 5m; over it the verdict is an error)")
+	fs.BoolVar(&o.NoSAST, "no-sast", o.NoSAST, "do not run the built-in Go static analysis (gosec) on commits")
 	fs.IntVar(&o.PullAttempts, "pull-attempts", o.PullAttempts, "deliveries an unpullable image is tried before its verdict is error")
 	fs.IntVar(&o.MaxPushes, "max-pushes-per-delivery", o.MaxPushes, "most artifacts one registry delivery may carry; more is refused whole with 413 (0: 100)")
 	fs.IntVar(&o.Replicas, "kv-replicas", o.Replicas, "replicas of the scanner's key-value buckets and object stores (1 embedded, 3 in a cluster)")
@@ -418,7 +428,8 @@ func (a *App) commitScanner(ctx context.Context, deps service.Deps) (*commitscan
 	if err != nil {
 		return nil, err
 	}
-	sc, err := commitscan.NewScanner(commitscan.ScannerOptions{DB: a.db, Specs: specs, AllowLocal: a.opts.AllowLocalRepos}, a.log)
+	sc, err := commitscan.NewScanner(commitscan.ScannerOptions{DB: a.db, Specs: specs, AllowLocal: a.opts.AllowLocalRepos,
+		DisableSAST: a.opts.NoSAST, SAST: sast.Options{Timeout: a.opts.SASTTimeout}}, a.log)
 	if err != nil {
 		return nil, err
 	}
