@@ -171,13 +171,17 @@ func TestReleaseIsOneTrace(t *testing.T) {
 	a := rollBack(t, e, Fail5xx)
 
 	const root = "POST /hooks/registry"
+	// The road to the canary: the image verdict's delivery to the deployer,
+	// which deploys to staging; the scanner's checks there; the stage
+	// verdict's delivery, which promotes.
+	staged := []string{"consume scan", "publish scan", "consume stage", "publish stage", "consume scan", "publish scan", "consume artifact", "publish artifact", root}
 	// Each event of the release, by the id its publish span records, and
 	// the chain of spans that must lead from it to the webhook.
 	want := map[string][]string{
-		"promote:" + a.RolloutID:     {"publish promote", "consume scan", "publish scan", "consume artifact", "publish artifact", root},
-		"step:" + a.RolloutID + ":0": {"publish canarystep", "consume scan", "publish scan", "consume artifact", "publish artifact", root},
-		"step:" + a.RolloutID + ":1": {"publish canarystep", "consume scan", "publish scan", "consume artifact", "publish artifact", root},
-		"rollback:" + a.RolloutID:    {"publish rollback", "consume scan", "publish scan", "consume artifact", "publish artifact", root},
+		"promote:" + a.RolloutID:     append([]string{"publish promote"}, staged...),
+		"step:" + a.RolloutID + ":0": append([]string{"publish canarystep"}, staged...),
+		"step:" + a.RolloutID + ":1": append([]string{"publish canarystep"}, staged...),
+		"rollback:" + a.RolloutID:    append([]string{"publish rollback"}, staged...),
 	}
 	natstest.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
 		all, err := readSpans(file)
