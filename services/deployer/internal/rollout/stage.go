@@ -10,7 +10,6 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy"
@@ -113,7 +112,7 @@ func (o *owner) toStage(ctx context.Context, c Candidate, stageName string) erro
 	}
 	// In the release's trace: the span of the verdict's delivery.
 	bus.SetTraceParent(&ev, c.TraceParent)
-	if _, err := o.m.bus.Publish(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), ev); err != nil {
+	if _, err := o.m.bus.Publish(ctx, ev); err != nil {
 		return fmt.Errorf("announce stage %s: %w", stage.Name, err)
 	}
 	o.m.metrics.stages.WithLabelValues(stage.Name, "deployed").Inc()
