@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"go.uber.org/goleak"
 
 	"github.com/rampartci/rampart/deploy/images/ociimage"
@@ -77,31 +76,19 @@ func TestImages(t *testing.T) {
 		t.Fatalf("two builds of the same binaries differ:\n%s\n%s", a, b)
 	}
 
-	p, err := layout.FromPath(layouts[0])
+	images, err := ociimage.ReadLayout(layouts[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := p.ImageIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(im.Manifests) != len(Binaries) {
-		t.Fatalf("%d images in the layout, want %d", len(im.Manifests), len(Binaries))
+	if len(images) != len(Binaries) {
+		t.Fatalf("%d images in the layout, want %d", len(images), len(Binaries))
 	}
 
 	s := startScanner(t, filepath.Join(bin, "scanner"))
-	for _, desc := range im.Manifests {
-		name, _, _ := strings.Cut(desc.Annotations[ociimage.RefNameAnnotation], ":")
+	for _, n := range images {
+		name, _, _ := strings.Cut(n.Ref, ":")
 		t.Run(name, func(t *testing.T) {
-			img, err := p.Image(desc.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pushed, err := s.reg.Push(t.Context(), "rampartci/"+name, "test", img)
+			pushed, err := s.reg.Push(t.Context(), "rampartci/"+name, "test", n.Image)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -229,6 +229,37 @@ func WriteLayout(dir, tag string, names []string, images map[string]v1.Image) er
 	return nil
 }
 
+// Named is one image of a layout with the name its index gives it.
+type Named struct {
+	Ref   string // RefNameAnnotation: name:tag
+	Image v1.Image
+}
+
+// ReadLayout reads the images of the OCI layout at dir, in index order.
+func ReadLayout(dir string) ([]Named, error) {
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Named, 0, len(im.Manifests))
+	for _, d := range im.Manifests {
+		img, err := p.Image(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("ociimage: %s in %s: %w", d.Digest, dir, err)
+		}
+		out = append(out, Named{Ref: d.Annotations[RefNameAnnotation], Image: img})
+	}
+	return out, nil
+}
+
 // Push pushes img as ref (registry/name:tag) with the credentials of the
 // local Docker config, and returns the reference by digest. insecure
 // allows plain HTTP to the registry.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/rampartci/rampart/deploy/images/ociimage"
@@ -167,24 +166,16 @@ func TestBuild(t *testing.T) {
 		if err := ociimage.WriteLayout(dir, "v1", []string{"rampart-hello"}, map[string]v1.Image{"rampart-hello": img}); err != nil {
 			t.Fatal(err)
 		}
-		p, err := layout.FromPath(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx, err := p.ImageIndex()
-		if err != nil {
-			t.Fatal(err)
-		}
-		im, err := idx.IndexManifest()
+		images, err := ociimage.ReadLayout(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want, _ := img.Digest()
-		if len(im.Manifests) != 1 || im.Manifests[0].Digest != want || im.Manifests[0].Annotations[ociimage.RefNameAnnotation] != "rampart-hello:v1" {
-			t.Fatalf("index %+v", im.Manifests)
+		if len(images) != 1 || images[0].Ref != "rampart-hello:v1" {
+			t.Fatalf("layout %+v", images)
 		}
-		if _, err := p.Image(want); err != nil {
-			t.Fatalf("image not readable from the layout: %v", err)
+		if got, _ := images[0].Image.Digest(); got != want {
+			t.Fatalf("digest %s in the layout, want %s", got, want)
 		}
 		if err := ociimage.WriteLayout(dir, "v1", []string{"missing"}, nil); err == nil {
 			t.Error("a layout of an image that was not built was written")
