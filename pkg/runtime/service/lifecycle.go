@@ -70,10 +70,10 @@ type ComponentState struct {
 
 // member is one component as the host runs it.
 type member struct {
-	comp   Component
-	bus    *bus.Bus
-	log    *slog.Logger
-	reg    atomic.Pointer[prometheus.Registry] // the start in force's; nil while down
+	comp Component
+	bus  *bus.Bus
+	log  *slog.Logger
+	reg  atomic.Pointer[prometheus.Registry] // the start in force's; nil while down
 
 	mu       sync.Mutex
 	running  bool
