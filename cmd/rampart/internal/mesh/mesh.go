@@ -238,6 +238,11 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		hopts.Identities[name] = Identity(m.NATSKeyDir, name)
 	}
 	hopts.Bootstrap = m.Admin
+	// The chaos token may also kill the deployer or the watcher and have
+	// them started again after a downtime (decision 0029).
+	if hopts.ChaosToken, err = dopts.ChaosToken.Resolve(); err != nil {
+		return nil, fmt.Errorf("chaos token: %w", err)
+	}
 	m.Host, err = service.Start(ctx, hopts, logger, m.Ledger, m.Scanner, m.Deployer, m.Watcher, m.Notifier)
 	if err != nil {
 		return nil, err
