@@ -72,7 +72,7 @@ func startDrillEnv(t *testing.T) *drillEnv {
 	}
 	de := &drillEnv{Env: e, ledger: ledger, mesh: &chaos.Mesh{Rollouts: rollouts, Faults: faults, Bus: b, Ledger: ledger, HTTP: hc,
 		Components: &chaos.Components{Base: url, Token: token("deployer/chaos.token"), HTTP: hc},
-		SIEMURL: url + "/hooks/siem", SIEMSecret: token("watcher/siem.secret"), PageWait: 20 * time.Second}}
+		SIEMURL:    url + "/hooks/siem", SIEMSecret: token("watcher/siem.secret"), PageWait: 20 * time.Second}}
 	v1 := de.push(t)
 	if err := e.PromoteThrough(t.Context(), v1, 4, 30*time.Second); err != nil {
 		t.Fatal(err)
