@@ -14,6 +14,7 @@ import (
 	"github.com/rampartci/rampart/cmd/rampart/internal/demo"
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
@@ -30,6 +31,15 @@ import (
 // threshold leaves the restarted watcher too little time fails, and pages.
 func TestKillDrills(t *testing.T) {
 	e := startDrillEnv(t)
+	// The kill route is the chaos token's alone.
+	operator, err := os.ReadFile(filepath.Join(e.DataDir(), "deployer", "operator.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := &chaos.Components{Base: e.Mesh.HTTPURL(), Token: strings.TrimSpace(string(operator)), HTTP: e.Mesh.HTTPClient}
+	if _, err := stolen.Kill(t.Context(), chaos.KillDeployer, time.Second); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("the operator's token killed the deployer: %v", err)
+	}
 	for _, target := range chaos.Killable {
 		t.Run(target, func(t *testing.T) {
 			a := e.push(t)
@@ -85,6 +95,24 @@ func TestKillDrills(t *testing.T) {
 			t.Fatalf("rampart chaos run: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
 		t.Logf("$ rampart chaos run drills.yaml\n%s", out.String())
+	})
+
+	// The compliance report shows the drills in their releases' stories.
+	t.Run("compliance", func(t *testing.T) {
+		natstest.CheckFor(t, 60*time.Second, 500*time.Millisecond, func() error {
+			var out, errOut bytes.Buffer
+			code := cli.Main(t.Context(), []string{"report", "compliance", "--server", e.Mesh.HTTPURL(), "--ca-file", e.Mesh.CAFile,
+				"--key", filepath.Join(e.DataDir(), "ledger", "ledger.key.pub"), "--since", "1h", "--format", "md"}, strings.NewReader(""), &out, &errOut)
+			if code != 0 {
+				return fmt.Errorf("exit %d: %s", code, errOut.String())
+			}
+			for _, want := range []string{"chaos drill kill-deployer (kill-deployer): passed; restarted in ", "chaos drill kill-watcher (kill-watcher): passed; restarted in "} {
+				if !strings.Contains(out.String(), want) {
+					return fmt.Errorf("the report lacks %q", want)
+				}
+			}
+			return nil
+		})
 	})
 
 	t.Run("too tight", func(t *testing.T) {
