@@ -217,7 +217,11 @@ func (h *Host) Kill(ctx context.Context, name string, downtime time.Duration) (C
 		h.log.Warn("killed component stopped with an error", "component", name, "err", err)
 	}
 	h.log.Warn("component killed by a chaos drill", "component", name, "downtime", downtime)
-	h.restarts.Go(func() { h.restart(m, downtime) })
+	h.lifeMu.Lock()
+	if h.life.Err() == nil { // else the host is shutting down: it stays down
+		h.restarts.Go(func() { h.restart(m, downtime) })
+	}
+	h.lifeMu.Unlock()
 	return m.snapshot(), nil
 }
 
@@ -250,8 +254,10 @@ func (h *Host) restart(m *member, downtime time.Duration) {
 // stopRestarts cancels the restarts still waiting and waits for those
 // under way.
 func (h *Host) stopRestarts() {
+	h.lifeMu.Lock()
 	if h.stopLife != nil {
 		h.stopLife()
 	}
+	h.lifeMu.Unlock()
 	h.restarts.Wait()
 }

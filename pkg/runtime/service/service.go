@@ -72,6 +72,7 @@ type Host struct {
 	// life ends at Shutdown: restarts after a kill wait on it.
 	life     context.Context
 	stopLife context.CancelFunc
+	lifeMu   sync.Mutex // orders a restart's start against stopLife
 	restarts sync.WaitGroup
 }
 
