@@ -25,10 +25,12 @@ import (
 // back once, pages once and records it, with the drill's result in the
 // release's chain. Killing the deployer stops its router too: the fault
 // goes to the restarted router, so the rollback proves the deployer resumed
-// the canary at its recorded weight. Killing the watcher leaves the fault
-// undetected until it is back: it is detected after the restart, from the
-// live canaries the watcher rebuilt from the stream. A drill whose
-// threshold leaves the restarted watcher too little time fails, and pages.
+// the canary at its recorded weight; a SIEM alert's anomaly published while
+// the deployer is down is acted on once it is back. Killing the watcher
+// leaves the fault undetected until it is back: it is detected after the
+// restart, from the live canaries the watcher rebuilt from the stream. A
+// drill whose threshold leaves the restarted watcher too little time
+// fails, and pages.
 func TestKillDrills(t *testing.T) {
 	e := startDrillEnv(t)
 	// The kill route is the chaos token's alone.
@@ -40,10 +42,17 @@ func TestKillDrills(t *testing.T) {
 	if _, err := stolen.Kill(t.Context(), chaos.KillDeployer, time.Second); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("the operator's token killed the deployer: %v", err)
 	}
-	for _, target := range chaos.Killable {
-		t.Run(target, func(t *testing.T) {
+	for _, tc := range []struct{ name, target, fault string }{
+		{"deployer", chaos.KillDeployer, "kind: http-errors, ratio: 0.2"},
+		{"watcher", chaos.KillWatcher, "kind: http-errors, ratio: 0.2"},
+		// The alert's anomaly comes while the deployer is down and waits
+		// in its durable consumer.
+		{"deployer siem", chaos.KillDeployer, "kind: siem"},
+	} {
+		target := tc.target
+		t.Run(tc.name, func(t *testing.T) {
 			a := e.push(t)
-			exp := experiment(t, fmt.Sprintf("name: kill-%s\ntarget: {app: shop, wait: 30s}\nfault: {kind: http-errors, ratio: 0.2, kill: %s, downtime: 3s}\nexpect: {rollbackWithin: 30s, pages: 1}", target, target))
+			exp := experiment(t, fmt.Sprintf("name: kill-%s\ntarget: {app: shop, wait: 30s}\nfault: {%s, kill: %s, downtime: 3s}\nexpect: {rollbackWithin: 30s, pages: 1}", target, tc.fault, target))
 			d, err := e.mesh.Run(t.Context(), exp)
 			if err != nil {
 				t.Fatal(err)
@@ -63,6 +72,9 @@ func TestKillDrills(t *testing.T) {
 			}
 			if after < *d.RestartedInMs {
 				t.Fatalf("acted on %d ms after the kill, before the %s was back at %d ms", after, target, *d.RestartedInMs)
+			}
+			if tc.fault == "kind: siem" && *d.DetectedInMs >= *d.RestartedInMs {
+				t.Fatalf("the alert's anomaly came at %d ms, not while the deployer was down (back at %d ms)", *d.DetectedInMs, *d.RestartedInMs)
 			}
 			s, err := e.Mesh.Host.Component(target)
 			if err != nil || !s.Running || s.Restarts < 1 {
