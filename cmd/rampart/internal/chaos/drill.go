@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -276,31 +277,43 @@ func (m *Mesh) siem(ctx context.Context, f Fault, ro adminapi.Rollout, drillID s
 	}
 }
 
-func (m *Mesh) post(ctx context.Context, url string, body []byte, headers map[string]string, out ...any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+func (m *Mesh) post(ctx context.Context, target string, body []byte, headers map[string]string, out ...any) error {
+	code, raw, err := send(ctx, m.HTTP, http.MethodPost, target, body, headers)
 	if err != nil {
 		return err
 	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	hc := m.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("POST %s: %s: %s", req.URL.Redacted(), resp.Status, bytes.TrimSpace(raw))
+	if code >= 300 {
+		if u, err := url.Parse(target); err == nil {
+			target = u.Redacted()
+		}
+		return fmt.Errorf("POST %s: %d %s: %s", target, code, http.StatusText(code), raw)
 	}
 	if len(out) > 0 {
 		return json.Unmarshal(raw, out[0])
 	}
 	return nil
+}
+
+// send makes one request with hc (default: a 30s timeout) and returns the
+// answer's status and body (at most 1 MiB, trimmed).
+func send(ctx context.Context, hc *http.Client, method, url string, body []byte, headers map[string]string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, bytes.TrimSpace(raw), err
 }
 
 // inLedger polls the ledger for the rollback in the release's chain.

@@ -1,11 +1,9 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,32 +41,22 @@ func (c *Components) State(ctx context.Context, name string) (service.ComponentS
 }
 
 func (c *Components) do(ctx context.Context, method, path string, body []byte, want int, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+service.PathComponents+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
+	headers := map[string]string{"Authorization": "Bearer " + c.Token}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		headers["Content-Type"] = "application/json"
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := hc.Do(req)
+	code, raw, err := send(ctx, c.HTTP, method, strings.TrimSuffix(c.Base, "/")+service.PathComponents+path, body, headers)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != want {
+	if code != want {
 		var e struct {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
-			e.Error = string(bytes.TrimSpace(raw))
+			e.Error = string(raw)
 		}
-		return fmt.Errorf("%s %s: %s: %s", method, req.URL.Path, resp.Status, e.Error)
+		return fmt.Errorf("%s %s%s: %d %s: %s", method, service.PathComponents, path, code, http.StatusText(code), e.Error)
 	}
 	return json.Unmarshal(raw, out)
 }

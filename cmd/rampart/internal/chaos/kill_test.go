@@ -13,7 +13,6 @@ import (
 	"github.com/rampartci/rampart/cmd/rampart/internal/cli"
 	"github.com/rampartci/rampart/cmd/rampart/internal/demo"
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
@@ -93,20 +92,8 @@ func TestKillDrills(t *testing.T) {
 
 	t.Run("cli", func(t *testing.T) {
 		e.push(t)
-		file := filepath.Join(t.TempDir(), "drills.yaml")
-		doc := "version: 1\nexperiments:\n  - name: deployer-killed\n    target: {app: shop, wait: 30s}\n    fault: {kind: http-errors, ratio: 0.2, kill: deployer, downtime: 2s}\n    expect: {rollbackWithin: 30s, pages: 1}\n"
-		if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var out, errOut bytes.Buffer
-		code := cli.Main(t.Context(), []string{"chaos", "run", file, "--server", e.Mesh.HTTPURL(), "--data", e.DataDir(),
-			"--nats", e.Mesh.NATSURL, "--nats-nkey", natsauth.KeyFile(filepath.Join(e.DataDir(), "nats-keys"), natsauth.Admin), "--ca-file", e.Mesh.CAFile},
-			strings.NewReader(""), &out, &errOut)
-		if code != 0 || !strings.Contains(out.String(), "drill deployer-killed: killed the deployer for 2s") ||
-			!strings.Contains(out.String(), "chaos drill deployer-killed (kill-deployer): passed; restarted in ") {
-			t.Fatalf("rampart chaos run: exit %d\n%s%s", code, out.String(), errOut.String())
-		}
-		t.Logf("$ rampart chaos run drills.yaml\n%s", out.String())
+		e.chaosRun(t, "version: 1\nexperiments:\n  - name: deployer-killed\n    target: {app: shop, wait: 30s}\n    fault: {kind: http-errors, ratio: 0.2, kill: deployer, downtime: 2s}\n    expect: {rollbackWithin: 30s, pages: 1}\n",
+			"drill deployer-killed: killed the deployer for 2s", "chaos drill deployer-killed (kill-deployer): passed; restarted in ")
 	})
 
 	// The compliance report shows the drills in their releases' stories.
@@ -142,15 +129,6 @@ func TestKillDrills(t *testing.T) {
 			t.Fatalf("a drill with too tight a threshold: %+v", d)
 		}
 		e.checkRecorded(t, d)
-		if err := waitFor(t, 20*time.Second, func() bool {
-			for _, p := range e.Pages() {
-				if p["dedup_key"] == "drill:"+d.DrillID {
-					return true
-				}
-			}
-			return false
-		}); err != nil {
-			t.Fatalf("the failed drill did not page: %v", err)
-		}
+		e.checkPaged(t, d)
 	})
 }
