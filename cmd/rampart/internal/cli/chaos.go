@@ -151,6 +151,6 @@ func chaosMesh(ctx context.Context, e *env, server, data string, nf *natsFlags) 
 	}
 	m := &chaos.Mesh{Rollouts: rollouts, Faults: faults, Bus: b, Ledger: ledger, HTTP: hc,
 		Components: &chaos.Components{Base: server, Token: chaosToken, HTTP: hc},
-		SIEMURL: strings.TrimSuffix(server, "/") + "/hooks/siem", SIEMSecret: siem, Progress: e.stdout}
+		SIEMURL:    strings.TrimSuffix(server, "/") + "/hooks/siem", SIEMSecret: siem, Progress: e.stdout}
 	return m, nc.Close, nil
 }
