@@ -190,7 +190,8 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	// The operator API refuses requests without a token: one per role
 	// (`rampart rollout` reads them).
 	// chaos.token is the chaos drills' (`rampart chaos run`): it may only
-	// inject bounded faults at the local router (decision 0023).
+	// inject bounded faults at the local router (decision 0023) and kill
+	// the deployer or the watcher for a while (decision 0029).
 	for name, tok := range map[string]*policy.Secret{"operator.token": &dopts.OperatorToken, "viewer.token": &dopts.ViewerToken, "chaos.token": &dopts.ChaosToken} {
 		if tok.IsZero() {
 			if tok.File, err = secretFile(filepath.Join(opts.DataDir, "deployer", name)); err != nil {
@@ -238,8 +239,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		hopts.Identities[name] = Identity(m.NATSKeyDir, name)
 	}
 	hopts.Bootstrap = m.Admin
-	// The chaos token may also kill the deployer or the watcher and have
-	// them started again after a downtime (decision 0029).
+	// The host's kill route opens to the chaos token.
 	if hopts.ChaosToken, err = dopts.ChaosToken.Resolve(); err != nil {
 		return nil, fmt.Errorf("chaos token: %w", err)
 	}
