@@ -206,7 +206,8 @@ func (h *Host) Kill(ctx context.Context, name string, downtime time.Duration) (C
 		m.mu.Unlock()
 		return ComponentState{}, fmt.Errorf("%w: %s", ErrNotRunning, name)
 	}
-	sctx, cancel := context.WithTimeout(ctx, h.opts.ShutdownTimeout)
+	// A caller that goes away does not cut the stop short.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.opts.ShutdownTimeout)
 	err = m.stop(sctx)
 	cancel()
 	now := time.Now().UTC()
