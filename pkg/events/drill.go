@@ -42,6 +42,11 @@ type Drill struct {
 	// start → the rollback (canary weight 0). Absent when it never came.
 	DetectedInMs   *int64 `json:"detectedInMs,omitempty"`
 	RolledBackInMs *int64 `json:"rolledBackInMs,omitempty"`
+	// DowntimeMs is how long a killed component (Fault kill-deployer or
+	// kill-watcher) was to stay down; RestartedInMs fault start → it ran
+	// again. Absent for other faults, and RestartedInMs when it never did.
+	DowntimeMs    int64  `json:"downtimeMs,omitempty"`
+	RestartedInMs *int64 `json:"restartedInMs,omitempty"`
 	// Pages is how many pages the rollout's incident sent.
 	Pages      int    `json:"pages"`
 	AnomalyID  string `json:"anomalyId,omitempty"`
@@ -87,8 +92,11 @@ func (d Drill) Text() string {
 		}
 		return fmt.Sprintf("%d ms", *p)
 	}
-	s := fmt.Sprintf("chaos drill %s (%s): %s; detected in %s, rolled back in %s, %d page(s)",
-		d.Name, d.Fault, d.Outcome, ms(d.DetectedInMs), ms(d.RolledBackInMs), d.Pages)
+	s := fmt.Sprintf("chaos drill %s (%s): %s; ", d.Name, d.Fault, d.Outcome)
+	if d.DowntimeMs > 0 {
+		s += fmt.Sprintf("restarted in %s, ", ms(d.RestartedInMs))
+	}
+	s += fmt.Sprintf("detected in %s, rolled back in %s, %d page(s)", ms(d.DetectedInMs), ms(d.RolledBackInMs), d.Pages)
 	if d.Reason != "" {
 		s += ": " + d.Reason
 	}

@@ -48,6 +48,12 @@ type Options struct {
 	// a non-loopback HTTPAddr needs them unless InsecureListen (listen.go).
 	TLSCertFile, TLSKeyFile string
 	InsecureListen          bool
+	// ChaosToken, when set, opens the kill route (PathComponents) to its
+	// bearer: a chaos drill stops a component of this host and starts it
+	// again after a downtime. `rampart up` sets it to the chaos drills'
+	// token; a single-service binary has no flag for it (in a cluster a
+	// drill deletes the pod instead, decision 0029).
+	ChaosToken string
 }
 
 // BindFlags registers the options as flags on fs with the given defaults.

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,9 +52,10 @@ type Deps struct {
 	Bus        *bus.Bus
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
-	// Stopping is closed when the host stops taking HTTP requests: a
-	// handler that streams for as long as the client stays (server-sent
-	// events) returns then, so the server's graceful shutdown can finish.
+	// Stopping is closed when the host stops taking HTTP requests, or this
+	// start of the component is killed: a handler that streams for as long
+	// as the client stays (server-sent events) returns then, so the
+	// server's graceful shutdown can finish.
 	Stopping <-chan struct{}
 }
 
@@ -66,6 +68,12 @@ type Host struct {
 	listener net.Listener
 	cleanups []cleanup
 	serveErr chan error
+	members  []*member
+	// life ends at Shutdown: restarts after a kill wait on it.
+	life     context.Context
+	stopLife context.CancelFunc
+	lifeMu   sync.Mutex // orders a restart's start against stopLife
+	restarts sync.WaitGroup
 }
 
 // cleanup is one named step of the shutdown stack, run last-in first-out.
@@ -84,7 +92,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 		return nil, err
 	}
 	h = &Host{opts: opts, log: logger, serveErr: make(chan error, 1)}
-	stopping := make(chan struct{})
+	h.life, h.stopLife = context.WithCancel(context.WithoutCancel(ctx))
 	started := h // h is nil once an error is returned
 	defer func() {
 		if err != nil {
@@ -133,22 +141,33 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 				return nil, fmt.Errorf("start %s: %w", c.Name(), err)
 			}
 		}
-		deps := Deps{Bus: b, Registerer: reg, Logger: logger.With("service", c.Name()), Stopping: stopping}
+		m := &member{comp: c, bus: b, log: logger.With("service", c.Name())}
 		opts.starting(c.Name())
-		if err := c.Start(ctx, deps); err != nil {
+		m.mu.Lock()
+		err := m.start(ctx)
+		m.mu.Unlock()
+		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", c.Name(), err)
 		}
-		h.push(c.Name(), c.Stop)
+		h.members = append(h.members, m)
+		h.push(c.Name(), func(ctx context.Context) error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			return m.stop(ctx)
+		})
 		if r, ok := c.(Router); ok {
 			r.Routes(mux)
 		}
-		if rc, ok := c.(ReadyChecker); ok {
-			checks = append(checks, namedCheck{c.Name(), rc.Ready})
-		}
+		checks = append(checks, namedCheck{c.Name(), m.ready})
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /readyz", readyHandler(checks))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// The host's own collectors, and each component's start in force.
+	gs := prometheus.Gatherers{reg, gatherer(h.members)}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gs, promhttp.HandlerOpts{Registry: reg}))
+	if opts.ChaosToken != "" {
+		h.killRoutes(mux, opts.ChaosToken)
+	}
 
 	ln, err := net.Listen("tcp", opts.HTTPAddr)
 	if err != nil {
@@ -156,7 +175,13 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger, comps ...Comp
 	}
 	h.listener = ln
 	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	h.srv.RegisterOnShutdown(func() { close(stopping) })
+	h.srv.RegisterOnShutdown(func() {
+		for _, m := range h.members {
+			m.mu.Lock()
+			m.endStreams()
+			m.mu.Unlock()
+		}
+	})
 	go func() {
 		if err := opts.serve(h.srv, ln); !errors.Is(err, http.ErrServerClosed) {
 			h.serveErr <- err
@@ -277,6 +302,7 @@ func (h *Host) Wait(ctx context.Context) error {
 // Shutdown runs the cleanup stack in reverse order, each step bounded by ctx,
 // and reports every step that failed.
 func (h *Host) Shutdown(ctx context.Context) error {
+	h.stopRestarts()
 	var errs []error
 	for i := len(h.cleanups) - 1; i >= 0; i-- {
 		c := h.cleanups[i]

@@ -7,12 +7,15 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -125,13 +128,35 @@ type App struct {
 	opts         Options
 	tokens       admin.Tokens
 	policy       *policy.Store
-	gatePolicies []string          // hex digests of the accepted gate policies
-	routers      map[string]router // by application
-	manager      *rollout.Manager
-	console      *console.Console
-	consumer     *bus.Consumer
-	cancel       context.CancelFunc
+	gatePolicies []string // hex digests of the accepted gate policies
 	log          *slog.Logger
+	// run is the start in force, nil while stopped: a chaos drill may
+	// stop the deployer and start it again in the same process
+	// (service.Restarter), and every route answers for the run in force.
+	run atomic.Pointer[run]
+	// services is what UseServices gave, for every start's console.
+	svcMu    sync.Mutex
+	services *services
+}
+
+// run is one start of the deployer: what Stop ends and the next Start
+// builds anew from RAMPART_ROLLOUTS.
+type run struct {
+	routers  map[string]router // by application
+	manager  *rollout.Manager
+	console  *console.Console
+	consumer *bus.Consumer
+	cancel   context.CancelFunc
+	// mux serves the operator API, the fault routes and the console of
+	// this run.
+	mux *http.ServeMux
+}
+
+// services are the ledger and the notifier the console reads.
+type services struct {
+	ledgerURL, notifierURL string
+	hc                     *http.Client
+	ledgerKeyFile          string
 }
 
 // New checks the options; the work starts in Start.
@@ -205,16 +230,23 @@ func New(opts Options) (*App, error) {
 func (a *App) Name() string { return "deployer" }
 
 // Start runs the routers, resumes unfinished rollouts and starts consuming.
-func (a *App) Start(ctx context.Context, deps service.Deps) error {
-	a.log = deps.Logger
+func (a *App) Start(ctx context.Context, deps service.Deps) (err error) {
+	if a.log == nil { // the same logger at every start; set before any request
+		a.log = deps.Logger
+	}
 	kv, err := deps.Bus.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: rollout.Bucket, History: 10,
 		Description: "Rampart rollouts and application release history", Replicas: max(a.opts.Replicas, 1)})
 	if err != nil {
 		return err
 	}
+	r := &run{routers: map[string]router{}}
+	defer func() {
+		if err != nil {
+			_ = r.stop(context.WithoutCancel(ctx)) // what had started
+		}
+	}()
 	byApp := map[string]rollout.Router{}
 	workloads := map[string]rollout.Workload{}
-	a.routers = map[string]router{}
 	for _, app := range a.policy.Current().Apps {
 		w, err := newWorkload(app, workloadOptions{Logger: deps.Logger, Kubernetes: a.opts.kubernetes})
 		if err != nil {
@@ -230,41 +262,52 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 		if err := rt.Start(ctx); err != nil {
 			return fmt.Errorf("start router of %s: %w", app.Name, err)
 		}
-		a.routers[app.Name] = rt
+		r.routers[app.Name] = rt
 		byApp[app.Name] = rt
 	}
-	a.manager, err = rollout.NewManager(kv, deps.Bus, a.policy, byApp, rollout.Options{
+	r.manager, err = rollout.NewManager(kv, deps.Bus, a.policy, byApp, rollout.Options{
 		ScannerKey: a.opts.ScannerKey, GatePolicies: a.gatePolicies, Owner: a.opts.Owner, Workload: a.opts.Workload, Workloads: workloads, Registerer: deps.Registerer,
 	}, deps.Logger)
 	if err != nil {
 		return err
 	}
-	if err := a.manager.Start(ctx); err != nil {
+	if err := r.manager.Start(ctx); err != nil {
 		return fmt.Errorf("resume rollouts: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.cancel = cancel
-	a.console, err = console.New(console.Options{Tokens: console.Tokens{Viewer: a.tokens.Viewer, Operator: a.tokens.Operator}, Rollouts: a.manager, Policy: a.policy, Logger: deps.Logger})
+	r.cancel = cancel
+	r.console, err = console.New(console.Options{Tokens: console.Tokens{Viewer: a.tokens.Viewer, Operator: a.tokens.Operator}, Rollouts: r.manager, Policy: a.policy, Logger: deps.Logger})
 	if err != nil {
 		return err
 	}
-	if err := a.console.Follow(runCtx, kv, deps.Stopping); err != nil {
+	if err := r.console.Follow(runCtx, kv, deps.Stopping); err != nil {
 		return err
 	}
-	if a.opts.LedgerURL != "" || a.opts.NotifierURL != "" {
+	a.svcMu.Lock()
+	svc := a.services
+	a.svcMu.Unlock()
+	if svc == nil && (a.opts.LedgerURL != "" || a.opts.NotifierURL != "") {
 		hc, err := tlsgen.HTTPClient(a.opts.LedgerCAFile, 10*time.Second)
 		if err != nil {
 			return fmt.Errorf("deployer: --services-ca: %w", err)
 		}
-		if err := a.useServices(a.opts.LedgerURL, a.opts.NotifierURL, hc, a.opts.LedgerKeyFile); err != nil {
+		svc = &services{ledgerURL: a.opts.LedgerURL, notifierURL: a.opts.NotifierURL, hc: hc, ledgerKeyFile: a.opts.LedgerKeyFile}
+	}
+	if svc != nil {
+		if err := svc.useIn(r.console); err != nil {
 			return err
 		}
 	}
-	a.consumer, err = deps.Bus.Consume(runCtx, Consumer, a.manager.Handle)
+	r.consumer, err = deps.Bus.Consume(runCtx, Consumer, r.manager.Handle)
 	if err != nil {
 		return err
 	}
 	go a.policy.Watch(runCtx, 2*time.Second, deps.Logger)
+	r.mux = http.NewServeMux()
+	admin.Routes(r.mux, r.manager, a.tokens)
+	admin.FaultRoutes(r.mux, a, a.tokens)
+	r.console.Routes(r.mux)
+	a.run.Store(r)
 	names := make([]string, 0, len(byApp))
 	for n := range byApp {
 		names = append(names, n)
@@ -277,58 +320,94 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 }
 
 // Stop drains the consumer, stops driving rollouts (their state stays for
-// the next start) and shuts the routers down.
+// the next start) and shuts the routers down. The routes answer 503 until
+// the next Start.
 func (a *App) Stop(ctx context.Context) error {
+	if r := a.run.Swap(nil); r != nil {
+		return r.stop(ctx)
+	}
+	return nil
+}
+
+// Restartable implements service.Restarter: a Start after Stop resumes
+// the rollouts from RAMPART_ROLLOUTS (a restarted router is put back to
+// the recorded weight) on new routers and a new registry.
+func (a *App) Restartable() {}
+
+var _ service.Restarter = (*App)(nil)
+
+func (r *run) stop(ctx context.Context) error {
 	var errs []error
-	if a.consumer != nil {
-		errs = append(errs, a.consumer.Drain(ctx))
+	if r.consumer != nil {
+		errs = append(errs, r.consumer.Drain(ctx))
 	}
-	if a.manager != nil {
-		a.manager.Stop()
+	if r.manager != nil {
+		r.manager.Stop()
 	}
-	if a.cancel != nil {
-		a.cancel()
+	if r.cancel != nil {
+		r.cancel()
 	}
-	if a.console != nil {
-		a.console.Wait()
+	if r.console != nil {
+		r.console.Wait()
 	}
-	for _, rt := range a.routers {
+	for _, rt := range r.routers {
 		errs = append(errs, rt.Shutdown(ctx))
 	}
 	return errors.Join(errs...)
 }
 
-// Routes serves the operator API under /deployer/ and the console under
-// /console/.
+// Routes serves the operator API and the fault routes under /deployer/
+// and the console under /console/, each request by the run in force; 503
+// while the deployer is stopped.
 func (a *App) Routes(mux *http.ServeMux) {
-	admin.Routes(mux, a.manager, a.tokens)
-	admin.FaultRoutes(mux, a, a.tokens)
-	if a.console != nil {
-		a.console.Routes(mux)
-	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r := a.run.Load()
+		if r == nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(adminapi.Error{Error: "the deployer is not running"})
+			return
+		}
+		r.mux.ServeHTTP(w, req)
+	})
+	mux.Handle(pathDeployer, h)
+	mux.Handle(console.Path, h)
 }
+
+// pathDeployer holds the operator API (adminapi.PathRollouts) and the fault
+// routes (adminapi.PathFaults).
+const pathDeployer = "/deployer/"
 
 // UseServices tells the console where the ledger and the notifier serve
 // their HTTP APIs (both at base in `rampart up`), with hc trusting their
 // certificate, and which ledger key "verify now" trusts. Call it after
-// Start.
+// Start; every later start's console uses them too.
 func (a *App) UseServices(base string, hc *http.Client, ledgerKeyFile string) error {
-	return a.useServices(base, base, hc, ledgerKeyFile)
-}
-
-func (a *App) useServices(ledgerURL, notifierURL string, hc *http.Client, ledgerKeyFile string) error {
-	if a.console == nil {
+	r := a.run.Load()
+	if r == nil {
 		return errors.New("deployer: UseServices before Start")
 	}
-	if ledgerURL != "" {
-		lc, err := client.New(ledgerURL, hc)
+	svc := &services{ledgerURL: base, notifierURL: base, hc: hc, ledgerKeyFile: ledgerKeyFile}
+	if err := svc.useIn(r.console); err != nil {
+		return err
+	}
+	a.svcMu.Lock()
+	a.services = svc
+	a.svcMu.Unlock()
+	return nil
+}
+
+func (s *services) useIn(c *console.Console) error {
+	if s.ledgerURL != "" {
+		lc, err := client.New(s.ledgerURL, s.hc)
 		if err != nil {
 			return fmt.Errorf("deployer: ledger: %w", err)
 		}
-		a.console.UseLedger(lc, ledgerKeyFile)
+		c.UseLedger(lc, s.ledgerKeyFile)
 	}
-	if notifierURL != "" {
-		if err := a.console.UseNotifier(notifierURL, hc); err != nil {
+	if s.notifierURL != "" {
+		if err := c.UseNotifier(s.notifierURL, s.hc); err != nil {
 			return fmt.Errorf("deployer: %w", err)
 		}
 	}
@@ -337,8 +416,8 @@ func (a *App) useServices(ledgerURL, notifierURL string, hc *http.Client, ledger
 
 // Ready implements service.ReadyChecker.
 func (a *App) Ready(context.Context) error {
-	if a.manager == nil || a.consumer == nil {
-		return errors.New("starting")
+	if a.run.Load() == nil {
+		return errors.New("not running")
 	}
 	return nil
 }
@@ -346,7 +425,11 @@ func (a *App) Ready(context.Context) error {
 // RouterAddr is the address app's local router listens on, for embedding
 // programs that send traffic through it; "" when it has none.
 func (a *App) RouterAddr(app string) string {
-	if l, ok := a.routers[app].(interface{ Addr() string }); ok {
+	r := a.run.Load()
+	if r == nil {
+		return ""
+	}
+	if l, ok := r.routers[app].(interface{ Addr() string }); ok {
 		return l.Addr()
 	}
 	return ""
@@ -354,7 +437,11 @@ func (a *App) RouterAddr(app string) string {
 
 // Weight is app's canary weight at its router right now.
 func (a *App) Weight(app string) (int, bool) {
-	rt, ok := a.routers[app]
+	r := a.run.Load()
+	if r == nil {
+		return 0, false
+	}
+	rt, ok := r.routers[app]
 	if !ok {
 		return 0, false
 	}

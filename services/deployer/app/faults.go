@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,8 +22,15 @@ type faulter interface {
 
 var _ faulter = (*local.Router)(nil)
 
+// errNotRunning: the deployer is stopped (a chaos drill killed it).
+var errNotRunning = errors.New("the deployer is not running")
+
 func (a *App) faulter(app string) (faulter, error) {
-	rt, ok := a.routers[app]
+	r := a.run.Load()
+	if r == nil {
+		return nil, errNotRunning
+	}
+	rt, ok := r.routers[app]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", admin.ErrNoApp, app)
 	}

@@ -14,11 +14,12 @@ import (
 	"k8s.io/client-go/dynamic/fake"
 
 	"github.com/rampartci/rampart/pkg/policy"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/deployer/internal/traffic/gatewayapi"
 	"github.com/rampartci/rampart/services/deployer/internal/traffic/local"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions...) }
 
 func TestNewRouterLocal(t *testing.T) {
 	app := policy.App{Name: "shop", Router: policy.Router{Type: policy.RouterLocal,

@@ -170,17 +170,25 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	return nil
 }
 
-// Stop drains the consumer and ends the analyses.
+// Stop drains the consumer and ends the analyses; the webhooks answer 503
+// until the next Start.
 func (a *App) Stop(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 		<-a.done
 	}
-	if w := a.w.Load(); w != nil {
+	if w := a.w.Swap(nil); w != nil {
 		return w.stop(ctx)
 	}
 	return nil
 }
+
+// Restartable implements service.Restarter: a Start after Stop rebuilds
+// the live canaries from the stream and registers its metrics on the new
+// registry, and the webhooks follow the watcher in force.
+func (a *App) Restartable() {}
+
+var _ service.Restarter = (*App)(nil)
 
 // Routes serves the webhooks, POST /hooks/alertmanager and /hooks/siem.
 // The host registers routes after Start; until the watcher runs they answer

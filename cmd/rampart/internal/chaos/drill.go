@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,9 @@ type Mesh struct {
 	Bus *bus.Bus
 	// Ledger is the ledger's query API.
 	Ledger *client.Client
+	// Components kills the deployer or the watcher (the host's kill
+	// route, the chaos token); nil: no drill can kill.
+	Components *Components
 	// SIEMURL is the watcher's /hooks/siem and SIEMSecret its HMAC secret.
 	SIEMURL, SIEMSecret string
 	// HTTP carries the SIEM alert and the memory hook.
@@ -59,9 +63,12 @@ type Mesh struct {
 // unreachable); a drill whose expectation fails returns a result with
 // Outcome failed and a nil error.
 func (m *Mesh) Run(ctx context.Context, e Experiment) (events.Drill, error) {
-	d := events.Drill{DrillID: newID(), Name: e.Name, App: e.Target.App, Stage: e.Target.Stage, Fault: e.Fault.Kind,
+	d := events.Drill{DrillID: newID(), Name: e.Name, App: e.Target.App, Stage: e.Target.Stage, Fault: e.Fault.Recorded(),
 		FaultDetail: e.Fault.Detail(), ExpectRollbackWithinMs: time.Duration(e.Expect.RollbackWithin).Milliseconds(),
-		ExpectPages: e.Expect.WantPages(), ExpectLedger: e.Expect.WantLedger()}
+		ExpectPages: e.Expect.WantPages(), ExpectLedger: e.Expect.WantLedger(), DowntimeMs: time.Duration(e.Fault.Downtime).Milliseconds()}
+	if e.Fault.Kill != "" && m.Components == nil {
+		return d, fmt.Errorf("drill %s: killing the %s needs the host's kill route", e.Name, e.Fault.Kill)
+	}
 	ro, err := m.canary(ctx, e.Target)
 	if err != nil {
 		return d, err
@@ -75,55 +82,56 @@ func (m *Mesh) Run(ctx context.Context, e Experiment) (events.Drill, error) {
 	}
 	defer w.stop()
 
-	d.StartedAt = time.Now().UTC()
-	if err := m.inject(ctx, e, ro, d.DrillID); err != nil {
-		return d, fmt.Errorf("drill %s: inject %s: %w", e.Name, e.Fault.Kind, err)
-	}
-	if e.Fault.Kind == FaultHTTPErrors || e.Fault.Kind == FaultLatency {
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			if _, err := m.Faults.ClearFault(cctx, ro.App); err != nil {
-				m.log().Warn("clear the drill's fault", "app", ro.App, "err", err)
-			}
-		}()
-	}
-	m.printf("drill %s: injected %s: %s", e.Name, e.Fault.Kind, e.Fault.Detail())
-
 	var reasons []string
 	within := time.Duration(e.Expect.RollbackWithin)
-	end := w.wait(ctx, d.StartedAt.Add(within))
-	if end.anomaly != nil {
-		ms := end.anomaly.Time().Sub(d.StartedAt).Milliseconds()
-		d.DetectedInMs, d.AnomalyID = &ms, end.anomaly.ID()
+	d.StartedAt = time.Now().UTC()
+	deadline := d.StartedAt.Add(within)
+	// back waits for the killed component; false when it is not back.
+	back := func() bool {
+		at, err := m.Components.back(ctx, e.Fault.Kill, deadline)
+		if err != nil {
+			reasons = append(reasons, err.Error())
+			return false
+		}
+		ms := at.Sub(d.StartedAt).Milliseconds()
+		d.RestartedInMs = &ms
+		m.printf("drill %s: the %s runs again after %d ms", e.Name, e.Fault.Kill, ms)
+		return true
 	}
-	switch {
-	case end.rollback != nil:
-		ms := end.rollback.Time().Sub(d.StartedAt).Milliseconds()
-		d.RolledBackInMs, d.RollbackID = &ms, end.rollback.ID()
-		m.printf("drill %s: detected in %s, rolled back in %d ms", e.Name, msOrNever(d.DetectedInMs), ms)
-		if ms > within.Milliseconds() {
-			reasons = append(reasons, fmt.Sprintf("rolled back in %d ms, later than the expected %s", ms, within))
+	up := true
+	if e.Fault.Kill != "" {
+		if _, err := m.Components.Kill(ctx, e.Fault.Kill, time.Duration(e.Fault.Downtime)); err != nil {
+			return d, fmt.Errorf("drill %s: kill the %s: %w", e.Name, e.Fault.Kill, err)
 		}
-	case end.release != nil:
-		reasons = append(reasons, "the fault was not caught: the canary was released to 100%")
-	case ctx.Err() != nil:
-		return d, ctx.Err()
-	default:
-		reasons = append(reasons, fmt.Sprintf("not rolled back within %s (detected: %s)", within, msOrNever(d.DetectedInMs)))
+		m.printf("drill %s: killed the %s for %s", e.Name, e.Fault.Kill, time.Duration(e.Fault.Downtime))
+		if e.Fault.throughKilled() {
+			up = back()
+		}
 	}
-	if end.rollback != nil {
-		d.Pages = w.pages(ctx, d.ExpectPages, m.pageWait(), m.pageSettle())
-		m.printf("drill %s: %d page(s)", e.Name, d.Pages)
-		if d.Pages != d.ExpectPages {
-			reasons = append(reasons, fmt.Sprintf("%d page(s), expected %d", d.Pages, d.ExpectPages))
+	if up {
+		if err := m.inject(ctx, e, ro, d.DrillID); err != nil {
+			return d, fmt.Errorf("drill %s: inject %s: %w", e.Name, e.Fault.Kind, err)
 		}
-		if d.ExpectLedger {
-			d.LedgerRecorded = m.inLedger(ctx, ro.ChainID, d.RollbackID, 20*time.Second)
-			if !d.LedgerRecorded {
-				reasons = append(reasons, "the ledger does not hold the rollback "+d.RollbackID)
-			}
+		if e.Fault.Kind == FaultHTTPErrors || e.Fault.Kind == FaultLatency {
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				if _, err := m.Faults.ClearFault(cctx, ro.App); err != nil {
+					m.log().Warn("clear the drill's fault", "app", ro.App, "err", err)
+				}
+			}()
 		}
+		m.printf("drill %s: injected %s: %s", e.Name, e.Fault.Kind, e.Fault.ownDetail())
+		if e.Fault.Kill != "" && !e.Fault.throughKilled() {
+			up = back()
+		}
+	}
+	if up {
+		judged, err := m.judge(ctx, e, &d, w, ro, deadline)
+		if err != nil {
+			return d, err
+		}
+		reasons = append(reasons, judged...)
 	}
 	d.Outcome, d.Reason = events.DrillPassed, ""
 	if len(reasons) > 0 {
@@ -140,6 +148,47 @@ func (m *Mesh) Run(ctx context.Context, e Experiment) (events.Drill, error) {
 	}
 	m.printf("%s", d.Text())
 	return d, nil
+}
+
+// judge waits until deadline for the rollout to end, then checks the
+// drill's expectations against what happened: its reasons to fail.
+func (m *Mesh) judge(ctx context.Context, e Experiment, d *events.Drill, w *watcher, ro adminapi.Rollout, deadline time.Time) ([]string, error) {
+	var reasons []string
+	within := time.Duration(e.Expect.RollbackWithin)
+	end := w.wait(ctx, deadline)
+	if end.anomaly != nil {
+		ms := end.anomaly.Time().Sub(d.StartedAt).Milliseconds()
+		d.DetectedInMs, d.AnomalyID = &ms, end.anomaly.ID()
+	}
+	switch {
+	case end.rollback != nil:
+		ms := end.rollback.Time().Sub(d.StartedAt).Milliseconds()
+		d.RolledBackInMs, d.RollbackID = &ms, end.rollback.ID()
+		m.printf("drill %s: detected in %s, rolled back in %d ms", e.Name, msOrNever(d.DetectedInMs), ms)
+		if ms > within.Milliseconds() {
+			reasons = append(reasons, fmt.Sprintf("rolled back in %d ms, later than the expected %s", ms, within))
+		}
+	case end.release != nil:
+		reasons = append(reasons, "the fault was not caught: the canary was released to 100%")
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		reasons = append(reasons, fmt.Sprintf("not rolled back within %s (detected: %s)", within, msOrNever(d.DetectedInMs)))
+	}
+	if end.rollback != nil {
+		d.Pages = w.pages(ctx, d.ExpectPages, m.pageWait(), m.pageSettle())
+		m.printf("drill %s: %d page(s)", e.Name, d.Pages)
+		if d.Pages != d.ExpectPages {
+			reasons = append(reasons, fmt.Sprintf("%d page(s), expected %d", d.Pages, d.ExpectPages))
+		}
+		if d.ExpectLedger {
+			d.LedgerRecorded = m.inLedger(ctx, ro.ChainID, d.RollbackID, 20*time.Second)
+			if !d.LedgerRecorded {
+				reasons = append(reasons, "the ledger does not hold the rollback "+d.RollbackID)
+			}
+		}
+	}
+	return reasons, nil
 }
 
 // canary waits for a progressing rollout of the target with traffic on
@@ -228,31 +277,43 @@ func (m *Mesh) siem(ctx context.Context, f Fault, ro adminapi.Rollout, drillID s
 	}
 }
 
-func (m *Mesh) post(ctx context.Context, url string, body []byte, headers map[string]string, out ...any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+func (m *Mesh) post(ctx context.Context, target string, body []byte, headers map[string]string, out ...any) error {
+	code, raw, err := send(ctx, m.HTTP, http.MethodPost, target, body, headers)
 	if err != nil {
 		return err
 	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	hc := m.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("POST %s: %s: %s", req.URL.Redacted(), resp.Status, bytes.TrimSpace(raw))
+	if code >= 300 {
+		if u, err := url.Parse(target); err == nil {
+			target = u.Redacted()
+		}
+		return fmt.Errorf("POST %s: %d %s: %s", target, code, http.StatusText(code), raw)
 	}
 	if len(out) > 0 {
 		return json.Unmarshal(raw, out[0])
 	}
 	return nil
+}
+
+// send makes one request with hc (default: a 30s timeout) and returns the
+// answer's status and body (at most 1 MiB, trimmed).
+func send(ctx context.Context, hc *http.Client, method, url string, body []byte, headers map[string]string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, bytes.TrimSpace(raw), err
 }
 
 // inLedger polls the ledger for the rollback in the release's chain.

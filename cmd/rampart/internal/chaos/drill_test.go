@@ -71,7 +71,8 @@ func startDrillEnv(t *testing.T) *drillEnv {
 		t.Fatal(err)
 	}
 	de := &drillEnv{Env: e, ledger: ledger, mesh: &chaos.Mesh{Rollouts: rollouts, Faults: faults, Bus: b, Ledger: ledger, HTTP: hc,
-		SIEMURL: url + "/hooks/siem", SIEMSecret: token("watcher/siem.secret"), PageWait: 20 * time.Second}}
+		Components: &chaos.Components{Base: url, Token: token("deployer/chaos.token"), HTTP: hc},
+		SIEMURL:    url + "/hooks/siem", SIEMSecret: token("watcher/siem.secret"), PageWait: 20 * time.Second}}
 	v1 := de.push(t)
 	if err := e.PromoteThrough(t.Context(), v1, 4, 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -154,16 +155,7 @@ func TestDrills(t *testing.T) {
 			t.Fatalf("an undetected fault: %s", d.Text())
 		}
 		e.checkRecorded(t, d)
-		if err := waitFor(t, 20*time.Second, func() bool {
-			for _, p := range e.Pages() {
-				if p["dedup_key"] == "drill:"+d.DrillID {
-					return true
-				}
-			}
-			return false
-		}); err != nil {
-			t.Fatalf("the failed drill did not page: %v", err)
-		}
+		e.checkPaged(t, d)
 		// The fault ended with the drill: the canary is healthy again.
 		if _, err := e.mesh.Faults.Fault(t.Context(), demo.App); err != nil {
 			t.Fatal(err)
@@ -176,20 +168,30 @@ func TestDrills(t *testing.T) {
 
 	t.Run("cli", func(t *testing.T) {
 		e.push(t)
-		file := filepath.Join(t.TempDir(), "drills.yaml")
-		doc := "version: 1\nexperiments:\n  - name: canary-5xx\n    target: {app: shop, wait: 30s}\n    fault: {kind: http-errors, ratio: 0.2}\n    expect: {rollbackWithin: 30s, pages: 1}\n"
-		if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var out, errOut bytes.Buffer
-		code := cli.Main(t.Context(), []string{"chaos", "run", file, "--server", e.Mesh.HTTPURL(), "--data", e.DataDir(),
-			"--nats", e.Mesh.NATSURL, "--nats-nkey", natsauth.KeyFile(filepath.Join(e.DataDir(), "nats-keys"), natsauth.Admin), "--ca-file", e.Mesh.CAFile},
-			strings.NewReader(""), &out, &errOut)
-		if code != 0 || !strings.Contains(out.String(), "chaos drill canary-5xx (http-errors): passed; detected in ") {
-			t.Fatalf("rampart chaos run: exit %d\n%s%s", code, out.String(), errOut.String())
-		}
-		t.Logf("$ rampart chaos run drills.yaml\n%s", out.String())
+		e.chaosRun(t, "version: 1\nexperiments:\n  - name: canary-5xx\n    target: {app: shop, wait: 30s}\n    fault: {kind: http-errors, ratio: 0.2}\n    expect: {rollbackWithin: 30s, pages: 1}\n",
+			"chaos drill canary-5xx (http-errors): passed; detected in ")
 	})
+}
+
+// chaosRun runs `rampart chaos run` on the chaos file doc against the
+// environment, as an operator would, and checks that it passes and prints
+// each of want.
+func (e *drillEnv) chaosRun(t *testing.T, doc string, want ...string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "drills.yaml")
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := cli.Main(t.Context(), []string{"chaos", "run", file, "--server", e.Mesh.HTTPURL(), "--data", e.DataDir(),
+		"--nats", e.Mesh.NATSURL, "--nats-nkey", natsauth.KeyFile(filepath.Join(e.DataDir(), "nats-keys"), natsauth.Admin), "--ca-file", e.Mesh.CAFile},
+		strings.NewReader(""), &out, &errOut)
+	for _, w := range want {
+		if code != 0 || !strings.Contains(out.String(), w) {
+			t.Fatalf("rampart chaos run: exit %d, want %q\n%s%s", code, w, out.String(), errOut.String())
+		}
+	}
+	t.Logf("$ rampart chaos run drills.yaml\n%s", out.String())
 }
 
 // checkRecorded checks that the ledger holds the drill's result in the
@@ -213,6 +215,21 @@ func (e *drillEnv) checkRecorded(t *testing.T, d events.Drill) {
 		return false
 	}); err != nil {
 		t.Fatalf("the ledger lacks drill %s: %v", d.DrillID, err)
+	}
+}
+
+// checkPaged checks that the failed drill d paged.
+func (e *drillEnv) checkPaged(t *testing.T, d events.Drill) {
+	t.Helper()
+	if err := waitFor(t, 20*time.Second, func() bool {
+		for _, p := range e.Pages() {
+			if p["dedup_key"] == "drill:"+d.DrillID {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("the failed drill did not page: %v", err)
 	}
 }
 

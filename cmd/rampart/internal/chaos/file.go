@@ -2,10 +2,11 @@
 // fault injected into an application's live canary on purpose, and what the
 // pipeline must then do (roll back within a time, page, record it). A drill
 // is run against a running mesh through its public doors only: the
-// deployer's fault routes (a chaos token), the watcher's SIEM webhook, the
-// application's own fault hook, the bus (the admin identity) and the
-// ledger's query API. Its result is a drill-finished event the ledger
-// records; a failed drill pages (decision 0023).
+// deployer's fault routes and the host's kill route (the chaos token), the
+// watcher's SIEM webhook, the application's own fault hook, the bus (the
+// admin identity) and the ledger's query API. Its result is a
+// drill-finished event the ledger records; a failed drill pages (decisions
+// 0023, 0029).
 package chaos
 
 import (
@@ -38,6 +39,16 @@ const (
 
 // Kinds lists the fault kinds, in the order the docs show them.
 var Kinds = []string{FaultHTTPErrors, FaultLatency, FaultMemory, FaultSIEM}
+
+// Components a fault may kill (fault.kill): stopped mid-canary and
+// started again after fault.downtime (decision 0029).
+const (
+	KillDeployer = "deployer"
+	KillWatcher  = "watcher"
+)
+
+// Killable lists them.
+var Killable = []string{KillDeployer, KillWatcher}
 
 // File is a parsed chaos file.
 type File struct {
@@ -79,6 +90,34 @@ type Fault struct {
 	Hook string `yaml:"hook"`
 	// Severity of the SIEM alert (siem; default high).
 	Severity string `yaml:"severity"`
+	// Kill, with any kind: the component (deployer or watcher) is killed
+	// when the drill starts and started again after Downtime (default
+	// 5s, at most 5m). The fault is injected at once, or, when it goes
+	// through the killed component (a router fault with the deployer, a
+	// SIEM alert with the watcher), once it is back.
+	Kill     string   `yaml:"kill"`
+	Downtime Duration `yaml:"downtime"`
+}
+
+// Recorded is the fault as the drill's result names it: its kind, or
+// kill-<component> for a kill (events.Drill.Fault).
+func (f Fault) Recorded() string {
+	if f.Kill != "" {
+		return "kill-" + f.Kill
+	}
+	return f.Kind
+}
+
+// throughKilled says whether the fault is injected through the component
+// it kills, which must be back first.
+func (f Fault) throughKilled() bool {
+	switch f.Kill {
+	case KillDeployer:
+		return f.Kind == FaultHTTPErrors || f.Kind == FaultLatency
+	case KillWatcher:
+		return f.Kind == FaultSIEM
+	}
+	return false
 }
 
 // Expect is what the pipeline must do.
@@ -104,6 +143,18 @@ func (e Expect) WantLedger() bool { return e.Ledger == nil || *e.Ledger }
 
 // Detail is the fault's parameters in words.
 func (f Fault) Detail() string {
+	if f.Kill != "" {
+		when := "meanwhile"
+		if f.throughKilled() {
+			when = "once it is back"
+		}
+		return fmt.Sprintf("the %s killed for %s; %s, %s", f.Kill, time.Duration(f.Downtime), when, f.ownDetail())
+	}
+	return f.ownDetail()
+}
+
+// ownDetail is the fault's own parameters in words, without the kill.
+func (f Fault) ownDetail() string {
 	switch f.Kind {
 	case FaultHTTPErrors:
 		return fmt.Sprintf("%g%% of canary requests answer 500 at the router", f.Ratio*100)
@@ -157,6 +208,10 @@ const (
 	maxFor      = 15 * time.Minute
 	maxLatency  = 30 * time.Second
 	minEvery    = time.Minute
+	// defaultDowntime and maxDowntime bound a kill (maxDowntime is the
+	// host's service.MaxDowntime).
+	defaultDowntime = 5 * time.Second
+	maxDowntime     = 5 * time.Minute
 )
 
 // Parse validates the chaos file in data; file names it in messages. Every
@@ -276,6 +331,24 @@ func (v *validator) experiment(e *Experiment, n *yaml.Node, names map[string]boo
 		}
 	}
 	x := e.Expect
+	switch {
+	case f.Kill == "" && f.Downtime != 0:
+		v.add(at("fault", "downtime"), "%s: fault.downtime needs fault.kill (%s)", where, strings.Join(Killable, " or "))
+	case f.Kill == "":
+	case !slices.Contains(Killable, f.Kill):
+		v.add(at("fault", "kill"), "%s: fault.kill %q: want %s", where, f.Kill, strings.Join(Killable, " or "))
+	default:
+		if f.Downtime == 0 {
+			f.Downtime = Duration(defaultDowntime)
+		}
+		if d := time.Duration(f.Downtime); d <= 0 || d > maxDowntime {
+			v.add(at("fault", "downtime"), "%s: fault.downtime %s: want more than 0, at most %s", where, d, maxDowntime)
+		} else if w := time.Duration(x.RollbackWithin); w > 0 && w <= d {
+			// Nothing rolls back while the deployer is down, and nothing
+			// detects while the watcher is.
+			v.add(at("expect", "rollbackWithin"), "%s: expect.rollbackWithin %s can never pass: the %s is down for %s (fault.downtime)", where, w, f.Kill, d)
+		}
+	}
 	if d := time.Duration(x.RollbackWithin); d <= 0 {
 		v.add(at("expect", "rollbackWithin"), "%s: expect.rollbackWithin: want a time, e.g. 30s", where)
 	} else if d > time.Duration(f.For) && f.Kind != FaultMemory && f.Kind != FaultSIEM {

@@ -38,6 +38,20 @@ func TestParseFillsDefaults(t *testing.T) {
 	}
 }
 
+// A kill takes 5s of downtime unless told, and is recorded as
+// kill-<component>.
+func TestParseKill(t *testing.T) {
+	f, err := chaos.Parse("drills.yaml", []byte("version: 1\nexperiments:\n  - name: k\n    target: {app: shop}\n    fault: {kind: http-errors, ratio: 0.2, kill: deployer}\n    expect: {rollbackWithin: 30s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fault := f.Experiments[0].Fault
+	if time.Duration(fault.Downtime) != 5*time.Second || fault.Recorded() != "kill-deployer" ||
+		fault.Detail() != "the deployer killed for 5s; once it is back, 20% of canary requests answer 500 at the router" {
+		t.Fatalf("kill parsed as %+v: %q", fault, fault.Detail())
+	}
+}
+
 // Every problem is reported at its line, and the file is refused whole.
 func TestParseErrorsAtTheirLine(t *testing.T) {
 	head := "version: 1\nexperiments:\n  - name: x\n    target: {app: shop}\n"
@@ -57,6 +71,10 @@ func TestParseErrorsAtTheirLine(t *testing.T) {
 		{"bad app", "version: 1\nexperiments:\n  - name: x\n    target:\n      app: Shop!\n    fault: {kind: siem}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": invalid name`}},
 		{"hook", head + "    fault: {kind: memory, hook: 'file:///etc/passwd'}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": fault.hook`}},
 		{"long fault", head + "    fault: {kind: latency, latency: 1s, for: 1h}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": fault.for 1h0m0s`}},
+		{"kill what", head + "    fault: {kind: siem, kill: ledger}\n    expect: {rollbackWithin: 10s}\n", []string{`drills.yaml:5: experiment "x": fault.kill "ledger": want deployer or watcher`}},
+		{"downtime alone", head + "    fault: {kind: siem, downtime: 5s}\n    expect: {rollbackWithin: 10s}\n", []string{`drills.yaml:5: experiment "x": fault.downtime needs fault.kill`}},
+		{"long downtime", head + "    fault: {kind: siem, kill: watcher, downtime: 1h}\n    expect: {rollbackWithin: 10s}\n", []string{`drills.yaml:5: experiment "x": fault.downtime 1h0m0s: want more than 0, at most 5m0s`}},
+		{"never passes", head + "    fault: {kind: http-errors, ratio: 0.2, kill: deployer, downtime: 10s}\n    expect:\n      rollbackWithin: 10s\n", []string{`drills.yaml:7: experiment "x": expect.rollbackWithin 10s can never pass: the deployer is down for 10s`}},
 		{"two problems", "version: 1\nevery: 1s\nexperiments:\n  - name: x\n    target: {app: shop}\n    fault: {kind: siem}\n    expect: {rollbackWithin: 5s}\n  - name: x\n    target: {app: shop}\n    fault: {kind: siem}\n    expect: {rollbackWithin: 5s}\n",
 			[]string{"drills.yaml:2: every 1s", `drills.yaml:8: experiment "x": named twice`}},
 	} {
@@ -80,7 +98,18 @@ func TestExampleFileParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.Experiments) != len(chaos.Kinds) {
-		t.Fatalf("the example has %d experiments, want one per fault kind (%v)", len(f.Experiments), chaos.Kinds)
+	seen := map[string]bool{}
+	for _, e := range f.Experiments {
+		seen[e.Fault.Kind], seen[e.Fault.Recorded()] = true, true
+	}
+	for _, k := range chaos.Kinds {
+		if !seen[k] {
+			t.Errorf("the example has no %s experiment", k)
+		}
+	}
+	for _, k := range chaos.Killable {
+		if !seen["kill-"+k] {
+			t.Errorf("the example kills no %s", k)
+		}
 	}
 }

@@ -22,7 +22,8 @@ func init() {
 
 const chaosRunUsage = "FILE [--every DURATION] [--server URL] [--data DIR] [--nats URL]\n\n" +
 	"Each experiment waits for a live canary of its target, injects its fault (http-errors or latency at the\n" +
-	"deployer's router, memory through the application's fault hook, siem through the watcher's webhook),\n" +
+	"deployer's router, memory through the application's fault hook, siem through the watcher's webhook;\n" +
+	"with kill: deployer or watcher, that component is killed first and started again after its downtime),\n" +
 	"measures detection and rollback, counts the pages and records the drill's result in the ledger.\n" +
 	"A failed drill pages; the command then exits 1 (with a schedule, it keeps running)."
 
@@ -149,6 +150,7 @@ func chaosMesh(ctx context.Context, e *env, server, data string, nf *natsFlags) 
 		return nil, nil, err
 	}
 	m := &chaos.Mesh{Rollouts: rollouts, Faults: faults, Bus: b, Ledger: ledger, HTTP: hc,
-		SIEMURL: strings.TrimSuffix(server, "/") + "/hooks/siem", SIEMSecret: siem, Progress: e.stdout}
+		Components: &chaos.Components{Base: server, Token: chaosToken, HTTP: hc},
+		SIEMURL:    strings.TrimSuffix(server, "/") + "/hooks/siem", SIEMSecret: siem, Progress: e.stdout}
 	return m, nc.Close, nil
 }

@@ -190,7 +190,8 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 	// The operator API refuses requests without a token: one per role
 	// (`rampart rollout` reads them).
 	// chaos.token is the chaos drills' (`rampart chaos run`): it may only
-	// inject bounded faults at the local router (decision 0023).
+	// inject bounded faults at the local router (decision 0023) and kill
+	// the deployer or the watcher for a while (decision 0029).
 	for name, tok := range map[string]*policy.Secret{"operator.token": &dopts.OperatorToken, "viewer.token": &dopts.ViewerToken, "chaos.token": &dopts.ChaosToken} {
 		if tok.IsZero() {
 			if tok.File, err = secretFile(filepath.Join(opts.DataDir, "deployer", name)); err != nil {
@@ -238,6 +239,10 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (_ *Mesh, err
 		hopts.Identities[name] = Identity(m.NATSKeyDir, name)
 	}
 	hopts.Bootstrap = m.Admin
+	// The host's kill route opens to the chaos token.
+	if hopts.ChaosToken, err = dopts.ChaosToken.Resolve(); err != nil {
+		return nil, fmt.Errorf("chaos token: %w", err)
+	}
 	m.Host, err = service.Start(ctx, hopts, logger, m.Ledger, m.Scanner, m.Deployer, m.Watcher, m.Notifier)
 	if err != nil {
 		return nil, err
