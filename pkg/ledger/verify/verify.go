@@ -16,22 +16,45 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/tree"
 )
 
-// Entry is one LEDGER stream message: the canonical entry bytes and the value
-// of its entry.SignatureHeader.
+// Entry is one ledger entry as stored: the canonical entry bytes and either
+// the value of its entry.SignatureHeader (an entry written one per LEDGER
+// message, before bundles) or, for an entry of a bundle, the leaf hash the
+// bundle stored for it (Leaf). A bundled entry carries no signature: the
+// signed checkpoints that cover it authenticate it, and its stored leaf hash
+// names it by index when its bytes were changed.
 type Entry struct {
 	Data      []byte
 	Signature string
+	// Leaf is the stored leaf hash of an entry read from a bundle; nil for
+	// a signed entry.
+	Leaf *tlog.Hash
+}
+
+// Entries returns the entries of a LEDGER message, in order.
+func Entries(m bundle.Message) []Entry {
+	out := make([]Entry, len(m.Entries))
+	for i, e := range m.Entries {
+		out[i].Data = e
+		if m.First < 0 {
+			out[i].Signature = m.Signature
+		} else {
+			out[i].Leaf = &m.Leaves[i]
+		}
+	}
+	return out
 }
 
 // Reasons a ledger fails verification, wrapped by Error.Err.
 var (
 	ErrEntryMalformed        = errors.New("entry does not parse")
 	ErrEntrySignature        = errors.New("entry signature does not verify")
+	ErrEntryLeaf             = errors.New("entry does not match the leaf hash stored with it")
 	ErrEntryIndex            = errors.New("entry index is not its position")
 	ErrEntryOrder            = errors.New("entry stream sequence does not increase")
 	ErrDuplicateEvent        = errors.New("event recorded twice")
@@ -88,6 +111,12 @@ type Result struct {
 	// verified: all of them, or with Checker.Pin only those after the
 	// pinned size (the others are vouched for by a signed checkpoint).
 	SignaturesChecked int64
+	// Unsigned is the number of entries after the latest checkpoint that
+	// came from bundles: they carry no signature of their own, so nothing
+	// authenticates them until a checkpoint covers them (the ledger signs
+	// one every interval and on shutdown). They are checked for form,
+	// index, order and duplicates like every entry.
+	Unsigned int64
 }
 
 // entryCheck is the per-entry work that does not depend on other entries,
@@ -133,6 +162,8 @@ type Checker struct {
 	checks []entryCheck
 	pinned int64 // entries below this are not signature-checked one by one
 	sigs   int64 // entries whose signature was checked
+	// bundled are the runs [from, to) of positions of entries from bundles.
+	bundled [][2]int64
 
 	// Entry results.
 	entries  int64 // entries added to the tree
@@ -195,6 +226,14 @@ func (c *Checker) Entry(e Entry) {
 	if c.entriesDone {
 		panic("verify: Checker.Entry after Checkpoint or Result")
 	}
+	if e.Leaf != nil {
+		pos := c.entries + int64(len(c.batch))
+		if n := len(c.bundled); n > 0 && c.bundled[n-1][1] == pos {
+			c.bundled[n-1][1]++
+		} else {
+			c.bundled = append(c.bundled, [2]int64{pos, pos + 1})
+		}
+	}
 	c.batch = append(c.batch, e)
 	if len(c.batch) == batchSize {
 		c.flush()
@@ -212,7 +251,11 @@ func (c *Checker) flush() {
 	}
 	checks := c.checks[:len(c.batch)]
 	checkEntries(c.entries, c.batch, checks, c.v, c.pinned)
-	c.sigs += max(0, c.entries+int64(len(checks))-max(c.entries, c.pinned))
+	for i, e := range c.batch {
+		if e.Leaf == nil && c.entries+int64(i) >= c.pinned {
+			c.sigs++
+		}
+	}
 	for i := range checks {
 		ck := &checks[i]
 		pos := c.entries
@@ -289,6 +332,9 @@ func (c *Checker) Result() (*Result, error) {
 	if c.prev != nil {
 		res.Unanchored = size - c.prev.Size
 	}
+	for _, r := range c.bundled {
+		res.Unsigned += max(0, r[1]-max(r[0], size-res.Unanchored))
+	}
 	switch {
 	case c.entryErr != nil && (c.cpErr == nil || c.cpErr.Index < 0 || c.entryErr.Index < c.cpEnd):
 		// A bad checkpoint root over a range that holds a bad entry is
@@ -343,9 +389,15 @@ func checkEntries(first int64, entries []Entry, checks []entryCheck, v *checkpoi
 
 func checkEntry(pos int64, in Entry, v *checkpoint.Verifier, checkSig bool) entryCheck {
 	c := entryCheck{leaf: tlog.RecordHash(in.Data)}
-	// The signature first: a changed byte is then reported as tampering,
-	// whatever it did to the JSON.
-	if !checkSig {
+	// The signature (or stored leaf hash) first: a changed byte is then
+	// reported as tampering, whatever it did to the JSON.
+	if in.Leaf != nil {
+		if *in.Leaf != c.leaf {
+			c.err = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryLeaf,
+				Reason: "its bytes do not match the leaf hash its bundle stored for it: the entry (or the hash) was changed after the ledger wrote it"}
+			return c
+		}
+	} else if !checkSig {
 		// Pinned by a checkpoint (Checker.Pin).
 	} else if err := v.CheckEntry(in.Data, in.Signature); err != nil {
 		c.err = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntrySignature, err), Reason: err.Error()}
