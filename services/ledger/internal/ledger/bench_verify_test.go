@@ -42,7 +42,7 @@ func benchEntries() int {
 // the ledger records them, in today's format: one entry per LEDGER message
 // with its signature header) straight into LEDGER, and a checkpoint every
 // 100,000 entries and at the end into LEDGER_CHECKPOINTS.
-func writeLedger(b *testing.B, js jetstream.JetStream, s *checkpoint.Signer, n int) {
+func writeLedger(b testing.TB, js jetstream.JetStream, s *checkpoint.Signer, n int) {
 	b.Helper()
 	if _, _, err := EnsureStreams(b.Context(), js, 1); err != nil {
 		b.Fatal(err)
