@@ -403,7 +403,9 @@ func checkEntry(pos int64, in Entry, v *checkpoint.Verifier, checkSig bool) entr
 		c.err = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntrySignature, err), Reason: err.Error()}
 		return c
 	}
-	e, err := entry.Unmarshal(in.Data)
+	// ReadHead accepts exactly what entry.Unmarshal accepts, without
+	// building the entry.
+	e, err := entry.ReadHead(in.Data)
 	if err != nil {
 		c.err = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntryMalformed, err), Reason: err.Error()}
 		return c
