@@ -160,6 +160,11 @@ type Checker struct {
 	tree   *tree.Tree
 	batch  []Entry
 	checks []entryCheck
+	// spare is the batch buffer not in use; done is closed when the
+	// batch checked in the background is done (flush).
+	spare  []Entry
+	done   chan struct{}
+	fed    int64 // entries given to Entry
 	pinned int64 // entries below this are not signature-checked one by one
 	sigs   int64 // entries whose signature was checked
 	// bundled are the runs [from, to) of positions of entries from bundles.
@@ -189,6 +194,7 @@ func NewChecker(v *checkpoint.Verifier) *Checker {
 		v:      v,
 		tree:   tree.New(),
 		batch:  make([]Entry, 0, batchSize),
+		spare:  make([]Entry, 0, batchSize),
 		checks: make([]entryCheck, batchSize), // reused by every batch
 		seen:   map[eventKey]int64{},
 	}
@@ -207,7 +213,7 @@ func NewChecker(v *checkpoint.Verifier) *Checker {
 // it, which names only the range of entries that checkpoint vouches for;
 // Stream checks again without Pin to name the entry.
 func (c *Checker) Pin(n int64) {
-	if c.entries > 0 || len(c.batch) > 0 {
+	if c.fed > 0 {
 		panic("verify: Checker.Pin after Entry")
 	}
 	c.pinned = n
@@ -227,13 +233,14 @@ func (c *Checker) Entry(e Entry) {
 		panic("verify: Checker.Entry after Checkpoint or Result")
 	}
 	if e.Leaf != nil {
-		pos := c.entries + int64(len(c.batch))
+		pos := c.fed
 		if n := len(c.bundled); n > 0 && c.bundled[n-1][1] == pos {
 			c.bundled[n-1][1]++
 		} else {
 			c.bundled = append(c.bundled, [2]int64{pos, pos + 1})
 		}
 	}
+	c.fed++
 	c.batch = append(c.batch, e)
 	if len(c.batch) == batchSize {
 		c.flush()
@@ -244,14 +251,41 @@ func (c *Checker) Entry(e Entry) {
 // parallel, then the checks that depend on earlier entries in order. The
 // tree is built over the bytes as stored, also the bad ones: checkpoints are
 // compared with what is really in the log.
+//
+// The checks run in the background while the caller reads the next batch:
+// flush waits for the batch before, then hands this one over.
 func (c *Checker) flush() {
+	c.wait()
 	if len(c.batch) == 0 || c.err != nil {
 		c.batch = c.batch[:0]
 		return
 	}
-	checks := c.checks[:len(c.batch)]
-	checkEntries(c.entries, c.batch, checks, c.v, c.pinned)
-	for i, e := range c.batch {
+	batch := c.batch
+	c.batch, c.spare = c.spare[:0], nil
+	done := make(chan struct{})
+	c.done = done
+	go func() {
+		defer close(done)
+		c.check(batch)
+		// Drop the references to the entry bytes.
+		clear(batch)
+		c.spare = batch[:0]
+	}()
+}
+
+// wait returns once the batch in the background, if any, is checked.
+func (c *Checker) wait() {
+	if c.done != nil {
+		<-c.done
+		c.done = nil
+	}
+}
+
+// check checks one batch; see flush.
+func (c *Checker) check(batch []Entry) {
+	checks := c.checks[:len(batch)]
+	checkEntries(c.entries, batch, checks, c.v, c.pinned)
+	for i, e := range batch {
 		if e.Leaf == nil && c.entries+int64(i) >= c.pinned {
 			c.sigs++
 		}
@@ -292,9 +326,6 @@ func (c *Checker) flush() {
 		}
 		c.lastSeq = ck.streamSeq
 	}
-	// Drop the references to the entry bytes.
-	clear(c.batch)
-	c.batch = c.batch[:0]
 }
 
 // Checkpoint checks the next signed checkpoint against the entries. It must
@@ -311,6 +342,7 @@ func (c *Checker) Checkpoint(signed []byte) {
 func (c *Checker) endEntries() {
 	if !c.entriesDone {
 		c.flush()
+		c.wait()
 		c.entriesDone = true
 	}
 }
