@@ -117,6 +117,9 @@ type Result struct {
 	// one every interval and on shutdown). They are checked for form,
 	// index, order and duplicates like every entry.
 	Unsigned int64
+	// Bundled is the number of entries read from bundles (decision 0028):
+	// they carry no signature of their own, whatever the options.
+	Bundled int64
 }
 
 // entryCheck is the per-entry work that does not depend on other entries,
@@ -366,6 +369,7 @@ func (c *Checker) Result() (*Result, error) {
 	}
 	for _, r := range c.bundled {
 		res.Unsigned += max(0, r[1]-max(r[0], size-res.Unanchored))
+		res.Bundled += r[1] - r[0]
 	}
 	switch {
 	case c.entryErr != nil && (c.cpErr == nil || c.cpErr.Index < 0 || c.entryErr.Index < c.cpEnd):
