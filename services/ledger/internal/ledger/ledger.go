@@ -258,7 +258,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (e
 			Duplicates: 5 * time.Second,
 		}
 	}
-	entries, err = js.CreateOrUpdateStream(ctx, cfg(streams.EntriesStream, streams.EntriesSubject, "Rampart ledger entries, one per recorded message"))
+	entries, err = js.CreateOrUpdateStream(ctx, cfg(streams.EntriesStream, streams.EntriesSubject, "Rampart ledger entries: bundles of entries (one signed entry per message before bundles)"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("ensuring stream %s: %w", streams.EntriesStream, err)
 	}
