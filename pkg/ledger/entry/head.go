@@ -157,51 +157,9 @@ func (s *scanner) value(depth int) bool {
 	}
 	switch c := s.b[s.i]; {
 	case c == '{':
-		s.i++
-		if s.i < len(s.b) && s.b[s.i] == '}' {
-			s.i++
-			return true
-		}
-		for {
-			if !s.jsonStr() || !s.lit(":") || !s.value(depth+1) {
-				return false
-			}
-			if s.i >= len(s.b) {
-				return false
-			}
-			switch s.b[s.i] {
-			case ',':
-				s.i++
-			case '}':
-				s.i++
-				return true
-			default:
-				return false
-			}
-		}
+		return s.list('}', func() bool { return s.jsonStr() && s.lit(":") && s.value(depth+1) })
 	case c == '[':
-		s.i++
-		if s.i < len(s.b) && s.b[s.i] == ']' {
-			s.i++
-			return true
-		}
-		for {
-			if !s.value(depth + 1) {
-				return false
-			}
-			if s.i >= len(s.b) {
-				return false
-			}
-			switch s.b[s.i] {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				return true
-			default:
-				return false
-			}
-		}
+		return s.list(']', func() bool { return s.value(depth + 1) })
 	case c == '"':
 		return s.jsonStr()
 	case c == 't':
@@ -214,6 +172,30 @@ func (s *scanner) value(depth int) bool {
 		return s.number()
 	}
 	return false
+}
+
+// list consumes a JSON object or array from its opening character to the
+// closing one: elements (elem) separated by commas, or none.
+func (s *scanner) list(closing byte, elem func() bool) bool {
+	s.i++
+	if s.i < len(s.b) && s.b[s.i] == closing {
+		s.i++
+		return true
+	}
+	for {
+		if !elem() || s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case closing:
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // number consumes a JSON number:

@@ -1,11 +1,8 @@
 package verify
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,43 +112,12 @@ func feed(es []Entry, cps [][]byte) func(*Checker) error {
 }
 
 func TestMixedLedgerVerifies(t *testing.T) {
-	if *update {
-		s, _, err := checkpoint.GenerateSigner(checkpoint.DefaultOrigin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs, cps := mixedLog(t, s)
-		f := mixedFixture{Key: s.VerifierKey(), Messages: msgs}
-		for _, cp := range cps {
-			f.Checkpoints = append(f.Checkpoints, string(cp))
-		}
-		b, err := json.MarshalIndent(f, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(mixedFixturePath), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(mixedFixturePath, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(mixedFixturePath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f mixedFixture
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	v, err := checkpoint.NewVerifier(f.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cps := make([][]byte, len(f.Checkpoints))
-	for i, cp := range f.Checkpoints {
-		cps[i] = []byte(cp)
-	}
+	loadFixture(t, mixedFixturePath, &f, func(s *checkpoint.Signer) any {
+		msgs, cps := mixedLog(t, s)
+		return mixedFixture{Key: s.VerifierKey(), Messages: msgs, Checkpoints: notes(cps)}
+	})
+	v, cps := opened(t, f.Key, f.Checkpoints)
 	es := entriesOf(t, f.Messages)
 	for _, pinned := range []int64{0, 35, 40} {
 		t.Run(fmt.Sprintf("pinned %d", pinned), func(t *testing.T) {
@@ -186,6 +152,17 @@ func TestBundleTampering(t *testing.T) {
 			t.Fatal(err)
 		}
 		return es
+	}
+	// forge31 replaces entry 31 in bundle m (entries 30..39) with a forged
+	// one, its leaf hash included.
+	forge31 := func(t *testing.T, m message) message {
+		es := split(t, m)
+		forged, err := entry.Marshal(makeEntry(t, 31, "forged"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		es[1] = forged
+		return bundleMsg(s, 30, es)
 	}
 	tests := []struct {
 		name      string
@@ -226,15 +203,9 @@ func TestBundleTampering(t *testing.T) {
 		{
 			name: "a forged entry in a bundle, its leaf hash left as it was",
 			mutate: func(t *testing.T, msgs []message) []message {
-				es := split(t, msgs[21])
-				forged, err := entry.Marshal(makeEntry(t, 31, "forged"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				es[1] = forged
-				h := msgs[21].Header
-				msgs[21] = bundleMsg(s, 30, es)
-				msgs[21].Header[bundle.LeavesHeader] = h[bundle.LeavesHeader]
+				leaves := msgs[21].Header[bundle.LeavesHeader]
+				msgs[21] = forge31(t, msgs[21])
+				msgs[21].Header[bundle.LeavesHeader] = leaves
 				return msgs
 			},
 			wantErr: ErrEntryLeaf, wantIndex: 31,
@@ -242,13 +213,7 @@ func TestBundleTampering(t *testing.T) {
 		{
 			name: "a forged entry in a bundle with a matching leaf hash: the first checkpoint over it names its range",
 			mutate: func(t *testing.T, msgs []message) []message {
-				es := split(t, msgs[21])
-				forged, err := entry.Marshal(makeEntry(t, 31, "forged"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				es[1] = forged
-				msgs[21] = bundleMsg(s, 30, es)
+				msgs[21] = forge31(t, msgs[21])
 				return msgs
 			},
 			wantErr: ErrCheckpointRoot, wantIndex: 20,
