@@ -471,6 +471,13 @@ func (l *Ledger) consume(ctx context.Context) (stop func(), err error) {
 				if !errors.Is(err, nats.ErrConnectionClosed) {
 					l.log.Warn("consume", "err", err)
 				}
+				// Missed heartbeats and the like pass; a closed connection
+				// or a deleted consumer does not: do not spin on it.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
 				continue
 			}
 			meta, err := msg.Metadata()
