@@ -501,3 +501,20 @@ func TestReadHeadRejectsNearCanonical(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPlainTime holds plainTime to what time.Parse and Marshal's format
+// accept: it never accepts a time that is not canonical.
+func FuzzPlainTime(f *testing.F) {
+	for _, s := range []string{"2025-11-26T17:00:00.123456789Z", "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2025-11-26T17:00:00.10Z", "1970-01-01T00:00:00.5Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !plainTime([]byte(s)) {
+			return
+		}
+		parsed, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil || parsed.IsZero() || parsed.UTC().Format(time.RFC3339Nano) != s {
+			t.Fatalf("plainTime accepted %q: %v, %v", s, parsed, err)
+		}
+	})
+}

@@ -129,6 +129,9 @@ func plainUTF8(b []byte) bool {
 // canonTime reports whether t is a time as Marshal writes recordedAt: RFC
 // 3339 with nanoseconds, in UTC, not the zero time.
 func canonTime(t []byte) bool {
+	if plainTime(t) {
+		return true
+	}
 	parsed, err := time.Parse(time.RFC3339Nano, string(t))
 	if err != nil || parsed.IsZero() {
 		return false
@@ -283,4 +286,44 @@ func (s *scanner) jsonStr() bool {
 		}
 	}
 	return false
+}
+
+// plainTime reports whether t is, by its bytes alone, a time as Marshal
+// writes it: "YYYY-MM-DDTHH:MM:SS[.F]Z" with a year from 1970 to 9999, a
+// day that exists, no leap second and a fraction of 1 to 9 digits without
+// trailing zero. False only sends t to time.Parse (FuzzPlainTime).
+func plainTime(t []byte) bool {
+	n := len(t)
+	if n < 20 || t[n-1] != 'Z' || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' {
+		return false
+	}
+	num := func(i, j int) int {
+		v := 0
+		for _, c := range t[i:j] {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(5, 7), num(8, 10)
+	hour, minute, sec := num(11, 13), num(14, 16), num(17, 19)
+	if year < 1970 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
+		return false
+	}
+	days := [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month-1]
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		days = 29
+	}
+	if day > days {
+		return false
+	}
+	switch {
+	case n == 20:
+		return true
+	case t[19] != '.' || n < 22 || n > 30 || t[n-2] == '0':
+		return false
+	}
+	return num(20, n-1) >= 0
 }

@@ -224,6 +224,9 @@ func (c *Checker) Pin(n int64) {
 	// verified with the key is the ledger's own word, but the room is
 	// bounded all the same.
 	c.tree = tree.WithCapacity(min(n, maxPresized))
+	// So is the duplicate index: growing a map of a million keys copies it
+	// over and over.
+	c.seen = make(map[eventKey]int64, min(n, maxPresized))
 }
 
 // maxPresized bounds the leaves Pin makes room for up front (64 bytes each).
