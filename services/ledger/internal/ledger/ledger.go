@@ -1,30 +1,32 @@
 // Package ledger is the ledger service component: it records every message
-// of the RAMPART stream, in stream order and exactly once, as a signed entry
-// in the LEDGER stream, keeps the Merkle tree over the entries, and signs
-// checkpoints of it into LEDGER_CHECKPOINTS.
+// of the RAMPART stream, in stream order and exactly once, as an entry in
+// the LEDGER stream, keeps the Merkle tree over the entries, and signs
+// checkpoints of it into LEDGER_CHECKPOINTS. Entries are written in bundles
+// (pkg/ledger/bundle, docs/decisions/0028-ledger-entry-bundles.md): the
+// signed checkpoints, not signatures per entry, vouch for them.
 //
 // A pipeline of goroutines shares the work:
 //   - the consumer handler (record.go) decides, in stream order, what each
 //     RAMPART message becomes (an entry, a duplicate, poison) and gives the
 //     entry its index;
-//   - sign workers (publish.go, GOMAXPROCS of them) encode, hash and sign
-//     entries in parallel;
-//   - the publisher (publish.go) publishes the signed entries in index order,
-//     asynchronously and with the expected last LEDGER sequence and message
-//     id, so that consecutive entries are pipelined but can only be stored
-//     in order;
+//   - sign workers (publish.go, GOMAXPROCS of them) encode and hash entries
+//     in parallel;
+//   - the publisher (publish.go) gathers the entries, in index order, into
+//     bundles and publishes them asynchronously with the expected last
+//     LEDGER sequence and message id, so that consecutive bundles are
+//     pipelined but can only be stored in order;
 //   - the committer (commit.go) waits for each publish acknowledgement in
-//     order, repairs failed publishes in place, and adds committed entries to
-//     the tree;
+//     order, repairs failed publishes in place, adds committed entries to
+//     the tree and acknowledges their RAMPART messages, once per bundle;
 //   - the checkpointer (checkpoint.go) signs the tree at most once per
-//     interval when it has grown.
+//     interval when it has grown, and once more on the way out.
 //
 // The LEDGER stream is the source of truth for progress: on start the tree,
-// the duplicate index and the RAMPART cursor are rebuilt from it
-// (rebuild.go), and the durable consumer is re-created at the cursor.
-// See docs/decisions/0001-ledger-cursor.md. What it trusts outside the
-// streams (witnesses), and what it does about messages it did not write, is
-// in trust.go (docs/decisions/0015-ledger-trust.md).
+// the duplicate index, the index of LEDGER messages and the RAMPART cursor
+// are rebuilt from it (rebuild.go), and the durable consumer is re-created
+// at the cursor. See docs/decisions/0001-ledger-cursor.md. What it trusts
+// outside the streams (witnesses), and what it does about messages it did
+// not write, is in trust.go (docs/decisions/0015-ledger-trust.md).
 package ledger
 
 import (
