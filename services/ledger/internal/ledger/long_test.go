@@ -71,3 +71,46 @@ func TestLongEntryIsWrittenSigned(t *testing.T) {
 		t.Fatalf("API verify = %+v, %v", res, err)
 	}
 }
+
+// TestBundlesCutBySize: bundles are cut at the byte bound as well as at
+// tile boundaries; the entry bundles of the tiles endpoint join them, and
+// the ledger verifies.
+func TestBundlesCutBySize(t *testing.T) {
+	defer func(old int) { maxBundleBytes = old }(maxBundleBytes)
+	maxBundleBytes = 8 << 10
+	const n = 400 // across a tile boundary
+	ns := natstest.Server(t, "")
+	pub := natstest.Bus(t, ns)
+	js := pub.JetStream()
+	s := newSigner(t)
+	in := startLedger(t, ns, s, Options{CheckpointInterval: 10 * time.Millisecond})
+	var msgs []*nats.Msg
+	for i := range n {
+		id := fmt.Sprintf("cut-%d", i)
+		msgs = append(msgs, commitMsg(t, id, id))
+	}
+	publishAsync(t, js, msgs)
+	waitCommitted(t, in.l, n)
+
+	bundles := 0
+	if _, err := streams.Read(t.Context(), js, streams.EntriesStream, 1, func(seq uint64, msg jetstream.Msg) error {
+		m, err := bundle.Read(msg.Headers(), msg.Data())
+		if err != nil || m.First < 0 {
+			return fmt.Errorf("LEDGER message %d: %+v, %v", seq, m, err)
+		}
+		if last := len(m.Entries[len(m.Entries)-1]) + 2; len(msg.Data())-last > maxBundleBytes {
+			t.Errorf("bundle %d holds %d bytes before its last entry, over %d", seq, len(msg.Data())-last, maxBundleBytes)
+		}
+		bundles++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if bundles < n*700/maxBundleBytes {
+		t.Fatalf("%d bundles for %d entries of about 700 bytes cut at %d bytes", bundles, n, maxBundleBytes)
+	}
+	if res, err := streams.Verify(t.Context(), js, s.Verifier()); err != nil || res.Entries != n {
+		t.Fatalf("streams.Verify = %+v, %v", res, err)
+	}
+	auditTiles(t, in.l, s, n, func(i int64) string { return fmt.Sprintf("cut-%d", i) })
+}

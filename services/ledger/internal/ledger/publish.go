@@ -53,10 +53,15 @@ func (l *Ledger) sign(p *pending) {
 // event is published at once.
 const maxBundlesInFlight = 2
 
+// maxBundleBytes bounds the data of one bundle (a variable so that tests
+// can cut bundles small).
+var maxBundleBytes = 512 << 10
+
 // bundleBytes bounds the data of one bundle: well below the server's
-// payload limit (1 MB by default), leaving room for the headers.
+// payload limit (1 MB by default), leaving room for the headers. A bundle
+// always takes its first entry, whatever its size.
 func (l *Ledger) bundleBytes() int {
-	return max(min(512<<10, int(l.bus.Conn().MaxPayload())/2), 2*bundle.MaxEntry)
+	return min(maxBundleBytes, int(l.bus.Conn().MaxPayload())/2)
 }
 
 // publishLoop takes entries in handler order from l.toPublish, waits until
