@@ -79,18 +79,8 @@ func TestBundlesCutBySize(t *testing.T) {
 	defer func(old int) { maxBundleBytes = old }(maxBundleBytes)
 	maxBundleBytes = 8 << 10
 	const n = 400 // across a tile boundary
-	ns := natstest.Server(t, "")
-	pub := natstest.Bus(t, ns)
+	in, pub, s := recordEvents(t, n, "cut-%d")
 	js := pub.JetStream()
-	s := newSigner(t)
-	in := startLedger(t, ns, s, Options{CheckpointInterval: 10 * time.Millisecond})
-	var msgs []*nats.Msg
-	for i := range n {
-		id := fmt.Sprintf("cut-%d", i)
-		msgs = append(msgs, commitMsg(t, id, id))
-	}
-	publishAsync(t, js, msgs)
-	waitCommitted(t, in.l, n)
 
 	bundles := 0
 	if _, err := streams.Read(t.Context(), js, streams.EntriesStream, 1, func(seq uint64, msg jetstream.Msg) error {

@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/pkg/ledger/bundle"
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
+	"github.com/rampartci/rampart/pkg/runtime/bus"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
@@ -54,18 +56,7 @@ func copyLedger(t *testing.T, from, to jetstream.JetStream, change func(seq uint
 // stored bundle is named by its entry index by the verifier, and the
 // ledger refuses to record on top of it.
 func TestChangedByteInBundleIsNamed(t *testing.T) {
-	const n = 40
-	ns := natstest.Server(t, "")
-	pub := natstest.Bus(t, ns)
-	s := newSigner(t)
-	in := startLedger(t, ns, s, Options{CheckpointInterval: 10 * time.Millisecond})
-	var msgs []*nats.Msg
-	for i := range n {
-		id := fmt.Sprintf("tamper-%02d", i)
-		msgs = append(msgs, commitMsg(t, id, id))
-	}
-	publishAsync(t, pub.JetStream(), msgs)
-	waitCommitted(t, in.l, n)
+	in, pub, s := recordEvents(t, 40, "tamper-%02d")
 	in.stop(t)
 
 	// The copy with entry 23's event id changed by one byte, wherever its
@@ -94,4 +85,22 @@ func TestChangedByteInBundleIsNamed(t *testing.T) {
 	if err := in2.stop(t); !errors.Is(err, ErrTampered) {
 		t.Fatalf("the ledger on the changed copy: Run = %v, want ErrTampered", err)
 	}
+}
+
+// recordEvents starts a ledger (checkpoint interval 10 ms) on a new server
+// and records n commit events with ids fmt.Sprintf(idFormat, i).
+func recordEvents(t *testing.T, n int, idFormat string) (*instance, *bus.Bus, *checkpoint.Signer) {
+	t.Helper()
+	ns := natstest.Server(t, "")
+	pub := natstest.Bus(t, ns)
+	s := newSigner(t)
+	in := startLedger(t, ns, s, Options{CheckpointInterval: 10 * time.Millisecond})
+	msgs := make([]*nats.Msg, n)
+	for i := range msgs {
+		id := fmt.Sprintf(idFormat, i)
+		msgs[i] = commitMsg(t, id, id)
+	}
+	publishAsync(t, pub.JetStream(), msgs)
+	waitCommitted(t, in.l, int64(n))
+	return in, pub, s
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -73,17 +72,7 @@ func (h httpTiles) SaveTiles([]tlog.Tile, [][]byte) {}
 // the root covers, and an inclusion proof built from the tiles checks.
 func TestTiles(t *testing.T) {
 	const n = 600 // two full tiles and a partial one
-	ns := natstest.Server(t, "")
-	pub := natstest.Bus(t, ns)
-	s := newSigner(t)
-	in := startLedger(t, ns, s, Options{CheckpointInterval: 10 * time.Millisecond})
-	var msgs []*nats.Msg
-	for i := range n {
-		id := fmt.Sprintf("tile-%d", i)
-		msgs = append(msgs, commitMsg(t, id, id))
-	}
-	publishAsync(t, pub.JetStream(), msgs)
-	waitCommitted(t, in.l, n)
+	in, _, s := recordEvents(t, n, "tile-%d")
 	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if _, size := in.l.LatestCheckpoint(); size != n {
 			return fmt.Errorf("checkpoint at size %d", size)
