@@ -2,8 +2,11 @@ package checkpoint
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,6 +33,7 @@ type Signer struct {
 	note note.Signer
 	priv ed25519.PrivateKey
 	vkey string
+	mac  []byte // bundle MAC key, derived from the seed
 }
 
 // NewSigner parses a note signer key.
@@ -50,7 +54,8 @@ func NewSigner(skey string) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deriving ledger verifier key: %w", err)
 	}
-	return &Signer{note: ns, priv: priv, vkey: vkey}, nil
+	mac := sha256.Sum256(append([]byte("rampart ledger bundle MAC key v1\x00"), raw[1:]...))
+	return &Signer{note: ns, priv: priv, vkey: vkey, mac: mac[:]}, nil
 }
 
 // GenerateSigner returns a new random key named origin and its signer key
@@ -128,6 +133,26 @@ func (s *Signer) VerifierKey() string { return s.vkey }
 // SignEntry returns the base64 Ed25519 signature over entry bytes b, the
 // value of the entry.SignatureHeader.
 func (s *Signer) SignEntry(b []byte) string { return entry.Sign(s.priv, b) }
+
+// BundleMAC returns the base64 HMAC-SHA256, with a key derived from the
+// ledger key, over an entry bundle: the index of its first entry and the
+// leaf hashes of its entries (bundle.LeavesHeader), which pin the entry
+// bytes. Only the ledger can compute or check it: it tells the ledger's own
+// bundles from messages someone else published on its subject (decision
+// 0028); auditors rely on the signed checkpoints instead.
+func (s *Signer) BundleMAC(first int64, leaves string) string {
+	m := hmac.New(sha256.New, s.mac)
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(first))
+	m.Write(n[:])
+	m.Write([]byte(leaves))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// CheckBundleMAC reports whether mac is BundleMAC(first, leaves).
+func (s *Signer) CheckBundleMAC(first int64, leaves, mac string) bool {
+	return hmac.Equal([]byte(s.BundleMAC(first, leaves)), []byte(mac))
+}
 
 // Verifier checks checkpoint and entry signatures against a verifier key.
 type Verifier struct {

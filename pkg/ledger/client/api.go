@@ -10,11 +10,14 @@ import (
 // Client decodes them.
 
 // Entry is one ledger entry: its index, the canonical entry bytes (the JSON
-// document the signature covers, verbatim) and its signature.
+// document the signature or the checkpoints cover, verbatim) and either its
+// signature (an entry written one per LEDGER message, before bundles) or,
+// for an entry of a bundle, the leaf hash the bundle stored for it.
 type Entry struct {
 	Index     int64           `json:"index"`
 	Entry     json.RawMessage `json:"entry"`
-	Signature string          `json:"signature"`
+	Signature string          `json:"signature,omitempty"`
+	Leaf      *tlog.Hash      `json:"leaf,omitempty"`
 }
 
 // Entries is the answer of GET /ledger/entries and GET /ledger/chains/{chain}.

@@ -262,7 +262,7 @@ func (c *Client) verifyEntries(ctx context.Context, checker *verify.Checker, pro
 			if e.Index != from {
 				return fmt.Errorf("the ledger answered entry %d where entry %d was asked for", e.Index, from)
 			}
-			checker.Entry(verify.Entry{Data: e.Entry, Signature: e.Signature})
+			checker.Entry(verify.Entry{Data: e.Entry, Signature: e.Signature, Leaf: e.Leaf})
 			from++
 		}
 		if progress != nil {

@@ -393,3 +393,128 @@ func BenchmarkUnmarshal(b *testing.B) {
 		})
 	}
 }
+
+// FuzzReadHead holds ReadHead equal to Unmarshal: the same bytes accepted,
+// the same head read; its fast path in particular never accepts what
+// Unmarshal rejects.
+func FuzzReadHead(f *testing.F) {
+	for _, e := range []*Entry{eventEntry(), deadLetterEntry(), binaryDeadLetterEntry()} {
+		b, err := Marshal(e)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	e := eventEntry()
+	e.Event = json.RawMessage(`{"a":[1,-0.5e+3,true,false,null,{}],"b":"\u003c\\\"é\n","c":[]}`)
+	e.ChainID = ""
+	if b, err := Marshal(e); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(`{}`))
+	for _, b := range nearCanonical(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ReadHead(b)
+		e, uerr := Unmarshal(b)
+		if (err == nil) != (uerr == nil) {
+			t.Fatalf("ReadHead error %v, Unmarshal error %v", err, uerr)
+		}
+		if _, fast := readHead(b); fast && uerr != nil {
+			t.Fatalf("fast path accepted what Unmarshal rejects: %v", uerr)
+		}
+		if err != nil {
+			return
+		}
+		want := Head{Index: e.Index, StreamSeq: e.StreamSeq, Kind: e.Kind, Source: e.Source, EventID: e.EventID}
+		if h != want {
+			t.Fatalf("ReadHead = %+v, Unmarshal says %+v", h, want)
+		}
+	})
+}
+
+func BenchmarkReadHead(b *testing.B) {
+	data, err := Marshal(eventEntry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, ok := readHead(data); !ok {
+		b.Fatal("the fast path does not take a canonical event entry")
+	}
+	b.Run("ReadHead", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ReadHead(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Unmarshal", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := Unmarshal(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// nearCanonical are event entries one edit away from canonical form, each
+// of which Unmarshal (and so ReadHead) must reject.
+func nearCanonical(t testing.TB) [][]byte {
+	b, err := Marshal(eventEntry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	var out [][]byte
+	for _, r := range [][2]string{
+		{`"index":7`, `"index":07`},
+		{`"streamSeq":42`, `"streamSeq":042`},
+		{`"index":7`, `"index":18446744073709551616`},
+		{`"specversion":"1.0"`, `"specversion": "1.0"`},
+		{`"<b>&"}`, `"<b>&" }`},
+		{`Z"`, `+00:00"`},
+		{`"subject":"rampart.scan.shop"`, `"subject":"rampart.scan.sh\u006fp"`},
+		{`"chainId":"chain-1"`, `"chainId":""`},
+		{`"source":"/scanner"`, `"source":"\/scanner"`},
+		{`{"index"`, `{"extra":1,"index"`},
+		{`"1.0"`, `"1.0\x01"`},
+		{`"1.0"`, `01`},
+		{`"1.0"`, `1.`},
+		{`"1.0"`, `"\x"`},
+	} {
+		if !strings.Contains(s, r[0]) {
+			t.Fatalf("%q not in %s", r[0], s)
+		}
+		out = append(out, []byte(strings.Replace(s, r[0], r[1], 1)))
+	}
+	return append(out, append(b, ' '), b[:len(b)-1])
+}
+
+func TestReadHeadRejectsNearCanonical(t *testing.T) {
+	for _, b := range nearCanonical(t) {
+		if _, err := ReadHead(b); err == nil {
+			t.Errorf("ReadHead accepted %s", b)
+		}
+		if _, ok := readHead(b); ok {
+			t.Errorf("the fast path accepted %s", b)
+		}
+	}
+}
+
+// FuzzPlainTime holds plainTime to what time.Parse and Marshal's format
+// accept: it never accepts a time that is not canonical.
+func FuzzPlainTime(f *testing.F) {
+	for _, s := range []string{"2025-11-26T17:00:00.123456789Z", "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2025-11-26T17:00:00.10Z", "1970-01-01T00:00:00.5Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !plainTime([]byte(s)) {
+			return
+		}
+		parsed, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil || parsed.IsZero() || parsed.UTC().Format(time.RFC3339Nano) != s {
+			t.Fatalf("plainTime accepted %q: %v, %v", s, parsed, err)
+		}
+	})
+}

@@ -16,22 +16,45 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/tree"
 )
 
-// Entry is one LEDGER stream message: the canonical entry bytes and the value
-// of its entry.SignatureHeader.
+// Entry is one ledger entry as stored: the canonical entry bytes and either
+// the value of its entry.SignatureHeader (an entry written one per LEDGER
+// message, before bundles) or, for an entry of a bundle, the leaf hash the
+// bundle stored for it (Leaf). A bundled entry carries no signature: the
+// signed checkpoints that cover it authenticate it, and its stored leaf hash
+// names it by index when its bytes were changed.
 type Entry struct {
 	Data      []byte
 	Signature string
+	// Leaf is the stored leaf hash of an entry read from a bundle; nil for
+	// a signed entry.
+	Leaf *tlog.Hash
+}
+
+// Entries returns the entries of a LEDGER message, in order.
+func Entries(m bundle.Message) []Entry {
+	out := make([]Entry, len(m.Entries))
+	for i, e := range m.Entries {
+		out[i].Data = e
+		if m.First < 0 {
+			out[i].Signature = m.Signature
+		} else {
+			out[i].Leaf = &m.Leaves[i]
+		}
+	}
+	return out
 }
 
 // Reasons a ledger fails verification, wrapped by Error.Err.
 var (
 	ErrEntryMalformed        = errors.New("entry does not parse")
 	ErrEntrySignature        = errors.New("entry signature does not verify")
+	ErrEntryLeaf             = errors.New("entry does not match the leaf hash stored with it")
 	ErrEntryIndex            = errors.New("entry index is not its position")
 	ErrEntryOrder            = errors.New("entry stream sequence does not increase")
 	ErrDuplicateEvent        = errors.New("event recorded twice")
@@ -88,6 +111,15 @@ type Result struct {
 	// verified: all of them, or with Checker.Pin only those after the
 	// pinned size (the others are vouched for by a signed checkpoint).
 	SignaturesChecked int64
+	// Unsigned is the number of entries after the latest checkpoint that
+	// came from bundles: they carry no signature of their own, so nothing
+	// authenticates them until a checkpoint covers them (the ledger signs
+	// one every interval and on shutdown). They are checked for form,
+	// index, order and duplicates like every entry.
+	Unsigned int64
+	// Bundled is the number of entries read from bundles (decision 0028):
+	// they carry no signature of their own, whatever the options.
+	Bundled int64
 }
 
 // entryCheck is the per-entry work that does not depend on other entries,
@@ -131,8 +163,15 @@ type Checker struct {
 	tree   *tree.Tree
 	batch  []Entry
 	checks []entryCheck
+	// spare is the batch buffer not in use; done is closed when the
+	// batch checked in the background is done (flush).
+	spare  []Entry
+	done   chan struct{}
+	fed    int64 // entries given to Entry
 	pinned int64 // entries below this are not signature-checked one by one
 	sigs   int64 // entries whose signature was checked
+	// bundled are the runs [from, to) of positions of entries from bundles.
+	bundled [][2]int64
 
 	// Entry results.
 	entries  int64 // entries added to the tree
@@ -158,6 +197,7 @@ func NewChecker(v *checkpoint.Verifier) *Checker {
 		v:      v,
 		tree:   tree.New(),
 		batch:  make([]Entry, 0, batchSize),
+		spare:  make([]Entry, 0, batchSize),
 		checks: make([]entryCheck, batchSize), // reused by every batch
 		seen:   map[eventKey]int64{},
 	}
@@ -176,7 +216,7 @@ func NewChecker(v *checkpoint.Verifier) *Checker {
 // it, which names only the range of entries that checkpoint vouches for;
 // Stream checks again without Pin to name the entry.
 func (c *Checker) Pin(n int64) {
-	if c.entries > 0 || len(c.batch) > 0 {
+	if c.fed > 0 {
 		panic("verify: Checker.Pin after Entry")
 	}
 	c.pinned = n
@@ -184,6 +224,9 @@ func (c *Checker) Pin(n int64) {
 	// verified with the key is the ledger's own word, but the room is
 	// bounded all the same.
 	c.tree = tree.WithCapacity(min(n, maxPresized))
+	// So is the duplicate index: growing a map of a million keys copies it
+	// over and over.
+	c.seen = make(map[eventKey]int64, min(n, maxPresized))
 }
 
 // maxPresized bounds the leaves Pin makes room for up front (64 bytes each).
@@ -195,6 +238,15 @@ func (c *Checker) Entry(e Entry) {
 	if c.entriesDone {
 		panic("verify: Checker.Entry after Checkpoint or Result")
 	}
+	if e.Leaf != nil {
+		pos := c.fed
+		if n := len(c.bundled); n > 0 && c.bundled[n-1][1] == pos {
+			c.bundled[n-1][1]++
+		} else {
+			c.bundled = append(c.bundled, [2]int64{pos, pos + 1})
+		}
+	}
+	c.fed++
 	c.batch = append(c.batch, e)
 	if len(c.batch) == batchSize {
 		c.flush()
@@ -205,14 +257,45 @@ func (c *Checker) Entry(e Entry) {
 // parallel, then the checks that depend on earlier entries in order. The
 // tree is built over the bytes as stored, also the bad ones: checkpoints are
 // compared with what is really in the log.
+//
+// The checks run in the background while the caller reads the next batch:
+// flush waits for the batch before, then hands this one over.
 func (c *Checker) flush() {
+	c.wait()
 	if len(c.batch) == 0 || c.err != nil {
 		c.batch = c.batch[:0]
 		return
 	}
-	checks := c.checks[:len(c.batch)]
-	checkEntries(c.entries, c.batch, checks, c.v, c.pinned)
-	c.sigs += max(0, c.entries+int64(len(checks))-max(c.entries, c.pinned))
+	batch := c.batch
+	c.batch, c.spare = c.spare[:0], nil
+	done := make(chan struct{})
+	c.done = done
+	go func() {
+		defer close(done)
+		c.check(batch)
+		// Drop the references to the entry bytes.
+		clear(batch)
+		c.spare = batch[:0]
+	}()
+}
+
+// wait returns once the batch in the background, if any, is checked.
+func (c *Checker) wait() {
+	if c.done != nil {
+		<-c.done
+		c.done = nil
+	}
+}
+
+// check checks one batch; see flush.
+func (c *Checker) check(batch []Entry) {
+	checks := c.checks[:len(batch)]
+	checkEntries(c.entries, batch, checks, c.v, c.pinned)
+	for i, e := range batch {
+		if e.Leaf == nil && c.entries+int64(i) >= c.pinned {
+			c.sigs++
+		}
+	}
 	for i := range checks {
 		ck := &checks[i]
 		pos := c.entries
@@ -249,9 +332,6 @@ func (c *Checker) flush() {
 		}
 		c.lastSeq = ck.streamSeq
 	}
-	// Drop the references to the entry bytes.
-	clear(c.batch)
-	c.batch = c.batch[:0]
 }
 
 // Checkpoint checks the next signed checkpoint against the entries. It must
@@ -268,6 +348,7 @@ func (c *Checker) Checkpoint(signed []byte) {
 func (c *Checker) endEntries() {
 	if !c.entriesDone {
 		c.flush()
+		c.wait()
 		c.entriesDone = true
 	}
 }
@@ -288,6 +369,10 @@ func (c *Checker) Result() (*Result, error) {
 	res.Unanchored = size
 	if c.prev != nil {
 		res.Unanchored = size - c.prev.Size
+	}
+	for _, r := range c.bundled {
+		res.Unsigned += max(0, r[1]-max(r[0], size-res.Unanchored))
+		res.Bundled += r[1] - r[0]
 	}
 	switch {
 	case c.entryErr != nil && (c.cpErr == nil || c.cpErr.Index < 0 || c.entryErr.Index < c.cpEnd):
@@ -343,15 +428,23 @@ func checkEntries(first int64, entries []Entry, checks []entryCheck, v *checkpoi
 
 func checkEntry(pos int64, in Entry, v *checkpoint.Verifier, checkSig bool) entryCheck {
 	c := entryCheck{leaf: tlog.RecordHash(in.Data)}
-	// The signature first: a changed byte is then reported as tampering,
-	// whatever it did to the JSON.
-	if !checkSig {
+	// The signature (or stored leaf hash) first: a changed byte is then
+	// reported as tampering, whatever it did to the JSON.
+	if in.Leaf != nil {
+		if *in.Leaf != c.leaf {
+			c.err = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryLeaf,
+				Reason: "its bytes do not match the leaf hash its bundle stored for it: the entry (or the hash) was changed after the ledger wrote it"}
+			return c
+		}
+	} else if !checkSig {
 		// Pinned by a checkpoint (Checker.Pin).
 	} else if err := v.CheckEntry(in.Data, in.Signature); err != nil {
 		c.err = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntrySignature, err), Reason: err.Error()}
 		return c
 	}
-	e, err := entry.Unmarshal(in.Data)
+	// ReadHead accepts exactly what entry.Unmarshal accepts, without
+	// building the entry.
+	e, err := entry.ReadHead(in.Data)
 	if err != nil {
 		c.err = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntryMalformed, err), Reason: err.Error()}
 		return c

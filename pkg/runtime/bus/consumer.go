@@ -291,6 +291,17 @@ func (b *Bus) settle(ctx context.Context, log *slog.Logger, opts ConsumerOptions
 	}
 }
 
+// DeadLetter publishes a copy of msg, with its headers and reason, to
+// consumer durable's dead-letter subject, as Consume does for poison; for
+// consumers that settle their messages themselves.
+func (b *Bus) DeadLetter(ctx context.Context, durable string, msg jetstream.Msg, reason string) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return err
+	}
+	return b.deadLetter(ctx, durable, msg, meta, reason)
+}
+
 // deadLetter publishes a copy of msg, with its headers and the reason, to the
 // consumer's dead-letter subject.
 func (b *Bus) deadLetter(ctx context.Context, durable string, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {

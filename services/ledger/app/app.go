@@ -65,9 +65,15 @@ func (o *Options) BindTrustFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.AcceptNewLog, "ledger-accept-new-log", o.AcceptNewLog, "record on LEDGER streams that do not extend the checkpoint file and witnesses (a new log; reported as an anomaly); remove once the new log is signed")
 }
 
+// DefaultCheckpointInterval is how often, at most, the ledger signs a
+// checkpoint by default. Entries are written in bundles without signatures
+// of their own (decision 0028), so this bounds how long a recorded event
+// waits before a signature covers it.
+const DefaultCheckpointInterval = 100 * time.Millisecond
+
 // DefaultOptions keeps the key and the checkpoint file under dir.
 func DefaultOptions(dir string) Options {
-	return Options{KeyFile: dir + "/ledger.key", CheckpointFile: dir + "/ledger.checkpoint", Origin: "rampart.ledger", CheckpointInterval: time.Second}
+	return Options{KeyFile: dir + "/ledger.key", CheckpointFile: dir + "/ledger.checkpoint", Origin: "rampart.ledger", CheckpointInterval: DefaultCheckpointInterval}
 }
 
 // App runs the ledger inside a service host.

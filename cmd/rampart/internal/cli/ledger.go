@@ -109,18 +109,27 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if res.Latest != nil {
 		fmt.Fprintf(e.stdout, "latest checkpoint: size %d, root %s\n", res.Latest.Size, base64.StdEncoding.EncodeToString(res.Latest.Root[:]))
 	}
-	pinned := res.Entries - res.SignaturesChecked
+	pinned := res.Entries - res.SignaturesChecked - res.Unsigned
 	switch {
 	case pinned > 0 && res.SignaturesChecked > 0:
-		fmt.Fprintf(e.stdout, "%s pinned by the latest checkpoint's signed root; %s after it checked by their own signatures\n",
+		fmt.Fprintf(e.stdout, "%s pinned by the latest checkpoint's signed root; %s checked by their own signatures\n",
 			nouns(pinned, "entry", "entries"), nouns(res.SignaturesChecked, "entry", "entries"))
+	case pinned > 0 && res.Bundled == res.Entries:
+		fmt.Fprintf(e.stdout, "every entry pinned by the latest checkpoint's signed root\n")
 	case pinned > 0:
 		fmt.Fprintf(e.stdout, "every entry pinned by the latest checkpoint's signed root (entry signatures not checked one by one; --all-signatures does)\n")
-	case res.Entries > 0:
+	case res.Entries > 0 && res.SignaturesChecked == res.Entries:
 		fmt.Fprintf(e.stdout, "every entry's own signature checked\n")
 	}
-	if res.Unanchored > 0 {
-		fmt.Fprintf(e.stdout, "%d entries after the latest checkpoint are covered by their own signatures only\n", res.Unanchored)
+	if res.Bundled > 0 {
+		fmt.Fprintf(e.stdout, "%s written in bundles: they carry no signature of their own, the signed checkpoints vouch for them\n", nouns(res.Bundled, "entry", "entries"))
+	}
+	if signed := res.Unanchored - res.Unsigned; signed > 0 {
+		fmt.Fprintf(e.stdout, "%d entries after the latest checkpoint are covered by their own signatures only\n", signed)
+	}
+	if res.Unsigned > 0 {
+		fmt.Fprintf(e.stdout, "%s after the latest checkpoint, written in bundles, are not vouched for by any signature yet (the ledger signs a checkpoint every interval and on shutdown)\n",
+			nouns(res.Unsigned, "entry", "entries"))
 	}
 	if err := extendsTrusted(ctx, c, trusted, res, state); err != nil {
 		return fmt.Errorf("the ledger does NOT verify: %w; if an operator started a new log on purpose, remove %s to trust it", err, state.Path())

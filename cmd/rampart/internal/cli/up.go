@@ -15,6 +15,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/embedded"
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	ledgerapp "github.com/rampartci/rampart/services/ledger/app"
 )
 
 func init() {
@@ -37,7 +38,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&opts.Service.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	opts.Service.NATSTLS.BindFlags(fs) // with --nats: --nats-ca, --nats-cert, --nats-key
 	fs.DurationVar(&opts.Service.Stream.MaxAge, "stream-max-age", opts.Service.Stream.MaxAge, "how long the RAMPART stream keeps events (0: forever)")
-	fs.DurationVar(&opts.Ledger.CheckpointInterval, "checkpoint-interval", time.Second, "most often the ledger signs a checkpoint")
+	fs.DurationVar(&opts.Ledger.CheckpointInterval, "checkpoint-interval", ledgerapp.DefaultCheckpointInterval, "most often the ledger signs a checkpoint")
 	opts.Ledger.BindTrustFlags(fs) // --ledger-checkpoint-file, --ledger-witness, --ledger-accept-new-log
 	replicas := fs.Int("replicas", 1, "replicas of every stream, key-value bucket and object store: 1 on one server, 3 or 5 on a --nats cluster")
 	policyFile := fs.String("policy", "", "rampart.yaml: the applications to deliver (none without it)")

@@ -59,7 +59,7 @@ func Collect(ctx context.Context, c *client.Client, v *checkpoint.Verifier, opts
 	}
 	checker := verify.NewChecker(v)
 	for _, e := range raw {
-		checker.Entry(verify.Entry{Data: []byte(e.Entry), Signature: e.Signature})
+		checker.Entry(verify.Entry{Data: []byte(e.Entry), Signature: e.Signature, Leaf: e.Leaf})
 	}
 	checker.Checkpoint(note)
 	if _, err := checker.Result(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
@@ -39,10 +40,16 @@ func benchEntries() int {
 }
 
 // writeLedger writes n signed entries (commit events of about 760 bytes, as
-// the ledger records them, in today's format: one entry per LEDGER message
-// with its signature header) straight into LEDGER, and a checkpoint every
-// 100,000 entries and at the end into LEDGER_CHECKPOINTS.
-func writeLedger(b *testing.B, js jetstream.JetStream, s *checkpoint.Signer, n int) {
+// the ledger records them, in the format before bundles: one entry per
+// LEDGER message with its signature header) straight into LEDGER, and a
+// checkpoint every 100,000 entries and at the end into LEDGER_CHECKPOINTS.
+func writeLedger(b testing.TB, js jetstream.JetStream, s *checkpoint.Signer, n int) {
+	writeLedgerAs(b, js, s, n, false)
+}
+
+// writeLedgerAs is writeLedger, in bundles of 256 entries (as the ledger
+// writes them under load) when bundled is set.
+func writeLedgerAs(b testing.TB, js jetstream.JetStream, s *checkpoint.Signer, n int, bundled bool) {
 	b.Helper()
 	if _, _, err := EnsureStreams(b.Context(), js, 1); err != nil {
 		b.Fatal(err)
@@ -71,8 +78,12 @@ func writeLedger(b *testing.B, js jetstream.JetStream, s *checkpoint.Signer, n i
 						return
 					}
 					leaf := tlog.RecordHash(data)
+					sig := ""
+					if !bundled {
+						sig = s.SignEntry(data)
+					}
 					msgs[i-lo] = &nats.Msg{Subject: streams.EntriesSubject, Data: data, Header: nats.Header{
-						entry.SignatureHeader: []string{s.SignEntry(data)},
+						entry.SignatureHeader: []string{sig},
 						jetstream.MsgIDHeader: []string{hex.EncodeToString(leaf[:])},
 					}}
 				}
@@ -83,6 +94,9 @@ func writeLedger(b *testing.B, js jetstream.JetStream, s *checkpoint.Signer, n i
 			if _, err := tr.Append(m.Data); err != nil {
 				b.Fatal(err)
 			}
+		}
+		if bundled {
+			msgs = bundleMsgs(s, int64(lo), msgs)
 		}
 		publishAsync(b, js, msgs)
 		if size := int64(hi); size%100_000 == 0 || hi == n {
@@ -99,6 +113,30 @@ func writeLedger(b *testing.B, js jetstream.JetStream, s *checkpoint.Signer, n i
 			}
 		}
 	}
+}
+
+// bundleMsgs turns signed entry messages, from entry first on, into bundles
+// that end at tile boundaries.
+func bundleMsgs(s *checkpoint.Signer, first int64, msgs []*nats.Msg) []*nats.Msg {
+	var out []*nats.Msg
+	for lo := 0; lo < len(msgs); {
+		hi := min(len(msgs), lo+int(bundle.TileWidth-(first+int64(lo))%bundle.TileWidth))
+		var data []byte
+		leaves := make([]tlog.Hash, 0, hi-lo)
+		for _, m := range msgs[lo:hi] {
+			data = bundle.Append(data, m.Data)
+			leaves = append(leaves, tlog.RecordHash(m.Data))
+		}
+		enc := bundle.EncodeLeaves(leaves)
+		at := first + int64(lo)
+		out = append(out, &nats.Msg{Subject: streams.EntriesSubject, Data: data, Header: nats.Header{
+			bundle.FirstHeader:  []string{strconv.FormatInt(at, 10)},
+			bundle.LeavesHeader: []string{enc},
+			bundle.MACHeader:    []string{s.BundleMAC(at, enc)},
+		}})
+		lo = hi
+	}
+	return out
 }
 
 // peakHeap samples, every 10 ms until stop is called, the heap held by
@@ -149,16 +187,17 @@ func BenchmarkVerifyLarge(b *testing.B) {
 	js := natstest.Bus(b, ns).JetStream()
 	s := newSigner(b)
 	start := time.Now()
-	writeLedger(b, js, s, n)
-	b.Logf("wrote %d entries in %v", n, time.Since(start))
-	allSigs := os.Getenv("RAMPART_BENCH_ALL_SIGNATURES") == "1"
+	bundled := os.Getenv("RAMPART_BENCH_SIGNED_ENTRIES") != "1"
+	writeLedgerAs(b, js, s, n, bundled)
+	b.Logf("wrote %d entries (bundled: %v) in %v", n, bundled, time.Since(start))
+	allSigs := os.Getenv("RAMPART_BENCH_ALL_SIGNATURES") == "1" && !bundled
 	var readTime, verifyTime, allTime time.Duration
 	var peak, peakLive uint64
 	for b.Loop() {
 		start := time.Now()
 		got := 0
-		if _, err := streams.Read(b.Context(), js, streams.EntriesStream, 1, func(uint64, jetstream.Msg) error {
-			got++
+		if _, err := streams.Read(b.Context(), js, streams.EntriesStream, 1, func(_ uint64, msg jetstream.Msg) error {
+			got += len(streams.MessageEntries(msg.Headers(), msg.Data()))
 			return nil
 		}); err != nil || got != n {
 			b.Fatalf("read %d messages, %v", got, err)
@@ -179,7 +218,9 @@ func BenchmarkVerifyLarge(b *testing.B) {
 			start = time.Now()
 			c := verify.NewChecker(s.Verifier())
 			if _, err := streams.Read(b.Context(), js, streams.EntriesStream, 1, func(_ uint64, msg jetstream.Msg) error {
-				c.Entry(verify.Entry{Data: msg.Data(), Signature: msg.Headers().Get(entry.SignatureHeader)})
+				for _, e := range streams.MessageEntries(msg.Headers(), msg.Data()) {
+					c.Entry(e)
+				}
 				return nil
 			}); err != nil {
 				b.Fatal(err)

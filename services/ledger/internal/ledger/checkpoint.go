@@ -46,7 +46,7 @@ func (l *Ledger) checkTail(ctx context.Context) error {
 	if err != nil {
 		return nil // the next tick looks again
 	}
-	if end := uint64(size) + l.skips; info.State.LastSeq > end && l.published.Load() <= size {
+	if end := l.lastMsg.Load(); info.State.LastSeq > end && l.published.Load() <= size {
 		return fmt.Errorf("%w: LEDGER ends at message %d after entry %d at message %d, with nothing in flight", errStale, info.State.LastSeq, size-1, end)
 	}
 	return nil

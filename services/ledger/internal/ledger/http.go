@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -15,8 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/client"
-	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
 	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
@@ -189,31 +190,60 @@ const readRangeTimeout = 3 * time.Second
 // missing one.
 func (l *Ledger) readRange(r *http.Request, from, end int64) ([]client.Entry, bool) {
 	l.mu.RLock()
-	skipped := l.skipped
+	segs := l.segs
 	l.mu.RUnlock()
-	first, last := seqOf(skipped, uint64(from)), seqOf(skipped, uint64(end-1))
+	k := segmentOf(segs, from)
+	last := segmentOf(segs, end-1)
+	if k < 0 || last < 0 {
+		return nil, false
+	}
 	out := make([]client.Entry, 0, end-from)
-	i := from
 	ctx, cancel := context.WithTimeout(r.Context(), readRangeTimeout)
 	defer cancel()
-	_, err := streams.ReadTo(ctx, l.js, streams.EntriesStream, first, last, func(seq uint64, msg jetstream.Msg) error {
-		if _, skip := slices.BinarySearch(skipped, seq); skip {
+	_, err := streams.ReadTo(ctx, l.js, streams.EntriesStream, segs[k].seq, segs[last].seq, func(seq uint64, msg jetstream.Msg) error {
+		switch {
+		case k > last:
 			return nil
+		case seq < segs[k].seq:
+			return nil // not an entry (skipped)
+		case seq > segs[k].seq:
+			return fmt.Errorf("LEDGER message %d where entries from %d (message %d) were expected", seq, segs[k].first, segs[k].seq)
 		}
-		if want := seqOf(skipped, uint64(i)); seq != want {
-			return fmt.Errorf("LEDGER message %d where entry %d (message %d) was expected", seq, i, want)
+		m, err := bundle.Read(msg.Headers(), msg.Data())
+		if err != nil {
+			return fmt.Errorf("LEDGER message %d: %w", seq, err)
 		}
-		out = append(out, client.Entry{Index: i, Entry: msg.Data(), Signature: msg.Headers().Get(entry.SignatureHeader)})
-		i++
+		out = appendEntries(out, m, segs[k].first, from, end)
+		k++
 		return nil
 	})
-	if err != nil || i != end {
+	if err != nil || int64(len(out)) != end-from {
 		if err != nil && r.Context().Err() == nil {
 			l.log.Debug("ledger API: reading a page of entries in one pass; reading them one by one", "from", from, "to", end, "err", err)
 		}
 		return nil, false
 	}
 	return out, true
+}
+
+// appendEntries appends the entries of LEDGER message m, whose first entry
+// is at index first, that lie in [from, end), in the API's form.
+func appendEntries(out []client.Entry, m bundle.Message, first, from, end int64) []client.Entry {
+	for k, data := range m.Entries {
+		i := first + int64(k)
+		if i < from || i >= end {
+			continue
+		}
+		e := client.Entry{Index: i, Entry: data}
+		if m.First < 0 {
+			e.Signature = m.Signature
+		} else {
+			leaf := m.Leaves[k]
+			e.Leaf = &leaf
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func (l *Ledger) serveChain(w http.ResponseWriter, r *http.Request) {
@@ -259,9 +289,9 @@ func (l *Ledger) serveChain(w http.ResponseWriter, r *http.Request) {
 // writeEntries answers with the entries at indexes, read from LEDGER.
 func (l *Ledger) writeEntries(w http.ResponseWriter, r *http.Request, size int64, indexes []int64, next *int64) {
 	out := client.Entries{Size: size, Entries: make([]client.Entry, 0, len(indexes)), Next: next}
+	var rd messageReader
 	for _, i := range indexes {
-		seq := l.entrySeq(i)
-		m, err := l.entries.GetMsg(r.Context(), seq)
+		m, first, seq, err := rd.read(r.Context(), l, i)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			l.writeMissing(w, r, i, seq)
 			return
@@ -270,9 +300,39 @@ func (l *Ledger) writeEntries(w http.ResponseWriter, r *http.Request, size int64
 			l.writeError(w, fmt.Errorf("reading entry %d: %w", i, err))
 			return
 		}
-		out.Entries = append(out.Entries, client.Entry{Index: i, Entry: m.Data, Signature: m.Header.Get(entry.SignatureHeader)})
+		out.Entries = appendEntries(out.Entries, m, first, i, i+1)
 	}
 	writeJSON(w, out)
+}
+
+// messageReader reads the LEDGER message holding an entry, keeping the last
+// one read for the entries after it.
+type messageReader struct {
+	seq   uint64
+	first int64
+	m     bundle.Message
+}
+
+// read returns the message holding committed entry i, the index of its
+// first entry and its sequence.
+func (rd *messageReader) read(ctx context.Context, l *Ledger, i int64) (bundle.Message, int64, uint64, error) {
+	seq, first := l.entrySeq(i)
+	if seq == rd.seq && seq != 0 {
+		return rd.m, rd.first, seq, nil
+	}
+	raw, err := l.entries.GetMsg(ctx, seq)
+	if err != nil {
+		return bundle.Message{}, 0, seq, err
+	}
+	m, err := bundle.Read(raw.Header, raw.Data)
+	if err != nil {
+		return bundle.Message{}, 0, seq, fmt.Errorf("LEDGER message %d: %w", seq, err)
+	}
+	if i-first >= int64(len(m.Entries)) {
+		return bundle.Message{}, 0, seq, fmt.Errorf("LEDGER message %d holds %d entries from %d, not entry %d", seq, len(m.Entries), first, i)
+	}
+	*rd = messageReader{seq: seq, first: first, m: m}
+	return m, first, seq, nil
 }
 
 // writeMissing answers for entry i, committed at LEDGER sequence seq, which
@@ -285,11 +345,17 @@ func (l *Ledger) writeMissing(w http.ResponseWriter, r *http.Request, i int64, s
 		msg = fmt.Sprintf("the first %s LEDGER messages are missing (the stream now starts at message %s): "+
 			"they were deleted or dropped by a limit set on the stream", verify.Count(int64(first-1)), verify.Count(int64(first)))
 		l.mu.RLock()
-		skips := l.skips
+		skips := len(l.skipped)
+		// The entries missing are those before the first message left.
+		k := sort.Search(len(l.segs), func(k int) bool { return l.segs[k].seq >= first })
+		missing := l.tree.Size()
+		if k < len(l.segs) {
+			missing = l.segs[k].first
+		}
 		l.mu.RUnlock()
 		if skips == 0 {
 			msg = fmt.Sprintf("the first %s entries are missing from LEDGER (the stream now starts at message %s): "+
-				"they were deleted or dropped by a limit set on the stream", verify.Count(int64(first-1)), verify.Count(int64(first)))
+				"they were deleted or dropped by a limit set on the stream", verify.Count(missing), verify.Count(int64(first)))
 		}
 	}
 	l.log.Error("ledger API: entries are missing", "entry", i, "seq", seq, "err", msg)

@@ -1,30 +1,32 @@
 // Package ledger is the ledger service component: it records every message
-// of the RAMPART stream, in stream order and exactly once, as a signed entry
-// in the LEDGER stream, keeps the Merkle tree over the entries, and signs
-// checkpoints of it into LEDGER_CHECKPOINTS.
+// of the RAMPART stream, in stream order and exactly once, as an entry in
+// the LEDGER stream, keeps the Merkle tree over the entries, and signs
+// checkpoints of it into LEDGER_CHECKPOINTS. Entries are written in bundles
+// (pkg/ledger/bundle, docs/decisions/0028-ledger-entry-bundles.md): the
+// signed checkpoints, not signatures per entry, vouch for them.
 //
 // A pipeline of goroutines shares the work:
 //   - the consumer handler (record.go) decides, in stream order, what each
 //     RAMPART message becomes (an entry, a duplicate, poison) and gives the
 //     entry its index;
-//   - sign workers (publish.go, GOMAXPROCS of them) encode, hash and sign
-//     entries in parallel;
-//   - the publisher (publish.go) publishes the signed entries in index order,
-//     asynchronously and with the expected last LEDGER sequence and message
-//     id, so that consecutive entries are pipelined but can only be stored
-//     in order;
+//   - sign workers (publish.go, GOMAXPROCS of them) encode and hash entries
+//     in parallel;
+//   - the publisher (publish.go) gathers the entries, in index order, into
+//     bundles and publishes them asynchronously with the expected last
+//     LEDGER sequence and message id, so that consecutive bundles are
+//     pipelined but can only be stored in order;
 //   - the committer (commit.go) waits for each publish acknowledgement in
-//     order, repairs failed publishes in place, and adds committed entries to
-//     the tree;
+//     order, repairs failed publishes in place, adds committed entries to
+//     the tree and acknowledges their RAMPART messages, once per bundle;
 //   - the checkpointer (checkpoint.go) signs the tree at most once per
-//     interval when it has grown.
+//     interval when it has grown, and once more on the way out.
 //
 // The LEDGER stream is the source of truth for progress: on start the tree,
-// the duplicate index and the RAMPART cursor are rebuilt from it
-// (rebuild.go), and the durable consumer is re-created at the cursor.
-// See docs/decisions/0001-ledger-cursor.md. What it trusts outside the
-// streams (witnesses), and what it does about messages it did not write, is
-// in trust.go (docs/decisions/0015-ledger-trust.md).
+// the duplicate index, the index of LEDGER messages and the RAMPART cursor
+// are rebuilt from it (rebuild.go), and the durable consumer is re-created
+// at the cursor. See docs/decisions/0001-ledger-cursor.md. What it trusts
+// outside the streams (witnesses), and what it does about messages it did
+// not write, is in trust.go (docs/decisions/0015-ledger-trust.md).
 package ledger
 
 import (
@@ -38,6 +40,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -127,11 +130,17 @@ type Ledger struct {
 	chains   map[string][]int64 // chainId → committed entry indexes
 	latestCP []byte             // latest signed checkpoint note
 	cpSize   int64              // its size
+	// segs are the LEDGER messages that hold committed entries, in order:
+	// a bundle, or one signed entry of the format before bundles (decision
+	// 0028). The query API finds entry i's message in it.
+	segs []segment
 	// skipped are the LEDGER sequences, ascending, of messages that are
-	// not entries (trust.go); entry i is LEDGER message seqOf(skipped, i).
-	// Changed only by catchUp, while the pipeline does not run.
+	// not entries (trust.go). Changed only by catchUp, while the pipeline
+	// does not run.
 	skipped []uint64
-	skips   uint64 // len(skipped), read by the pipeline without the lock
+	// lastMsg is the LEDGER sequence of the last message committed or
+	// skipped: the end of LEDGER as far as this process knows it.
+	lastMsg atomic.Uint64
 
 	// foreign messages found by catchUp and not reported yet.
 	foreign []foreign
@@ -145,8 +154,14 @@ type Ledger struct {
 	dedup   map[string]uint64 // CloudEvent source + "\x00" + id → entry index
 
 	// Owned by the publisher (and by rebuild and rollback while it does not
-	// run): the message id of the last entry published.
+	// run): the message id and LEDGER sequence of the last message
+	// published.
 	prevID string
+	pubSeq uint64
+	// bundlesInFlight counts bundles published and not committed yet; the
+	// committer signals committedBundle after each.
+	bundlesInFlight atomic.Int64
+	committedBundle chan struct{}
 
 	// Owned by the committer: the last committed entry.
 	committedSeq uint64 // its RAMPART sequence
@@ -154,9 +169,10 @@ type Ledger struct {
 
 	// The pipeline, made anew by each record: handler → toSign (sign
 	// workers) and toPublish (publisher, in handler order) → inflight
-	// (committer).
+	// (committer), one bundle at a time.
 	toSign    chan *pending
 	toPublish chan *pending
+	inflight  chan *bundleMsg
 	// The chain index queue (chains.go), filled by the committer and
 	// catchUp and emptied by indexLoop.
 	idxMu     sync.Mutex
@@ -165,7 +181,6 @@ type Ledger struct {
 	idxSize   int64 // committed size when idxQueue was last appended to
 	idxMarked int64 // size of the last published mark
 
-	inflight chan *pending
 	// published is the index after the last entry the publisher started
 	// to publish; with the committed size it tells whether LEDGER may hold
 	// messages of this process that are not committed yet.
@@ -205,6 +220,8 @@ func New(b *bus.Bus, signer *checkpoint.Signer, opts Options, logger *slog.Logge
 		tree:     tree.New(),
 		chains:   map[string][]int64{},
 		dedup:    map[string]uint64{},
+
+		committedBundle: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -243,7 +260,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (e
 			Duplicates: 5 * time.Second,
 		}
 	}
-	entries, err = js.CreateOrUpdateStream(ctx, cfg(streams.EntriesStream, streams.EntriesSubject, "Rampart ledger entries, one per recorded message"))
+	entries, err = js.CreateOrUpdateStream(ctx, cfg(streams.EntriesStream, streams.EntriesSubject, "Rampart ledger entries: bundles of entries (one signed entry per message before bundles)"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("ensuring stream %s: %w", streams.EntriesStream, err)
 	}
@@ -273,7 +290,7 @@ func (l *Ledger) Run(ctx context.Context) (err error) {
 	if err := l.rebuild(ctx); err != nil {
 		return err
 	}
-	l.log.Info("ledger state rebuilt", "entries", l.tree.Size(), "cursor", l.lastSeq, "skipped", l.skips, "took", time.Since(start))
+	l.log.Info("ledger state rebuilt", "entries", l.tree.Size(), "cursor", l.lastSeq, "skipped", len(l.skipped), "took", time.Since(start))
 	if err := l.checkWitnesses(ctx); err != nil {
 		return err
 	}
@@ -333,7 +350,7 @@ func (l *Ledger) record(ctx context.Context) error {
 	l.sendMu.Lock()
 	l.toSign = make(chan *pending, l.opts.Window)
 	l.toPublish = make(chan *pending, l.opts.Window)
-	l.inflight = make(chan *pending, l.opts.Window)
+	l.inflight = make(chan *bundleMsg, l.opts.Window)
 	l.sendClosed = false
 	l.sendMu.Unlock()
 	// The publisher stops when the committer does: nothing would read what
@@ -362,12 +379,7 @@ func (l *Ledger) record(ctx context.Context) error {
 	cpWG.Go(func() { l.checkpointLoop(runCtx, cancel) })
 	cpWG.Go(func() { l.indexLoop(runCtx) })
 
-	cons, err := l.bus.ConsumeRaw(runCtx, bus.ConsumerOptions{
-		Durable:        Durable,
-		FilterSubjects: []string{events.SubjectPrefix + ".>"},
-		StartSequence:  l.lastSeq + 1,
-		MaxAckPending:  4 * l.opts.Window,
-	}, l.handle)
+	stopConsumer, err := l.consume(runCtx)
 	if err != nil {
 		cancel(err)
 	} else {
@@ -376,7 +388,7 @@ func (l *Ledger) record(ctx context.Context) error {
 		l.ready.Store(false)
 		// Stop at once: unacknowledged messages are redelivered later, and
 		// a restart repositions at the LEDGER cursor anyway.
-		cons.Stop()
+		stopConsumer()
 	}
 	// The handler's context is cancelled, so a handler blocked on a full
 	// channel returns and releases sendMu. Closing the handler's channels
@@ -421,6 +433,100 @@ func (l *Ledger) record(ctx context.Context) error {
 	return nil
 }
 
+// consume (re)creates the ledger's durable consumer on RAMPART at the
+// LEDGER cursor and runs the handler on what it delivers, one message at a
+// time, until the returned stop is called. The consumer acknowledges all
+// messages up to the one acknowledged (AckAll): the committer acknowledges
+// the last message of each stored bundle, so one acknowledgement covers a
+// bundle; messages that become no entry are acknowledged at once.
+func (l *Ledger) consume(ctx context.Context) (stop func(), err error) {
+	js := l.bus.JetStream()
+	// The start of a durable cannot be changed in place; LEDGER, not the
+	// consumer, is the record of the position (decision 0001).
+	if err := js.DeleteConsumer(ctx, bus.StreamName, Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("reposition consumer %s: %w", Durable, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, bus.StreamName, jetstream.ConsumerConfig{
+		Durable:        Durable,
+		FilterSubjects: []string{events.SubjectPrefix + ".>"},
+		AckPolicy:      jetstream.AckAllPolicy,
+		AckWait:        30 * time.Second,
+		MaxAckPending:  4 * l.opts.Window,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    l.lastSeq + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure consumer %s: %w", Durable, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(l.opts.Window))
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", Durable, err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			msg, err := it.Next()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if !errors.Is(err, nats.ErrConnectionClosed) {
+					l.log.Warn("consume", "err", err)
+				}
+				// Missed heartbeats and the like pass; a closed connection
+				// or a deleted consumer does not: do not spin on it.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			meta, err := msg.Metadata()
+			if err != nil {
+				l.log.Error("message without JetStream metadata", "err", err)
+				continue
+			}
+			next := l.next
+			err = l.handle(ctx, msg, meta)
+			l.settle(ctx, msg, meta, err, l.next != next)
+		}
+	})
+	return func() { it.Stop(); wg.Wait() }, nil
+}
+
+// settle acknowledges what the handler made of msg: entries (queued) are
+// acknowledged by the committer with their bundle; poison is dead-lettered
+// (retried until it is stored or the ledger stops) and acknowledged; a
+// duplicate is acknowledged. Acknowledging past entries still in flight is
+// harmless: LEDGER, not the ack floor, is the cursor.
+func (l *Ledger) settle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, herr error, queued bool) {
+	switch {
+	case herr == nil:
+		if queued {
+			return
+		}
+	case errors.Is(herr, bus.ErrPoison):
+		for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+			err := l.bus.DeadLetter(ctx, Durable, msg, herr.Error())
+			if err == nil {
+				break
+			}
+			l.log.Error("dead-letter failed; retrying", "seq", meta.Sequence.Stream, "err", err)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return
+			}
+		}
+	default:
+		return // stopping: redelivered to the next consumer
+	}
+	if err := msg.Ack(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		l.log.Debug("ack", "seq", meta.Sequence.Stream, "err", err)
+	}
+}
+
 // rollback forgets the entries that were handled but not committed, so the
 // handler state again describes the committed prefix.
 func (l *Ledger) rollback() {
@@ -434,6 +540,8 @@ func (l *Ledger) rollback() {
 	l.next = size
 	l.lastSeq = l.committedSeq
 	l.prevID = l.committedID
+	l.pubSeq = l.lastMsg.Load()
+	l.bundlesInFlight.Store(0)
 }
 
 // warnExpired logs when RAMPART has already dropped (by age) messages after

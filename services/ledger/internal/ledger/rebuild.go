@@ -2,12 +2,12 @@ package ledger
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/tree"
 	"github.com/rampartci/rampart/services/ledger/internal/streams"
@@ -119,8 +119,9 @@ func (l *Ledger) reset() {
 	l.tree = tree.New()
 	l.mu.Lock()
 	l.chains = map[string][]int64{}
-	l.skipped, l.skips = nil, 0
+	l.skipped, l.segs = nil, nil
 	l.mu.Unlock()
+	l.lastMsg.Store(0)
 	l.dedup = map[string]uint64{}
 	l.foreign = nil
 	l.committedSeq, l.committedID = 0, ""
@@ -129,47 +130,62 @@ func (l *Ledger) reset() {
 	l.idxMu.Unlock()
 }
 
-// catchUp reads the LEDGER entries after the committed ones and adds them to
-// the tree and the indexes; the handler and committer continue from the last
-// of them. Entries at or beyond trustedSize (the size of a checkpoint that is
-// compared with the tree afterwards) have their signatures checked.
+// catchUp reads the LEDGER messages after the last one committed or skipped
+// and adds their entries to the tree and the indexes; the handler and
+// committer continue from the last of them. Signed entries (the format
+// before bundles) at or beyond trustedSize (the size of a checkpoint that
+// is compared with the tree afterwards) have their signatures checked;
+// bundles always have their MAC checked (classify).
 func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
-	from := uint64(l.tree.Size()) + 1 + l.skips
+	from := l.lastMsg.Load() + 1
 	_, err := streams.Read(ctx, l.js, streams.EntriesStream, from, func(seq uint64, msg jetstream.Msg) error {
 		idx := l.tree.Size()
-		if want := uint64(idx) + 1 + l.skips; seq != want {
-			return missingEntries(want, seq)
+		m, err := bundle.Read(msg.Headers(), msg.Data())
+		if want := l.lastMsg.Load() + 1; seq != want {
+			return missingEntries(want, seq, idx, firstIndex(m, err))
 		}
-		data := msg.Data()
+		if err != nil {
+			l.skip(seq, msg, err.Error())
+			return nil
+		}
 		checkSig := idx >= trustedSize
-		e, why := l.classify(idx, data, msg.Headers().Get(entry.SignatureHeader), checkSig)
+		es, why := l.classify(idx, m, checkSig)
 		if why != "" {
 			l.skip(seq, msg, why)
 			return nil
 		}
-		if idx > 0 && e.StreamSeq <= l.committedSeq {
-			if !checkSig {
-				// Not vouched for by a signature here; the root
-				// comparison after the rebuild settles it.
-				l.skip(seq, msg, fmt.Sprintf("it records RAMPART sequence %d after %d", e.StreamSeq, l.committedSeq))
-				return nil
+		prev := l.committedSeq
+		for _, e := range es {
+			if (idx > 0 || e != es[0]) && e.StreamSeq <= prev {
+				if m.First < 0 && !checkSig {
+					// Not vouched for by a signature here; the root
+					// comparison after the rebuild settles it.
+					l.skip(seq, msg, fmt.Sprintf("it records RAMPART sequence %d after %d", e.StreamSeq, prev))
+					return nil
+				}
+				return fmt.Errorf("%w: entry %d, written with the ledger's key, records RAMPART sequence %d after %d", ErrTampered, e.Index, e.StreamSeq, prev)
 			}
-			return fmt.Errorf("%w: entry %d, signed with the ledger's key, records RAMPART sequence %d after %d", ErrTampered, idx, e.StreamSeq, l.committedSeq)
+			prev = e.StreamSeq
 		}
-		leaf := tlog.RecordHash(data)
-		if _, err := l.tree.AppendHash(leaf); err != nil {
-			return err
+		l.addSegment(idx, seq)
+		l.lastMsg.Store(seq)
+		for i, e := range es {
+			leaf := tlog.RecordHash(m.Entries[i])
+			if _, err := l.tree.AppendHash(leaf); err != nil {
+				return err
+			}
+			at := int64(e.Index)
+			if e.Kind == entry.KindEvent {
+				l.dedup[e.Source+"\x00"+e.EventID] = e.Index
+			}
+			if e.ChainID != "" {
+				l.mu.Lock()
+				l.chains[e.ChainID] = append(l.chains[e.ChainID], at)
+				l.mu.Unlock()
+			}
+			l.queueChainIndex(e.ChainID, at, at+1)
 		}
-		if e.Kind == entry.KindEvent {
-			l.dedup[e.Source+"\x00"+e.EventID] = e.Index
-		}
-		if e.ChainID != "" {
-			l.mu.Lock()
-			l.chains[e.ChainID] = append(l.chains[e.ChainID], idx)
-			l.mu.Unlock()
-		}
-		l.queueChainIndex(e.ChainID, idx, idx+1)
-		l.committedSeq, l.committedID = e.StreamSeq, hex.EncodeToString(leaf[:])
+		l.committedSeq, l.committedID = prev, msg.Headers().Get(jetstream.MsgIDHeader)
 		return nil
 	})
 	if err != nil {
@@ -179,6 +195,7 @@ func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 	l.next = uint64(size)
 	l.published.Store(size)
 	l.lastSeq, l.prevID = l.committedSeq, l.committedID
+	l.pubSeq = l.lastMsg.Load()
 	l.metrics.treeSize.Set(float64(size))
 	return nil
 }

@@ -15,49 +15,61 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/services/ledger/internal/streams"
 )
 
 // deadLetterPrefix starts the subjects of dead-lettered copies.
 var deadLetterPrefix = events.SubjectPrefix + "." + events.KindDeadLetter + "."
 
 // pending is one entry on its way through the pipeline: built by the
-// handler, encoded and signed by a sign worker, published by the publisher
+// handler, encoded by a sign worker, gathered into a bundle by the publisher
 // and committed by the committer.
 type pending struct {
 	// Set by the handler.
 	index     uint64
 	streamSeq uint64             // RAMPART sequence of the recorded message
-	entry     *entry.Entry       // until signed
+	entry     *entry.Entry       // until encoded
 	event     *cloudevents.Event // the decoded event, for completeEvent; nil for a dead letter
-	msg       storedMsg          // the RAMPART message, until signed
-	kind      entry.Kind
-	received  time.Time
-	signed    chan struct{} // closed by the sign worker when the fields below are set
+	msg       storedMsg          // the RAMPART message, until encoded
+	// ack is the delivered RAMPART message, acknowledged once the entry is
+	// stored (the consumer acknowledges all before it); nil for a message
+	// read by fillGap.
+	ack      jetstream.Msg
+	kind     entry.Kind
+	received time.Time
+	signed   chan struct{} // closed by the sign worker when the fields below are set
 
 	// Set by the sign worker.
 	chainID string
 	data    []byte // canonical entry bytes
 	leaf    tlog.Hash
-	id      string // Nats-Msg-Id: hex of the entry's leaf hash
-	sig     string // base64 Ed25519 signature over data
+	sig     string // base64 Ed25519 signature over data, only for an entry too long for a bundle
 	err     error  // encoding failed (a bug: the handler builds only valid entries)
-
-	// Set by the publisher.
-	fut jetstream.PubAckFuture // nil when the async publish could not be started
 }
 
-// handle is the consumer handler. The bus calls it for one message at a time,
-// in stream order. It decides, in order, what the message becomes (an entry,
-// a duplicate or poison), gives the entry its index and hands it to the sign
+// bundleMsg is one LEDGER message on its way: a bundle of consecutive
+// entries, or one signed entry too long for a bundle.
+type bundleMsg struct {
+	first  uint64
+	ps     []*pending
+	msg    *nats.Msg
+	id     string                 // its Nats-Msg-Id
+	prevID string                 // the Nats-Msg-Id of the LEDGER message before it
+	seq    uint64                 // the LEDGER sequence it must be stored at
+	fut    jetstream.PubAckFuture // nil when the async publish could not be started
+}
+
+// handle is the consumer handler, called for one message at a time, in
+// stream order. It decides, in order, what the message becomes (an entry, a
+// duplicate or poison), gives the entry its index and hands it to the sign
 // workers and, in the same order, to the publisher. It returns nil once the
-// entry is handed on (the bus then acks the RAMPART message: the LEDGER
-// stream, not the ack floor, records progress), bus.Poison for a message that
-// is not a CloudEvent, and an error only when the ledger is stopping.
+// entry is handed on (the committer acknowledges the RAMPART message once
+// the bundle holding the entry is stored: the LEDGER stream, not the ack
+// floor, records progress), bus.Poison for a message that is not a
+// CloudEvent, and an error only when the ledger is stopping.
 //
 // The per-entry work that does not depend on other entries (canonical
-// encoding, leaf hash, Ed25519 signature) happens in the sign workers, so
-// this handler, which is the only serial step before JetStream, stays short.
+// encoding, leaf hash) happens in the sign workers, so this handler, which
+// is the only serial step before JetStream, stays short.
 func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
 	// A callback that arrives after record stopped the consumer must not
 	// touch the state or send on the closed channels.
@@ -87,8 +99,11 @@ func (l *Ledger) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		}
 		return nil
 	}
-	return l.recordMsg(ctx, msg, seq)
+	return l.recordMsg(ctx, delivered{msg}, seq)
 }
+
+// delivered is a RAMPART message delivered to the consumer.
+type delivered struct{ jetstream.Msg }
 
 // fillGap records, in stream order, the RAMPART messages between the last
 // one handled and seq, read from the stream. A message the stream no
@@ -152,6 +167,9 @@ func (l *Ledger) recordMsg(ctx context.Context, msg storedMsg, seq uint64) error
 	e.Index = l.next
 	p := &pending{index: e.Index, streamSeq: seq, entry: e, event: ev, msg: msg, kind: e.Kind,
 		received: received, signed: make(chan struct{})}
+	if d, ok := msg.(delivered); ok {
+		p.ack = d.Msg
+	}
 	// The publisher takes entries in the order they are queued here; the
 	// sign workers may finish them in any order. Both channels hold at most
 	// Window entries, so a slow JetStream holds the handler back.
@@ -266,24 +284,10 @@ func deadLetterHeaders(h nats.Header) map[string][]string {
 	return out
 }
 
-// entryMsg is the LEDGER message for p: the entry bytes, signed in a header,
-// with the entry's leaf hash as message id.
-func (l *Ledger) entryMsg(p *pending) *nats.Msg {
-	return &nats.Msg{
-		Subject: streams.EntriesSubject,
-		Header: nats.Header{
-			entry.SignatureHeader: []string{p.sig},
-			jetstream.MsgIDHeader: []string{p.id},
-		},
-		Data: p.data,
-	}
-}
-
-// expect returns the publish conditions for entry index: LEDGER ends with
-// message index+skips (entry index-1, or a skipped message), whose message
-// id is prevID (the id of the last LEDGER message; none when it had none).
-func (l *Ledger) expect(index uint64, prevID string) []jetstream.PublishOpt {
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequence(index + l.skips)}
+// expect returns the publish conditions for a message that goes right after
+// LEDGER message last, whose message id is prevID (none when it had none).
+func (l *Ledger) expect(last uint64, prevID string) []jetstream.PublishOpt {
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequence(last)}
 	if prevID != "" {
 		opts = append(opts, jetstream.WithExpectLastMsgID(prevID))
 	}

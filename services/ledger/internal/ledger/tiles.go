@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/tree"
 )
 
@@ -29,9 +29,6 @@ const TilesPrefix = "/ledger/tlog/"
 
 // tileHeight is the tile height C2SP tlog-tiles fixes.
 const tileHeight = 8
-
-// maxBundleEntry is the longest entry an entry bundle can hold.
-const maxBundleEntry = 1<<16 - 1
 
 // parseTilePath parses a C2SP tile path (the part after the prefix) into a
 // tlog.Tile, whose own path format is the Go checksum database's: the
@@ -84,27 +81,29 @@ func (l *Ledger) serveTile(w http.ResponseWriter, r *http.Request) {
 // errNoTile is a tile or bundle the committed tree does not cover yet.
 var errNoTile = errors.New("not in the ledger yet")
 
-// entryBundle returns the entries of data tile t, read from LEDGER.
+// entryBundle returns the entries of data tile t, read from LEDGER: the
+// bundles that hold them concatenated, or the signed entries of the format
+// before bundles encoded one by one.
 func (l *Ledger) entryBundle(r *http.Request, t tlog.Tile) ([]byte, error) {
 	first := t.N << tileHeight
 	if size := l.tree.Size(); t.N > size>>tileHeight || first+int64(t.W) > size {
 		return nil, fmt.Errorf("entry bundle %d of width %d: %w (the ledger has %d entries)", t.N, t.W, errNoTile, size)
 	}
 	var out []byte
+	var rd messageReader
 	for i := first; i < first+int64(t.W); i++ {
-		seq := l.entrySeq(i)
-		m, err := l.entries.GetMsg(r.Context(), seq)
+		m, at, seq, err := rd.read(r.Context(), l, i)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil, fmt.Errorf("entry %d (LEDGER message %d) is missing from LEDGER", i, seq)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading entry %d: %w", i, err)
 		}
-		if len(m.Data) > maxBundleEntry {
-			return nil, fmt.Errorf("entry %d has %d bytes, more than the %d an entry bundle can hold", i, len(m.Data), maxBundleEntry)
+		data := m.Entries[i-at]
+		if len(data) > bundle.MaxEntry {
+			return nil, fmt.Errorf("entry %d has %d bytes, more than the %d an entry bundle can hold", i, len(data), bundle.MaxEntry)
 		}
-		out = binary.BigEndian.AppendUint16(out, uint16(len(m.Data)))
-		out = append(out, m.Data...)
+		out = bundle.Append(out, data)
 	}
 	return out, nil
 }

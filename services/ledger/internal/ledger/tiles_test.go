@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
@@ -72,24 +72,47 @@ func (h httpTiles) SaveTiles([]tlog.Tile, [][]byte) {}
 // the root covers, and an inclusion proof built from the tiles checks.
 func TestTiles(t *testing.T) {
 	const n = 600 // two full tiles and a partial one
-	ns := natstest.Server(t, "")
-	pub := natstest.Bus(t, ns)
-	s := newSigner(t)
-	in := startLedger(t, ns, s, Options{CheckpointInterval: 10 * time.Millisecond})
-	var msgs []*nats.Msg
-	for i := range n {
-		id := fmt.Sprintf("tile-%d", i)
-		msgs = append(msgs, commitMsg(t, id, id))
-	}
-	publishAsync(t, pub.JetStream(), msgs)
-	waitCommitted(t, in.l, n)
+	in, _, s := recordEvents(t, n, "tile-%d")
 	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if _, size := in.l.LatestCheckpoint(); size != n {
 			return fmt.Errorf("checkpoint at size %d", size)
 		}
 		return nil
 	})
-	srv := httptest.NewServer(in.l.Handler())
+	h := auditTiles(t, in.l, s, n, func(i int64) string { return fmt.Sprintf("tile-%d", i) })
+
+	for _, tt := range []struct {
+		path   string
+		status int
+	}{
+		{"tile/0/000", http.StatusOK},
+		{"tile/0/002.p/88", http.StatusOK},
+		{"tile/1/000.p/2", http.StatusOK},
+		{"tile/entries/002.p/88", http.StatusOK},
+		{"tile/0/002", http.StatusNotFound},       // not full yet
+		{"tile/0/002.p/89", http.StatusNotFound},  // beyond the tree
+		{"tile/entries/003", http.StatusNotFound}, // beyond the tree
+		{"tile/1/000", http.StatusNotFound},
+		{"tile/8/0/000", http.StatusBadRequest}, // the Go sumdb layout, not C2SP
+		{"tile/0/2", http.StatusBadRequest},
+		{"tile/0/000.p/256", http.StatusBadRequest},
+		{"tile/0/x", http.StatusBadRequest},
+		{"tiles/0/000", http.StatusNotFound},
+	} {
+		if b, status := h.get(tt.path); status != tt.status {
+			t.Errorf("GET %s = %d %q, want %d", tt.path, status, b, tt.status)
+		}
+	}
+}
+
+// auditTiles audits ledger l of n entries through its C2SP tlog-tiles
+// endpoint with golang.org/x/mod/sumdb only: the checkpoint opens with the
+// key, every leaf hash is read through tiles verified against its root,
+// every entry bundle hashes to those leaves (entry i records event
+// eventID(i)), and an inclusion proof built from the tiles checks.
+func auditTiles(t *testing.T, l *Ledger, s *checkpoint.Signer, n int64, eventID func(int64) string) httpTiles {
+	t.Helper()
+	srv := httptest.NewServer(l.Handler())
 	t.Cleanup(srv.Close)
 	h := httpTiles{t: t, base: srv.URL + "/ledger/tlog/"}
 
@@ -142,7 +165,7 @@ func TestTiles(t *testing.T) {
 			if tlog.RecordHash(e) != leaves[i] {
 				t.Fatalf("entry %d in bundle %d does not hash to its leaf", i, b)
 			}
-			if !bytes.Contains(e, fmt.Appendf(nil, `"eventId":"tile-%d"`, i)) {
+			if !bytes.Contains(e, fmt.Appendf(nil, `"eventId":%q`, eventID(i))) {
 				t.Fatalf("entry %d is %s", i, e)
 			}
 		}
@@ -158,26 +181,5 @@ func TestTiles(t *testing.T) {
 		t.Fatalf("inclusion proof from tiles: %v", err)
 	}
 
-	for _, tt := range []struct {
-		path   string
-		status int
-	}{
-		{"tile/0/000", http.StatusOK},
-		{"tile/0/002.p/88", http.StatusOK},
-		{"tile/1/000.p/2", http.StatusOK},
-		{"tile/entries/002.p/88", http.StatusOK},
-		{"tile/0/002", http.StatusNotFound},       // not full yet
-		{"tile/0/002.p/89", http.StatusNotFound},  // beyond the tree
-		{"tile/entries/003", http.StatusNotFound}, // beyond the tree
-		{"tile/1/000", http.StatusNotFound},
-		{"tile/8/0/000", http.StatusBadRequest}, // the Go sumdb layout, not C2SP
-		{"tile/0/2", http.StatusBadRequest},
-		{"tile/0/000.p/256", http.StatusBadRequest},
-		{"tile/0/x", http.StatusBadRequest},
-		{"tiles/0/000", http.StatusNotFound},
-	} {
-		if b, status := h.get(tt.path); status != tt.status {
-			t.Errorf("GET %s = %d %q, want %d", tt.path, status, b, tt.status)
-		}
-	}
+	return h
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/verify"
@@ -56,44 +58,75 @@ type foreign struct {
 	at     int64 // the entry index the message sits before
 }
 
-// seqOf returns the LEDGER sequence of entry index: index+1 plus the
-// skipped messages before it. skipped is ascending.
-func seqOf(skipped []uint64, index uint64) uint64 {
-	seq := index + 1
-	for _, s := range skipped {
-		if s > seq {
-			break
-		}
-		seq++
-	}
-	return seq
+// segment is a LEDGER message that holds committed entries: the index of
+// its first entry and its sequence.
+type segment struct {
+	first int64
+	seq   uint64
 }
 
-// entrySeq is seqOf over the ledger's skipped messages.
-func (l *Ledger) entrySeq(index int64) uint64 {
+// addSegment records that LEDGER message seq holds the entries from first
+// on; called in LEDGER order.
+func (l *Ledger) addSegment(first int64, seq uint64) {
+	l.mu.Lock()
+	l.segs = append(l.segs, segment{first: first, seq: seq})
+	l.mu.Unlock()
+}
+
+// segmentOf returns position k in segs of the message holding entry index
+// (a committed entry).
+func segmentOf(segs []segment, index int64) int {
+	return sort.Search(len(segs), func(k int) bool { return segs[k].first > index }) - 1
+}
+
+// entrySeq returns the LEDGER sequence of the message holding committed
+// entry index and the index of that message's first entry.
+func (l *Ledger) entrySeq(index int64) (seq uint64, first int64) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return seqOf(l.skipped, uint64(index))
+	k := segmentOf(l.segs, index)
+	if k < 0 {
+		return 0, 0
+	}
+	return l.segs[k].seq, l.segs[k].first
 }
 
-// classify decides whether the LEDGER message data (with signature sig) is
-// entry idx of this ledger. It returns the entry, or the reason it is not
-// one. Signatures are checked when checkSig is set (entries a verified
-// checkpoint does not vouch for yet).
-func (l *Ledger) classify(idx int64, data []byte, sig string, checkSig bool) (*entry.Entry, string) {
-	if checkSig {
-		if err := l.verifier.CheckEntry(data, sig); err != nil {
+// classify decides whether LEDGER message m holds the entries from idx on
+// of this ledger. It returns the entries, or the reason it holds none. A
+// bundle must carry this ledger's MAC and hold entries whose bytes match
+// the leaf hashes the MAC covers; a signed entry (the format before
+// bundles) has its signature checked when checkSig is set (entries a
+// verified checkpoint does not vouch for yet).
+func (l *Ledger) classify(idx int64, m bundle.Message, checkSig bool) ([]*entry.Entry, string) {
+	if m.First >= 0 {
+		if !l.signer.CheckBundleMAC(m.First, bundle.EncodeLeaves(m.Leaves), m.MAC) {
+			return nil, "bundle MAC does not verify with the ledger key"
+		}
+		if m.First != idx {
+			return nil, fmt.Sprintf("it says first index %d where entry %d is next", m.First, idx)
+		}
+		for i, data := range m.Entries {
+			if tlog.RecordHash(data) != m.Leaves[i] {
+				return nil, fmt.Sprintf("entry %d does not match the leaf hash its bundle stores", m.First+int64(i))
+			}
+		}
+	} else if checkSig {
+		if err := l.verifier.CheckEntry(m.Entries[0], m.Signature); err != nil {
 			return nil, err.Error()
 		}
 	}
-	e, err := entry.Unmarshal(data)
-	if err != nil {
-		return nil, err.Error()
+	out := make([]*entry.Entry, len(m.Entries))
+	for i, data := range m.Entries {
+		e, err := entry.Unmarshal(data)
+		if err != nil {
+			return nil, err.Error()
+		}
+		if want := uint64(idx) + uint64(i); e.Index != want {
+			return nil, fmt.Sprintf("it says index %d where entry %d is next", e.Index, want)
+		}
+		out[i] = e
 	}
-	if e.Index != uint64(idx) {
-		return nil, fmt.Sprintf("it says index %d where entry %d is next", e.Index, idx)
-	}
-	return e, ""
+	return out, ""
 }
 
 // skip records LEDGER message seq as not an entry. Called by catchUp only,
@@ -102,11 +135,12 @@ func (l *Ledger) skip(seq uint64, msg jetstream.Msg, why string) {
 	sum := sha256.New()
 	sum.Write(msg.Data())
 	sum.Write([]byte(msg.Headers().Get(entry.SignatureHeader)))
+	sum.Write([]byte(msg.Headers().Get(bundle.MACHeader)))
 	f := foreign{seq: seq, digest: hex.EncodeToString(sum.Sum(nil))[:16], why: why, at: l.tree.Size()}
 	l.mu.Lock()
 	l.skipped = append(l.skipped, seq)
-	l.skips = uint64(len(l.skipped))
 	l.mu.Unlock()
+	l.lastMsg.Store(seq)
 	// The next append expects this message at the end of LEDGER.
 	l.committedID = msg.Headers().Get(jetstream.MsgIDHeader)
 	l.foreign = append(l.foreign, f)
@@ -116,13 +150,38 @@ func (l *Ledger) skip(seq uint64, msg jetstream.Msg, why string) {
 }
 
 // missingEntries explains a LEDGER that jumps from the expected sequence
-// want to got: messages were deleted.
-func missingEntries(want, got uint64) error {
+// want to got: messages were deleted. next is the index of the next entry
+// expected and at the index of the first entry message got holds (-1 when
+// it does not say).
+func missingEntries(want, got uint64, next, at int64) error {
 	if want == 1 {
+		if at < 0 {
+			at = int64(got - 1)
+		}
 		return fmt.Errorf("%w: the first %s entries are missing from LEDGER (the stream starts at message %s): "+
-			"they were deleted or dropped by a limit set on the stream", ErrTampered, verify.Count(int64(got-1)), verify.Count(int64(got)))
+			"they were deleted or dropped by a limit set on the stream", ErrTampered, verify.Count(at), verify.Count(int64(got)))
 	}
-	return fmt.Errorf("%w: LEDGER messages %s to %s are missing: they were deleted", ErrTampered, verify.Count(int64(want)), verify.Count(int64(got-1)))
+	entries := ""
+	if at > next {
+		entries = fmt.Sprintf(" (entries %s to %s)", verify.Count(next), verify.Count(at-1))
+	}
+	return fmt.Errorf("%w: LEDGER messages %s to %s are missing%s: they were deleted", ErrTampered, verify.Count(int64(want)), verify.Count(int64(got-1)), entries)
+}
+
+// firstIndex is the index of the first entry LEDGER message m says it
+// holds, -1 when it does not decode (err) or say.
+func firstIndex(m bundle.Message, err error) int64 {
+	if err != nil {
+		return -1
+	}
+	if m.First >= 0 {
+		return m.First
+	}
+	e, err := entry.Unmarshal(m.Entries[0])
+	if err != nil {
+		return -1
+	}
+	return int64(e.Index)
 }
 
 // reportForeign publishes an anomaly for each foreign message found by

@@ -12,8 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
 	"github.com/rampartci/rampart/pkg/ledger/client"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
@@ -103,14 +105,26 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replayed, err := in.l.entries.GetMsg(t.Context(), 2) // entry 1, as stored
+	// The bundle holding entry 0, as stored, is replayed.
+	replayed, err := in.l.entries.GetMsg(t.Context(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	n0 := in.l.lastMsg.Load() // LEDGER messages so far
+	// A bundle from entry 2 with a MAC made with another key.
+	leaves := bundle.EncodeLeaves([]tlog.Hash{tlog.RecordHash(data)})
+	forgedBundle := &nats.Msg{Subject: streams.EntriesSubject, Data: bundle.Append(nil, data), Header: nats.Header{
+		bundle.FirstHeader: []string{"2"}, bundle.LeavesHeader: []string{leaves}, bundle.MACHeader: []string{forger.BundleMAC(2, leaves)},
+	}}
 	for _, m := range []*nats.Msg{
 		{Subject: streams.EntriesSubject, Data: data, Header: nats.Header{entry.SignatureHeader: []string{forger.SignEntry(data)}}},
-		{Subject: streams.EntriesSubject, Data: replayed.Data, Header: nats.Header{entry.SignatureHeader: []string{replayed.Header.Get(entry.SignatureHeader)}}},
+		{Subject: streams.EntriesSubject, Data: replayed.Data, Header: nats.Header{
+			bundle.FirstHeader:  []string{replayed.Header.Get(bundle.FirstHeader)},
+			bundle.LeavesHeader: []string{replayed.Header.Get(bundle.LeavesHeader)},
+			bundle.MACHeader:    []string{replayed.Header.Get(bundle.MACHeader)},
+		}},
 		{Subject: streams.EntriesSubject, Data: []byte("garbage")},
+		forgedBundle,
 	} {
 		if _, err := js.PublishMsg(t.Context(), m); err != nil {
 			t.Fatal(err)
@@ -122,16 +136,16 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 		t.Fatalf("streams.Verify error = %v, want a bad signature on message 3 (position 2)", err)
 	}
 
-	// The idle ledger finds them by itself and reports each; the three
-	// anomalies are entries 2 to 4, and a-3 comes after them.
+	// The idle ledger finds them by itself and reports each; the four
+	// anomalies are entries 2 to 5, and a-3 comes after them.
 	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if n := len(ledgerAnomalies(t, js)); n != 3 {
+		if n := len(ledgerAnomalies(t, js)); n != 4 {
 			return fmt.Errorf("%d anomalies", n)
 		}
 		return nil
 	})
 	publishAsync(t, js, []*nats.Msg{commitMsg(t, "a-3", "a-3")})
-	waitCommitted(t, in.l, 6)
+	waitCommitted(t, in.l, 7)
 	select {
 	case err := <-in.done:
 		t.Fatalf("the ledger stopped: %v", err)
@@ -146,9 +160,10 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 		descs = append(descs, a.Description)
 	}
 	want := []string{
-		"LEDGER message 3, before entry 2, is not an entry this ledger wrote (bad entry signature: does not verify with the ledger key)",
-		"LEDGER message 4, before entry 2, is not an entry this ledger wrote (it says index 1 where entry 2 is next)",
-		"LEDGER message 5, before entry 2, is not an entry this ledger wrote (bad entry signature: missing Rampart-Ledger-Signature)",
+		fmt.Sprintf("LEDGER message %d, before entry 2, is not an entry this ledger wrote (bad entry signature: does not verify with the ledger key)", n0+1),
+		fmt.Sprintf("LEDGER message %d, before entry 2, is not an entry this ledger wrote (it says first index 0 where entry 2 is next)", n0+2),
+		fmt.Sprintf("LEDGER message %d, before entry 2, is not an entry this ledger wrote (bad entry signature: missing Rampart-Ledger-Signature)", n0+3),
+		fmt.Sprintf("LEDGER message %d, before entry 2, is not an entry this ledger wrote (bundle MAC does not verify with the ledger key)", n0+4),
 	}
 	if len(descs) != len(want) {
 		t.Fatalf("anomalies:\n%s\nwant %d", strings.Join(descs, "\n"), len(want))
@@ -167,7 +182,7 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 		switch {
 		case forgedCP && !errors.Is(err, verify.ErrCheckpointSignature):
 			t.Fatalf("API verify with a forged checkpoint = %v, want it named", err)
-		case !forgedCP && (err != nil || res.Entries != 6):
+		case !forgedCP && (err != nil || res.Entries != 7):
 			t.Fatalf("API verify = %+v, %v", res, err)
 		}
 		page, err := func() (*client.Entries, error) {
@@ -187,7 +202,7 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 			}
 			got = append(got, e.EventID)
 		}
-		if j := strings.Join(got, ","); !strings.HasPrefix(j, "a-1,a-2,ledger-foreign:3:") || !strings.HasSuffix(j, ",a-3") {
+		if j := strings.Join(got, ","); !strings.HasPrefix(j, fmt.Sprintf("a-1,a-2,ledger-foreign:%d:", n0+1)) || !strings.HasSuffix(j, ",a-3") {
 			t.Fatalf("entries %v", got)
 		}
 	}
@@ -195,7 +210,7 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 
 	// A checkpoint someone else signed, published on the ledger's
 	// checkpoint subject, is named by a verifier and ignored by a restart.
-	forgedCP, err := forger.Sign(checkpoint.Checkpoint{Origin: forger.Name(), Size: 6, Root: [32]byte{1}})
+	forgedCP, err := forger.Sign(checkpoint.Checkpoint{Origin: forger.Name(), Size: 7, Root: [32]byte{1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,17 +222,17 @@ func TestForgedEntryIsSkippedAndReported(t *testing.T) {
 	// A restart skips them again, reports nothing new, and records on.
 	in.stop(t)
 	in = startLedger(t, ns, s, Options{})
-	if in.l.Size() != 6 {
-		t.Fatalf("restarted ledger has %d entries, want 6", in.l.Size())
+	if in.l.Size() != 7 {
+		t.Fatalf("restarted ledger has %d entries, want 7", in.l.Size())
 	}
-	if _, size := in.l.LatestCheckpoint(); size != 6 {
-		t.Fatalf("restarted ledger's latest checkpoint is at %d, want its own at 6", size)
+	if _, size := in.l.LatestCheckpoint(); size != 7 {
+		t.Fatalf("restarted ledger's latest checkpoint is at %d, want its own at 7", size)
 	}
 	check(in.l, true)
 	publishAsync(t, js, []*nats.Msg{commitMsg(t, "a-4", "a-4")})
-	waitCommitted(t, in.l, 7)
-	if n := len(ledgerAnomalies(t, js)); n != 3 {
-		t.Fatalf("%d anomalies after the restart, want 3", n)
+	waitCommitted(t, in.l, 8)
+	if n := len(ledgerAnomalies(t, js)); n != 4 {
+		t.Fatalf("%d anomalies after the restart, want 4", n)
 	}
 }
 
@@ -315,29 +330,46 @@ func TestStreamLimitedReportsMissingEntries(t *testing.T) {
 	in := startLedger(t, ns, s, Options{})
 	publishCommits(t, js, "d4", 150)
 	waitCommitted(t, in.l, 150)
+	// A second LEDGER message, whatever bundles the first 150 made.
+	publishCommits(t, js, "d4-more", 1)
+	waitCommitted(t, in.l, 151)
 
 	stream, err := js.Stream(t.Context(), streams.EntriesStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := stream.CachedInfo().Config
-	cfg.MaxMsgs, cfg.Discard = 100, jetstream.DiscardOld
+	// The limit drops the first message: a bundle of the first k entries.
+	info, err := stream.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.GetMsg(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bundle.Read(first.Header, first.Data)
+	if err != nil || m.First != 0 {
+		t.Fatalf("LEDGER message 1 = %+v, %v, want a bundle from entry 0", m, err)
+	}
+	k := len(m.Entries)
+	cfg := info.Config
+	cfg.MaxMsgs, cfg.Discard = int64(info.State.Msgs)-1, jetstream.DiscardOld
 	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	const want = "the first 50 entries are missing from LEDGER (the stream now starts at message 51)"
+	want := fmt.Sprintf("the first %d entries are missing from LEDGER (the stream now starts at message 2)", k)
 	if _, err := apiVerify(t, in.l, s.Verifier()); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("API verify = %v, want %q", err, want)
 	}
 	// The stream as stored says it in the verifier's words.
 	if _, err := streams.Verify(t.Context(), js, s.Verifier()); !errors.Is(err, verify.ErrEntriesMissing) ||
-		!strings.Contains(err.Error(), "ledger entry 0: the first 50 entries are missing: the log starts at entry 50") {
+		!strings.Contains(err.Error(), fmt.Sprintf("ledger entry 0: the first %d entries are missing: the log starts at entry %d", k, k)) {
 		t.Fatalf("streams.Verify = %v", err)
 	}
 	in.stop(t)
 	in = startLedger(t, ns, s, Options{})
 	if err := in.stop(t); !errors.Is(err, ErrTampered) ||
-		!strings.Contains(err.Error(), "the first 50 entries are missing from LEDGER (the stream starts at message 51)") {
+		!strings.Contains(err.Error(), fmt.Sprintf("the first %d entries are missing from LEDGER (the stream starts at message 2)", k)) {
 		t.Fatalf("restart Run = %v", err)
 	}
 }

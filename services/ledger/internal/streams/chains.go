@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rampartci/rampart/pkg/ledger/bundle"
 	"github.com/rampartci/rampart/pkg/ledger/entry"
 )
 
@@ -119,25 +120,131 @@ func Chain(ctx context.Context, js jetstream.JetStream, chainID string) ([]*entr
 	if err != nil {
 		return nil, fmt.Errorf("opening stream %s: %w", EntriesStream, err)
 	}
+	info, err := entries.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading stream %s info: %w", EntriesStream, err)
+	}
+	last := info.State.LastSeq
 	var out []*entry.Entry
+	var cur located
+	lo := uint64(1)
 	for _, x := range indexes {
-		m, err := entries.GetMsg(ctx, uint64(x)+1)
-		if err != nil {
-			return nil, fmt.Errorf("reading entry %d from %s: %w", x, EntriesStream, err)
+		if !cur.holds(x) {
+			if cur, err = locate(ctx, entries, x, lo, last); err != nil {
+				return nil, fmt.Errorf("reading entry %d from %s: %w", x, EntriesStream, err)
+			}
+			lo = cur.seq
 		}
-		e, err := entry.Unmarshal(m.Data)
+		if !cur.holds(x) {
+			continue // the index is not trusted; the entry is not there
+		}
+		e, err := entry.Unmarshal(cur.msg.Entries[x-cur.msg.firstIndex])
 		if err != nil {
-			return nil, fmt.Errorf("LEDGER message %d: %w", m.Sequence, err)
+			return nil, fmt.Errorf("LEDGER message %d: %w", cur.seq, err)
 		}
 		if e.ChainID == chainID && e.Index == uint64(x) {
 			out = append(out, e)
 		}
 	}
-	rest, err := scanChain(ctx, js, chainID, uint64(mark)+1)
+	// The entries past the mark: from the message that holds entry mark.
+	from := lo
+	if last > 0 {
+		at, err := locate(ctx, entries, mark, lo, last)
+		if err != nil {
+			return nil, err
+		}
+		if at.msg.Entries != nil {
+			from = at.seq
+		}
+	}
+	rest, err := scanChain(ctx, js, chainID, from)
 	if err != nil {
 		return nil, err
 	}
-	return append(out, rest...), nil
+	for _, e := range rest {
+		if int64(e.Index) >= mark {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// located is a LEDGER message read by locate.
+type located struct {
+	seq uint64
+	msg indexedMessage
+}
+
+// indexedMessage is a LEDGER message with the index of its first entry.
+type indexedMessage struct {
+	bundle.Message
+	firstIndex int64
+}
+
+func (l located) holds(x int64) bool {
+	return l.msg.Entries != nil && x >= l.msg.firstIndex && x < l.msg.firstIndex+int64(len(l.msg.Entries))
+}
+
+// readIndexed reads LEDGER message seq and the index of its first entry; ok
+// is false for a message that holds no entry (someone else's).
+func readIndexed(ctx context.Context, s jetstream.Stream, seq uint64) (indexedMessage, bool, error) {
+	raw, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return indexedMessage{}, false, nil
+	}
+	if err != nil {
+		return indexedMessage{}, false, err
+	}
+	m, err := bundle.Read(raw.Header, raw.Data)
+	if err != nil {
+		return indexedMessage{}, false, nil
+	}
+	if m.First >= 0 {
+		return indexedMessage{Message: m, firstIndex: m.First}, true, nil
+	}
+	e, err := entry.Unmarshal(m.Entries[0])
+	if err != nil {
+		return indexedMessage{}, false, nil
+	}
+	return indexedMessage{Message: m, firstIndex: int64(e.Index)}, true, nil
+}
+
+// locate finds, among LEDGER messages lo..hi, the last one whose first entry
+// is at most x, by bisection over the index each message states (messages
+// hold ascending indexes; one that holds no entry is stepped over). The
+// result holds no entry when none qualifies.
+func locate(ctx context.Context, s jetstream.Stream, x int64, lo, hi uint64) (located, error) {
+	var best located
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		seq := mid
+		var m indexedMessage
+		for ; seq <= hi; seq++ {
+			var ok bool
+			var err error
+			if m, ok, err = readIndexed(ctx, s, seq); err != nil {
+				return located{}, err
+			} else if ok {
+				break
+			}
+		}
+		switch {
+		case seq > hi:
+			hi = mid - 1
+			if mid == 0 {
+				return best, nil
+			}
+		case m.firstIndex <= x:
+			best = located{seq: seq, msg: m}
+			lo = seq + 1
+		default:
+			if mid == 0 {
+				return best, nil
+			}
+			hi = mid - 1
+		}
+	}
+	return best, nil
 }
 
 // indexMark returns the size up to which the chain index is complete, 0
