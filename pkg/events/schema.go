@@ -132,7 +132,7 @@ func (s *Schemas) ValidateCDEvent(typ string, data []byte) error {
 		}
 		sch = s.custom
 	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	doc, err := decodeTree(data)
 	if err != nil {
 		return fmt.Errorf("%w: data is not JSON: %v", ErrInvalid, err)
 	}

@@ -1,0 +1,252 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// decodeTree decodes JSON data into the tree the schema validator reads:
+// map[string]any, []any, string, json.Number, bool and nil, exactly as
+// jsonschema.UnmarshalJSON does. A scanner reads the usual documents
+// (several times faster, a fraction of the allocations); whatever it is
+// not sure of (an error, a repeated name, an escaped or non-ASCII string
+// it cannot take as is, deep nesting) goes to jsonschema.UnmarshalJSON,
+// so the result and every error are the validator's own.
+// FuzzDecodeTree holds the two equal.
+func decodeTree(data []byte) (any, error) {
+	s := treeScanner{data: data}
+	if v, ok := s.document(); ok {
+		return v, nil
+	}
+	return jsonschema.UnmarshalJSON(bytes.NewReader(data))
+}
+
+// maxTreeDepth bounds the scanner's nesting; deeper documents go to the
+// validator's decoder, which has its own limit.
+const maxTreeDepth = 1000
+
+type treeScanner struct {
+	data  []byte
+	i     int
+	depth int
+}
+
+func (s *treeScanner) document() (any, bool) {
+	v, ok := s.value()
+	if !ok {
+		return nil, false
+	}
+	s.space()
+	return v, s.i == len(s.data)
+}
+
+func (s *treeScanner) space() {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *treeScanner) value() (any, bool) {
+	s.space()
+	if s.i >= len(s.data) {
+		return nil, false
+	}
+	switch c := s.data[s.i]; {
+	case c == '{':
+		return s.object()
+	case c == '[':
+		return s.array()
+	case c == '"':
+		return s.str()
+	case c == '-' || c >= '0' && c <= '9':
+		return s.number()
+	case c == 't':
+		return true, s.literal("true")
+	case c == 'f':
+		return false, s.literal("false")
+	case c == 'n':
+		return nil, s.literal("null")
+	}
+	return nil, false
+}
+
+func (s *treeScanner) literal(lit string) bool {
+	if !bytes.HasPrefix(s.data[s.i:], []byte(lit)) {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+func (s *treeScanner) object() (any, bool) {
+	if s.depth++; s.depth > maxTreeDepth {
+		return nil, false
+	}
+	s.i++ // {
+	m := map[string]any{}
+	s.space()
+	if s.i < len(s.data) && s.data[s.i] == '}' {
+		s.i++
+		s.depth--
+		return m, true
+	}
+	for {
+		s.space()
+		if s.i >= len(s.data) || s.data[s.i] != '"' {
+			return nil, false
+		}
+		k, ok := s.str()
+		if !ok {
+			return nil, false
+		}
+		if _, dup := m[k]; dup { // left to the validator's decoder
+			return nil, false
+		}
+		s.space()
+		if s.i >= len(s.data) || s.data[s.i] != ':' {
+			return nil, false
+		}
+		s.i++
+		v, ok := s.value()
+		if !ok {
+			return nil, false
+		}
+		m[k] = v
+		s.space()
+		if s.i >= len(s.data) {
+			return nil, false
+		}
+		switch s.data[s.i] {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			s.depth--
+			return m, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (s *treeScanner) array() (any, bool) {
+	if s.depth++; s.depth > maxTreeDepth {
+		return nil, false
+	}
+	s.i++ // [
+	a := []any{}
+	s.space()
+	if s.i < len(s.data) && s.data[s.i] == ']' {
+		s.i++
+		s.depth--
+		return a, true
+	}
+	for {
+		v, ok := s.value()
+		if !ok {
+			return nil, false
+		}
+		a = append(a, v)
+		s.space()
+		if s.i >= len(s.data) {
+			return nil, false
+		}
+		switch s.data[s.i] {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			s.depth--
+			return a, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// str reads a string of printable ASCII without escapes; any other string
+// is decoded by encoding/json, as the validator's decoder would.
+func (s *treeScanner) str() (string, bool) {
+	start := s.i
+	s.i++ // "
+	for s.i < len(s.data) {
+		switch c := s.data[s.i]; {
+		case c == '"':
+			s.i++
+			return string(s.data[start+1 : s.i-1]), true
+		case c == '\\' || c >= 0x80:
+			return s.slowStr(start)
+		case c < 0x20:
+			return "", false
+		}
+		s.i++
+	}
+	return "", false
+}
+
+// slowStr decodes the string at start, which has escapes or non-ASCII
+// bytes, with encoding/json.
+func (s *treeScanner) slowStr(start int) (string, bool) {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case '\\':
+			s.i += 2
+			continue
+		case '"':
+			s.i++
+			var out string
+			if json.Unmarshal(s.data[start:s.i], &out) != nil {
+				return "", false
+			}
+			return out, true
+		}
+		s.i++
+	}
+	return "", false
+}
+
+// number reads a number in JSON's grammar, kept as its text.
+func (s *treeScanner) number() (any, bool) {
+	start := s.i
+	if s.data[s.i] == '-' {
+		s.i++
+	}
+	switch {
+	case s.i < len(s.data) && s.data[s.i] == '0':
+		s.i++
+	case s.digits() == 0:
+		return nil, false
+	}
+	if s.i < len(s.data) && s.data[s.i] == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return nil, false
+		}
+	}
+	if s.i < len(s.data) && (s.data[s.i] == 'e' || s.data[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.data) && (s.data[s.i] == '+' || s.data[s.i] == '-') {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return nil, false
+		}
+	}
+	return json.Number(s.data[start:s.i]), true
+}
+
+func (s *treeScanner) digits() int {
+	n := 0
+	for s.i < len(s.data) && s.data[s.i] >= '0' && s.data[s.i] <= '9' {
+		s.i++
+		n++
+	}
+	return n
+}
