@@ -14,9 +14,11 @@ import (
 // not sure of (an error, a repeated name, an escaped or non-ASCII string
 // it cannot take as is, deep nesting) goes to jsonschema.UnmarshalJSON,
 // so the result and every error are the validator's own.
-// FuzzDecodeTree holds the two equal.
-func decodeTree(data []byte) (any, error) {
-	s := treeScanner{data: data}
+// FuzzDecodeTree holds the two equal. names, when not nil, holds strings
+// the scanner returns instead of allocating a copy of the same text: the
+// property names of the schemas.
+func decodeTree(data []byte, names map[string]string) (any, error) {
+	s := treeScanner{data: data, names: names}
 	if v, ok := s.document(); ok {
 		return v, nil
 	}
@@ -31,6 +33,7 @@ type treeScanner struct {
 	data  []byte
 	i     int
 	depth int
+	names map[string]string
 }
 
 func (s *treeScanner) document() (any, bool) {
@@ -180,7 +183,11 @@ func (s *treeScanner) str() (string, bool) {
 		switch c := s.data[s.i]; {
 		case c == '"':
 			s.i++
-			return string(s.data[start+1 : s.i-1]), true
+			text := s.data[start+1 : s.i-1]
+			if name, ok := s.names[string(text)]; ok {
+				return name, true
+			}
+			return string(text), true
 		case c == '\\' || c >= 0x80:
 			return s.slowStr(start)
 		case c < 0x20:
@@ -249,4 +256,24 @@ func (s *treeScanner) digits() int {
 		n++
 	}
 	return n
+}
+
+// addPropertyNames adds to names every property name that schema, a
+// decoded JSON schema document, defines.
+func addPropertyNames(names map[string]string, schema any) {
+	switch v := schema.(type) {
+	case map[string]any:
+		for k, sub := range v {
+			if props, ok := sub.(map[string]any); ok && k == "properties" {
+				for name := range props {
+					names[name] = name
+				}
+			}
+			addPropertyNames(names, sub)
+		}
+	case []any:
+		for _, sub := range v {
+			addPropertyNames(names, sub)
+		}
+	}
 }

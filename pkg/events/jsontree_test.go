@@ -21,7 +21,7 @@ func FuzzDecodeTree(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := treeScanner{data: data}
+		s := treeScanner{data: data, names: map[string]string{"context": "context", "a": "a"}}
 		got, ok := s.document()
 		want, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 		if !ok {

@@ -29,6 +29,7 @@ const customSchemaID = "https://github.com/rampartci/rampart/schema/custom-event
 type Schemas struct {
 	byType map[string]*jsonschema.Schema
 	custom *jsonschema.Schema
+	names  map[string]string // property names the schemas define, for decodeTree
 }
 
 var (
@@ -52,6 +53,7 @@ func LoadSchemas(fsys fs.FS, dir string) (*Schemas, error) {
 	c.AssertFormat()
 	var ids, eventIDs []string
 	typeOf := map[string]string{}
+	names := map[string]string{}
 	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || path.Ext(p) != ".json" {
 			return err
@@ -79,6 +81,7 @@ func LoadSchemas(fsys fs.FS, dir string) (*Schemas, error) {
 		if err := json.Unmarshal(raw, &head); err != nil || head.ID == "" {
 			return fmt.Errorf("schema %s has no $id", p)
 		}
+		addPropertyNames(names, doc)
 		if err := c.AddResource(head.ID, doc); err != nil {
 			return fmt.Errorf("schema %s: %w", p, err)
 		}
@@ -92,7 +95,7 @@ func LoadSchemas(fsys fs.FS, dir string) (*Schemas, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load schemas: %w", err)
 	}
-	s := &Schemas{byType: map[string]*jsonschema.Schema{}}
+	s := &Schemas{byType: map[string]*jsonschema.Schema{}, names: names}
 	for _, id := range eventIDs {
 		sch, err := c.Compile(id)
 		if err != nil {
@@ -132,7 +135,7 @@ func (s *Schemas) ValidateCDEvent(typ string, data []byte) error {
 		}
 		sch = s.custom
 	}
-	doc, err := decodeTree(data)
+	doc, err := decodeTree(data, s.names)
 	if err != nil {
 		return fmt.Errorf("%w: data is not JSON: %v", ErrInvalid, err)
 	}
