@@ -16,11 +16,12 @@ import (
 )
 
 // chunkSize is how many consecutive messages of the window one worker
-// decodes and validates at a time; pullBatch how many messages one pull
-// request of the reader asks for.
+// decodes and validates at a time; PullBatch how many messages one pull
+// request of the reader asks for (docs/decisions/0030-replay-read-rate.md
+// has the figures that chose both).
 const (
 	chunkSize = 64
-	pullBatch = window
+	PullBatch = 1024
 )
 
 // item is one message of the window and what checking it found.
@@ -80,7 +81,7 @@ func readWindow(ctx context.Context, s jetstream.Stream, o Options, last uint64,
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", bus.StreamName, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch))
+	it, err := cons.Messages(jetstream.PullMaxMessages(PullBatch))
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", bus.StreamName, err)
 	}
@@ -119,6 +120,9 @@ func readWindow(ctx context.Context, s jetstream.Stream, o Options, last uint64,
 	for c := range order {
 		<-c.done
 		for i := range c.items {
+			if ctx.Err() != nil { // as soon as asked, not after the chunks read ahead
+				return fmt.Errorf("stopped after %d events: %w", st.Events, ctx.Err())
+			}
 			if err := handOn(ctx, o, &c.items[i], st, sk); err != nil {
 				return err
 			}
