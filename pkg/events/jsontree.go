@@ -109,9 +109,6 @@ func (s *treeScanner) object() (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		if _, dup := m[k]; dup { // left to the validator's decoder
-			return nil, false
-		}
 		s.space()
 		if s.i >= len(s.data) || s.data[s.i] != ':' {
 			return nil, false
@@ -121,7 +118,10 @@ func (s *treeScanner) object() (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		m[k] = v
+		n := len(m)
+		if m[k] = v; len(m) == n { // a repeated name: the validator's decoder says what it means
+			return nil, false
+		}
 		s.space()
 		if s.i >= len(s.data) {
 			return nil, false
