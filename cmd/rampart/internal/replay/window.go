@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
@@ -183,15 +184,24 @@ func readChunks(ctx context.Context, it jetstream.MessagesContext, o Options, la
 		return true
 	}
 	end := func() bool { return send() || ended }
+	// One timer, reset after each message, bounds the wait for the next
+	// one: a context with a deadline for each message costs more than
+	// reading it.
+	nctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(idle, func() { cancel(context.DeadlineExceeded) })
+	defer timer.Stop()
 	var prev uint64 // sequence of the last message read
 	for {
-		nctx, cancel := context.WithTimeout(ctx, idle)
 		msg, err := it.Next(jetstream.NextContext(nctx))
-		cancel()
 		if err != nil {
+			if cause := context.Cause(nctx); ctx.Err() == nil && cause != nil {
+				err = cause // waited idle for the next message
+			}
 			c.err = errStopped{err}
 			return end()
 		}
+		timer.Reset(idle)
 		meta, err := msg.Metadata()
 		if err != nil {
 			c.err = fmt.Errorf("message on %s without stream metadata: %w", msg.Subject(), err)
