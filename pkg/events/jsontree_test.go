@@ -48,3 +48,30 @@ func TestDecodeTreeTakesEventData(t *testing.T) {
 		t.Fatalf("scanner refused %s", ev.Data())
 	}
 }
+
+// BenchmarkDecodeTree decodes an event's data with the scanner and with the
+// validator's own decoder, in the same run.
+func BenchmarkDecodeTree(b *testing.B) {
+	ev, err := NewCommit(Meta{ID: "c-1", Source: "/bench", ChainID: "rel-1", App: "shop"}, Commit{Repository: "github.com/acme/shop", SHA: "abc123"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := DefaultSchemas()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("scanner", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := decodeTree(ev.Data(), s.names); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("validator-decoder", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := jsonschema.UnmarshalJSON(bytes.NewReader(ev.Data())); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
