@@ -18,7 +18,7 @@ import (
 // the scanner returns instead of allocating a copy of the same text: the
 // property names of the schemas.
 func decodeTree(data []byte, names map[string]string) (any, error) {
-	s := treeScanner{data: data, names: names}
+	s := treeScanner{data: data, text: string(data), names: names}
 	if v, ok := s.document(); ok {
 		return v, nil
 	}
@@ -31,6 +31,7 @@ const maxTreeDepth = 1000
 
 type treeScanner struct {
 	data  []byte
+	text  string // data, copied once: strings are taken from it without a copy each
 	i     int
 	depth int
 	names map[string]string
@@ -183,11 +184,10 @@ func (s *treeScanner) str() (string, bool) {
 		switch c := s.data[s.i]; {
 		case c == '"':
 			s.i++
-			text := s.data[start+1 : s.i-1]
-			if name, ok := s.names[string(text)]; ok {
+			if name, ok := s.names[string(s.data[start+1:s.i-1])]; ok {
 				return name, true
 			}
-			return string(text), true
+			return s.text[start+1 : s.i-1], true
 		case c == '\\' || c >= 0x80:
 			return s.slowStr(start)
 		case c < 0x20:

@@ -21,7 +21,7 @@ func FuzzDecodeTree(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := treeScanner{data: data, names: map[string]string{"context": "context", "a": "a"}}
+		s := treeScanner{data: data, text: string(data), names: map[string]string{"context": "context", "a": "a"}}
 		got, ok := s.document()
 		want, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 		if !ok {
@@ -43,7 +43,7 @@ func TestDecodeTreeTakesEventData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := treeScanner{data: ev.Data()}
+	s := treeScanner{data: ev.Data(), text: string(ev.Data())}
 	if _, ok := s.document(); !ok {
 		t.Fatalf("scanner refused %s", ev.Data())
 	}
