@@ -110,7 +110,7 @@ func readWindow(ctx context.Context, s jetstream.Stream, o Options, last uint64,
 			}
 		})
 	}
-	var ended bool // the reader reached the end of the window
+	var ended bool // order was given the chunk that ends the window
 	wg.Go(func() {
 		defer close(work)
 		defer close(order)
@@ -146,7 +146,7 @@ func readWindow(ctx context.Context, s jetstream.Stream, o Options, last uint64,
 		}
 	}
 	if !ended { // the reader saw ctx done between two chunks
-		return fmt.Errorf("stopped after %d events: %w", st.Events, context.Cause(ctx))
+		return fmt.Errorf("stopped after %d events: %w", st.Events, ctx.Err())
 	}
 	return nil
 }
