@@ -90,16 +90,10 @@ func (s *treeScanner) literal(lit string) bool {
 }
 
 func (s *treeScanner) object() (any, bool) {
-	if s.depth++; s.depth > maxTreeDepth {
-		return nil, false
-	}
-	s.i++ // {
 	m := map[string]any{}
-	s.space()
-	if s.i < len(s.data) && s.data[s.i] == '}' {
-		s.i++
-		s.depth--
-		return m, true
+	empty, ok := s.open('}')
+	if empty || !ok {
+		return m, ok
 	}
 	for {
 		s.space()
@@ -123,34 +117,17 @@ func (s *treeScanner) object() (any, bool) {
 		if m[k] = v; len(m) == n { // a repeated name: the validator's decoder says what it means
 			return nil, false
 		}
-		s.space()
-		if s.i >= len(s.data) {
-			return nil, false
-		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			s.depth--
-			return m, true
-		default:
-			return nil, false
+		if more, ok := s.next('}'); !more {
+			return m, ok
 		}
 	}
 }
 
 func (s *treeScanner) array() (any, bool) {
-	if s.depth++; s.depth > maxTreeDepth {
-		return nil, false
-	}
-	s.i++ // [
 	a := []any{}
-	s.space()
-	if s.i < len(s.data) && s.data[s.i] == ']' {
-		s.i++
-		s.depth--
-		return a, true
+	empty, ok := s.open(']')
+	if empty || !ok {
+		return a, ok
 	}
 	for {
 		v, ok := s.value()
@@ -158,21 +135,45 @@ func (s *treeScanner) array() (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		s.space()
-		if s.i >= len(s.data) {
-			return nil, false
-		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			s.depth--
-			return a, true
-		default:
-			return nil, false
+		if more, ok := s.next(']'); !more {
+			return a, ok
 		}
 	}
+}
+
+// open steps into the object or array at s.i, which closing ends, and
+// says whether it is empty (and then already closed).
+func (s *treeScanner) open(closing byte) (empty, ok bool) {
+	if s.depth++; s.depth > maxTreeDepth {
+		return false, false
+	}
+	s.i++
+	s.space()
+	if s.i < len(s.data) && s.data[s.i] == closing {
+		s.i++
+		s.depth--
+		return true, true
+	}
+	return false, true
+}
+
+// next reads what follows an element: more after a comma; not more, but ok,
+// after closing.
+func (s *treeScanner) next(closing byte) (more, ok bool) {
+	s.space()
+	if s.i >= len(s.data) {
+		return false, false
+	}
+	switch s.data[s.i] {
+	case ',':
+		s.i++
+		return true, true
+	case closing:
+		s.i++
+		s.depth--
+		return false, true
+	}
+	return false, false
 }
 
 // str reads a string of printable ASCII without escapes; any other string

@@ -1,7 +1,6 @@
 package replay_test
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"syscall"
@@ -11,9 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/replay"
-	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/pkg/runtime/bus"
-	"github.com/rampartci/rampart/pkg/runtime/natstest"
 )
 
 // BenchmarkReplayRead reads RAMPART_BENCH_REPLAY_EVENTS (default 50,000)
@@ -32,28 +28,9 @@ func BenchmarkReplayRead(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("RAMPART_BENCH_REPLAY_EVENTS")); err == nil && v > 0 {
 		n = v
 	}
-	ns := natstest.Server(b, "")
-	bs := natstest.Bus(b, ns)
-	js := bs.JetStream()
-	for i := range n {
-		ev, err := events.NewCommit(events.Meta{ID: fmt.Sprintf("r-%07d", i), Source: "/bench", ChainID: fmt.Sprintf("rel-%d", i/10), App: "shop"},
-			events.Commit{Repository: "github.com/acme/shop", SHA: "abc123"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		m, err := events.ToMsg(events.SubjectOf(ev), ev)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-js.PublishAsyncComplete()
-	src, err := js.Stream(b.Context(), bus.StreamName)
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := storeWindow(b, n, nil, nil)
+	bs, src := w.bus, w.src
+	w.msgs = nil // compared by the tests only: not kept alive through the rounds
 	since := time.Now().Add(-time.Hour)
 	var rawTime, replayTime, rawCPU, replayCPU time.Duration
 	for b.Loop() {

@@ -31,7 +31,7 @@ type window struct {
 	msgs []*nats.Msg // msgs[i] is stored at sequence i+1
 }
 
-func storeWindow(t *testing.T, n int, dead, invalid []int) *window {
+func storeWindow(t testing.TB, n int, dead, invalid []int) *window {
 	t.Helper()
 	ns := natstest.Server(t, "")
 	w := &window{bus: natstest.Bus(t, ns)}
@@ -55,7 +55,7 @@ func storeWindow(t *testing.T, n int, dead, invalid []int) *window {
 		case slices.Contains(invalid, seq):
 			m.Header.Set("ce-id", "other") // decodes, but Validate refuses it
 		}
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		w.msgs = append(w.msgs, m)
