@@ -164,7 +164,7 @@ func setData(ev *cloudevents.Event, contentType string, data []byte) error {
 	if err := ev.SetData(contentType, data); err != nil {
 		return err
 	}
-	if strings.HasSuffix(ev.DataMediaType(), "json") && json.Valid(data) {
+	if strings.HasSuffix(ev.DataMediaType(), "json") && validJSON(data) {
 		ev.DataBase64 = false
 	}
 	return nil

@@ -25,6 +25,17 @@ func decodeTree(data []byte, names map[string]string) (any, error) {
 	return jsonschema.UnmarshalJSON(bytes.NewReader(data))
 }
 
+// validJSON is json.Valid(data), answered by the scanner without building a
+// tree for the usual document; what the scanner does not take (escapes,
+// non-ASCII strings, errors) json.Valid answers.
+func validJSON(data []byte) bool {
+	s := treeScanner{data: data, skim: true}
+	if _, ok := s.document(); ok {
+		return true
+	}
+	return json.Valid(data)
+}
+
 // maxTreeDepth bounds the scanner's nesting; deeper documents go to the
 // validator's decoder, which has its own limit.
 const maxTreeDepth = 1000
@@ -32,6 +43,7 @@ const maxTreeDepth = 1000
 type treeScanner struct {
 	data  []byte
 	text  string // data, copied once: strings are taken from it without a copy each
+	skim  bool   // only check the syntax: build no tree
 	i     int
 	depth int
 	names map[string]string
@@ -90,7 +102,10 @@ func (s *treeScanner) literal(lit string) bool {
 }
 
 func (s *treeScanner) object() (any, bool) {
-	m := map[string]any{}
+	var m map[string]any
+	if !s.skim {
+		m = map[string]any{}
+	}
 	empty, ok := s.open('}')
 	if empty || !ok {
 		return m, ok
@@ -113,9 +128,11 @@ func (s *treeScanner) object() (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		n := len(m)
-		if m[k] = v; len(m) == n { // a repeated name: the validator's decoder says what it means
-			return nil, false
+		if !s.skim {
+			n := len(m)
+			if m[k] = v; len(m) == n { // a repeated name: the validator's decoder says what it means
+				return nil, false
+			}
 		}
 		if more, ok := s.next('}'); !more {
 			return m, ok
@@ -124,7 +141,10 @@ func (s *treeScanner) object() (any, bool) {
 }
 
 func (s *treeScanner) array() (any, bool) {
-	a := []any{}
+	var a []any
+	if !s.skim {
+		a = []any{}
+	}
 	empty, ok := s.open(']')
 	if empty || !ok {
 		return a, ok
@@ -134,7 +154,9 @@ func (s *treeScanner) array() (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		a = append(a, v)
+		if !s.skim {
+			a = append(a, v)
+		}
 		if more, ok := s.next(']'); !more {
 			return a, ok
 		}
@@ -185,11 +207,17 @@ func (s *treeScanner) str() (string, bool) {
 		switch c := s.data[s.i]; {
 		case c == '"':
 			s.i++
+			if s.skim {
+				return "", true
+			}
 			if name, ok := s.names[string(s.data[start+1:s.i-1])]; ok {
 				return name, true
 			}
 			return s.text[start+1 : s.i-1], true
 		case c == '\\' || c >= 0x80:
+			if s.skim {
+				return "", false // json.Valid says
+			}
 			return s.slowStr(start)
 		case c < 0x20:
 			return "", false
@@ -247,7 +275,10 @@ func (s *treeScanner) number() (any, bool) {
 			return nil, false
 		}
 	}
-	return json.Number(s.data[start:s.i]), true
+	if s.skim {
+		return nil, true
+	}
+	return json.Number(s.text[start:s.i]), true
 }
 
 func (s *treeScanner) digits() int {

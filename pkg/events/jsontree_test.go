@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -24,6 +25,10 @@ func FuzzDecodeTree(f *testing.F) {
 		s := treeScanner{data: data, text: string(data), names: map[string]string{"context": "context", "a": "a"}}
 		got, ok := s.document()
 		want, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		skim := treeScanner{data: data, skim: true}
+		if _, valid := skim.document(); valid && !json.Valid(data) {
+			t.Fatalf("skimming accepted %q, json.Valid refuses it", data)
+		}
 		if !ok {
 			return
 		}
