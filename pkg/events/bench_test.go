@@ -30,6 +30,24 @@ func BenchmarkReadEvent(b *testing.B) {
 			}
 		}
 	})
+	b.Run("ReadMsg", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.ReadMsg(m.Header, m.Data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("FromMsg+Validate", func(b *testing.B) {
+		for b.Loop() {
+			ev, err := events.FromMsg(m.Header, m.Data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Validate(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("Validate", func(b *testing.B) {
 		for b.Loop() {
 			if err := s.Validate(ev); err != nil {

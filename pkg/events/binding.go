@@ -86,17 +86,22 @@ func ToMsg(subject string, ev cloudevents.Event) (*nats.Msg, error) {
 
 // FromMsg decodes a NATS message in binary or structured content mode.
 func FromMsg(h nats.Header, data []byte) (cloudevents.Event, error) {
-	ct := headerValue(h, HeaderContentType)
+	return fromMsg(h, headerValue(h, HeaderContentType), data, false)
+}
+
+// fromMsg is FromMsg of a message whose content type is ct; jsonData says
+// that data is known to be JSON.
+func fromMsg(h nats.Header, ct string, data []byte, jsonData bool) (cloudevents.Event, error) {
 	if strings.HasPrefix(ct, MediaBatch) {
 		return cloudevents.Event{}, fmt.Errorf("%w: a batch is not one event", ErrMalformed)
 	}
 	if strings.HasPrefix(ct, "application/cloudevents") {
 		return decodeStructured(data)
 	}
-	return decodeBinary(h, ct, data)
+	return decodeBinary(h, ct, data, jsonData)
 }
 
-func decodeBinary(h nats.Header, ct string, data []byte) (cloudevents.Event, error) {
+func decodeBinary(h nats.Header, ct string, data []byte, jsonData bool) (cloudevents.Event, error) {
 	attrs := map[string]string{}
 	for k, vs := range h {
 		lk := strings.ToLower(k)
@@ -153,7 +158,7 @@ func decodeBinary(h nats.Header, ct string, data []byte) (cloudevents.Event, err
 		if ct == "" {
 			ct = "application/json"
 		}
-		if err := setData(&ev, ct, data); err != nil {
+		if err := setData(&ev, ct, data, jsonData); err != nil {
 			return cloudevents.Event{}, fmt.Errorf("%w: data: %v", ErrMalformed, err)
 		}
 	}

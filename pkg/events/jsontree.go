@@ -18,11 +18,27 @@ import (
 // the scanner returns instead of allocating a copy of the same text: the
 // property names of the schemas.
 func decodeTree(data []byte, names map[string]string) (any, error) {
-	s := treeScanner{data: data, text: string(data), names: names}
-	if v, ok := s.document(); ok {
-		return v, nil
+	if t, ok := scanTree(data, names); ok {
+		return t.doc, nil
 	}
 	return jsonschema.UnmarshalJSON(bytes.NewReader(data))
+}
+
+// tree is a document the scanner read.
+type tree struct {
+	doc any
+	// escaped holds the strings that had escapes in the data, decoded: a
+	// decoder that hands a value's raw text to a method (time.Time's
+	// UnmarshalJSON) does not read them as their decoded value.
+	escaped []string
+}
+
+// scanTree is decodeTree's scanner alone: ok is false where decodeTree asks
+// the validator's decoder.
+func scanTree(data []byte, names map[string]string) (tree, bool) {
+	s := treeScanner{data: data, text: string(data), names: names}
+	v, ok := s.document()
+	return tree{doc: v, escaped: s.escaped}, ok
 }
 
 // validJSON is json.Valid(data), answered by the scanner without building a
@@ -47,6 +63,8 @@ type treeScanner struct {
 	i     int
 	depth int
 	names map[string]string
+	// escaped: the strings decoded from escapes, when not skimming
+	escaped []string
 }
 
 func (s *treeScanner) document() (any, bool) {
@@ -230,16 +248,21 @@ func (s *treeScanner) str() (string, bool) {
 // slowStr decodes the string at start, which has escapes or non-ASCII
 // bytes, with encoding/json.
 func (s *treeScanner) slowStr(start int) (string, bool) {
+	escaped := false
 	for s.i < len(s.data) {
 		switch s.data[s.i] {
 		case '\\':
 			s.i += 2
+			escaped = true
 			continue
 		case '"':
 			s.i++
 			var out string
 			if json.Unmarshal(s.data[start:s.i], &out) != nil {
 				return "", false
+			}
+			if escaped {
+				s.escaped = append(s.escaped, out)
 			}
 			return out, true
 		}
