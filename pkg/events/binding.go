@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
 	"strings"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -140,19 +139,14 @@ func decodeBinary(h nats.Header, ct string, data []byte, jsonData bool) (cloudev
 	if s, ok := attrs["dataschema"]; ok {
 		ev.SetDataSchema(s)
 	}
-	names := make([]string, 0, len(attrs))
-	for name := range attrs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for name, v := range attrs { // in any order: each extension is set, or refused, alone
 		switch name {
 		case "specversion", "id", "source", "type", "time", "subject", "dataschema":
 			continue
 		case "datacontenttype":
 			return cloudevents.Event{}, fmt.Errorf("%w: datacontenttype travels in content-type, not ce-datacontenttype", ErrMalformed)
 		}
-		ev.SetExtension(name, attrs[name]) // a bad name is reported by Validate below
+		ev.SetExtension(name, v) // a bad name is reported by Validate below
 	}
 	if len(data) > 0 {
 		if ct == "" {

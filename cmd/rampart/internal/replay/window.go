@@ -50,10 +50,7 @@ func (c *chunk) check() {
 		if it.dead = eventline.IsDeadLetter(it.msg.Subject()); it.dead {
 			continue
 		}
-		it.ev, it.err = events.FromMsg(it.msg.Headers(), it.msg.Data())
-		if it.err == nil {
-			it.err = events.Validate(it.ev)
-		}
+		it.ev, it.err = events.ReadMsg(it.msg.Headers(), it.msg.Data()) // FromMsg, then Validate
 	}
 	close(c.done)
 }
