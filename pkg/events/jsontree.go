@@ -14,11 +14,9 @@ import (
 // not sure of (an error, a repeated name, an escaped or non-ASCII string
 // it cannot take as is, deep nesting) goes to jsonschema.UnmarshalJSON,
 // so the result and every error are the validator's own.
-// FuzzDecodeTree holds the two equal. names, when not nil, holds strings
-// the scanner returns instead of allocating a copy of the same text: the
-// property names of the schemas.
-func decodeTree(data []byte, names map[string]string) (any, error) {
-	if t, ok := scanTree(data, names); ok {
+// FuzzDecodeTree holds the two equal.
+func decodeTree(data []byte) (any, error) {
+	if t, ok := scanTree(data); ok {
 		return t.doc, nil
 	}
 	return jsonschema.UnmarshalJSON(bytes.NewReader(data))
@@ -35,8 +33,8 @@ type tree struct {
 
 // scanTree is decodeTree's scanner alone: ok is false where decodeTree asks
 // the validator's decoder.
-func scanTree(data []byte, names map[string]string) (tree, bool) {
-	s := treeScanner{data: data, text: string(data), names: names}
+func scanTree(data []byte) (tree, bool) {
+	s := treeScanner{data: data, text: string(data)}
 	v, ok := s.document()
 	return tree{doc: v, escaped: s.escaped}, ok
 }
@@ -62,7 +60,6 @@ type treeScanner struct {
 	skim  bool   // only check the syntax: build no tree
 	i     int
 	depth int
-	names map[string]string
 	// escaped: the strings decoded from escapes, when not skimming
 	escaped []string
 }
@@ -228,9 +225,6 @@ func (s *treeScanner) str() (string, bool) {
 			if s.skim {
 				return "", true
 			}
-			if name, ok := s.names[string(s.data[start+1:s.i-1])]; ok {
-				return name, true
-			}
 			return s.text[start+1 : s.i-1], true
 		case c == '\\' || c >= 0x80:
 			if s.skim {
@@ -311,24 +305,4 @@ func (s *treeScanner) digits() int {
 		n++
 	}
 	return n
-}
-
-// addPropertyNames adds to names every property name that schema, a
-// decoded JSON schema document, defines.
-func addPropertyNames(names map[string]string, schema any) {
-	switch v := schema.(type) {
-	case map[string]any:
-		for k, sub := range v {
-			if props, ok := sub.(map[string]any); ok && k == "properties" {
-				for name := range props {
-					names[name] = name
-				}
-			}
-			addPropertyNames(names, sub)
-		}
-	case []any:
-		for _, sub := range v {
-			addPropertyNames(names, sub)
-		}
-	}
 }

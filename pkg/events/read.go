@@ -27,7 +27,7 @@ func (s *Schemas) ReadMsg(h nats.Header, data []byte) (cloudevents.Event, error)
 	var t tree
 	scanned := false
 	if !strings.HasPrefix(ct, "application/cloudevents") { // binary mode: the data is the CDEvent
-		t, scanned = scanTree(data, s.names)
+		t, scanned = scanTree(data)
 	}
 	ev, err := fromMsg(h, ct, data, scanned)
 	if err != nil {

@@ -29,7 +29,6 @@ const customSchemaID = "https://github.com/rampartci/rampart/schema/custom-event
 type Schemas struct {
 	byType map[string]*jsonschema.Schema
 	custom *jsonschema.Schema
-	names  map[string]string // property names the schemas define, for decodeTree
 }
 
 var (
@@ -53,7 +52,6 @@ func LoadSchemas(fsys fs.FS, dir string) (*Schemas, error) {
 	c.AssertFormat()
 	var ids, eventIDs []string
 	typeOf := map[string]string{}
-	names := map[string]string{}
 	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || path.Ext(p) != ".json" {
 			return err
@@ -81,7 +79,6 @@ func LoadSchemas(fsys fs.FS, dir string) (*Schemas, error) {
 		if err := json.Unmarshal(raw, &head); err != nil || head.ID == "" {
 			return fmt.Errorf("schema %s has no $id", p)
 		}
-		addPropertyNames(names, doc)
 		if err := c.AddResource(head.ID, doc); err != nil {
 			return fmt.Errorf("schema %s: %w", p, err)
 		}
@@ -95,7 +92,7 @@ func LoadSchemas(fsys fs.FS, dir string) (*Schemas, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load schemas: %w", err)
 	}
-	s := &Schemas{byType: map[string]*jsonschema.Schema{}, names: names}
+	s := &Schemas{byType: map[string]*jsonschema.Schema{}}
 	for _, id := range eventIDs {
 		sch, err := c.Compile(id)
 		if err != nil {
@@ -141,7 +138,7 @@ func (s *Schemas) validateCDEvent(typ string, data []byte, t *tree) error {
 	var doc any
 	if t != nil {
 		doc = t.doc
-	} else if doc, err = decodeTree(data, s.names); err != nil {
+	} else if doc, err = decodeTree(data); err != nil {
 		return fmt.Errorf("%w: data is not JSON: %v", ErrInvalid, err)
 	}
 	if quickCheck(sch, doc, 0) == valid {
@@ -199,7 +196,7 @@ func (s *Schemas) Validate(ev cloudevents.Event) error {
 	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("%w: %s: %s", ErrInvalid, ev.ID(), oneLine(err))
 	}
-	if t, ok := scanTree(ev.Data(), s.names); ok {
+	if t, ok := scanTree(ev.Data()); ok {
 		return s.validateData(ev, &t)
 	}
 	return s.validateData(ev, nil)

@@ -45,7 +45,7 @@ func TestQuickCheckTakesEventData(t *testing.T) {
 	}
 	types, data := goldenData(t)
 	for i, typ := range types {
-		doc, err := decodeTree(data[i], s.names)
+		doc, err := decodeTree(data[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func FuzzQuickCheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, edits []byte) {
 		i := int(which) % len(types)
 		sch := s.byType[types[i]]
-		doc, err := decodeTree(data[i], nil)
+		doc, err := decodeTree(data[i])
 		if err != nil {
 			t.Fatal(err)
 		}
