@@ -1,37 +1,17 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 )
 
 // goldenData is the type and data of each golden event.
 func goldenData(t testing.TB) (types []string, data [][]byte) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "golden", "*.txt"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("golden events: %v", err)
-	}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		head, body, ok := bytes.Cut(raw, []byte("\n\n"))
-		if !ok {
-			t.Fatalf("%s: no data", f)
-		}
-		for line := range strings.Lines(string(head)) {
-			if typ, ok := strings.CutPrefix(strings.TrimSpace(line), "ce-type: "); ok {
-				types = append(types, typ)
-				data = append(data, body)
-			}
-		}
+	for _, m := range goldenMsgs(t) {
+		types = append(types, m.Header.Get("ce-type"))
+		data = append(data, m.Data)
 	}
 	return types, data
 }
