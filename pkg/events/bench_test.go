@@ -69,6 +69,13 @@ func BenchmarkReadEvent(b *testing.B) {
 			}
 		}
 	})
+	b.Run("ChainID", func(b *testing.B) {
+		for b.Loop() {
+			if events.ChainID(ev) != "rel-1" {
+				b.Fatal("no chain id")
+			}
+		}
+	})
 	b.Run("CloudEventValidate", func(b *testing.B) {
 		for b.Loop() {
 			if err := ev.Validate(); err != nil {

@@ -213,6 +213,9 @@ func Parse(ev cloudevents.Event) (*CDEvent, error) {
 // ChainID returns the CDEvents chainId of ev, or "" when it has none or is not
 // a CDEvent.
 func ChainID(ev cloudevents.Event) string {
+	if id, ok := chainIDOf(ev.Data()); ok {
+		return id
+	}
 	var cd struct {
 		Context struct {
 			ChainID string `json:"chainId"`

@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -121,36 +122,50 @@ func (s *treeScanner) object() (any, bool) {
 	if !s.skim {
 		m = map[string]any{}
 	}
+	ok := s.members(func(name string, _ []byte) bool {
+		v, ok := s.value()
+		if !ok || s.skim {
+			return ok
+		}
+		n := len(m)
+		m[name] = v
+		return len(m) > n // a repeated name: the validator's decoder says what it means
+	})
+	if !ok {
+		return nil, false
+	}
+	return m, true
+}
+
+// members reads the object at s.i, calling member with each member's name
+// (decoded; "" when skimming) and its raw text, s.i at its value: member
+// reads the value and says whether to go on.
+func (s *treeScanner) members(member func(name string, raw []byte) bool) bool {
 	empty, ok := s.open('}')
 	if empty || !ok {
-		return m, ok
+		return ok
 	}
 	for {
 		s.space()
 		if s.i >= len(s.data) || s.data[s.i] != '"' {
-			return nil, false
+			return false
 		}
-		k, ok := s.str()
+		start := s.i
+		name, ok := s.str()
 		if !ok {
-			return nil, false
+			return false
 		}
+		raw := s.data[start+1 : s.i-1]
 		s.space()
 		if s.i >= len(s.data) || s.data[s.i] != ':' {
-			return nil, false
+			return false
 		}
 		s.i++
-		v, ok := s.value()
-		if !ok {
-			return nil, false
-		}
-		if !s.skim {
-			n := len(m)
-			if m[k] = v; len(m) == n { // a repeated name: the validator's decoder says what it means
-				return nil, false
-			}
+		if !member(name, raw) {
+			return false
 		}
 		if more, ok := s.next('}'); !more {
-			return m, ok
+			return ok
 		}
 	}
 }
@@ -305,4 +320,55 @@ func (s *treeScanner) digits() int {
 		n++
 	}
 	return n
+}
+
+// chainIDOf is ChainID's reading of an event's data, when the scanner is
+// sure of it: a document without escapes or non-ASCII strings (json.Valid
+// and json.Unmarshal answer those), an object whose members spelt
+// "context" are objects whose members spelt "chainId" are strings. Names
+// that differ from those only in case make it unsure, as json.Unmarshal
+// would match them.
+func chainIDOf(data []byte) (id string, ok bool) {
+	s := treeScanner{data: data, skim: true}
+	ok = s.at('{') && s.members(func(_ string, raw []byte) bool {
+		if skipped, ok := s.skipUnless(raw, "context"); skipped || !ok {
+			return ok
+		}
+		return s.at('{') && s.members(func(_ string, raw []byte) bool {
+			if skipped, ok := s.skipUnless(raw, "chainId"); skipped || !ok {
+				return ok
+			}
+			if !s.at('"') {
+				return false
+			}
+			start := s.i
+			if _, ok := s.str(); !ok {
+				return false
+			}
+			id = string(s.data[start+1 : s.i-1])
+			return true
+		})
+	})
+	s.space()
+	return id, ok && s.i == len(s.data)
+}
+
+// at says whether the next value starts with c.
+func (s *treeScanner) at(c byte) bool {
+	s.space()
+	return s.i < len(s.data) && s.data[s.i] == c
+}
+
+// skipUnless skips the value of a member whose raw name is not want and
+// says so; a name that differs from want only in case is not ok (the
+// decoders would take it for want).
+func (s *treeScanner) skipUnless(raw []byte, want string) (skipped, ok bool) {
+	switch {
+	case string(raw) == want:
+		return false, true
+	case len(raw) == len(want) && strings.EqualFold(string(raw), want):
+		return true, false
+	}
+	_, ok = s.value()
+	return true, ok
 }

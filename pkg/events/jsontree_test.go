@@ -76,3 +76,32 @@ func BenchmarkDecodeTree(b *testing.B) {
 		}
 	})
 }
+
+// FuzzChainID holds ChainID's scanner to json.Unmarshal's reading of the
+// context's chainId.
+func FuzzChainID(f *testing.F) {
+	for _, s := range []string{
+		`{"context":{"id":"a","chainId":"rel-1","links":[{"from":{"contextId":"x"}}]},"subject":{"content":{"n":1}}}`,
+		` { "context" : { "chainId" : "c" } } `, `{"context":{}}`, `{}`, `[]`, `null`, `{"context":null}`,
+		`{"context":{"chainId":null}}`, `{"context":{"chainId":5}}`, `{"context":1}`, `{"Context":{"chainId":"c"}}`,
+		`{"context":{"chainid":"c"}}`, `{"context":{"chainId":"a","chainId":"b"}}`, `{"context":{"chainId":"a"},"context":{}}`,
+		`{"context":{"chainId":"a\nb"}}`, `{"context":{"chainId":"é"}}`, `{"context":{"chainId":"a"}} x`, `{"x":"\u00e9","context":{"chainId":"a"}}`,
+		`{"context":{"chainId":"a"},"x":[1,}`, `{"CONTEXT":1,"context":{"chainId":"a"}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, ok := chainIDOf(data)
+		if !ok {
+			return
+		}
+		var cd struct {
+			Context struct {
+				ChainID string `json:"chainId"`
+			} `json:"context"`
+		}
+		if err := json.Unmarshal(data, &cd); err != nil || cd.Context.ChainID != id {
+			t.Fatalf("%q: scanner %q, json.Unmarshal %q (%v)", data, id, cd.Context.ChainID, err)
+		}
+	})
+}

@@ -168,7 +168,8 @@ func TestReadMsg(t *testing.T) {
 
 // TestReadMsgTakesEventData checks that the golden events are read once:
 // the tree shows Parse would accept them and the quick check finds them
-// valid, so neither Parse nor the validator runs.
+// valid, so neither Parse nor the validator runs; and that ChainID's
+// scanner reads their chain id.
 func TestReadMsgTakesEventData(t *testing.T) {
 	s, err := DefaultSchemas()
 	if err != nil {
@@ -186,6 +187,9 @@ func TestReadMsgTakesEventData(t *testing.T) {
 		}
 		if sch, err := s.schemaFor(ev.Type()); err != nil || quickCheck(sch, tr.doc, 0) != valid {
 			t.Errorf("%s: the quick check does not find it valid (%v)", ev.Type(), err)
+		}
+		if id, ok := chainIDOf(m.Data); !ok || id != ChainID(ev) || id == "" {
+			t.Errorf("%s: chain id %q, scanned %v; ChainID says %q", ev.Type(), id, ok, ChainID(ev))
 		}
 	}
 }
