@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
 	"strings"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -86,17 +85,22 @@ func ToMsg(subject string, ev cloudevents.Event) (*nats.Msg, error) {
 
 // FromMsg decodes a NATS message in binary or structured content mode.
 func FromMsg(h nats.Header, data []byte) (cloudevents.Event, error) {
-	ct := headerValue(h, HeaderContentType)
+	return fromMsg(h, headerValue(h, HeaderContentType), data, false)
+}
+
+// fromMsg is FromMsg of a message whose content type is ct; jsonData says
+// that data is known to be JSON.
+func fromMsg(h nats.Header, ct string, data []byte, jsonData bool) (cloudevents.Event, error) {
 	if strings.HasPrefix(ct, MediaBatch) {
 		return cloudevents.Event{}, fmt.Errorf("%w: a batch is not one event", ErrMalformed)
 	}
 	if strings.HasPrefix(ct, "application/cloudevents") {
 		return decodeStructured(data)
 	}
-	return decodeBinary(h, ct, data)
+	return decodeBinary(h, ct, data, jsonData)
 }
 
-func decodeBinary(h nats.Header, ct string, data []byte) (cloudevents.Event, error) {
+func decodeBinary(h nats.Header, ct string, data []byte, jsonData bool) (cloudevents.Event, error) {
 	attrs := map[string]string{}
 	for k, vs := range h {
 		lk := strings.ToLower(k)
@@ -135,25 +139,20 @@ func decodeBinary(h nats.Header, ct string, data []byte) (cloudevents.Event, err
 	if s, ok := attrs["dataschema"]; ok {
 		ev.SetDataSchema(s)
 	}
-	names := make([]string, 0, len(attrs))
-	for name := range attrs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for name, v := range attrs { // in any order: each extension is set, or refused, alone
 		switch name {
 		case "specversion", "id", "source", "type", "time", "subject", "dataschema":
 			continue
 		case "datacontenttype":
 			return cloudevents.Event{}, fmt.Errorf("%w: datacontenttype travels in content-type, not ce-datacontenttype", ErrMalformed)
 		}
-		ev.SetExtension(name, attrs[name]) // a bad name is reported by Validate below
+		ev.SetExtension(name, v) // a bad name is reported by Validate below
 	}
 	if len(data) > 0 {
 		if ct == "" {
 			ct = "application/json"
 		}
-		if err := setData(&ev, ct, data); err != nil {
+		if err := setData(&ev, ct, data, jsonData); err != nil {
 			return cloudevents.Event{}, fmt.Errorf("%w: data: %v", ErrMalformed, err)
 		}
 	}

@@ -149,7 +149,7 @@ func newEvent(m Meta, typ string, subjectID string, content, custom any) (cloude
 	if m.App != "" {
 		ev.SetExtension(AppExtension, m.App)
 	}
-	if err := setData(&ev, "application/json", data); err != nil {
+	if err := setData(&ev, "application/json", data, true); err != nil { // the encoder wrote JSON
 		return cloudevents.Event{}, fmt.Errorf("set %s data: %w", typ, err)
 	}
 	if err := ev.Validate(); err != nil {
@@ -160,11 +160,12 @@ func newEvent(m Meta, typ string, subjectID string, content, custom any) (cloude
 
 // setData sets ev's data to the encoded bytes. JSON data stays JSON in the
 // structured format ("data", not "data_base64"), so event files are readable.
-func setData(ev *cloudevents.Event, contentType string, data []byte) error {
+// jsonData says that data is known to be JSON.
+func setData(ev *cloudevents.Event, contentType string, data []byte, jsonData bool) error {
 	if err := ev.SetData(contentType, data); err != nil {
 		return err
 	}
-	if strings.HasSuffix(ev.DataMediaType(), "json") && json.Valid(data) {
+	if strings.HasSuffix(ev.DataMediaType(), "json") && (jsonData || validJSON(data)) {
 		ev.DataBase64 = false
 	}
 	return nil
@@ -212,6 +213,9 @@ func Parse(ev cloudevents.Event) (*CDEvent, error) {
 // ChainID returns the CDEvents chainId of ev, or "" when it has none or is not
 // a CDEvent.
 func ChainID(ev cloudevents.Event) string {
+	if id, ok := chainIDOf(ev.Data()); ok {
+		return id
+	}
 	var cd struct {
 		Context struct {
 			ChainID string `json:"chainId"`

@@ -125,21 +125,40 @@ var ErrInvalid = errors.New("invalid event")
 // custom dev.cdeventsx type without its own schema is checked for the shape
 // every custom event must have.
 func (s *Schemas) ValidateCDEvent(typ string, data []byte) error {
-	sch, ok := s.byType[typ]
-	if !ok {
-		if !strings.HasPrefix(typ, "dev.cdeventsx.") || s.custom == nil {
-			return fmt.Errorf("%w: no CDEvents %s schema for type %q", ErrInvalid, CDEventsVersion, typ)
-		}
-		sch = s.custom
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	return s.validateCDEvent(typ, data, nil)
+}
+
+// validateCDEvent is ValidateCDEvent; t, when not nil, is data as the
+// scanner read it.
+func (s *Schemas) validateCDEvent(typ string, data []byte, t *tree) error {
+	sch, err := s.schemaFor(typ)
 	if err != nil {
+		return err
+	}
+	var doc any
+	if t != nil {
+		doc = t.doc
+	} else if doc, err = decodeTree(data); err != nil {
 		return fmt.Errorf("%w: data is not JSON: %v", ErrInvalid, err)
+	}
+	if quickCheck(sch, doc, 0) == valid {
+		return nil
 	}
 	if err := sch.Validate(doc); err != nil {
 		return fmt.Errorf("%w: %s: %s", ErrInvalid, typ, oneLine(err))
 	}
 	return nil
+}
+
+// schemaFor is the schema that validates a CDEvent of type typ.
+func (s *Schemas) schemaFor(typ string) (*jsonschema.Schema, error) {
+	if sch, ok := s.byType[typ]; ok {
+		return sch, nil
+	}
+	if !strings.HasPrefix(typ, "dev.cdeventsx.") || s.custom == nil {
+		return nil, fmt.Errorf("%w: no CDEvents %s schema for type %q", ErrInvalid, CDEventsVersion, typ)
+	}
+	return s.custom, nil
 }
 
 // oneLine flattens the validator's multi-line report.
@@ -177,13 +196,30 @@ func (s *Schemas) Validate(ev cloudevents.Event) error {
 	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("%w: %s: %s", ErrInvalid, ev.ID(), oneLine(err))
 	}
+	if t, ok := scanTree(ev.Data()); ok {
+		return s.validateData(ev, &t)
+	}
+	return s.validateData(ev, nil)
+}
+
+// validateData is Validate after ev's attributes were checked; t, when not
+// nil, is ev's data as the scanner read it. An event whose context the
+// tree shows to agree (parses) and whose schema the quick check finds valid
+// is valid; Parse and the schema validator decide every other.
+func (s *Schemas) validateData(ev cloudevents.Event, t *tree) error {
+	if t != nil && parses(ev, t) {
+		sch, err := s.schemaFor(ev.Type())
+		if err == nil && quickCheck(sch, t.doc, 0) == valid {
+			return nil
+		}
+	}
 	if _, err := Parse(ev); err != nil {
 		if errors.Is(err, ErrUnsupportedVersion) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if err := s.ValidateCDEvent(ev.Type(), ev.Data()); err != nil {
+	if err := s.validateCDEvent(ev.Type(), ev.Data(), t); err != nil {
 		return fmt.Errorf("event %s: %w", ev.ID(), err)
 	}
 	return nil

@@ -92,27 +92,34 @@ var ErrUnsupportedVersion = errors.New("unsupported schema version")
 // SplitType splits "dev.cdevents.change.merged.0.3.0" into its name and its
 // semantic version.
 func SplitType(t string) (name, version string, err error) {
-	parts := strings.Split(t, ".")
-	if len(parts) < 4 {
-		return "", "", fmt.Errorf("type %q has no version suffix", t)
+	// The version is what follows the third dot from the end; found
+	// without splitting, as every event read pays for it.
+	cut := len(t)
+	for range 3 {
+		if cut = strings.LastIndexByte(t[:cut], '.'); cut < 0 {
+			return "", "", fmt.Errorf("type %q has no version suffix", t)
+		}
 	}
-	v := parts[len(parts)-3:]
-	for _, p := range v {
+	name, version = t[:cut], t[cut+1:]
+	for p := range strings.SplitSeq(version, ".") {
 		if p == "" || strings.Trim(p, "0123456789") != "" {
 			return "", "", fmt.Errorf("type %q does not end in a version MAJOR.MINOR.PATCH", t)
 		}
 	}
-	return strings.Join(parts[:len(parts)-3], "."), strings.Join(v, "."), nil
+	return name, version, nil
 }
 
 // compatible reports whether version a can be read by code written for b.
 // Per semantic versioning, in 0.x every minor version may break.
 func compatible(a, b string) bool {
-	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-	if pa[0] != pb[0] {
+	majorA, restA, _ := strings.Cut(a, ".")
+	majorB, restB, _ := strings.Cut(b, ".")
+	if majorA != majorB {
 		return false
 	}
-	return pa[0] != "0" || pa[1] == pb[1]
+	minorA, _, _ := strings.Cut(restA, ".")
+	minorB, _, _ := strings.Cut(restB, ".")
+	return majorA != "0" || minorA == minorB
 }
 
 // CheckVersion checks that a type Rampart knows by name comes in a version
@@ -129,8 +136,7 @@ func CheckVersion(t string) error {
 }
 
 func checkSpecVersion(v string) error {
-	parts := strings.Split(v, ".")
-	if len(parts) != 3 || !compatible(v, CDEventsVersion) {
+	if strings.Count(v, ".") != 2 || !compatible(v, CDEventsVersion) {
 		return fmt.Errorf("%w: CDEvents spec version %q, this Rampart reads %s", ErrUnsupportedVersion, v, CDEventsVersion)
 	}
 	return nil

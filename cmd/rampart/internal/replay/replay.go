@@ -34,8 +34,7 @@ const (
 	HeaderSequence = "Rampart-Replay-Sequence" // original RAMPART sequence
 )
 
-// window bounds the copies published but not yet acknowledged, and the
-// messages read ahead.
+// window bounds the copies published but not yet acknowledged.
 const window = 256
 
 // idle bounds the wait for the next stored message of a replay; the messages
