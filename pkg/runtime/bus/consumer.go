@@ -173,11 +173,8 @@ func (b *Bus) Consume(ctx context.Context, opts ConsumerOptions, h Handler) (*Co
 		return nil, err
 	}
 	return b.ConsumeRaw(ctx, opts, func(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
-		ev, err := events.FromMsg(msg.Headers(), msg.Data())
+		ev, err := b.schemas.ReadMsg(msg.Headers(), msg.Data())
 		if err != nil {
-			return Poison(err)
-		}
-		if err := b.schemas.Validate(ev); err != nil {
 			return Poison(err)
 		}
 		ctx = ExtractTrace(ctx, ev)
