@@ -30,7 +30,7 @@ import (
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
 	"github.com/rampartci/rampart/services/scanner/internal/imagescan"
 	"github.com/rampartci/rampart/services/scanner/internal/ingress"
-	"github.com/rampartci/rampart/services/scanner/internal/sast"
+	"github.com/rampartci/rampart/services/scanner/sast"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/stagecheck"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"

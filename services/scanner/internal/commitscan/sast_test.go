@@ -13,7 +13,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/services/scanner/internal/sast"
+	"github.com/rampartci/rampart/services/scanner/sast"
 )
 
 const shopGoMod = "module github.com/acme/shop\n\ngo 1.22\n"

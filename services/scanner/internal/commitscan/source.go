@@ -34,7 +34,7 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
-	"github.com/rampartci/rampart/services/scanner/internal/sast"
+	"github.com/rampartci/rampart/services/scanner/sast"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
 )
 
