@@ -33,11 +33,11 @@ func sqlHandlers(t *testing.T) (injectable, fixed string) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("Go SAST needs the go command")
 	}
-	a, err := os.ReadFile("../sast/testdata/user_injectable.go")
+	a, err := os.ReadFile("../../sast/testdata/user_injectable.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile("../sast/testdata/user_fixed.go")
+	b, err := os.ReadFile("../../sast/testdata/user_fixed.go")
 	if err != nil {
 		t.Fatal(err)
 	}
