@@ -44,6 +44,11 @@ test: ## Run every module's tests with -race
 		echo "== test $$m"; \
 		(cd $$m && $(GO) test $(TESTFLAGS) ./...) || fail=1; done; exit $$fail
 
+.PHONY: sast
+sast: ## Run the commit scan's Go SAST (gosec) over this tree; fail on what the gate blocks under gate-policy.yaml
+	GO=$(GO) scripts/gobuild.sh $(BIN)/rampart ./cmd/rampart
+	$(BIN)/rampart precommit --sast --gate-policy gate-policy.yaml
+
 .PHONY: vet
 vet: ## go vet every module
 	@fail=0; for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || fail=1; done; exit $$fail

@@ -30,10 +30,10 @@ import (
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/feedback"
 	"github.com/rampartci/rampart/services/scanner/internal/imagescan"
 	"github.com/rampartci/rampart/services/scanner/internal/ingress"
-	"github.com/rampartci/rampart/services/scanner/internal/sast"
 	"github.com/rampartci/rampart/services/scanner/internal/scan"
 	"github.com/rampartci/rampart/services/scanner/internal/stagecheck"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
+	"github.com/rampartci/rampart/services/scanner/sast"
 )
 
 // Consumer is the scanner's durable consumer: pushed artifacts to scan as

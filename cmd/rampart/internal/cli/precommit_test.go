@@ -174,3 +174,105 @@ func TestPrecommitInstallKeepsForeignHook(t *testing.T) {
 		t.Errorf("hook after --force:\n%s", b)
 	}
 }
+
+// injectable is a handler building SQL from its request: gosec finds it
+// twice at the query's line (G202 string concatenation, G701 taint), both
+// CWE-89 and so HIGH, which the default gate blocks.
+const injectable = `package db
+
+import (
+	"database/sql"
+	"net/http"
+)
+
+func User(db *sql.DB) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rows, err := db.Query("SELECT name FROM users WHERE id = " + r.URL.Query().Get("id"))
+		if err != nil {
+			return
+		}
+		defer rows.Close()
+	}
+}
+`
+
+func TestPrecommitSAST(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go is not installed")
+	}
+	r := newGitRepo(t)
+	r.write("go.mod", "module example.test/shop\n\ngo 1.26\n")
+	r.write("db/user.go", injectable)
+	r.git("add", "go.mod")
+	r.git("commit", "-q", "-m", "init")
+
+	// The working tree is analysed, staged or not; the staged files have no
+	// secrets, so the SAST alone fails the run.
+	res := rampart(t, t.Context(), "", "precommit", "-C", r.dir, "--sast")
+	if res.code != 1 {
+		t.Fatalf("injectable handler: exit %d, want 1; stdout %q stderr %q", res.code, res.stdout, res.stderr)
+	}
+	for _, want := range []string{"db/user.go:10 G202 HIGH sast: SQL string concatenation [CWE-89", "db/user.go:10 G701 HIGH "} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if !strings.Contains(res.stderr, "blocked by the gate policy") {
+		t.Errorf("stderr %q", res.stderr)
+	}
+
+	policy := filepath.Join(t.TempDir(), "gate.yaml")
+	writePolicy := func(expires string, extra string) {
+		t.Helper()
+		doc := "waivers:\n"
+		for _, id := range []string{"G202", "G701"} {
+			doc += "  - {id: " + id + ", package: \"db/user.go:10\", owner: dev@acme.test, expires: " + expires + ", reason: test}\n"
+		}
+		if err := os.WriteFile(policy, []byte(doc+extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Waived, with one waiver of a line that has no finding (stale).
+	writePolicy("2999-01-01", "  - {id: G204, package: \"db/user.go:3\", owner: dev@acme.test, expires: 2999-01-01}\n")
+	res = rampart(t, t.Context(), "", "precommit", "-C", r.dir, "--sast", "--gate-policy", policy)
+	if res.code != 0 || res.stdout != "" {
+		t.Fatalf("waived: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	for _, want := range []string{"0 blocking, 2 waived", "waiver of G204 in db/user.go:3 matches no finding"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("waived: stderr lacks %q:\n%s", want, res.stderr)
+		}
+	}
+	// Expired waivers no longer apply.
+	writePolicy("2001-01-01", "")
+	res = rampart(t, t.Context(), "", "precommit", "-C", r.dir, "--sast", "--gate-policy", policy)
+	if res.code != 1 || !strings.Contains(res.stderr, "waiver by dev@acme.test expired") {
+		t.Errorf("expired waivers: exit %d, stderr %q", res.code, res.stderr)
+	}
+
+	// The fixed handler passes under the default policy.
+	r.write("db/user.go", strings.Replace(injectable,
+		`"SELECT name FROM users WHERE id = " + r.URL.Query().Get("id")`, `"SELECT name FROM users WHERE id = ?", r.URL.Query().Get("id")`, 1))
+	res = rampart(t, t.Context(), "", "precommit", "-C", r.dir, "--sast")
+	if res.code != 0 || res.stdout != "" {
+		t.Errorf("fixed: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+}
+
+func TestPrecommitGatePolicyNeedsSAST(t *testing.T) {
+	res := rampart(t, t.Context(), "", "precommit", "--gate-policy", "gate.yaml")
+	if res.code != 2 || !strings.Contains(res.stderr, "--gate-policy applies to --sast only") {
+		t.Errorf("exit %d, stderr %q", res.code, res.stderr)
+	}
+}
+
+func TestPrecommitSASTBadPolicy(t *testing.T) {
+	policy := filepath.Join(t.TempDir(), "gate.yaml")
+	if err := os.WriteFile(policy, []byte("waivers:\n  - {id: G202}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := rampart(t, t.Context(), "", "precommit", "-C", t.TempDir(), "--sast", "--gate-policy", policy)
+	if res.code != 1 || !strings.Contains(res.stderr, "waivers[0].package: required") {
+		t.Errorf("exit %d, stderr %q", res.code, res.stderr)
+	}
+}

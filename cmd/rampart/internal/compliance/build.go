@@ -104,7 +104,7 @@ func Build(in Input) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ledger entry %d: %w", pe.Index, err)
 		}
-		if int64(e.Index) != pe.Index {
+		if pe.Index < 0 || uint64(pe.Index) != e.Index {
 			return nil, fmt.Errorf("ledger entry %d: the entry says index %d", pe.Index, e.Index)
 		}
 		if i > 0 && pe.Index <= in.Entries[i-1].Index {

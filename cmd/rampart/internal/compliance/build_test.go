@@ -122,3 +122,21 @@ func TestExceptions(t *testing.T) {
 		t.Errorf("coverage with entry 3 left out = %+v", r.Coverage)
 	}
 }
+
+// TestBuildRefusesAWrappedIndex: an entry that says index 2^64-1, served as
+// index -1, is not the same entry (a conversion to int64 would wrap it to
+// -1 and let it through).
+func TestBuildRefusesAWrappedIndex(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	e := &entry.Entry{Index: 1<<64 - 1, Kind: entry.KindDeadLetter, RecordedAt: t0, Subject: "rampart.x", StreamSeq: 1,
+		Reason: "not a CloudEvent", OriginalSubject: "rampart.x", Data: []byte("junk")}
+	b, err := entry.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := compliance.Input{Period: compliance.Period{From: t0, To: t0.Add(time.Hour)}, Ledger: compliance.Ledger{Size: 1},
+		Entries: []compliance.ProvenEntry{{Index: -1, Entry: string(b)}}}
+	if _, err := compliance.Build(in); err == nil || !strings.Contains(err.Error(), "the entry says index 18446744073709551615") {
+		t.Errorf("Build = %v, want the index mismatch", err)
+	}
+}

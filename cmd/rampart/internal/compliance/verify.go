@@ -103,7 +103,7 @@ func verifyEntry(pe ProvenEntry, v *checkpoint.Verifier, cp checkpoint.Checkpoin
 	if err != nil {
 		return err
 	}
-	if int64(e.Index) != pe.Index {
+	if pe.Index < 0 || uint64(pe.Index) != e.Index {
 		return fmt.Errorf("the entry says index %d", e.Index)
 	}
 	if pe.Index >= cp.Size {

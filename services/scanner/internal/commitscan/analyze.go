@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -138,18 +137,19 @@ func (a *treeScanner) analyze(ctx context.Context, dir string) ([]finding.Findin
 	return append(secretFindings, reportFindings(report)...), backend.Version(), nil
 }
 
-func relSlash(dir, path string) string {
-	rel, err := filepath.Rel(dir, path)
-	if err != nil {
-		return path
-	}
-	return filepath.ToSlash(rel)
-}
-
 // scanSecrets runs the secrets scanner over every regular file of the tree.
+// Files are opened through an os.Root of the checkout, so no path, not
+// even one swapped for a symlink between the walk and the open, reads
+// outside it.
 func (a *treeScanner) scanSecrets(ctx context.Context, dir string) ([]finding.Finding, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("scan for secrets: %w", err)
+	}
+	defer root.Close()
+	tree := root.FS()
 	var out []finding.Finding
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(tree, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -159,23 +159,19 @@ func (a *treeScanner) scanSecrets(ctx context.Context, dir string) ([]finding.Fi
 		if d.IsDir() {
 			// .git is not the tree; node_modules and the like are skipped
 			// by Trivy's patterns anyway, so do not walk them.
-			if d.Name() == ".git" || (path != dir && a.secrets.SkipsDir(relSlash(dir, path))) {
-				return filepath.SkipDir
+			if d.Name() == ".git" || (path != "." && a.secrets.SkipsDir(path)) {
+				return fs.SkipDir
 			}
 			return nil
 		}
 		if !d.Type().IsRegular() {
 			return nil // symlinks may point outside the checkout
 		}
-		rel, err := filepath.Rel(dir, path)
+		f, err := tree.Open(path)
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		found, err := a.secrets.Scan(filepath.ToSlash(rel), f)
+		found, err := a.secrets.Scan(path, f)
 		f.Close()
 		if err != nil {
 			return err

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
-	"github.com/rampartci/rampart/services/scanner/internal/sast"
+	"github.com/rampartci/rampart/services/scanner/sast"
 )
 
 // BenchmarkSAST measures what the Go SAST adds to a commit scan of a real

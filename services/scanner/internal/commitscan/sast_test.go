@@ -13,7 +13,7 @@ import (
 	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/pkg/policy/gate"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/services/scanner/internal/sast"
+	"github.com/rampartci/rampart/services/scanner/sast"
 )
 
 const shopGoMod = "module github.com/acme/shop\n\ngo 1.22\n"
@@ -33,11 +33,11 @@ func sqlHandlers(t *testing.T) (injectable, fixed string) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("Go SAST needs the go command")
 	}
-	a, err := os.ReadFile("../sast/testdata/user_injectable.go")
+	a, err := os.ReadFile("../../sast/testdata/user_injectable.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile("../sast/testdata/user_fixed.go")
+	b, err := os.ReadFile("../../sast/testdata/user_fixed.go")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,8 +34,8 @@ import (
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/policy/finding"
 	"github.com/rampartci/rampart/services/scanner/internal/commitscan/contract"
-	"github.com/rampartci/rampart/services/scanner/internal/sast"
 	"github.com/rampartci/rampart/services/scanner/internal/vulndb"
+	"github.com/rampartci/rampart/services/scanner/sast"
 )
 
 // Errors callers branch on. Either means the verdict is "error", which

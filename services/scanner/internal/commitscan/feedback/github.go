@@ -187,10 +187,22 @@ func (g *GitHub) split(repository string) (owner, repo string, err error) {
 		return "", "", fmt.Errorf("%s: %w (host %s)", repository, ErrNotGitHub, g.opts.Host)
 	}
 	owner, repo, ok = strings.Cut(strings.TrimSuffix(rest, ".git"), "/")
-	if !ok || owner == "" || repo == "" || strings.Contains(repo, "/") {
+	if !ok || !githubName(owner) || !githubName(repo) {
 		return "", "", fmt.Errorf("%s: %w: not host/owner/repo", repository, ErrNotGitHub)
 	}
-	return url.PathEscape(owner), url.PathEscape(repo), nil
+	return owner, repo, nil
+}
+
+// githubName says whether s can be a GitHub owner or repository name:
+// letters, digits, '-', '_' and '.', but not "." or "..", which would move
+// the API path the token is sent to once the URL is resolved.
+func githubName(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.')
+	})
 }
 
 // post sends body as JSON to the API path, retrying network errors, 5xx and

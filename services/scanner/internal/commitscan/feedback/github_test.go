@@ -134,11 +134,18 @@ func TestSendRetriesServerErrorsNotRejections(t *testing.T) {
 }
 
 func TestSendNotGitHub(t *testing.T) {
-	g := newClient(t, &fakeGitHub{})
-	for _, repo := range []string{"gitlab.com/acme/shop", "github.com/acme", "github.com/acme/shop/extra"} {
+	f := &fakeGitHub{}
+	g := newClient(t, f)
+	// A dot segment would move the token-authenticated POST to another API
+	// path once the URL is resolved (repos/../orgs/... is orgs/...).
+	for _, repo := range []string{"gitlab.com/acme/shop", "github.com/acme", "github.com/acme/shop/extra",
+		"github.com/../orgs", "github.com/acme/..", "github.com/./shop", "github.com/acme/.", "github.com/ac%me/shop"} {
 		if err := g.Send(t.Context(), Report{Repository: repo, SHA: "abc", State: StateSuccess}); !errors.Is(err, ErrNotGitHub) {
 			t.Errorf("%s: err = %v, want ErrNotGitHub", repo, err)
 		}
+	}
+	if len(f.requests) != 0 {
+		t.Errorf("%d requests sent for repositories that are not GitHub's", len(f.requests))
 	}
 }
 
