@@ -65,7 +65,9 @@ func (o *owner) reconcile(ctx context.Context) (next time.Duration) {
 	res, err := resultEmpty, error(nil)
 	defer func() {
 		if p.owned && !errors.Is(err, errLeaseLost) {
-			o.serveWaiting(ctx)
+			if o.serveWaiting(ctx) {
+				next = 0 // no step of this pass saw that request: run one for it now
+			}
 			o.recordReady(ctx, err)
 		}
 		if ferr := o.flush(ctx); ferr != nil && err == nil {
@@ -135,13 +137,16 @@ func (o *owner) flush(ctx context.Context) error {
 
 // serveWaiting applies a request that is waiting, between two steps of a
 // pass: an anomaly does not wait for the rest of the pass to cut traffic.
-// Each step starts from the state the request left.
-func (o *owner) serveWaiting(ctx context.Context) {
+// Each step starts from the state the request left. It reports whether it
+// applied one.
+func (o *owner) serveWaiting(ctx context.Context) bool {
 	select {
 	case c := <-o.calls:
 		r, err := o.handle(ctx, c.req)
 		c.done <- answer{r, err}
+		return true
 	default:
+		return false
 	}
 }
 
