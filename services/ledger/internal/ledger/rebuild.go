@@ -157,9 +157,12 @@ func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 		prev := l.committedSeq
 		for _, e := range es {
 			if (idx > 0 || e != es[0]) && e.StreamSeq <= prev {
-				if m.First < 0 && !checkSig {
-					// Not vouched for by a signature here; the root
-					// comparison after the rebuild settles it.
+				if !checkSig {
+					// Taken on the checkpoint's word, not checked on its
+					// own: an entry taken before it may be a forged one the
+					// checkpoint does not vouch for. The root comparison
+					// after the rebuild settles it, reading again with
+					// every signature checked.
 					l.skip(seq, msg, fmt.Sprintf("it records RAMPART sequence %d after %d", e.StreamSeq, prev))
 					return nil
 				}
