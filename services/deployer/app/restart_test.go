@@ -1,12 +1,10 @@
 package app
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -14,9 +12,8 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/pkg/policy"
-	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/service/servicetest"
 	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
@@ -48,21 +45,7 @@ apps:
 		t.Fatal(err)
 	}
 	a.tokens.Viewer = "viewer-token"
-	opts := service.DefaultOptions("test")
-	opts.NATSURL, opts.HTTPAddr = ns.ClientURL(), "127.0.0.1:0"
-	opts.Identities = map[string]natsauth.Identity{"deployer": natstest.Identity(t, ns, "deployer")}
-	opts.Bootstrap = natstest.Identity(t, ns, natsauth.Admin)
-	h, err := service.Start(t.Context(), opts, slog.New(slog.DiscardHandler), a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	}()
+	h := servicetest.Host(t, ns, "deployer", a)
 	get := func(path string) (int, string) {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+h.HTTPAddr()+path, nil)
 		req.Header.Set("Authorization", "Bearer viewer-token")

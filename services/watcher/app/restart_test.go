@@ -1,17 +1,14 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
-	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/service/servicetest"
 	"github.com/rampartci/rampart/services/watcher/app"
 )
 
@@ -24,21 +21,7 @@ func TestKilledWatcherStartsAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := service.DefaultOptions("test")
-	opts.NATSURL, opts.HTTPAddr = ns.ClientURL(), "127.0.0.1:0"
-	opts.Identities = map[string]natsauth.Identity{"watcher": natstest.Identity(t, ns, "watcher")}
-	opts.Bootstrap = natstest.Identity(t, ns, natsauth.Admin)
-	h, err := service.Start(t.Context(), opts, slog.New(slog.DiscardHandler), a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	}()
+	h := servicetest.Host(t, ns, "watcher", a)
 	do := func(method, path string) int {
 		req, _ := http.NewRequestWithContext(t.Context(), method, "http://"+h.HTTPAddr()+path, strings.NewReader("{}"))
 		req.Header.Set("Content-Type", "application/json")
