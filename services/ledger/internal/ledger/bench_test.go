@@ -6,10 +6,12 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -23,8 +25,15 @@ import (
 // LEDGER and covered by a signed checkpoint, against plain JetStream async
 // publishing of the same messages, with their Nats-Msg-Id, to another stream
 // on the same server in the same run.
+//
+// A third phase, the floor, publishes the same messages to a stream read by
+// a consumer that does only the JetStream work the ledger cannot avoid: it
+// takes each message as the ledger's consumer does, writes them on in
+// 256-message bundles and acknowledges each bundle once it is stored. Its
+// ratio is the most any ledger that consumes the stream can reach on this
+// machine; the gap between it and the ledger's is the ledger's own work.
 func BenchmarkThroughput(b *testing.B) {
-	const batch = 20_000
+	const batch = 80 * 256 // whole bundles, so that the floor consumer needs no flush timer
 	ns := natstest.Server(b, "")
 	pub := natstest.Bus(b, ns)
 	js := pub.JetStream()
@@ -32,18 +41,22 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	in := startLedger(b, ns, newSigner(b), Options{CheckpointInterval: 10 * time.Millisecond})
+	floorDone := startFloor(b, ns)
 
-	var rawTime, ledgerTime, rawCPU, ledgerCPU time.Duration
+	var rawTime, ledgerTime, floorTime, rawCPU, ledgerCPU, floorCPU time.Duration
 	round := 0
 	for b.Loop() {
 		b.StopTimer()
 		raw := make([]*nats.Msg, batch)
 		events := make([]*nats.Msg, batch)
+		floor := make([]*nats.Msg, batch)
 		for i := range batch {
 			id := fmt.Sprintf("b%d-%06d", round, i)
 			events[i] = commitMsg(b, id, id)
 			raw[i] = commitMsg(b, id, id)
 			raw[i].Subject = "raw.commit.shop"
+			floor[i] = commitMsg(b, id, id)
+			floor[i].Subject = "floor.commit.shop"
 		}
 		want := in.l.Size() + batch
 		b.StartTimer()
@@ -58,6 +71,12 @@ func BenchmarkThroughput(b *testing.B) {
 		waitCheckpointed(b, in.l, want)
 		ledgerTime += time.Since(start)
 		ledgerCPU += processCPU(b) - cpu
+
+		start, cpu = time.Now(), processCPU(b)
+		publishAsync(b, js, floor)
+		floorDone(b, int64(batch*(round+1)))
+		floorTime += time.Since(start)
+		floorCPU += processCPU(b) - cpu
 		round++
 	}
 	n := float64(batch * round)
@@ -70,6 +89,69 @@ func BenchmarkThroughput(b *testing.B) {
 	// far less with the load of a shared machine than the rates do.
 	b.ReportMetric(float64(ledgerCPU.Microseconds())/n, "cpu-µs/event")
 	b.ReportMetric(float64(rawCPU.Microseconds())/n, "raw-cpu-µs/event")
+	b.ReportMetric(rawTime.Seconds()/floorTime.Seconds(), "floor-ratio-to-raw")
+	b.ReportMetric(float64(floorCPU.Microseconds())/n, "floor-cpu-µs/event")
+}
+
+// startFloor starts the floor of BenchmarkThroughput: a durable consumer of
+// a FLOOR stream, configured as the ledger's (its window, at most four
+// windows unacknowledged), that publishes every 256 messages it takes as one
+// message to FLOOR_BUNDLES and acknowledges them all once that is stored.
+// The returned function waits until n messages are acknowledged (n a
+// multiple of 256).
+func startFloor(b *testing.B, ns *server.Server) (wait func(b *testing.B, n int64)) {
+	const bundleLen, window = 256, 512
+	js, err := jetstream.New(natstest.Connect(b, ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, subject := range map[string]string{"FLOOR": "floor.>", "FLOOR_BUNDLES": "floorbundles"} {
+		if _, err := js.CreateStream(b.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{subject}, Storage: jetstream.FileStorage}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(b.Context(), "FLOOR", jetstream.ConsumerConfig{
+		Durable: "floor", AckPolicy: jetstream.AckAllPolicy, MaxAckPending: 4 * window})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var acked atomic.Int64
+	var data []byte
+	taken := 0
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		data = append(data, m.Data()...)
+		if taken++; taken%bundleLen != 0 {
+			return
+		}
+		fut, err := js.PublishAsync("floorbundles", data)
+		data = nil
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		go func() {
+			select {
+			case <-fut.Ok():
+				if m.Ack() == nil {
+					acked.Add(bundleLen)
+				}
+			case err := <-fut.Err():
+				b.Error(err)
+			}
+		}()
+	}, jetstream.PullMaxMessages(window))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cc.Stop)
+	return func(b *testing.B, n int64) {
+		natstest.CheckFor(b, 10*time.Minute, time.Millisecond, func() error {
+			if got := acked.Load(); got < n {
+				return fmt.Errorf("floor consumer acknowledged %d of %d", got, n)
+			}
+			return nil
+		})
+	}
 }
 
 // processCPU is the user and system CPU time the process has used so far.
