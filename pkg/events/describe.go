@@ -83,6 +83,10 @@ func Describe(ev cloudevents.Event) string {
 		if d, err := DrillOf(ev); err == nil {
 			return d.Text()
 		}
+	case KindIntervention:
+		if iv, err := InterventionOf(ev); err == nil {
+			return iv.Text()
+		}
 	case KindStage:
 		if s, err := StageDeploymentOf(ev); err == nil {
 			return fmt.Sprintf("%s deployed to %s (%s), to be checked there", ShortArtifact(s.ArtifactID), s.Stage, s.URL)

@@ -82,6 +82,11 @@ func sample(t *testing.T) map[string]cloudevents.Event {
 				Pages: 1, AnomalyID: "e-anomaly", RollbackID: "e-rollback", ExpectRollbackWithinMs: 30000, ExpectPages: 1, ExpectLedger: true, LedgerRecorded: true,
 				StartedAt: fixedTime, FinishedAt: fixedTime.Add(3 * time.Second)})
 		},
+		"intervention": func() (cloudevents.Event, error) {
+			return NewInterventionApplied(meta("e-intervention"), Intervention{InterventionID: "operator:pause:r-1:1", Action: "pause", App: "shop",
+				Environment: "prod", RolloutID: "r-1", ArtifactID: "pkg:oci/shop@sha256:bb", Reason: "looking at the latency", Actor: "operator sha256:0123456789ab",
+				Via: "api", PhaseBefore: "Progressing", PhaseAfter: "Paused", RequestedAt: fixedTime, AppliedAt: fixedTime.Add(20 * time.Millisecond)})
+		},
 		"stage": func() (cloudevents.Event, error) {
 			return NewStageDeployed(meta("e-stage"), StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: "pkg:oci/shop@sha256:bb",
 				URL: "http://127.0.0.1:9000", VerdictID: "e-scan"})

@@ -52,21 +52,22 @@ const (
 
 // kindByName maps a type's name (without version) to its kind.
 var kindByName = map[string]string{
-	"dev.cdevents.change.merged":             KindCommit,
-	"dev.cdevents.change.created":            KindCommit,
-	"dev.cdevents.artifact.published":        KindArtifact,
-	"dev.cdevents.testsuiterun.finished":     KindScan,
-	"dev.cdevents.testoutput.published":      KindTestOutput,
-	"dev.cdeventsx.rampart-release.promoted": KindPromote,
-	"dev.cdeventsx.rampart-canary.stepped":   KindCanaryStep,
-	"dev.cdeventsx.rampart-canary.analyzed":  KindAnalysis,
-	"dev.cdevents.service.deployed":          KindRelease,
-	"dev.cdevents.service.upgraded":          KindRelease,
-	"dev.cdevents.incident.detected":         KindAnomaly,
-	"dev.cdevents.service.rolledback":        KindRollback,
-	"dev.cdevents.incident.reported":         KindPage,
-	"dev.cdeventsx.rampart-drill.finished":   KindDrill,
-	"dev.cdevents.environment.modified":      KindStage,
+	"dev.cdevents.change.merged":                 KindCommit,
+	"dev.cdevents.change.created":                KindCommit,
+	"dev.cdevents.artifact.published":            KindArtifact,
+	"dev.cdevents.testsuiterun.finished":         KindScan,
+	"dev.cdevents.testoutput.published":          KindTestOutput,
+	"dev.cdeventsx.rampart-release.promoted":     KindPromote,
+	"dev.cdeventsx.rampart-canary.stepped":       KindCanaryStep,
+	"dev.cdeventsx.rampart-canary.analyzed":      KindAnalysis,
+	"dev.cdevents.service.deployed":              KindRelease,
+	"dev.cdevents.service.upgraded":              KindRelease,
+	"dev.cdevents.incident.detected":             KindAnomaly,
+	"dev.cdevents.service.rolledback":            KindRollback,
+	"dev.cdevents.incident.reported":             KindPage,
+	"dev.cdeventsx.rampart-drill.finished":       KindDrill,
+	"dev.cdeventsx.rampart-intervention.applied": KindIntervention,
+	"dev.cdevents.environment.modified":          KindStage,
 }
 
 // knownVersion is the version of each type name Rampart reads.
@@ -77,7 +78,7 @@ func init() {
 		TypeChangeMerged, TypeChangeCreated, TypeArtifactPublished, TypeTestSuiteFinished,
 		TypeTestOutputPublished, TypeReleasePromoted, TypeCanaryStepped, TypeServiceDeployed,
 		TypeServiceUpgraded, TypeIncidentDetected, TypeServiceRolledBack, TypeIncidentReported,
-		TypeDrillFinished, TypeCanaryAnalyzed, TypeEnvironmentModified,
+		TypeDrillFinished, TypeCanaryAnalyzed, TypeEnvironmentModified, TypeInterventionApplied,
 	} {
 		name, version, _ := SplitType(t)
 		knownVersion[name] = version

@@ -55,7 +55,8 @@ var Grants = map[string]Grant{
 	},
 	"deployer": {
 		// stage: a candidate deployed to a pre-production stage.
-		Emits:    []string{events.KindPromote, events.KindCanaryStep, events.KindRelease, events.KindRollback, events.KindStage},
+		// intervention: an operator's action on a rollout, with who asked.
+		Emits:    []string{events.KindPromote, events.KindCanaryStep, events.KindRelease, events.KindRollback, events.KindStage, events.KindIntervention},
 		Durables: []string{"deployer"},
 		KV:       []string{"RAMPART_ROLLOUTS"},
 	},

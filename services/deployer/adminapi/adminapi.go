@@ -14,6 +14,8 @@
 package adminapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	"github.com/rampartci/rampart/pkg/events"
@@ -91,6 +93,25 @@ const (
 
 // Actions lists every action, in the order the CLI shows them.
 var Actions = []Action{ActionPause, ActionResume, ActionAbort, ActionPromote}
+
+// Actor is who asked for an action, as the deployer records it in the
+// intervention event the ledger keeps.
+type Actor struct {
+	// Name is the role and a fingerprint of the credential presented
+	// ("operator sha256:0123456789ab"), never the credential itself.
+	Name string
+	// Via is the way the action came in: "api" or "console".
+	Via string
+}
+
+// OperatorActor is the Actor of an action asked for with the operator token
+// via "api" or "console". The fingerprint is the first 48 bits of the
+// token's SHA-256: enough to tell one token (or a rotation of it) from
+// another in the record, and nothing that helps guess a random token.
+func OperatorActor(token, via string) Actor {
+	sum := sha256.Sum256([]byte(token))
+	return Actor{Name: "operator sha256:" + hex.EncodeToString(sum[:6]), Via: via}
+}
 
 // ActionRequest is the body of an action; it may be empty.
 type ActionRequest struct {

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -9,6 +11,9 @@ import (
 	"time"
 
 	"github.com/rampartci/rampart/cmd/rampart/internal/demo"
+	"github.com/rampartci/rampart/pkg/events"
+	"github.com/rampartci/rampart/pkg/runtime/natstest"
+	"github.com/rampartci/rampart/services/deployer/adminapi"
 )
 
 func TestRolloutCommands(t *testing.T) {
@@ -69,4 +74,61 @@ func TestRolloutCommands(t *testing.T) {
 	if w, _ := e.Mesh.Deployer.Weight(demo.App); w != 0 {
 		t.Fatalf("weight %d after abort", w)
 	}
+
+	// The ledger records each action with who asked for it: the operator
+	// role and a fingerprint of its token, never the token.
+	token, err := os.ReadFile(filepath.Join(dir, "deployer", "operator.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	actor := adminapi.OperatorActor(strings.TrimSpace(string(token)), "api")
+	viewerToken, err := os.ReadFile(filepath.Join(dir, "deployer", "viewer.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := httpClient(e.Mesh.CAFile, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := adminapi.NewClient(server, strings.TrimSpace(string(viewerToken)), hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := viewer.Rollout(t.Context(), a.RolloutID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := ledgerClient(server, e.Mesh.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"pause progressing paused investigating", "resume paused progressing ", "abort progressing rolledback drill"}
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		entries, err := lc.Chain(t.Context(), ro.ChainID)
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, en := range entries {
+			if events.KindOf(en.Type) != events.KindIntervention {
+				continue
+			}
+			evs, err := events.ParseStructured(en.Event)
+			if err != nil {
+				return err
+			}
+			iv, err := events.InterventionOf(evs[0])
+			if err != nil {
+				return err
+			}
+			if iv.Actor != actor.Name || iv.Via != "api" || iv.RolloutID != a.RolloutID || strings.Contains(iv.Actor, strings.TrimSpace(string(token))) {
+				t.Fatalf("intervention recorded as %+v, want by %+v", iv, actor)
+			}
+			got = append(got, strings.Join([]string{iv.Action, iv.PhaseBefore, iv.PhaseAfter, iv.Reason}, " "))
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			return fmt.Errorf("interventions in the ledger: %q, want %q", got, want)
+		}
+		return nil
+	})
 }

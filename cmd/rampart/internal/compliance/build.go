@@ -75,6 +75,10 @@ func describeEntry(e *entry.Entry) entryFacts {
 		if r, err := events.RollbackOf(*d.ev); err == nil {
 			d.app, d.env = r.App, r.Environment
 		}
+	case events.KindIntervention:
+		if iv, err := events.InterventionOf(*d.ev); err == nil {
+			d.app, d.env = iv.App, iv.Environment
+		}
 	case events.KindPage:
 		if p, err := events.PageOf(*d.ev); err == nil {
 			d.app, d.env = p.App, p.Environment
@@ -303,6 +307,11 @@ func buildChange(id string, fs []*entryFacts) Change {
 				c.Rollback.AnomalyIndex = i
 			}
 			rolloutEvents = append(rolloutEvents, f)
+		case events.KindIntervention:
+			if iv, err := events.InterventionOf(ev); err == nil {
+				c.Interventions = append(c.Interventions, Intervention{Index: f.index, At: iv.AppliedAt.UTC(), Action: iv.Action, Who: iv.Actor,
+					Via: iv.Via, Reason: iv.Reason, PhaseBefore: iv.PhaseBefore, PhaseAfter: iv.PhaseAfter})
+			}
 		case events.KindPage:
 			if p, err := events.PageOf(ev); err == nil && c.Page == nil {
 				c.Page = &Page{Index: f.index, At: ev.Time().UTC(), Ticket: p.TicketURI, DedupKey: p.DedupKey, Channels: p.Channels, Text: p.Description}
@@ -317,6 +326,13 @@ func buildChange(id string, fs []*entryFacts) Change {
 	}
 	if c.Rollout != nil {
 		judgeSteps(c.Rollout, c.Rollback, rolloutEvents)
+	}
+	if rb := c.Rollback; rb != nil && rb.Manual {
+		for _, iv := range c.Interventions {
+			if iv.Action == "abort" {
+				rb.Who = iv.Who
+			}
+		}
 	}
 	c.Outcome = outcomeOf(&c)
 	return c
@@ -443,9 +459,25 @@ func (r *Report) exceptions(lone []*entryFacts, facts []entryFacts, in Input) {
 				add(ExceptionUnjudged, c.Chain, fmt.Sprintf("%s: rollout %s had neither completed nor rolled back at the checkpoint", name, ro.ID), ro.PromotedIndex)
 			}
 		}
+		for _, iv := range c.Interventions {
+			if iv.Action == "abort" && c.Rollback != nil && c.Rollback.Manual {
+				continue // stated with the rollback below
+			}
+			text := fmt.Sprintf("%s: %s by %s via %s (%s to %s)", name, iv.Action, iv.Who, iv.Via, iv.PhaseBefore, iv.PhaseAfter)
+			if iv.Reason != "" {
+				text += ": " + iv.Reason
+			}
+			add(ExceptionManual, c.Chain, text, iv.Index)
+		}
 		if rb := c.Rollback; rb != nil {
 			if rb.Manual {
-				add(ExceptionManual, c.Chain, fmt.Sprintf("%s: aborted by an operator at %d%% (%s); the ledger does not record who", name, rb.TrafficAtAbort, rb.Description), rb.Index)
+				who, idx := "; the ledger does not record who", []int64{rb.Index}
+				for _, iv := range c.Interventions {
+					if iv.Action == "abort" {
+						who, idx = fmt.Sprintf(" by %s via %s", iv.Who, iv.Via), []int64{rb.Index, iv.Index}
+					}
+				}
+				add(ExceptionManual, c.Chain, fmt.Sprintf("%s: aborted by an operator at %d%% (%s)%s", name, rb.TrafficAtAbort, rb.Description, who), idx...)
 			} else {
 				idx := []int64{rb.Index}
 				if rb.AnomalyIndex >= 0 {
@@ -519,7 +551,7 @@ func changeName(c Change) string {
 func notes(cov Coverage) []string {
 	return []string{
 		"Coverage: " + cov.Note + ".",
-		"Operator pause, resume and promote actions are not recorded in the ledger; an operator abort is recorded as a rollback whose trigger has origin \"operator\", without who performed it.",
+		"Operators are named by their credential, not as persons: each intervention records the role and a fingerprint of the token that asked (\"operator sha256:…\"), so who held that token at the time is for the token's custodian to show. Interventions applied before the deployer recorded them appear only as a rollback with origin \"operator\", without who performed it.",
 		"A canary step's passing analysis is not recorded: the watcher records anomalies, not passing measurements, so a step passed when the rollout's next step followed with no anomaly recorded against it.",
 		"Waivers are shown with owner and expiry where the verdict records them; verdicts signed before they did state only how many findings were waived.",
 		"Every statement is derived from the entries in this report; `rampart report verify` checks each entry's signature and inclusion proof against the signed checkpoint and re-derives the report.",

@@ -1,6 +1,7 @@
 package compliance_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,78 @@ func TestExceptions(t *testing.T) {
 	in.Entries = append(in.Entries[:3:3], in.Entries[4:]...)
 	if r, _ := compliance.Build(in); r.Coverage.Complete || !strings.Contains(r.Coverage.Note, "1 of them are not in this report (first: 3)") {
 		t.Errorf("coverage with entry 3 left out = %+v", r.Coverage)
+	}
+}
+
+// TestInterventionsNameWhoActed: the operators' actions on a rollout are
+// listed with the credential that asked for each, every one is an
+// exception, and a manual abort names who aborted.
+func TestInterventionsNameWhoActed(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	ev := func(e cloudevents.Event, err error) cloudevents.Event {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	meta := func(id string) events.Meta {
+		return events.Meta{ID: id, Source: "/test", Time: t0, ChainID: "c1", App: "shop"}
+	}
+	purl := "pkg:oci/shop@sha256%3A" + strings.Repeat("d", 64)
+	api, console := "operator sha256:0123456789ab", "operator sha256:ba9876543210"
+	intervention := func(id, action, who, via, before, after, reason string) cloudevents.Event {
+		return ev(events.NewInterventionApplied(meta(id), events.Intervention{InterventionID: id, Action: action, App: "shop", Environment: "prod",
+			RolloutID: "r1", ArtifactID: purl, Reason: reason, Actor: who, Via: via, PhaseBefore: before, PhaseAfter: after, RequestedAt: t0, AppliedAt: t0}))
+	}
+	operator := events.Anomaly{Target: events.TargetCanary, App: "shop", Environment: "prod", RolloutID: "r1", Rule: "operator", Origin: "operator",
+		Description: "aborted by operator: bad config", DetectedAt: t0}
+	all := []any{
+		ev(events.NewPromoted(meta("p"), events.Promotion{RolloutID: "r1", App: "shop", Environment: "prod", ArtifactID: purl, Steps: []int{5, 100}})),
+		ev(events.NewCanaryStepped(meta("s"), events.CanaryStep{RolloutID: "r1", App: "shop", Environment: "prod", ArtifactID: purl, Weight: 5})),
+		intervention("i1", "pause", api, "api", "progressing", "paused", "looking"),
+		intervention("i2", "resume", api, "api", "paused", "progressing", ""),
+		ev(events.NewRollback(meta("rb"), events.Rollback{RolloutID: "r1", App: "shop", Environment: "prod", ArtifactID: purl, From: purl, TrafficAtAbort: 5, Trigger: operator})),
+		intervention("i3", "abort", console, "console", "progressing", "rolledback", "bad config"),
+	}
+	r, err := compliance.Build(compliance.Input{Period: compliance.Period{From: t0, To: t0.Add(time.Hour)}, Ledger: compliance.Ledger{Size: int64(len(all))},
+		Entries: entries(t, t0, nil, all...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Changes[0]
+	if len(c.Interventions) != 3 || c.Interventions[0].Who != api || c.Interventions[0].Index != 2 || c.Interventions[2].Action != "abort" {
+		t.Fatalf("interventions %+v", c.Interventions)
+	}
+	if c.Rollback == nil || !c.Rollback.Manual || c.Rollback.Who != console {
+		t.Fatalf("rollback %+v, want a manual abort by %s", c.Rollback, console)
+	}
+	var manual []string
+	for _, x := range r.Exceptions {
+		if x.Kind == compliance.ExceptionManual {
+			manual = append(manual, fmt.Sprint(x.Text, " ", x.Indexes))
+		}
+	}
+	want := []string{
+		"pause by " + api + " via api (progressing to paused): looking [2]",
+		"resume by " + api + " via api (paused to progressing) [3]",
+		"aborted by an operator at 5% (aborted by operator: bad config) by " + console + " via console [4 5]",
+	}
+	if len(manual) != len(want) {
+		t.Fatalf("manual exceptions:\n%s", strings.Join(manual, "\n"))
+	}
+	for i := range want {
+		if !strings.HasSuffix(manual[i], want[i]) {
+			t.Errorf("manual exception %d = %q, want it to end %q", i, manual[i], want[i])
+		}
+	}
+	var md strings.Builder
+	if err := compliance.WriteMarkdown(&md, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "| 2 | 2026-11-30 10:00:00.000Z | pause | `"+api+"` | api | progressing → paused | looking |") ||
+		!strings.Contains(md.String(), "Manual action by "+console) {
+		t.Errorf("markdown report without the interventions:\n%s", md.String())
 	}
 }
 

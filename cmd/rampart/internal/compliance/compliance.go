@@ -167,7 +167,24 @@ type Change struct {
 	Rollout  *Rollout  `json:"rollout,omitempty"`
 	Rollback *Rollback `json:"rollback,omitempty"`
 	Page     *Page     `json:"page,omitempty"`
-	Events   []Event   `json:"events"`
+	// Interventions are the operators' actions on the change's rollout.
+	Interventions []Intervention `json:"interventions,omitempty"`
+	Events        []Event        `json:"events"`
+}
+
+// Intervention is an operator's action on a rollout, as the deployer
+// applied it.
+type Intervention struct {
+	Index  int64     `json:"index"`
+	At     time.Time `json:"at"`
+	Action string    `json:"action"` // pause, resume, promote or abort
+	// Who is the role and the fingerprint of the credential that asked
+	// ("operator sha256:…"); Via is "api" or "console".
+	Who         string `json:"who"`
+	Via         string `json:"via"`
+	Reason      string `json:"reason,omitempty"`
+	PhaseBefore string `json:"phaseBefore"`
+	PhaseAfter  string `json:"phaseAfter"`
 }
 
 // Trigger is what started a change.
@@ -237,7 +254,9 @@ type Rollback struct {
 	// AnomalyIndex is the anomaly entry the rollback names, -1 when the
 	// chain holds none.
 	AnomalyIndex int64 `json:"anomalyIndex"`
-	// Manual: an operator aborted it.
+	// Manual: an operator aborted it; Who is the credential that asked,
+	// from the abort's intervention entry (empty when the chain holds
+	// none, as before interventions were recorded).
 	Manual bool   `json:"manual"`
 	Who    string `json:"who,omitempty"`
 }

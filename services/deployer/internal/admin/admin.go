@@ -18,7 +18,7 @@ import (
 type Operator interface {
 	List(ctx context.Context) ([]adminapi.Rollout, error)
 	Rollout(ctx context.Context, id string) (adminapi.Rollout, error)
-	Act(ctx context.Context, id string, action adminapi.Action, reason string) (adminapi.Rollout, error)
+	Act(ctx context.Context, id string, action adminapi.Action, reason string, by adminapi.Actor) (adminapi.Rollout, error)
 }
 
 // maxBody bounds an action's request body.
@@ -99,6 +99,7 @@ func Routes(mux *http.ServeMux, op Operator, tokens Tokens) {
 		}
 		writeJSON(w, http.StatusOK, ro)
 	}))
+	actor := adminapi.OperatorActor(tokens.Operator, "api") // only the operator token reaches an action
 	mux.HandleFunc("POST "+adminapi.PathRollouts+"/{id}/{action}", auth(operator, func(w http.ResponseWriter, r *http.Request) {
 		action := adminapi.Action(r.PathValue("action"))
 		switch action {
@@ -120,7 +121,7 @@ func Routes(mux *http.ServeMux, op Operator, tokens Tokens) {
 			writeError(w, webhook.Status(err), msg)
 			return
 		}
-		ro, err := op.Act(r.Context(), r.PathValue("id"), action, body.Reason)
+		ro, err := op.Act(r.Context(), r.PathValue("id"), action, body.Reason, actor)
 		if err != nil {
 			writeOperatorError(w, err)
 			return

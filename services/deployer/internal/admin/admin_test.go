@@ -21,6 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type operator struct {
 	rollouts map[string]adminapi.Rollout
 	acted    []string
+	actors   []adminapi.Actor
 }
 
 func (o *operator) List(context.Context) ([]adminapi.Rollout, error) {
@@ -39,7 +40,8 @@ func (o *operator) Rollout(_ context.Context, id string) (adminapi.Rollout, erro
 	return r, nil
 }
 
-func (o *operator) Act(ctx context.Context, id string, action adminapi.Action, reason string) (adminapi.Rollout, error) {
+func (o *operator) Act(ctx context.Context, id string, action adminapi.Action, reason string, by adminapi.Actor) (adminapi.Rollout, error) {
+	o.actors = append(o.actors, by)
 	r, err := o.Rollout(ctx, id)
 	if err != nil {
 		return r, err
@@ -192,6 +194,15 @@ func TestRoles(t *testing.T) {
 	operatorClient, _ := adminapi.NewClient(url, "op", nil)
 	if _, err := operatorClient.Act(ctx, "shop-1", adminapi.ActionPromote, ""); err != nil || len(op.acted) != 1 {
 		t.Fatalf("operator promote: %v (acted %v)", err, op.acted)
+	}
+	// The action carries who asked: the operator role and a fingerprint
+	// of its token, never the token.
+	if want := adminapi.OperatorActor("op", "api"); len(op.actors) != 1 || op.actors[0] != want ||
+		!strings.HasPrefix(want.Name, "operator sha256:") || strings.Contains(want.Name, "op ") {
+		t.Fatalf("actors %+v, want [%+v]", op.actors, want)
+	}
+	if other := adminapi.OperatorActor("another token", "api"); other.Name == op.actors[0].Name {
+		t.Fatalf("two tokens share the fingerprint %s", other.Name)
 	}
 }
 

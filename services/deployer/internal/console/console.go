@@ -51,7 +51,7 @@ var staticFS embed.FS
 type Rollouts interface {
 	List(ctx context.Context) ([]adminapi.Rollout, error)
 	Rollout(ctx context.Context, id string) (adminapi.Rollout, error)
-	Act(ctx context.Context, id string, action adminapi.Action, reason string) (adminapi.Rollout, error)
+	Act(ctx context.Context, id string, action adminapi.Action, reason string, by adminapi.Actor) (adminapi.Rollout, error)
 }
 
 // Options configures the console.

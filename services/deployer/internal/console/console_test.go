@@ -28,8 +28,9 @@ var tokens = console.Tokens{Viewer: "viewer-secret", Operator: "operator-secret"
 
 // rollouts keeps rollouts in a map and records the actions asked of it.
 type rollouts struct {
-	byID  map[string]adminapi.Rollout
-	acted []string
+	byID   map[string]adminapi.Rollout
+	acted  []string
+	actors []adminapi.Actor
 }
 
 func (o *rollouts) List(context.Context) ([]adminapi.Rollout, error) {
@@ -48,7 +49,8 @@ func (o *rollouts) Rollout(_ context.Context, id string) (adminapi.Rollout, erro
 	return r, nil
 }
 
-func (o *rollouts) Act(ctx context.Context, id string, action adminapi.Action, reason string) (adminapi.Rollout, error) {
+func (o *rollouts) Act(ctx context.Context, id string, action adminapi.Action, reason string, by adminapi.Actor) (adminapi.Rollout, error) {
+	o.actors = append(o.actors, by)
 	r, err := o.Rollout(ctx, id)
 	if err != nil {
 		return r, err
@@ -234,6 +236,9 @@ func TestActions(t *testing.T) {
 	}
 	if want := []string{"pause:look"}; fmt.Sprint(f.ro.acted) != fmt.Sprint(want) {
 		t.Errorf("actions applied %v, want only %v", f.ro.acted, want)
+	}
+	if want := adminapi.OperatorActor(tokens.Operator, "console"); len(f.ro.actors) != 1 || f.ro.actors[0] != want {
+		t.Errorf("action asked for by %+v, want %+v", f.ro.actors, want)
 	}
 	// Bad input is refused before anything is applied.
 	for path, want := range map[string]int{

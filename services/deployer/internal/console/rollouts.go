@@ -242,7 +242,8 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, role Role) {
 		writeError(w, webhook.Status(err), err.Error())
 		return
 	}
-	ro, err := c.opts.Rollouts.Act(r.Context(), r.PathValue("id"), action, body.Reason)
+	// Only a session of the operator token reaches an action.
+	ro, err := c.opts.Rollouts.Act(r.Context(), r.PathValue("id"), action, body.Reason, adminapi.OperatorActor(c.opts.Tokens.Operator, "console"))
 	switch {
 	case errors.Is(err, adminapi.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())

@@ -327,8 +327,9 @@ func (m *Manager) Rollout(ctx context.Context, id string) (Rollout, error) {
 
 // Act carries out an operator's action on rollout id and returns the
 // rollout after it. On a replica that does not own the application it
-// waits until the owner has applied the action.
-func (m *Manager) Act(ctx context.Context, id string, action adminapi.Action, reason string) (Rollout, error) {
+// waits until the owner has applied the action. by is who asked: the owner
+// announces the applied action with it (events.TypeInterventionApplied).
+func (m *Manager) Act(ctx context.Context, id string, action adminapi.Action, reason string, by adminapi.Actor) (Rollout, error) {
 	e, err := m.store.rollout(ctx, id)
 	if err != nil {
 		return Rollout{}, err
@@ -338,7 +339,7 @@ func (m *Manager) Act(ctx context.Context, id string, action adminapi.Action, re
 	}
 	now := m.now()
 	req := Request{Kind: Kind(action), ID: fmt.Sprintf("operator:%s:%s:%d", action, id, now.UnixNano()), App: e.Value.App,
-		Rollout: id, Reason: reason, Received: time.Now()}
+		Rollout: id, Reason: reason, Actor: by.Name, Via: by.Via, Received: time.Now()}
 	r, err := m.submit(ctx, req)
 	if errors.Is(err, errForwarded) {
 		return m.awaitApplied(ctx, req)

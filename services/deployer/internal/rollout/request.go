@@ -55,6 +55,10 @@ type Request struct {
 	Reason    string          `json:"reason,omitempty"`
 	// Stage is the pre-production stage of KindStage and KindStagePassed.
 	Stage string `json:"stage,omitempty"`
+	// Actor and Via say who asked for an operator's action, and how
+	// (adminapi.Actor).
+	Actor string `json:"actor,omitempty"`
+	Via   string `json:"via,omitempty"`
 	// Received is when the deployer got it; the rollback latency is
 	// measured from it.
 	Received time.Time `json:"received"`
@@ -111,6 +115,7 @@ func (o *owner) apply(ctx context.Context, req Request) (*Rollout, error) {
 	if r.Phase.Terminal() {
 		return &r, fmt.Errorf("%w (%s)", ErrFinished, r.Phase)
 	}
+	before := r.Phase
 	now := o.m.now().UTC()
 	switch req.Kind {
 	case KindPause:
@@ -126,7 +131,7 @@ func (o *owner) apply(ctx context.Context, req Request) (*Rollout, error) {
 			return nil, err
 		}
 		done := o.active.Value
-		return &done, nil
+		return &done, o.publishIntervention(ctx, req, &done, before, now)
 	default:
 		return nil, fmt.Errorf("%w %q", errUnknownRequest, req.Kind)
 	}
@@ -134,7 +139,24 @@ func (o *owner) apply(ctx context.Context, req Request) (*Rollout, error) {
 	if err := o.saveRollout(ctx, r); err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return &r, o.publishIntervention(ctx, req, &r, before, now)
+}
+
+// publishIntervention announces an operator's action once it is applied to
+// r, which was in phase before. An error leaves the request in the inbox:
+// applying it again changes nothing more, and the announcement, under the
+// same event id, is published at most once more.
+func (o *owner) publishIntervention(ctx context.Context, req Request, r *Rollout, before Phase, applied time.Time) error {
+	actor, via := req.Actor, req.Via
+	if actor == "" { // a request left by a deployer from before actors were recorded
+		actor, via = "operator (credential not recorded)", "api"
+	}
+	ev, err := events.NewInterventionApplied(o.m.meta(r, "intervention:"+req.ID, "promote:"+r.ID), events.Intervention{
+		InterventionID: req.ID, Action: string(req.Kind), App: r.App, Environment: r.Environment, RolloutID: r.ID,
+		ArtifactID: r.Artifact, Reason: req.Reason, Actor: actor, Via: via,
+		PhaseBefore: string(before), PhaseAfter: string(r.Phase), RequestedAt: req.Received.UTC(), AppliedAt: applied,
+	})
+	return o.announce(ctx, r, ev, err)
 }
 
 // offer takes a passing candidate: it starts at once when nothing is

@@ -664,7 +664,7 @@ func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
 	a.consumer.Stop() // from now on only replica b receives events
 	b := h.replica("replica-b", rb)
 
-	r, err := b.m.Act(t.Context(), id, adminapi.ActionPause, "looking")
+	r, err := b.m.Act(t.Context(), id, adminapi.ActionPause, "looking", adminapi.OperatorActor("op", "api"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,6 +686,56 @@ func TestRequestsOnAnotherReplicaGoToTheOwner(t *testing.T) {
 	}
 	if s := h.app("shop"); len(s.Inbox) != 0 || s.Active != "" {
 		t.Fatalf("application state after the rollback: %+v", s)
+	}
+}
+
+// Every operator action the owner applies is announced with who asked for it
+// and the phases around it, so that the ledger records it; a refused action
+// is not announced.
+func TestOperatorActionsAreAnnouncedWithTheirActor(t *testing.T) {
+	h := newHarness(t, time.Hour)
+	a, id := h.canary("replica-a", &fakeRouter{})
+	api, console := adminapi.OperatorActor("op", "api"), adminapi.OperatorActor("op", "console")
+	for _, act := range []struct {
+		action adminapi.Action
+		by     adminapi.Actor
+		phase  Phase
+	}{
+		{adminapi.ActionPause, api, PhasePaused},
+		{adminapi.ActionResume, console, PhaseProgressing},
+		{adminapi.ActionPromote, api, PhaseProgressing},
+		{adminapi.ActionAbort, api, PhaseRolledBack},
+	} {
+		r, err := a.m.Act(t.Context(), id, act.action, "drill "+string(act.action), act.by)
+		if err != nil || r.Phase != act.phase {
+			t.Fatalf("%s: %v, phase %q, want %q", act.action, err, r.Phase, act.phase)
+		}
+	}
+	if _, err := a.m.Act(t.Context(), id, adminapi.ActionPause, "too late", api); !errors.Is(err, ErrFinished) {
+		t.Fatalf("pause of a rolled back rollout: %v", err)
+	}
+	h.waitEvents("rampart.intervention.shop", 4)
+	want := []string{
+		"pause api progressing paused drill pause",
+		"resume console paused progressing drill resume",
+		"promote api progressing progressing drill promote",
+		"abort api progressing rolledback drill abort",
+	}
+	r := h.waitPhase(id, PhaseRolledBack)
+	for i, ev := range h.published("rampart.intervention.shop") {
+		iv, err := events.InterventionOf(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join([]string{iv.Action, iv.Via, iv.PhaseBefore, iv.PhaseAfter, iv.Reason}, " "); got != want[i] {
+			t.Errorf("intervention %d: %q, want %q", i, got, want[i])
+		}
+		if iv.Actor != api.Name || iv.RolloutID != id || iv.App != "shop" || iv.ArtifactID != r.Artifact || iv.AppliedAt.Before(iv.RequestedAt) {
+			t.Errorf("intervention %d: %+v", i, iv)
+		}
+		if events.ChainID(ev) != r.ChainID || r.ChainID == "" {
+			t.Errorf("intervention %d in chain %q, want the rollout's %q", i, events.ChainID(ev), r.ChainID)
+		}
 	}
 }
 
