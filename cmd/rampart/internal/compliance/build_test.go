@@ -43,17 +43,23 @@ func entries(t *testing.T, t0 time.Time, seqs []uint64, items ...any) []complian
 	return out
 }
 
-// TestExceptions builds reports from entries that go outside the normal
-// path and checks that each is listed, with its kind and entries.
-func TestExceptions(t *testing.T) {
-	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
-	ev := func(e cloudevents.Event, err error) cloudevents.Event {
+// mustEvent returns a function that takes an event constructor's results
+// and fails t on its error.
+func mustEvent(t *testing.T) func(cloudevents.Event, error) cloudevents.Event {
+	return func(e cloudevents.Event, err error) cloudevents.Event {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 		return e
 	}
+}
+
+// TestExceptions builds reports from entries that go outside the normal
+// path and checks that each is listed, with its kind and entries.
+func TestExceptions(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	ev := mustEvent(t)
 	meta := func(id, chain string) events.Meta {
 		return events.Meta{ID: id, Source: "/test", Time: t0, ChainID: chain, App: "shop"}
 	}
@@ -129,13 +135,7 @@ func TestExceptions(t *testing.T) {
 // exception, and a manual abort names who aborted.
 func TestInterventionsNameWhoActed(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
-	ev := func(e cloudevents.Event, err error) cloudevents.Event {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	ev := mustEvent(t)
 	meta := func(id string) events.Meta {
 		return events.Meta{ID: id, Source: "/test", Time: t0, ChainID: "c1", App: "shop"}
 	}

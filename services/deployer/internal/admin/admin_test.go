@@ -1,9 +1,7 @@
 package admin_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,50 +10,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rampartci/rampart/services/deployer/adminapi"
+	"github.com/rampartci/rampart/services/deployer/adminapi/adminapitest"
 	"github.com/rampartci/rampart/services/deployer/internal/admin"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// operator keeps rollouts in a map and records the actions asked of it.
-type operator struct {
-	rollouts map[string]adminapi.Rollout
-	acted    []string
-	actors   []adminapi.Actor
-}
-
-func (o *operator) List(context.Context) ([]adminapi.Rollout, error) {
-	var out []adminapi.Rollout
-	for _, r := range o.rollouts {
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-func (o *operator) Rollout(_ context.Context, id string) (adminapi.Rollout, error) {
-	r, ok := o.rollouts[id]
-	if !ok {
-		return r, fmt.Errorf("rollout %s: %w", id, adminapi.ErrNotFound)
-	}
-	return r, nil
-}
-
-func (o *operator) Act(ctx context.Context, id string, action adminapi.Action, reason string, by adminapi.Actor) (adminapi.Rollout, error) {
-	o.actors = append(o.actors, by)
-	r, err := o.Rollout(ctx, id)
-	if err != nil {
-		return r, err
-	}
-	if r.Phase.Terminal() {
-		return r, fmt.Errorf("%w (%s)", adminapi.ErrFinished, r.Phase)
-	}
-	o.acted = append(o.acted, string(action)+":"+reason)
-	if action == adminapi.ActionPause {
-		r.Phase, r.Reason = adminapi.PhasePaused, "paused by operator: "+reason
-	}
-	o.rollouts[id] = r
-	return r, nil
-}
 
 func serve(t *testing.T, op admin.Operator, tokens admin.Tokens) string {
 	t.Helper()
@@ -67,10 +26,10 @@ func serve(t *testing.T, op admin.Operator, tokens admin.Tokens) string {
 }
 
 func TestClientAndServer(t *testing.T) {
-	op := &operator{rollouts: map[string]adminapi.Rollout{
-		"shop-1": {ID: "shop-1", App: "shop", Phase: adminapi.PhaseProgressing, Steps: []int{5, 100}, Weight: 5},
-		"shop-0": {ID: "shop-0", App: "shop", Phase: adminapi.PhaseRolledBack},
-	}}
+	op := adminapitest.New(
+		adminapi.Rollout{ID: "shop-1", App: "shop", Phase: adminapi.PhaseProgressing, Steps: []int{5, 100}, Weight: 5},
+		adminapi.Rollout{ID: "shop-0", App: "shop", Phase: adminapi.PhaseRolledBack},
+	)
 	url := serve(t, op, admin.Tokens{Operator: "s3cret", Viewer: "look"})
 	c, err := adminapi.NewClient(url+"/", "s3cret", nil)
 	if err != nil {
@@ -87,8 +46,8 @@ func TestClientAndServer(t *testing.T) {
 		t.Fatalf("Rollout: %+v, %v", r, err)
 	}
 	r, err = c.Act(ctx, "shop-1", adminapi.ActionPause, "investigating")
-	if err != nil || r.Phase != adminapi.PhasePaused || op.acted[0] != "pause:investigating" {
-		t.Fatalf("pause: %+v, %v (acted %v)", r, err, op.acted)
+	if err != nil || r.Phase != adminapi.PhasePaused || op.Acted()[0] != "pause:investigating" {
+		t.Fatalf("pause: %+v, %v (acted %v)", r, err, op.Acted())
 	}
 
 	_, err = c.Rollout(ctx, "no-such")
@@ -118,7 +77,7 @@ func TestClientAndServer(t *testing.T) {
 
 // The action body is decoded strictly and bounded.
 func TestActionBody(t *testing.T) {
-	op := &operator{rollouts: map[string]adminapi.Rollout{"shop-1": {ID: "shop-1", Phase: adminapi.PhaseProgressing}}}
+	op := adminapitest.New(adminapi.Rollout{ID: "shop-1", Phase: adminapi.PhaseProgressing})
 	url := serve(t, op, admin.Tokens{Operator: "op"})
 	for _, tc := range []struct {
 		body string
@@ -135,8 +94,8 @@ func TestActionBody(t *testing.T) {
 			t.Errorf("body %.30q: status %d, want %d", tc.body, resp.StatusCode, tc.code)
 		}
 	}
-	if len(op.acted) != 2 {
-		t.Fatalf("acted %v, want the two valid requests", op.acted)
+	if len(op.Acted()) != 2 {
+		t.Fatalf("acted %v, want the two valid requests", op.Acted())
 	}
 }
 
@@ -165,7 +124,7 @@ func post(t *testing.T, url, token, contentType, body string) *http.Response {
 // The viewer token reads; acting needs the operator token (D6: anyone could
 // promote a canary to 100%).
 func TestRoles(t *testing.T) {
-	op := &operator{rollouts: map[string]adminapi.Rollout{"shop-1": {ID: "shop-1", Phase: adminapi.PhaseProgressing}}}
+	op := adminapitest.New(adminapi.Rollout{ID: "shop-1", Phase: adminapi.PhaseProgressing})
 	url := serve(t, op, admin.Tokens{Operator: "op", Viewer: "view"})
 	ctx := t.Context()
 	viewer, _ := adminapi.NewClient(url, "view", nil)
@@ -188,27 +147,27 @@ func TestRoles(t *testing.T) {
 			t.Fatalf("promote with token %q: %d", token, resp.StatusCode)
 		}
 	}
-	if len(op.acted) != 0 {
-		t.Fatalf("acted %v on refused requests", op.acted)
+	if len(op.Acted()) != 0 {
+		t.Fatalf("acted %v on refused requests", op.Acted())
 	}
 	operatorClient, _ := adminapi.NewClient(url, "op", nil)
-	if _, err := operatorClient.Act(ctx, "shop-1", adminapi.ActionPromote, ""); err != nil || len(op.acted) != 1 {
-		t.Fatalf("operator promote: %v (acted %v)", err, op.acted)
+	if _, err := operatorClient.Act(ctx, "shop-1", adminapi.ActionPromote, ""); err != nil || len(op.Acted()) != 1 {
+		t.Fatalf("operator promote: %v (acted %v)", err, op.Acted())
 	}
 	// The action carries who asked: the operator role and a fingerprint
 	// of its token, never the token.
-	if want := adminapi.OperatorActor("op", "api"); len(op.actors) != 1 || op.actors[0] != want ||
+	if want := adminapi.OperatorActor("op", "api"); len(op.Actors()) != 1 || op.Actors()[0] != want ||
 		!strings.HasPrefix(want.Name, "operator sha256:") || strings.Contains(want.Name, "op ") {
-		t.Fatalf("actors %+v, want [%+v]", op.actors, want)
+		t.Fatalf("actors %+v, want [%+v]", op.Actors(), want)
 	}
-	if other := adminapi.OperatorActor("another token", "api"); other.Name == op.actors[0].Name {
+	if other := adminapi.OperatorActor("another token", "api"); other.Name == op.Actors()[0].Name {
 		t.Fatalf("two tokens share the fingerprint %s", other.Name)
 	}
 }
 
 // With no token configured, the API refuses every request.
 func TestNoTokenRefusesAll(t *testing.T) {
-	op := &operator{rollouts: map[string]adminapi.Rollout{"shop-1": {ID: "shop-1", Phase: adminapi.PhaseProgressing}}}
+	op := adminapitest.New(adminapi.Rollout{ID: "shop-1", Phase: adminapi.PhaseProgressing})
 	url := serve(t, op, admin.Tokens{})
 	for _, token := range []string{"", "anything"} {
 		c, _ := adminapi.NewClient(url, token, nil)
@@ -219,8 +178,8 @@ func TestNoTokenRefusesAll(t *testing.T) {
 			t.Fatalf("promote with %q: %v", token, err)
 		}
 	}
-	if len(op.acted) != 0 {
-		t.Fatalf("acted %v", op.acted)
+	if len(op.Acted()) != 0 {
+		t.Fatalf("acted %v", op.Acted())
 	}
 }
 
@@ -228,7 +187,7 @@ func TestNoTokenRefusesAll(t *testing.T) {
 // browser sends without a preflight) gets 415 and never reaches the
 // handler, token or not.
 func TestActionsNeedJSON(t *testing.T) {
-	op := &operator{rollouts: map[string]adminapi.Rollout{"shop-1": {ID: "shop-1", Phase: adminapi.PhaseProgressing}}}
+	op := adminapitest.New(adminapi.Rollout{ID: "shop-1", Phase: adminapi.PhaseProgressing})
 	url := serve(t, op, admin.Tokens{Operator: "op"})
 	for _, tc := range []struct{ token, contentType string }{
 		{"", "text/plain"},
@@ -241,8 +200,8 @@ func TestActionsNeedJSON(t *testing.T) {
 			t.Errorf("token %q, content type %q: %d, want 415", tc.token, tc.contentType, resp.StatusCode)
 		}
 	}
-	if len(op.acted) != 0 {
-		t.Fatalf("acted %v on requests that were not JSON", op.acted)
+	if len(op.Acted()) != 0 {
+		t.Fatalf("acted %v on requests that were not JSON", op.Acted())
 	}
 	if resp := post(t, url+adminapi.PathRollouts+"/shop-1/promote", "op", "application/json; charset=utf-8", `{}`); resp.StatusCode != http.StatusOK {
 		t.Fatalf("JSON with a charset: %d", resp.StatusCode)

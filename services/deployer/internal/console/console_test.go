@@ -19,52 +19,13 @@ import (
 	"github.com/rampartci/rampart/pkg/policy"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/services/deployer/adminapi"
+	"github.com/rampartci/rampart/services/deployer/adminapi/adminapitest"
 	"github.com/rampartci/rampart/services/deployer/internal/console"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.LeakOptions...) }
 
 var tokens = console.Tokens{Viewer: "viewer-secret", Operator: "operator-secret"}
-
-// rollouts keeps rollouts in a map and records the actions asked of it.
-type rollouts struct {
-	byID   map[string]adminapi.Rollout
-	acted  []string
-	actors []adminapi.Actor
-}
-
-func (o *rollouts) List(context.Context) ([]adminapi.Rollout, error) {
-	var out []adminapi.Rollout
-	for _, r := range o.byID {
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-func (o *rollouts) Rollout(_ context.Context, id string) (adminapi.Rollout, error) {
-	r, ok := o.byID[id]
-	if !ok {
-		return r, fmt.Errorf("rollout %s: %w", id, adminapi.ErrNotFound)
-	}
-	return r, nil
-}
-
-func (o *rollouts) Act(ctx context.Context, id string, action adminapi.Action, reason string, by adminapi.Actor) (adminapi.Rollout, error) {
-	o.actors = append(o.actors, by)
-	r, err := o.Rollout(ctx, id)
-	if err != nil {
-		return r, err
-	}
-	if r.Phase.Terminal() {
-		return r, fmt.Errorf("%w (%s)", adminapi.ErrFinished, r.Phase)
-	}
-	o.acted = append(o.acted, string(action)+":"+reason)
-	if action == adminapi.ActionAbort {
-		r.Phase, r.Weight, r.Reason = adminapi.PhaseRolledBack, 0, "aborted by operator: "+reason
-	}
-	o.byID[id] = r
-	return r, nil
-}
 
 func canary() adminapi.Rollout {
 	now := time.Now().UTC()
@@ -75,7 +36,7 @@ func canary() adminapi.Rollout {
 
 type fixture struct {
 	srv      *httptest.Server
-	ro       *rollouts
+	ro       *adminapitest.Rollouts
 	stopping chan struct{}
 }
 
@@ -92,7 +53,7 @@ apps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{ro: &rollouts{byID: map[string]adminapi.Rollout{"shop-1": canary()}}, stopping: make(chan struct{})}
+	f := &fixture{ro: adminapitest.New(canary()), stopping: make(chan struct{})}
 	c, err := console.New(console.Options{Tokens: tokens, Rollouts: f.ro, Policy: policy.StoreOf(pol)})
 	if err != nil {
 		t.Fatal(err)
@@ -234,11 +195,11 @@ func TestActions(t *testing.T) {
 			}
 		})
 	}
-	if want := []string{"pause:look"}; fmt.Sprint(f.ro.acted) != fmt.Sprint(want) {
-		t.Errorf("actions applied %v, want only %v", f.ro.acted, want)
+	if want := []string{"pause:look"}; fmt.Sprint(f.ro.Acted()) != fmt.Sprint(want) {
+		t.Errorf("actions applied %v, want only %v", f.ro.Acted(), want)
 	}
-	if want := adminapi.OperatorActor(tokens.Operator, "console"); len(f.ro.actors) != 1 || f.ro.actors[0] != want {
-		t.Errorf("action asked for by %+v, want %+v", f.ro.actors, want)
+	if want := adminapi.OperatorActor(tokens.Operator, "console"); len(f.ro.Actors()) != 1 || f.ro.Actors()[0] != want {
+		t.Errorf("action asked for by %+v, want %+v", f.ro.Actors(), want)
 	}
 	// Bad input is refused before anything is applied.
 	for path, want := range map[string]int{
@@ -265,8 +226,8 @@ func TestActions(t *testing.T) {
 	} else if resp.Body.Close(); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("a malformed body: %s, want 400", resp.Status)
 	}
-	if len(f.ro.acted) != 1 {
-		t.Errorf("bad requests applied actions: %v", f.ro.acted)
+	if len(f.ro.Acted()) != 1 {
+		t.Errorf("bad requests applied actions: %v", f.ro.Acted())
 	}
 }
 
