@@ -50,9 +50,10 @@ type Workload struct {
 	ProgressDeadline time.Duration `yaml:"progressDeadline"`
 	// ScaleDownDelay is how long after a rollback the canary Deployment
 	// keeps its pods (for inspection, and for connections to drain)
-	// before it is scaled to 0 (default 30s).
-	ScaleDownDelay time.Duration `yaml:"scaleDownDelay"`
-	Git            *GitWorkload  `yaml:"git"`
+	// before it is scaled to 0: 30s when it is not set, at once for 0s.
+	// Never nil once the policy is parsed.
+	ScaleDownDelay *time.Duration `yaml:"scaleDownDelay"`
+	Git            *GitWorkload   `yaml:"git"`
 }
 
 // GitWorkload is a repository the cluster's GitOps controller applies.
@@ -93,8 +94,8 @@ func applyWorkloadDefaults(w *Workload) {
 	if w.ProgressDeadline == 0 {
 		w.ProgressDeadline = DefaultProgressDeadline
 	}
-	if w.ScaleDownDelay == 0 {
-		w.ScaleDownDelay = DefaultScaleDownDelay
+	if w.ScaleDownDelay == nil {
+		w.ScaleDownDelay = new(DefaultScaleDownDelay)
 	}
 	if g := w.Git; g != nil {
 		if g.Branch == "" {
@@ -140,7 +141,7 @@ func validateWorkload(at string, w *Workload) []violation {
 	if w.ProgressDeadline < time.Second {
 		add(at+".progressDeadline", "%s must be at least 1s", w.ProgressDeadline)
 	}
-	if w.ScaleDownDelay < 0 {
+	if w.ScaleDownDelay != nil && *w.ScaleDownDelay < 0 {
 		add(at+".scaleDownDelay", "must not be negative")
 	}
 	switch {

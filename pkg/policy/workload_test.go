@@ -16,7 +16,7 @@ func TestWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := p.Apps[0].Workload
-	if w.Type != WorkloadKubernetes || w.ProgressDeadline != DefaultProgressDeadline || w.ScaleDownDelay != DefaultScaleDownDelay || w.Git != nil {
+	if w.Type != WorkloadKubernetes || w.ProgressDeadline != DefaultProgressDeadline || *w.ScaleDownDelay != DefaultScaleDownDelay || w.Git != nil {
 		t.Fatalf("kubernetes workload = %+v", w)
 	}
 
@@ -38,9 +38,18 @@ func TestWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	w = p.Apps[0].Workload
-	if w.ScaleDownDelay != 5*time.Second || w.Git.Branch != DefaultGitBranch || w.Git.Author != DefaultGitAuthor ||
+	if *w.ScaleDownDelay != 5*time.Second || w.Git.Branch != DefaultGitBranch || w.Git.Author != DefaultGitAuthor ||
 		!w.Git.Stable.Kustomization() || w.Git.Canary.Kustomization() || w.Git.Password.String() != "file:/var/run/secrets/git/token" {
 		t.Fatalf("git workload = %+v %+v", w, w.Git)
+	}
+
+	// 0s is set, not unset: the canary is scaled down at once.
+	p, err = Parse("p.yaml", []byte(kube+"      scaleDownDelay: 0s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Apps[0].Workload.ScaleDownDelay; d == nil || *d != 0 {
+		t.Fatalf("scaleDownDelay 0s = %v, want 0", d)
 	}
 }
 
@@ -56,6 +65,8 @@ func TestWorkloadProblems(t *testing.T) {
 			`p.yaml:9: apps[0].workload.namespace: "Shop" is not a Kubernetes namespace name`,
 			"p.yaml:11: apps[0].workload.canary: must differ from stable",
 			"p.yaml:12: apps[0].workload.progressDeadline: 10ms must be at least 1s"}},
+		{"negative delay", "    workload: {type: kubernetes, namespace: shop, stable: a, canary: b, scaleDownDelay: -1s}\n", []string{
+			"p.yaml:7: apps[0].workload.scaleDownDelay: must not be negative"}},
 		{"missing deployments", "    workload:\n      type: kubernetes\n", []string{
 			`p.yaml:7: apps[0].workload.namespace: "" is not`, `p.yaml:7: apps[0].workload.stable: "" is not a Deployment name`}},
 		{"git needs git", "    workload: {type: git, namespace: shop, stable: a, canary: b}\n", []string{

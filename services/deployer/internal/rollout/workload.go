@@ -141,8 +141,8 @@ func (o *owner) scaleDownCanary(ctx context.Context, p *pass, app policy.App) (b
 		return true, nil
 	}
 	delay := policy.DefaultScaleDownDelay
-	if app.Workload != nil {
-		delay = app.Workload.ScaleDownDelay
+	if app.Workload != nil && app.Workload.ScaleDownDelay != nil {
+		delay = *app.Workload.ScaleDownDelay
 	}
 	if due := r.FinishedAt.Add(delay); p.now.Before(due) {
 		p.requeue(due)

@@ -144,7 +144,7 @@ func TestWorkloadProgressDeadlineAborts(t *testing.T) {
 	h := newHarness(t, time.Hour)
 	pol := *h.policy.Current()
 	pol.Apps = slices.Clone(pol.Apps)
-	pol.Apps[0].Workload = &policy.Workload{Type: policy.WorkloadKubernetes, ScaleDownDelay: 300 * time.Millisecond}
+	pol.Apps[0].Workload = &policy.Workload{Type: policy.WorkloadKubernetes, ScaleDownDelay: new(300 * time.Millisecond)}
 	h.policy = policy.StoreOf(&pol)
 	rt := &fakeRouter{}
 	w := newFakeWorkload(rt)
@@ -184,7 +184,7 @@ func TestWorkloadRollbackScalesCanaryDown(t *testing.T) {
 	h := newHarness(t, time.Hour)
 	pol := *h.policy.Current()
 	pol.Apps = slices.Clone(pol.Apps)
-	pol.Apps[0].Workload = &policy.Workload{Type: policy.WorkloadKubernetes, ScaleDownDelay: 200 * time.Millisecond}
+	pol.Apps[0].Workload = &policy.Workload{Type: policy.WorkloadKubernetes, ScaleDownDelay: new(200 * time.Millisecond)}
 	h.policy = policy.StoreOf(&pol)
 	rt := &fakeRouter{}
 	w := newFakeWorkload(rt)
