@@ -168,7 +168,10 @@ func (o Options) Validate() error {
 
 // App runs the notifier inside a service host.
 type App struct {
-	opts     Options
+	opts Options
+	// holder names this instance in incident claims; a restart keeps it,
+	// so that the incidents it was handling are still its own.
+	holder   string
 	ledger   ledgerChains
 	reports  atomic.Pointer[report.Store]
 	bus      *bus.Bus
@@ -184,7 +187,11 @@ func New(opts Options) (*App, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	a := &App{opts: opts.withDefaults()}
+	holder, err := holderName()
+	if err != nil {
+		return nil, err
+	}
+	a := &App{opts: opts.withDefaults(), holder: holder}
 	if err := a.UseLedger(a.opts.LedgerURL); err != nil {
 		return nil, err
 	}
@@ -256,10 +263,6 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 	if now == nil {
 		now = time.Now
 	}
-	holder, err := holderName()
-	if err != nil {
-		return err
-	}
 	copts := Consumer
 	if c := a.opts.Consumer; c != nil {
 		copts.MaxDeliver, copts.AckWait, copts.Backoff = c.MaxDeliver, c.AckWait, c.Backoff
@@ -270,7 +273,7 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 		Incidents:  incident.NewStore(incidents, a.opts.IncidentLease, now),
 		Chains:     &a.ledger,
 		Publisher:  deps.Bus,
-		Holder:     holder,
+		Holder:     a.holder,
 		HTTPClient: a.opts.HTTPClient,
 		Backoff:    notify.Backoff{Attempts: a.opts.RetryAttempts, Initial: a.opts.RetryInitial, Max: 8 * a.opts.RetryInitial},
 		LedgerWait: a.opts.LedgerWait,
@@ -299,12 +302,12 @@ func (a *App) Start(ctx context.Context, deps service.Deps) error {
 		<-a.watching
 		return err
 	}
-	log.Info("notifier consuming", "holder", holder, "report_dir", a.opts.ReportDir)
+	log.Info("notifier consuming", "holder", a.holder, "report_dir", a.opts.ReportDir)
 	return nil
 }
 
 // Stop drains the consumer (the notification in flight finishes) and stops
-// watching the policy.
+// watching the policy; the reports route answers 503 until the next Start.
 func (a *App) Stop(ctx context.Context) error {
 	if a.cancel == nil {
 		return nil
@@ -315,8 +318,16 @@ func (a *App) Stop(ctx context.Context) error {
 	}
 	a.cancel()
 	<-a.watching
+	a.cancel, a.consumer = nil, nil
+	a.reports.Store(nil)
 	return err
 }
+
+// Restartable implements service.Restarter: a Start after Stop consumes
+// again from the durable consumer, so what arrived meanwhile is notified
+// then, with its metrics on the new registry and the same incident
+// holder.
+func (a *App) Restartable() {}
 
 // Ready implements service.ReadyChecker: the durable consumer exists.
 func (a *App) Ready(ctx context.Context) error {
@@ -332,6 +343,7 @@ func (a *App) Ready(ctx context.Context) error {
 var (
 	_ service.Component    = (*App)(nil)
 	_ service.ReadyChecker = (*App)(nil)
+	_ service.Restarter    = (*App)(nil)
 )
 
 // holderName names this instance in incident claims: host, process and a

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -43,6 +44,7 @@ func now() time.Time { return chaintest.T0.Add(45 * time.Second) }
 // Slack webhook.
 type env struct {
 	t         *testing.T
+	ns        *server.Server
 	bus       *bus.Bus
 	js        jetstream.JetStream
 	pd        *pdtest.Server
@@ -57,8 +59,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	b := natstest.Bus(t, natstest.Server(t, ""))
-	e := &env{t: t, bus: b, js: b.JetStream(), pd: pdtest.NewServer(t), slack: slacktest.NewServer(t), reportDir: t.TempDir(), ledger: chaintest.NewLedger(t)}
+	ns := natstest.Server(t, "")
+	b := natstest.Bus(t, ns)
+	e := &env{t: t, ns: ns, bus: b, js: b.JetStream(), pd: pdtest.NewServer(t), slack: slacktest.NewServer(t), reportDir: t.TempDir(), ledger: chaintest.NewLedger(t)}
 
 	// Secrets by reference, as in rampart.yaml: the routing key from the
 	// environment, the webhook from a file.
@@ -79,9 +82,8 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-// start starts one notifier instance; opts adjusts its options.
-func (e *env) start(adjust func(*Options)) *App {
-	e.t.Helper()
+// options are the options of a notifier instance; adjust changes them.
+func (e *env) options(adjust func(*Options)) Options {
 	opts := Options{
 		Policy:       e.policy,
 		ReportDir:    e.reportDir,
@@ -94,7 +96,13 @@ func (e *env) start(adjust func(*Options)) *App {
 	if adjust != nil {
 		adjust(&opts)
 	}
-	a, err := New(opts)
+	return opts
+}
+
+// start starts one notifier instance; opts adjusts its options.
+func (e *env) start(adjust func(*Options)) *App {
+	e.t.Helper()
+	a, err := New(e.options(adjust))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ type Mesh struct {
 	Bus *bus.Bus
 	// Ledger is the ledger's query API.
 	Ledger *client.Client
-	// Components kills the deployer or the watcher (the host's kill
+	// Components kills the deployer, the watcher or the notifier (the host's kill
 	// route, the chaos token); nil: no drill can kill.
 	Components *Components
 	// SIEMURL is the watcher's /hooks/siem and SIEMSecret its HMAC secret.
@@ -86,9 +86,16 @@ func (m *Mesh) Run(ctx context.Context, e Experiment) (events.Drill, error) {
 	within := time.Duration(e.Expect.RollbackWithin)
 	d.StartedAt = time.Now().UTC()
 	deadline := d.StartedAt.Add(within)
-	// back waits for the killed component; false when it is not back.
+	// back waits for the killed component; false when it is not back. A
+	// component on the rollback's path must be back before the rollback's
+	// deadline; the notifier, which only pages, within the page wait
+	// after its downtime.
+	backBy := deadline
+	if !e.Fault.stopsRollback() {
+		backBy = d.StartedAt.Add(time.Duration(e.Fault.Downtime) + m.pageWait())
+	}
 	back := func() bool {
-		at, err := m.Components.back(ctx, e.Fault.Kill, deadline)
+		at, err := m.Components.back(ctx, e.Fault.Kill, backBy)
 		if err != nil {
 			reasons = append(reasons, err.Error())
 			return false

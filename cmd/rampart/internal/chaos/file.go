@@ -41,14 +41,16 @@ const (
 var Kinds = []string{FaultHTTPErrors, FaultLatency, FaultMemory, FaultSIEM}
 
 // Components a fault may kill (fault.kill): stopped mid-canary and
-// started again after fault.downtime (decision 0029).
+// started again after fault.downtime (decision 0029). The deployer and the
+// watcher are on the rollback's path; the notifier only on the page's.
 const (
 	KillDeployer = "deployer"
 	KillWatcher  = "watcher"
+	KillNotifier = "notifier"
 )
 
 // Killable lists them.
-var Killable = []string{KillDeployer, KillWatcher}
+var Killable = []string{KillDeployer, KillWatcher, KillNotifier}
 
 // File is a parsed chaos file.
 type File struct {
@@ -90,11 +92,11 @@ type Fault struct {
 	Hook string `yaml:"hook"`
 	// Severity of the SIEM alert (siem; default high).
 	Severity string `yaml:"severity"`
-	// Kill, with any kind: the component (deployer or watcher) is killed
-	// when the drill starts and started again after Downtime (default
-	// 5s, at most 5m). The fault is injected at once, or, when it goes
-	// through the killed component (a router fault with the deployer, a
-	// SIEM alert with the watcher), once it is back.
+	// Kill, with any kind: the component (deployer, watcher or notifier)
+	// is killed when the drill starts and started again after Downtime
+	// (default 5s, at most 5m). The fault is injected at once, or, when it
+	// goes through the killed component (a router fault with the
+	// deployer, a SIEM alert with the watcher), once it is back.
 	Kill     string   `yaml:"kill"`
 	Downtime Duration `yaml:"downtime"`
 }
@@ -118,6 +120,13 @@ func (f Fault) throughKilled() bool {
 		return f.Kind == FaultSIEM
 	}
 	return false
+}
+
+// stopsRollback says whether the killed component is on the rollback's
+// path: nothing rolls back while the deployer is down, and nothing is
+// detected while the watcher is. A killed notifier only delays the page.
+func (f Fault) stopsRollback() bool {
+	return f.Kill == KillDeployer || f.Kill == KillWatcher
 }
 
 // Expect is what the pipeline must do.
@@ -333,19 +342,17 @@ func (v *validator) experiment(e *Experiment, n *yaml.Node, names map[string]boo
 	x := e.Expect
 	switch {
 	case f.Kill == "" && f.Downtime != 0:
-		v.add(at("fault", "downtime"), "%s: fault.downtime needs fault.kill (%s)", where, strings.Join(Killable, " or "))
+		v.add(at("fault", "downtime"), "%s: fault.downtime needs fault.kill (one of %s)", where, strings.Join(Killable, ", "))
 	case f.Kill == "":
 	case !slices.Contains(Killable, f.Kill):
-		v.add(at("fault", "kill"), "%s: fault.kill %q: want %s", where, f.Kill, strings.Join(Killable, " or "))
+		v.add(at("fault", "kill"), "%s: fault.kill %q: want one of %s", where, f.Kill, strings.Join(Killable, ", "))
 	default:
 		if f.Downtime == 0 {
 			f.Downtime = Duration(defaultDowntime)
 		}
 		if d := time.Duration(f.Downtime); d <= 0 || d > maxDowntime {
 			v.add(at("fault", "downtime"), "%s: fault.downtime %s: want more than 0, at most %s", where, d, maxDowntime)
-		} else if w := time.Duration(x.RollbackWithin); w > 0 && w <= d {
-			// Nothing rolls back while the deployer is down, and nothing
-			// detects while the watcher is.
+		} else if w := time.Duration(x.RollbackWithin); w > 0 && w <= d && f.stopsRollback() {
 			v.add(at("expect", "rollbackWithin"), "%s: expect.rollbackWithin %s can never pass: the %s is down for %s (fault.downtime)", where, w, f.Kill, d)
 		}
 	}

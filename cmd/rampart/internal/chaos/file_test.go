@@ -50,6 +50,16 @@ func TestParseKill(t *testing.T) {
 		fault.Detail() != "the deployer killed for 5s; once it is back, 20% of canary requests answer 500 at the router" {
 		t.Fatalf("kill parsed as %+v: %q", fault, fault.Detail())
 	}
+	// A killed notifier is not on the rollback's path: the rollback may be
+	// expected before it is back.
+	f, err = chaos.Parse("drills.yaml", []byte("version: 1\nexperiments:\n  - name: k\n    target: {app: shop}\n    fault: {kind: http-errors, ratio: 0.2, kill: notifier, downtime: 20s}\n    expect: {rollbackWithin: 10s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fault := f.Experiments[0].Fault; fault.Recorded() != "kill-notifier" ||
+		fault.Detail() != "the notifier killed for 20s; meanwhile, 20% of canary requests answer 500 at the router" {
+		t.Fatalf("notifier kill parsed as %+v: %q", fault, fault.Detail())
+	}
 }
 
 // Every problem is reported at its line, and the file is refused whole.
@@ -71,7 +81,7 @@ func TestParseErrorsAtTheirLine(t *testing.T) {
 		{"bad app", "version: 1\nexperiments:\n  - name: x\n    target:\n      app: Shop!\n    fault: {kind: siem}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": invalid name`}},
 		{"hook", head + "    fault: {kind: memory, hook: 'file:///etc/passwd'}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": fault.hook`}},
 		{"long fault", head + "    fault: {kind: latency, latency: 1s, for: 1h}\n    expect: {rollbackWithin: 5s}\n", []string{`drills.yaml:5: experiment "x": fault.for 1h0m0s`}},
-		{"kill what", head + "    fault: {kind: siem, kill: ledger}\n    expect: {rollbackWithin: 10s}\n", []string{`drills.yaml:5: experiment "x": fault.kill "ledger": want deployer or watcher`}},
+		{"kill what", head + "    fault: {kind: siem, kill: ledger}\n    expect: {rollbackWithin: 10s}\n", []string{`drills.yaml:5: experiment "x": fault.kill "ledger": want one of deployer, watcher, notifier`}},
 		{"downtime alone", head + "    fault: {kind: siem, downtime: 5s}\n    expect: {rollbackWithin: 10s}\n", []string{`drills.yaml:5: experiment "x": fault.downtime needs fault.kill`}},
 		{"long downtime", head + "    fault: {kind: siem, kill: watcher, downtime: 1h}\n    expect: {rollbackWithin: 10s}\n", []string{`drills.yaml:5: experiment "x": fault.downtime 1h0m0s: want more than 0, at most 5m0s`}},
 		{"never passes", head + "    fault: {kind: http-errors, ratio: 0.2, kill: deployer, downtime: 10s}\n    expect:\n      rollbackWithin: 10s\n", []string{`drills.yaml:7: experiment "x": expect.rollbackWithin 10s can never pass: the deployer is down for 10s`}},

@@ -29,7 +29,8 @@ import (
 // leaves the fault undetected until it is back: it is detected after the
 // restart, from the live canaries the watcher rebuilt from the stream. A
 // drill whose threshold leaves the restarted watcher too little time
-// fails, and pages.
+// fails, and pages. Killing the notifier delays the page, not the
+// rollback: it pages once it is back.
 func TestKillDrills(t *testing.T) {
 	e := startDrillEnv(t)
 	// The kill route is the chaos token's alone.
@@ -47,6 +48,9 @@ func TestKillDrills(t *testing.T) {
 		// The alert's anomaly comes while the deployer is down and waits
 		// in its durable consumer.
 		{"deployer siem", chaos.KillDeployer, "kind: siem"},
+		// The pipeline rolls back without the notifier; the rollback
+		// waits in its durable consumer and pages once it is back.
+		{"notifier", chaos.KillNotifier, "kind: siem"},
 	} {
 		target := tc.target
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,16 +68,23 @@ func TestKillDrills(t *testing.T) {
 				t.Fatalf("drill measured %+v", d)
 			}
 			// Nothing rolled back while the deployer was down, nothing was
-			// detected while the watcher was.
-			after := *d.RolledBackInMs
-			if target == chaos.KillWatcher {
-				after = *d.DetectedInMs
-			}
-			if after < *d.RestartedInMs {
-				t.Fatalf("acted on %d ms after the kill, before the %s was back at %d ms", after, target, *d.RestartedInMs)
+			// detected while the watcher was; without the notifier the
+			// canary was rolled back, and paged (d.Pages) once it was back.
+			switch after := *d.RolledBackInMs; target {
+			case chaos.KillNotifier:
+				if after >= *d.RestartedInMs {
+					t.Fatalf("rolled back %d ms after the kill, not while the notifier was down (back at %d ms)", after, *d.RestartedInMs)
+				}
+			default:
+				if target == chaos.KillWatcher {
+					after = *d.DetectedInMs
+				}
+				if after < *d.RestartedInMs {
+					t.Fatalf("acted on %d ms after the kill, before the %s was back at %d ms", after, target, *d.RestartedInMs)
+				}
 			}
 			if tc.fault == "kind: siem" && *d.DetectedInMs >= *d.RestartedInMs {
-				t.Fatalf("the alert's anomaly came at %d ms, not while the deployer was down (back at %d ms)", *d.DetectedInMs, *d.RestartedInMs)
+				t.Fatalf("the alert's anomaly came at %d ms, not while the %s was down (back at %d ms)", *d.DetectedInMs, target, *d.RestartedInMs)
 			}
 			s, err := e.Mesh.Host.Component(target)
 			if err != nil || !s.Running || s.Restarts < 1 {
