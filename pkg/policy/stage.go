@@ -2,7 +2,9 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -180,6 +182,13 @@ func validateStages(at string, a App) []violation {
 		for j, f := range c.Contracts {
 			if f == "" {
 				add(fmt.Sprintf("%s.checks.contracts[%d]", path, j), "is empty; want a contract file")
+			}
+		}
+	}
+	if w := a.Workload; w != nil {
+		for _, stage := range slices.Sorted(maps.Keys(w.Stages)) {
+			if _, ok := names[stage]; !ok || stage == StageProduction {
+				add(at+".workload.stages."+stage, "%q is not a pre-production stage of the application", stage)
 			}
 		}
 	}

@@ -2,8 +2,10 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -53,7 +55,13 @@ type Workload struct {
 	// before it is scaled to 0: 30s when it is not set, at once for 0s.
 	// Never nil once the policy is parsed.
 	ScaleDownDelay *time.Duration `yaml:"scaleDownDelay"`
-	Git            *GitWorkload   `yaml:"git"`
+	// Stages names the Deployment that runs each pre-production stage
+	// (stage name → Deployment, "namespace/name" when it is not in
+	// Namespace). The deployer deploys a candidate there, waits until it
+	// serves it, and only then announces the stage, whose checks run
+	// against it. A stage not named here is deployed by other means.
+	Stages map[string]string `yaml:"stages"`
+	Git    *GitWorkload      `yaml:"git"`
 }
 
 // GitWorkload is a repository the cluster's GitOps controller applies.
@@ -64,9 +72,11 @@ type GitWorkload struct {
 	URL string `yaml:"url"`
 	// Branch is pushed to (default main); never forced.
 	Branch string `yaml:"branch"`
-	// Stable and Canary are where each slot's image is written.
-	Stable GitTarget `yaml:"stable"`
-	Canary GitTarget `yaml:"canary"`
+	// Stable and Canary are where each slot's image is written; Stages
+	// where each stage of Workload.Stages gets its own.
+	Stable GitTarget            `yaml:"stable"`
+	Canary GitTarget            `yaml:"canary"`
+	Stages map[string]GitTarget `yaml:"stages"`
 	// Username and Password authenticate over https (a token as the
 	// password); references only, never values.
 	Username Secret `yaml:"username"`
@@ -82,6 +92,19 @@ type GitTarget struct {
 	Path      string `yaml:"path"`
 	Image     string `yaml:"image"`
 	ValuesKey string `yaml:"valuesKey"`
+}
+
+// StageDeployment is the namespace and name of the Deployment that runs
+// stage; ok is false for a stage the workload does not run.
+func (w *Workload) StageDeployment(stage string) (namespace, name string, ok bool) {
+	ref, ok := w.Stages[stage]
+	if !ok {
+		return "", "", false
+	}
+	if ns, n, cut := strings.Cut(ref, "/"); cut {
+		return ns, n, true
+	}
+	return w.Namespace, ref, true
 }
 
 // Kustomization reports whether the target is a kustomization images entry.
@@ -135,6 +158,19 @@ func validateWorkload(at string, w *Workload) []violation {
 	if w.Stable != "" && w.Stable == w.Canary {
 		add(at+".canary", "must differ from stable: the canary runs beside the stable Deployment")
 	}
+	seen := map[string]string{w.Namespace + "/" + w.Stable: "stable", w.Namespace + "/" + w.Canary: "canary"}
+	for _, stage := range slices.Sorted(maps.Keys(w.Stages)) {
+		ns, name, _ := w.StageDeployment(stage)
+		p := at + ".stages." + stage
+		switch {
+		case !kubeLabel.MatchString(ns) || !kubeSubdomain.MatchString(name):
+			add(p, "%q is not a Deployment ([namespace/]name)", w.Stages[stage])
+		case seen[ns+"/"+name] != "":
+			add(p, "Deployment %s/%s already runs %s", ns, name, seen[ns+"/"+name])
+		default:
+			seen[ns+"/"+name] = "stage " + stage
+		}
+	}
 	if w.Container != "" && !kubeLabel.MatchString(w.Container) {
 		add(at+".container", "%q is not a container name", w.Container)
 	}
@@ -151,6 +187,16 @@ func validateWorkload(at string, w *Workload) []violation {
 		add(at+".git", "is only for workload type git")
 	case w.Git != nil:
 		v = append(v, validateGit(at+".git", w.Git)...)
+		for _, stage := range slices.Sorted(maps.Keys(w.Stages)) {
+			if _, ok := w.Git.Stages[stage]; !ok {
+				add(at+".git.stages", "has no target for stage %s: give where its image is written", stage)
+			}
+		}
+		for _, stage := range slices.Sorted(maps.Keys(w.Git.Stages)) {
+			if _, ok := w.Stages[stage]; !ok {
+				add(at+".stages", "has no Deployment for stage %s, whose image git.stages writes", stage)
+			}
+		}
 	}
 	return v
 }
@@ -171,8 +217,15 @@ func validateGit(at string, g *GitWorkload) []violation {
 		strings.HasPrefix(g.Branch, "-") || strings.HasSuffix(g.Branch, "/") || strings.HasSuffix(g.Branch, ".lock")) {
 		add(at+".branch", "%q is not a branch name", g.Branch)
 	}
-	for field, t := range map[string]GitTarget{"stable": g.Stable, "canary": g.Canary} {
-		p := at + "." + field
+	targets := map[string]GitTarget{"stable": g.Stable, "canary": g.Canary}
+	fields := []string{"stable", "canary"}
+	for _, stage := range slices.Sorted(maps.Keys(g.Stages)) {
+		targets["stages."+stage] = g.Stages[stage]
+		fields = append(fields, "stages."+stage)
+	}
+	writes := map[GitTarget]string{}
+	for _, field := range fields {
+		t, p := targets[field], at+"."+field
 		switch {
 		case t.Path == "":
 			add(p+".path", "is required: the file in the repository")
@@ -187,9 +240,10 @@ func validateGit(at string, g *GitWorkload) []violation {
 		case t.ValuesKey != "" && !valuesKey.MatchString(t.ValuesKey):
 			add(p+".valuesKey", "%q is not a dotted key such as canary.image", t.ValuesKey)
 		}
-	}
-	if g.Stable == g.Canary && g.Stable.Path != "" {
-		add(at+".canary", "writes the same entry as stable")
+		if other, dup := writes[t]; dup && t.Path != "" {
+			add(p, "writes the same entry as %s", other)
+		}
+		writes[t] = field
 	}
 	for field, s := range map[string]Secret{"username": g.Username, "password": g.Password} {
 		if s.Env != "" && s.File != "" {

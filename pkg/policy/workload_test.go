@@ -121,3 +121,67 @@ func wantProblems(t *testing.T, doc string, want []string) {
 		}
 	}
 }
+
+// A workload can run the application's pre-production stages: each names
+// its Deployment, in the workload's namespace or another; with git, each
+// also names where its image is written.
+func TestWorkloadStages(t *testing.T) {
+	stages := "    stages:\n      - {name: staging, url: http://s, checks: {dast: {}}}\n      - {name: qa, url: http://q, checks: {dast: {}}}\n"
+	doc := workloadHead + stages + "    workload:\n      type: kubernetes\n      namespace: shop\n      stable: shop\n      canary: shop-canary\n      stages: {staging: shop-staging, qa: qa/shop}\n"
+	p, err := Parse("p.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.Apps[0].Workload
+	for stage, want := range map[string]string{"staging": "shop/shop-staging", "qa": "qa/shop"} {
+		if ns, name, ok := w.StageDeployment(stage); !ok || ns+"/"+name != want {
+			t.Errorf("stage %s runs in %s/%s (%v), want %s", stage, ns, name, ok, want)
+		}
+	}
+	if _, _, ok := w.StageDeployment("production"); ok {
+		t.Error("the workload runs production as a stage")
+	}
+
+	for _, tc := range []struct {
+		name, workload string
+		want           []string
+	}{
+		{"unknown stage", "stages: {preprod: shop-pre, production: shop-prod}", []string{
+			`p.yaml:15: apps[0].workload.stages.preprod: "preprod" is not a pre-production stage of the application`,
+			`p.yaml:15: apps[0].workload.stages.production: "production" is not a pre-production stage of the application`}},
+		{"names", "stages: {staging: Shop_Staging, qa: shop-canary}", []string{
+			`p.yaml:15: apps[0].workload.stages.qa: Deployment shop/shop-canary already runs canary`,
+			`p.yaml:15: apps[0].workload.stages.staging: "Shop_Staging" is not a Deployment ([namespace/]name)`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantProblems(t, workloadHead+stages+"    workload:\n      type: kubernetes\n      namespace: shop\n      stable: shop\n      canary: shop-canary\n      "+tc.workload+"\n", tc.want)
+		})
+	}
+
+	git := workloadHead + stages + `    workload:
+      type: git
+      namespace: shop
+      stable: shop
+      canary: shop-canary
+      stages: {staging: shop-staging}
+      git:
+        url: https://git.example.com/platform/apps.git
+        stable: {path: shop/values.yaml, valuesKey: stable.image}
+        canary: {path: shop/values.yaml, valuesKey: canary.image}
+        stages:
+          staging: {path: shop/values.yaml, valuesKey: staging.image}
+`
+	p, err = Parse("p.yaml", []byte(git))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := p.Apps[0].Workload.Git; g.Stages["staging"].ValuesKey != "staging.image" {
+		t.Fatalf("git stages = %+v", g.Stages)
+	}
+	bad := strings.Replace(git, "staging.image", "canary.image", 1)
+	bad = strings.Replace(bad, "stages: {staging: shop-staging}", "stages: {staging: shop-staging, qa: shop-qa}", 1)
+	wantProblems(t, bad, []string{
+		"apps[0].workload.git.stages.staging: writes the same entry as canary",
+		"apps[0].workload.git.stages: has no target for stage qa",
+	})
+}

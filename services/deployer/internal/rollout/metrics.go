@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
 		}, []string{"result"}),
 		stages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rampart_deployer_stage_candidates_total", Help: "Candidates in pre-production stages, by stage and what happened: deployed, passed, stopped.",
+			Name: "rampart_deployer_stage_candidates_total", Help: "Candidates in pre-production stages, by stage and what happened: deployed, passed, stopped, failed (never served by its stage).",
 		}, []string{"stage", "result"}),
 	}
 	if reg != nil {

@@ -83,6 +83,7 @@ func (o *owner) reconcile(ctx context.Context) (next time.Duration) {
 	for _, s := range []step{
 		{"lease", o.stepLease},       // hold the application, or leave it to its owner
 		{"requests", o.stepRequests}, // apply what other replicas left in the inbox
+		{"stages", o.stepStages},     // announce the stages that serve their candidate now
 		{"finish", o.stepFinish},     // announce the end of the active rollout, record the release
 		{"start", o.stepStart},       // begin the queued candidate when nothing is active
 		{"progress", o.stepProgress}, // move the active rollout on when its step is due

@@ -80,6 +80,9 @@ type AppState struct {
 	// Inbox holds requests that replicas without the lease received, for
 	// the owner to apply in order.
 	Inbox []Request `json:"inbox,omitempty"`
+	// Staging are candidates deployed to a stage and not yet served there
+	// (at most one per stage): the stage is announced once it serves it.
+	Staging []Staging `json:"staging,omitempty"`
 	// Ready is the outcome of the owner's last pass.
 	Ready *Condition `json:"ready,omitempty"`
 }
@@ -93,7 +96,9 @@ func (a *AppState) Live() *Release {
 }
 
 // hasWork reports whether the application needs an owner.
-func (a *AppState) hasWork() bool { return a.Active != "" || a.Queued != nil || len(a.Inbox) > 0 }
+func (a *AppState) hasWork() bool {
+	return a.Active != "" || a.Queued != nil || len(a.Inbox) > 0 || len(a.Staging) > 0
+}
 
 // Condition is the Ready condition of an application, as Flux records one
 // on the objects it reconciles. It changes only when Status, Reason or

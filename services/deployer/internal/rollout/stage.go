@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -30,6 +32,12 @@ const (
 // StageSlot is the slot of a pre-production stage: a Workload deploys the
 // candidate there before the stage's checks run.
 func StageSlot(stage string) Slot { return Slot("stage:" + stage) }
+
+// StageOf is the stage of a stage slot; ok is false for the stable and
+// canary slots.
+func StageOf(slot Slot) (stage string, ok bool) {
+	return strings.CutPrefix(string(slot), "stage:")
+}
 
 // Staged is what runs in one pre-production stage of an application: the
 // last candidate deployed there. A stage verdict about any other artifact
@@ -72,12 +80,37 @@ func (m *Manager) stageRequest(app policy.App, s events.Scan, ev cloudevents.Eve
 	return &Request{Kind: KindStagePassed, ID: ev.ID(), App: app.Name, Stage: stage.Name, Received: received, Candidate: c}, nil
 }
 
+// StageRunner is a Workload that runs only some of an application's
+// pre-production stages (those its policy names); the others are deployed
+// by other means. A Workload that is not a StageRunner runs them all.
+type StageRunner interface {
+	RunsStage(app policy.App, stage string) bool
+}
+
+// Staging is a candidate deployed to a stage whose workload has not yet
+// reported it served there; the stage is announced once it is.
+type Staging struct {
+	Stage      string    `json:"stage"`
+	Candidate  Candidate `json:"candidate"`
+	DeployedAt time.Time `json:"deployedAt"`
+}
+
+// stageWorkload is the workload that runs stage of app, nil for none.
+func (o *owner) stageWorkload(app policy.App, stage string) Workload {
+	w := o.workload()
+	if sr, ok := w.(StageRunner); ok && !sr.RunsStage(app, stage) {
+		return nil
+	}
+	return w
+}
+
 // toStage deploys a candidate to a pre-production stage and announces it
-// (environment.modified): the scanner checks it there. The candidate is
-// recorded as the stage's before it is announced, so its verdict always
-// finds it. Everything here is repeatable: a request applied again deploys
-// the same artifact again and announces the same event id, which the bus
-// keeps once.
+// (environment.modified): the scanner checks it there. With a workload that
+// reports progress (Awaiter), the announcement waits until the stage serves
+// the candidate (stepStages): checks of the version before would judge the
+// wrong artifact. Everything here is repeatable: a request applied again
+// deploys the same artifact again and announces the same event id, which
+// the bus keeps once.
 func (o *owner) toStage(ctx context.Context, c Candidate, stageName string) error {
 	app, err := o.policyApp()
 	if err != nil {
@@ -88,11 +121,81 @@ func (o *owner) toStage(ctx context.Context, c Candidate, stageName string) erro
 		o.log.Warn("candidate for a stage the policy no longer has; dropped", "stage", stageName, "artifact", c.Artifact)
 		return nil
 	}
-	if o.m.opts.Workload != nil {
-		if err := o.m.opts.Workload.Deploy(ctx, app, StageSlot(stage.Name), c.Artifact); err != nil {
-			return fmt.Errorf("deploy %s to stage %s: %w", c.Artifact, stage.Name, err)
+	w := o.stageWorkload(app, stage.Name)
+	if w == nil {
+		return o.announceStage(ctx, app, stage, c)
+	}
+	ctx = WithChange(ctx, Change{ChainID: c.ChainID})
+	if err := w.Deploy(ctx, app, StageSlot(stage.Name), c.Artifact); err != nil {
+		return fmt.Errorf("deploy %s to stage %s: %w", c.Artifact, stage.Name, err)
+	}
+	if _, ok := w.(Awaiter); !ok {
+		return o.announceStage(ctx, app, stage, c)
+	}
+	deployed := Staging{Stage: stage.Name, Candidate: c, DeployedAt: o.m.now().UTC()}
+	o.log.Info("candidate deployed to a stage; announced once it serves it", "stage", stage.Name, "artifact", c.Artifact)
+	return o.updateApp(ctx, func(a *AppState) bool {
+		a.Staging = slices.DeleteFunc(a.Staging, func(s Staging) bool { return s.Stage == stage.Name }) // the latest wins
+		a.Staging = append(a.Staging, deployed)
+		return true
+	})
+}
+
+// stepStages announces each stage whose workload now serves the candidate
+// deployed there, and drops a candidate whose stage will never serve it
+// (its progress deadline passed): it goes no further. Stages still on
+// their way are looked at again after the workload poll interval.
+func (o *owner) stepStages(ctx context.Context, p *pass) (result, error) {
+	pending := slices.Clone(o.state.Value.Staging)
+	if len(pending) == 0 {
+		return resultSuccess, nil
+	}
+	app, err := o.policyApp()
+	if err != nil {
+		return resultEmpty, err
+	}
+	for _, s := range pending {
+		stage, ok := app.Stage(s.Stage)
+		aw, awaits := o.stageWorkload(app, s.Stage).(Awaiter)
+		done := !ok || !awaits // the policy no longer has the stage, or no longer a workload for it
+		if !done {
+			pr, err := aw.Progress(ctx, app, StageSlot(s.Stage), s.Candidate.Artifact, s.DeployedAt)
+			switch {
+			case err != nil:
+				return resultEmpty, fmt.Errorf("progress of stage %s: %w", s.Stage, err)
+			case pr.Available:
+				if err := o.announceStage(ctx, app, stage, s.Candidate); err != nil {
+					return resultEmpty, err
+				}
+				done = true
+			case pr.Failed != "":
+				o.m.metrics.stages.WithLabelValues(s.Stage, "failed").Inc()
+				o.log.Error("candidate not served by its stage; it goes no further", "stage", s.Stage, "artifact", s.Candidate.Artifact, "reason", pr.Failed)
+				done = true
+			default:
+				o.log.Debug("waiting for the stage to serve the candidate", "stage", s.Stage, "waiting", pr.Waiting)
+				p.requeue(p.now.Add(o.m.opts.WorkloadPoll))
+			}
+		}
+		if done {
+			if err := o.updateApp(ctx, func(a *AppState) bool {
+				n := len(a.Staging)
+				a.Staging = slices.DeleteFunc(a.Staging, func(x Staging) bool {
+					return x.Stage == s.Stage && x.Candidate.ScanEventID == s.Candidate.ScanEventID
+				})
+				return len(a.Staging) != n
+			}); err != nil {
+				return resultEmpty, err
+			}
 		}
 	}
+	return resultSuccess, nil
+}
+
+// announceStage records c as what stage runs and announces it. The
+// candidate is recorded as the stage's before it is announced, so its
+// verdict always finds it.
+func (o *owner) announceStage(ctx context.Context, app policy.App, stage policy.Stage, c Candidate) error {
 	sum := sha256.Sum256([]byte(c.ScanEventID + "\x00" + stage.Name))
 	id := "stage:" + app.Name + "-" + hex.EncodeToString(sum[:6])
 	rec := Staged{App: app.Name, Stage: stage.Name, Artifact: c.Artifact, VerdictID: c.ScanEventID, EventID: id, At: o.m.now().UTC()}

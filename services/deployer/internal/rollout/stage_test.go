@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -200,5 +201,82 @@ func TestStoppedInStaging(t *testing.T) {
 	}
 	if n := len(h.stageDeployments()); n != 2 {
 		t.Fatalf("%d stage deployments after a repeat, want 2", n)
+	}
+}
+
+// stageRunner is a fakeWorkload that runs only the stages named.
+type stageRunner struct {
+	*fakeWorkload
+	stages []string
+}
+
+func (s stageRunner) RunsStage(_ policy.App, stage string) bool {
+	return slices.Contains(s.stages, stage)
+}
+
+// With a workload that reports progress, a stage is announced (and so
+// checked) only once it serves the candidate; a newer candidate takes the
+// stage over while the older one is still on its way; a candidate its
+// stage never serves goes no further. A stage the workload does not run is
+// announced at once, without a deploy.
+func TestStageAnnouncedOnceItServesTheCandidate(t *testing.T) {
+	h, _ := staged(t)
+	rt := &fakeRouter{}
+	w := newFakeWorkload(rt)
+	h.replicaWith(rt, Options{Owner: "d1", Workloads: map[string]Workload{"shop": stageRunner{w, []string{"staging"}}}, WorkloadPoll: 10 * time.Millisecond})
+	staging := StageSlot("staging")
+
+	h.verdict("scan-1", 1, events.OutcomePass, true)
+	w.waitPolls(h, staging, 5)
+	if got := w.history(); !slices.Equal(got, []string{"deploy stage:staging " + artifact(t, 1)}) {
+		t.Fatalf("calls %v", got)
+	}
+	if n := len(h.published("rampart.stage.>")); n != 0 {
+		t.Fatalf("staging announced %d times before it serves the candidate", n)
+	}
+	// A newer candidate takes the stage over.
+	h.verdict("scan-2", 2, events.OutcomePass, true)
+	h.waitFor("the second candidate deployed", func() error {
+		if s := h.app("shop").Staging; len(s) != 1 || s[0].Candidate.Artifact != artifact(t, 2) {
+			return fmt.Errorf("staging %+v", s)
+		}
+		return nil
+	})
+	w.set(staging, artifact(t, 2))
+	h.waitEvents("rampart.stage.>", 1)
+	if sd := h.stageDeployments()[0]; sd.Stage != "staging" || sd.ArtifactID != artifact(t, 2) || sd.VerdictID != "scan-2" {
+		t.Fatalf("staging deployment = %+v", sd)
+	}
+	h.waitFor("nothing left staging", func() error {
+		if s := h.app("shop").Staging; len(s) != 0 {
+			return fmt.Errorf("staging %+v", s)
+		}
+		return nil
+	})
+
+	// preprod is not the workload's: announced at once, never deployed.
+	h.stageVerdict("staging-2", 2, "staging", verdictStage, events.OutcomePass)
+	h.waitEvents("rampart.stage.>", 2)
+	if sd := h.stageDeployments()[1]; sd.Stage != "preprod" || sd.ArtifactID != artifact(t, 2) {
+		t.Fatalf("preprod deployment = %+v", sd)
+	}
+	if got := w.history(); len(got) != 2 || got[1] != "deploy stage:staging "+artifact(t, 2) {
+		t.Fatalf("calls %v: preprod deployed by the workload", got)
+	}
+
+	// A candidate its stage never serves is dropped, unannounced.
+	w.mu.Lock()
+	w.failed, w.failSlot = "progress deadline exceeded", staging
+	w.mu.Unlock()
+	h.verdict("scan-3", 3, events.OutcomePass, true)
+	h.waitFor("the failed candidate dropped", func() error {
+		if s := h.app("shop"); len(s.Staging) != 0 || !slices.Contains(w.history(), "deploy stage:staging "+artifact(t, 3)) {
+			return fmt.Errorf("staging %+v, calls %v", s.Staging, w.history())
+		}
+		return nil
+	})
+	h.consumed()
+	if n := len(h.published("rampart.stage.>")); n != 2 {
+		t.Fatalf("%d stage deployments announced, want none for the candidate its stage never served", n)
 	}
 }

@@ -22,6 +22,7 @@ type fakeWorkload struct {
 	available map[Slot]string
 	polls     map[Slot]int
 	failed    string
+	failSlot  Slot // the slot failed applies to (default: the canary)
 	// weightAtDeploy is the router's weight when each Deploy came.
 	weightAtDeploy []int
 }
@@ -41,7 +42,7 @@ func (f *fakeWorkload) Progress(_ context.Context, _ policy.App, slot Slot, arti
 		return Progress{}, fmt.Errorf("progress asked before the deploy was recorded")
 	}
 	f.polls[slot]++
-	if f.failed != "" && slot == SlotCanary {
+	if f.failed != "" && (slot == f.failSlot || f.failSlot == "" && slot == SlotCanary) {
 		return Progress{Failed: f.failed}, nil
 	}
 	return Progress{Available: f.available[slot] == artifact, Waiting: "replicas"}, nil

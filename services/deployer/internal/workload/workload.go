@@ -48,12 +48,20 @@ func Image(artifact string) (string, error) {
 	return ref, nil
 }
 
-// Deployment is the name of slot's Deployment in w.
-func Deployment(w *policy.Workload, slot rollout.Slot) string {
-	if slot == rollout.SlotStable {
-		return w.Stable
+// Deployment is the namespace and name of slot's Deployment in w; an error
+// for a stage w does not run.
+func Deployment(w *policy.Workload, slot rollout.Slot) (namespace, name string, err error) {
+	switch slot {
+	case rollout.SlotStable:
+		return w.Namespace, w.Stable, nil
+	case rollout.SlotCanary:
+		return w.Namespace, w.Canary, nil
 	}
-	return w.Canary
+	stage, _ := rollout.StageOf(slot)
+	if ns, name, ok := w.StageDeployment(stage); ok {
+		return ns, name, nil
+	}
+	return "", "", fmt.Errorf("the workload runs no %s slot (no workload.stages entry)", slot)
 }
 
 // Container is the index of the container that runs the application in

@@ -111,9 +111,9 @@ func (w *Workload) Deploy(ctx context.Context, app policy.App, slot rollout.Slot
 	if err != nil {
 		return err
 	}
-	target := w.git.Canary
-	if slot == rollout.SlotStable {
-		target = w.git.Stable
+	target, err := w.target(slot)
+	if err != nil {
+		return err
 	}
 	change := rollout.ChangeOf(ctx)
 	msg := fmt.Sprintf("%s: %s runs %s\n\nRollout: %s\nRelease-Chain: %s\n", app.Name, slot, image, change.RolloutID, change.ChainID)
@@ -135,6 +135,28 @@ func (w *Workload) Deploy(ctx context.Context, app policy.App, slot rollout.Slot
 	}
 	w.log.Info("image committed", "app", app.Name, "slot", slot, "image", image, "commit", hash.String(), "chain", change.ChainID)
 	return nil
+}
+
+// target is where slot's image is written.
+func (w *Workload) target(slot rollout.Slot) (policy.GitTarget, error) {
+	switch slot {
+	case rollout.SlotStable:
+		return w.git.Stable, nil
+	case rollout.SlotCanary:
+		return w.git.Canary, nil
+	}
+	stage, _ := rollout.StageOf(slot)
+	if t, ok := w.git.Stages[stage]; ok {
+		return t, nil
+	}
+	return policy.GitTarget{}, fmt.Errorf("git workload: no %s slot (no git.stages entry)", slot)
+}
+
+// RunsStage implements rollout.StageRunner: the stages git.stages names
+// (the policy requires a Deployment for each in workload.stages).
+func (w *Workload) RunsStage(_ policy.App, stage string) bool {
+	_, ok := w.git.Stages[stage]
+	return ok
 }
 
 // Progress reads slot's Deployment: the GitOps controller has applied the

@@ -345,3 +345,34 @@ func TestProgressReadsTheDeployment(t *testing.T) {
 		t.Fatalf("after: %+v %v", p, err)
 	}
 }
+
+// A stage of workload.stages gets its image in its own git target, one
+// commit naming the stage's slot; the other slots' entries are untouched. A
+// stage without a target is refused without a commit.
+func TestStageCommit(t *testing.T) {
+	dir, url := bareRepo(t)
+	c := conf(url)
+	c.Stages = map[string]string{"staging": "shop-staging"}
+	c.Git.Stages = map[string]policy.GitTarget{"staging": {Path: "shop/stable/values.yaml", ValuesKey: "staging.image"}}
+	w := newWorkload(t, c, nil)
+	if !w.RunsStage(shop, "staging") || w.RunsStage(shop, "qa") {
+		t.Fatal("RunsStage does not follow git.stages")
+	}
+	ctx := rollout.WithChange(t.Context(), rollout.Change{ChainID: "chain-42"})
+	if err := w.Deploy(ctx, shop, rollout.StageSlot("staging"), repo+"@"+digest1); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Deploy(ctx, shop, rollout.StageSlot("qa"), repo+"@"+digest1); err == nil || !strings.Contains(err.Error(), "no stage:qa slot") {
+		t.Fatalf("deploy to a stage without a target: %v", err)
+	}
+	h := history(t, dir)
+	if len(h) != 2 || !strings.HasPrefix(h[0].msg, "shop: stage:staging runs "+repo+"@"+digest1) || !strings.Contains(h[0].msg, "Release-Chain: chain-42") {
+		t.Fatalf("history %v", h)
+	}
+	if v := h[0].files["shop/stable/values.yaml"]; v != "replicaCount: 3\nimage: registry.example.com/shop:1.0\nstaging:\n  image: "+repo+"@"+digest1+"\n" {
+		t.Errorf("values:\n%s", v)
+	}
+	if h[0].files["shop/canary/kustomization.yaml"] != kustomization {
+		t.Error("the stage's commit changed the canary")
+	}
+}

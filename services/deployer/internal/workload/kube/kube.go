@@ -142,6 +142,13 @@ func (w *Workload) Progress(ctx context.Context, app policy.App, slot rollout.Sl
 	return workload.Status(d, c, image, w.now(), since.Add(w.conf.ProgressDeadline)), nil
 }
 
+// RunsStage implements rollout.StageRunner: the stages workload.stages
+// names.
+func (w *Workload) RunsStage(_ policy.App, stage string) bool {
+	_, _, ok := w.conf.StageDeployment(stage)
+	return ok
+}
+
 // ScaleDown sets slot's Deployment to 0 replicas, keeping its count in an
 // annotation for the next deploy.
 func (w *Workload) ScaleDown(ctx context.Context, app policy.App, slot rollout.Slot) error {
@@ -169,14 +176,17 @@ func (w *Workload) ScaleDown(ctx context.Context, app policy.App, slot rollout.S
 
 // get reads slot's Deployment and finds the application's container in it.
 func (w *Workload) get(ctx context.Context, app policy.App, slot rollout.Slot) (*appsv1.Deployment, int, error) {
-	name := workload.Deployment(&w.conf, slot)
-	d, err := w.client.AppsV1().Deployments(w.conf.Namespace).Get(ctx, name, metav1.GetOptions{})
+	ns, name, err := workload.Deployment(&w.conf, slot)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read Deployment %s/%s: %w", w.conf.Namespace, name, err)
+		return nil, 0, err
+	}
+	d, err := w.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read Deployment %s/%s: %w", ns, name, err)
 	}
 	c, err := workload.Container(&d.Spec.Template.Spec, w.conf.Container, app.Image)
 	if err != nil {
-		return nil, 0, fmt.Errorf("Deployment %s/%s: %w", w.conf.Namespace, name, err)
+		return nil, 0, fmt.Errorf("Deployment %s/%s: %w", ns, name, err)
 	}
 	return d, c, nil
 }

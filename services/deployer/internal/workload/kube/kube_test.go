@@ -354,3 +354,63 @@ func TestDeployConflict(t *testing.T) {
 		return nil
 	})
 }
+
+// A stage the workload runs is its own Deployment, in the workload's
+// namespace or another: the candidate's image goes there and nowhere else,
+// and its progress is read from it. A stage it does not run is refused
+// without a request.
+func TestStageSlot(t *testing.T) {
+	const ns = "stage-slot"
+	w, c := setup(t, ns, policy.Workload{Stages: map[string]string{"staging": "shop-staging", "qa": "stage-slot-qa/shop"}})
+	srv := kubetest.Shared(t)
+	admin := srv.Clientset(t)
+	srv.Namespace(t, "stage-slot-qa", nil)
+	for _, d := range []*appsv1.Deployment{deployment(ns, "shop-staging", 1), deployment("stage-slot-qa", "shop", 1)} {
+		if _, err := admin.AppsV1().Deployments(d.Namespace).Create(t.Context(), d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !w.RunsStage(shop, "staging") || !w.RunsStage(shop, "qa") || w.RunsStage(shop, "preprod") {
+		t.Fatal("RunsStage does not follow workload.stages")
+	}
+	ctx := t.Context()
+	since := time.Now()
+	staging := rollout.StageSlot("staging")
+	if err := w.Deploy(ctx, shop, staging, artifact(digest1)); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"shop-staging": artifact(digest1), "shop-canary": repo + ":1.0", "shop": repo + ":1.0"} {
+		if got := c.get(name).Spec.Template.Spec.Containers[0].Image; got != want {
+			t.Fatalf("%s runs %s, want %s", name, got, want)
+		}
+	}
+	if p, err := w.Progress(ctx, shop, staging, artifact(digest1), since); err != nil || p.Available || p.Waiting == "" {
+		t.Fatalf("staging before its controller saw it: %+v %v", p, err)
+	}
+	c.status("shop-staging", true, 1, 1, "NewReplicaSetAvailable")
+	if p, err := w.Progress(ctx, shop, staging, artifact(digest1), since); err != nil || !p.Available {
+		t.Fatalf("staging serving the candidate: %+v %v", p, err)
+	}
+	if err := w.Deploy(ctx, shop, rollout.StageSlot("preprod"), artifact(digest1)); err == nil || !strings.Contains(err.Error(), "no stage:preprod slot") {
+		t.Fatalf("deploy to a stage the workload does not run: %v", err)
+	}
+
+	// Another namespace: the deployer's Role must reach it (the chart's
+	// deployer.rbac.namespaces); with this test's Role it does not.
+	if err := unwrapStatus(w.Deploy(ctx, shop, rollout.StageSlot("qa"), artifact(digest2))); !apierrors.IsForbidden(err) {
+		t.Fatalf("deploy to a namespace outside the deployer's Role: %v", err)
+	}
+	conf := policy.Workload{Type: policy.WorkloadKubernetes, Namespace: ns, Stable: "shop", Canary: "shop-canary",
+		Stages: map[string]string{"qa": "stage-slot-qa/shop"}, ProgressDeadline: time.Minute}
+	wide, err := kube.New(conf, admin, kube.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wide.Deploy(ctx, shop, rollout.StageSlot("qa"), artifact(digest2)); err != nil {
+		t.Fatal(err)
+	}
+	qa, err := admin.AppsV1().Deployments("stage-slot-qa").Get(ctx, "shop", metav1.GetOptions{})
+	if err != nil || qa.Spec.Template.Spec.Containers[0].Image != artifact(digest2) {
+		t.Fatalf("qa Deployment %v: %v", qa.Spec.Template.Spec.Containers[0].Image, err)
+	}
+}
