@@ -29,7 +29,7 @@ import (
 // a message that FromMsg refuses. FuzzTranscode holds the two equal.
 
 // maxAttrExtensions is how many extension attributes the transcoder takes.
-const maxAttrExtensions = 8
+const maxAttrExtensions = 4
 
 // maxTranscodeDepth bounds the nesting of the data the transcoder takes,
 // far below encoding/json's own limit.
@@ -373,13 +373,30 @@ var jsonPlain = func() (t [utf8.RuneSelf]bool) {
 // dataScanner copies JSON data to out as encoding/json reformats it: no
 // whitespace, strings with their escapes as written but raw <, >, &,
 // U+2028 and U+2029 escaped, numbers and literals as written. It reads the
-// chain id (context.chainId of an object) on the way.
+// chain id (context.chainId of an object) on the way. It copies the data
+// in runs: up to what it drops (whitespace) or replaces (a raw character
+// to escape), from copied on.
 type dataScanner struct {
 	data    []byte
 	i       int
+	copied  int // data before this is in out
 	out     []byte
 	depth   int
 	chainID string
+}
+
+// skip drops data[s.i:to] from the copy.
+func (s *dataScanner) skip(to int) {
+	s.out = append(s.out, s.data[s.copied:s.i]...)
+	s.i, s.copied = to, to
+}
+
+// replace replaces the n bytes at s.i by with in the copy.
+func (s *dataScanner) replace(n int, with ...byte) {
+	s.out = append(s.out, s.data[s.copied:s.i]...)
+	s.out = append(s.out, with...)
+	s.i += n
+	s.copied = s.i
 }
 
 // Roles of an object for the chain id.
@@ -399,17 +416,25 @@ func (s *dataScanner) document() bool {
 		return false
 	}
 	s.space()
-	return s.i == len(s.data)
+	if s.i != len(s.data) {
+		return false
+	}
+	s.out = append(s.out, s.data[s.copied:]...)
+	return true
 }
 
 func (s *dataScanner) space() {
-	for s.i < len(s.data) {
-		switch s.data[s.i] {
+	j := s.i
+	for j < len(s.data) {
+		switch s.data[j] {
 		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
+			j++
+			continue
 		}
+		break
+	}
+	if j > s.i {
+		s.skip(j)
 	}
 }
 
@@ -442,7 +467,6 @@ func (s *dataScanner) literal(lit string) bool {
 	if len(s.data)-s.i < len(lit) || string(s.data[s.i:s.i+len(lit)]) != lit {
 		return false
 	}
-	s.out = append(s.out, lit...)
 	s.i += len(lit)
 	return true
 }
@@ -457,12 +481,10 @@ func (s *dataScanner) object(role int) bool {
 		return false
 	}
 	s.i++
-	s.out = append(s.out, '{')
 	s.space()
 	if s.i < len(s.data) && s.data[s.i] == '}' {
 		s.i++
 		s.depth--
-		s.out = append(s.out, '}')
 		return true
 	}
 	found := false
@@ -480,7 +502,6 @@ func (s *dataScanner) object(role int) bool {
 			return false
 		}
 		s.i++
-		s.out = append(s.out, ':')
 		s.space()
 		want := ""
 		switch role {
@@ -523,12 +544,10 @@ func (s *dataScanner) object(role int) bool {
 		switch s.data[s.i] {
 		case ',':
 			s.i++
-			s.out = append(s.out, ',')
 			continue
 		case '}':
 			s.i++
 			s.depth--
-			s.out = append(s.out, '}')
 			return true
 		}
 		return false
@@ -540,12 +559,10 @@ func (s *dataScanner) array() bool {
 		return false
 	}
 	s.i++
-	s.out = append(s.out, '[')
 	s.space()
 	if s.i < len(s.data) && s.data[s.i] == ']' {
 		s.i++
 		s.depth--
-		s.out = append(s.out, ']')
 		return true
 	}
 	for {
@@ -559,12 +576,10 @@ func (s *dataScanner) array() bool {
 		switch s.data[s.i] {
 		case ',':
 			s.i++
-			s.out = append(s.out, ',')
 			continue
 		case ']':
 			s.i++
 			s.depth--
-			s.out = append(s.out, ']')
 			return true
 		}
 		return false
@@ -585,22 +600,22 @@ func (s *dataScanner) str() (rawString, bool) {
 	const hex = "0123456789abcdef"
 	s.i++ // "
 	start := s.i
-	s.out = append(s.out, '"')
-	copied := s.i
 	escaped := false
-	for s.i < len(s.data) {
-		c := s.data[s.i]
+	for {
+		i := s.i
+		for i < len(s.data) && strPlain[s.data[i]] {
+			i++
+		}
+		s.i = i
+		if i >= len(s.data) {
+			return rawString{}, false
+		}
+		c := s.data[i]
 		if c < utf8.RuneSelf {
-			if jsonPlain[c] {
-				s.i++
-				continue
-			}
 			switch c {
 			case '"':
-				s.out = append(s.out, s.data[copied:s.i]...)
-				s.out = append(s.out, '"')
 				s.i++
-				return rawString{s.data[start : s.i-1], escaped}, true
+				return rawString{s.data[start:i], escaped}, true
 			case '\\':
 				if !s.escape() {
 					return rawString{}, false
@@ -608,29 +623,30 @@ func (s *dataScanner) str() (rawString, bool) {
 				escaped = true
 				continue
 			case '<', '>', '&':
-				s.out = append(s.out, s.data[copied:s.i]...)
-				s.out = append(s.out, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-				s.i++
-				copied = s.i
+				s.replace(1, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
 				continue
 			}
 			return rawString{}, false // a control character
 		}
-		r, size := utf8.DecodeRune(s.data[s.i:])
+		r, size := utf8.DecodeRune(s.data[i:])
 		switch r {
 		case utf8.RuneError:
 			if size == 1 {
 				return rawString{}, false
 			}
 		case '\u2028', '\u2029':
-			s.out = append(s.out, s.data[copied:s.i]...)
-			s.out = append(s.out, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			copied = s.i + size
+			s.replace(size, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			continue
 		}
 		s.i += size
 	}
-	return rawString{}, false
 }
+
+// strPlain holds the bytes that str copies without a look: jsonPlain's.
+var strPlain = func() (t [256]bool) {
+	copy(t[:], jsonPlain[:])
+	return t
+}()
 
 // escape steps over the escape sequence at s.i, which str copies as it is.
 func (s *dataScanner) escape() bool {
@@ -658,9 +674,8 @@ func (s *dataScanner) escape() bool {
 	return false
 }
 
-// number copies a number in JSON's grammar as written.
+// number steps over a number in JSON's grammar, copied as written.
 func (s *dataScanner) number() bool {
-	start := s.i
 	if s.data[s.i] == '-' {
 		s.i++
 	}
@@ -685,7 +700,6 @@ func (s *dataScanner) number() bool {
 			return false
 		}
 	}
-	s.out = append(s.out, s.data[start:s.i]...)
 	return true
 }
 

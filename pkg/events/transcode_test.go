@@ -250,3 +250,60 @@ func headLines(h nats.Header) string {
 	}
 	return b.String()
 }
+
+// BenchmarkTranscode compares the transcoder with what it replaces in the
+// ledger: FromMsg, Structured and ChainID (and the entry's compaction of
+// the event), for the ledger benchmark's commit event and a larger scan.
+func BenchmarkTranscode(b *testing.B) {
+	commit, err := NewCommit(Meta{ID: "b0-000001", Source: "/test", ChainID: "chain-1", App: "shop",
+		Time: time.Date(2025, 11, 26, 0, 0, 0, 0, time.UTC)}, Commit{Repository: "github.com/acme/shop", SHA: "abc123"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cm, err := ToMsg(SubjectOf(commit), commit)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var scan *nats.Msg
+	for _, m := range goldenMsgs(b) {
+		if m.Header.Get("ce-id") == "e-scan" {
+			scan = m
+		}
+	}
+	for _, m := range []struct {
+		name string
+		msg  *nats.Msg
+	}{{"commit", cm}, {"scan", scan}} {
+		h, data := m.msg.Header, m.msg.Data
+		b.Run(m.name+"/transcoder", func(b *testing.B) {
+			var buf []byte
+			for b.Loop() {
+				a, ok := ReadAttributes(h)
+				if !ok {
+					b.Fatal("not taken")
+				}
+				if buf, _, ok = a.AppendStructured(buf[:0], data); !ok {
+					b.Fatal("not taken")
+				}
+			}
+		})
+		b.Run(m.name+"/FromMsg+Structured+ChainID", func(b *testing.B) {
+			var buf bytes.Buffer
+			for b.Loop() {
+				ev, err := FromMsg(h, data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := Structured(ev)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = ChainID(ev)
+				buf.Reset()
+				if err := json.Compact(&buf, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
