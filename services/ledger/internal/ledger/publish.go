@@ -26,19 +26,24 @@ func (l *Ledger) signLoop() {
 	}
 }
 
-// sign fills in p's canonical bytes and leaf hash, and then closes p.signed.
+// sign fills in p's canonical bytes and leaf hash, and then marks p signed.
 // Entries too long for a bundle are signed, to be written one per message
 // as before bundles. It returns scratch, grown, for the next entry.
 func (l *Ledger) sign(p *pending, scratch []byte) []byte {
-	defer close(p.signed)
-	marshal := entry.Marshal
+	defer p.signed.Done()
+	marshal := entry.AppendMarshal
 	if p.event.fast || p.event.event != nil {
 		if completeEvent(p, scratch) {
 			scratch = p.entry.Event[:0]
-			marshal = entry.MarshalCompactEvent
+			marshal = entry.AppendCompactEvent
 		}
 	}
-	data, err := marshal(p.entry)
+	var buf []byte
+	select {
+	case buf = <-l.entryBufs:
+	default:
+	}
+	data, err := marshal(buf, &p.entry)
 	if err != nil {
 		p.err = fmt.Errorf("encoding ledger entry %d: %w", p.index, err)
 		return scratch
@@ -49,7 +54,7 @@ func (l *Ledger) sign(p *pending, scratch []byte) []byte {
 		p.sig = l.signer.SignEntry(data)
 	}
 	// Only the bytes are needed from here on.
-	p.entry, p.event, p.msg = nil, decoded{}, nil
+	p.entry, p.event, p.msg = entry.Entry{}, decoded{}, nil
 	return scratch
 }
 
@@ -123,11 +128,9 @@ func (l *Ledger) publishLoop(ctx context.Context) error {
 			flush()
 			return nil
 		}
-		select {
-		case <-p.signed:
-		case <-ctx.Done():
-			return nil
-		}
+		// Every entry queued here was handed to the sign workers first,
+		// and they sign each without waiting for anything.
+		p.signed.Wait()
 		if p.err != nil {
 			return p.err
 		}
@@ -175,6 +178,8 @@ func (l *Ledger) newBundle(ps []*pending) *bundleMsg {
 		for i, p := range ps {
 			data = bundle.Append(data, p.data)
 			leaves[i] = p.leaf
+			l.reuseEntryBuf(p.data)
+			p.data = nil
 		}
 		enc := bundle.EncodeLeaves(leaves)
 		sum := sha256.Sum256([]byte(enc))
@@ -189,6 +194,22 @@ func (l *Ledger) newBundle(ps []*pending) *bundleMsg {
 	}
 	l.prevID = b.id
 	return b
+}
+
+// maxReusedEntryBuf bounds the buffers kept for reuse: an entry longer than
+// that is rare, and its buffer is left to the garbage collector.
+const maxReusedEntryBuf = 4 << 10
+
+// reuseEntryBuf hands the buffer of an entry copied into its bundle back to
+// the sign workers, unless enough are waiting already.
+func (l *Ledger) reuseEntryBuf(b []byte) {
+	if cap(b) > maxReusedEntryBuf {
+		return
+	}
+	select {
+	case l.entryBufs <- b[:0]:
+	default:
+	}
 }
 
 // publish starts the async publish of b and hands it to the committer; false
