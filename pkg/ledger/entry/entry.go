@@ -158,30 +158,24 @@ func (e *Entry) validateFields() error {
 // written by hand because the ledger encodes every entry it records, and
 // reflection plus validating the event twice was a large part of that cost.
 func Marshal(e *Entry) ([]byte, error) {
-	return appendEntry(nil, e, false)
+	return marshal(e, false)
 }
 
-// AppendMarshal appends Marshal's bytes for e to dst, so that a caller can
-// reuse its buffers.
-func AppendMarshal(dst []byte, e *Entry) ([]byte, error) {
-	return appendEntry(dst, e, false)
-}
-
-// AppendCompactEvent is AppendMarshal for an entry whose event is known to
-// be valid JSON in compact form, exactly as Marshal's compaction writes it:
+// MarshalCompactEvent is Marshal for an entry whose event is known to be
+// valid JSON in compact form, exactly as Marshal's compaction writes it:
 // the event is copied as it is, without that second pass over it. The
 // ledger's transcoder (events.Attributes.AppendStructured) writes events
 // so. Given an event in any other form it writes bytes that Marshal would
 // not, which Unmarshal then rejects.
-func AppendCompactEvent(dst []byte, e *Entry) ([]byte, error) {
-	return appendEntry(dst, e, true)
+func MarshalCompactEvent(e *Entry) ([]byte, error) {
+	return marshal(e, true)
 }
 
-func appendEntry(dst []byte, e *Entry, compactEvent bool) ([]byte, error) {
+func marshal(e *Entry, compactEvent bool) ([]byte, error) {
 	if err := e.validateFields(); err != nil {
 		return nil, err
 	}
-	buf := bytes.NewBuffer(dst)
+	var buf bytes.Buffer
 	buf.Grow(256 + len(e.Event) + len(e.Subject) + len(e.Reason) + base64.StdEncoding.EncodedLen(len(e.Data)))
 	b := buf.AvailableBuffer()
 	b = append(b, `{"index":`...)
@@ -209,7 +203,7 @@ func appendEntry(dst []byte, e *Entry, compactEvent bool) ([]byte, error) {
 		buf.Write(b)
 		// Compact validates the event as it copies it, as encoding/json
 		// does for a json.RawMessage.
-		if err := json.Compact(buf, e.Event); err != nil {
+		if err := json.Compact(&buf, e.Event); err != nil {
 			return nil, fmt.Errorf("%w: event is not valid JSON: %w", ErrInvalid, err)
 		}
 		b = buf.AvailableBuffer()

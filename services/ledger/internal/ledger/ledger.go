@@ -173,9 +173,6 @@ type Ledger struct {
 	toSign    chan *pending
 	toPublish chan *pending
 	inflight  chan *bundleMsg
-	// entryBufs holds the buffers of entries already copied into their
-	// bundle, for the sign workers to encode the next entries into.
-	entryBufs chan []byte
 	// The chain index queue (chains.go), filled by the committer and
 	// catchUp and emptied by indexLoop.
 	idxMu     sync.Mutex
@@ -225,7 +222,6 @@ func New(b *bus.Bus, signer *checkpoint.Signer, opts Options, logger *slog.Logge
 		dedup:    map[string]uint64{},
 
 		committedBundle: make(chan struct{}, 1),
-		entryBufs:       make(chan []byte, opts.Window),
 	}, nil
 }
 

@@ -31,19 +31,14 @@ func (l *Ledger) signLoop() {
 // as before bundles. It returns scratch, grown, for the next entry.
 func (l *Ledger) sign(p *pending, scratch []byte) []byte {
 	defer p.signed.Done()
-	marshal := entry.AppendMarshal
+	marshal := entry.Marshal
 	if p.event.fast || p.event.event != nil {
 		if completeEvent(p, scratch) {
 			scratch = p.entry.Event[:0]
-			marshal = entry.AppendCompactEvent
+			marshal = entry.MarshalCompactEvent
 		}
 	}
-	var buf []byte
-	select {
-	case buf = <-l.entryBufs:
-	default:
-	}
-	data, err := marshal(buf, &p.entry)
+	data, err := marshal(&p.entry)
 	if err != nil {
 		p.err = fmt.Errorf("encoding ledger entry %d: %w", p.index, err)
 		return scratch
@@ -178,8 +173,6 @@ func (l *Ledger) newBundle(ps []*pending) *bundleMsg {
 		for i, p := range ps {
 			data = bundle.Append(data, p.data)
 			leaves[i] = p.leaf
-			l.reuseEntryBuf(p.data)
-			p.data = nil
 		}
 		enc := bundle.EncodeLeaves(leaves)
 		sum := sha256.Sum256([]byte(enc))
@@ -194,22 +187,6 @@ func (l *Ledger) newBundle(ps []*pending) *bundleMsg {
 	}
 	l.prevID = b.id
 	return b
-}
-
-// maxReusedEntryBuf bounds the buffers kept for reuse: an entry longer than
-// that is rare, and its buffer is left to the garbage collector.
-const maxReusedEntryBuf = 4 << 10
-
-// reuseEntryBuf hands the buffer of an entry copied into its bundle back to
-// the sign workers, unless enough are waiting already.
-func (l *Ledger) reuseEntryBuf(b []byte) {
-	if cap(b) > maxReusedEntryBuf {
-		return
-	}
-	select {
-	case l.entryBufs <- b[:0]:
-	default:
-	}
 }
 
 // publish starts the async publish of b and hands it to the committer; false
