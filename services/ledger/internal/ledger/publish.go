@@ -26,11 +26,11 @@ func (l *Ledger) signLoop() {
 	}
 }
 
-// sign fills in p's canonical bytes and leaf hash, and then marks p signed.
+// sign fills in p's canonical bytes and leaf hash, and then closes p.signed.
 // Entries too long for a bundle are signed, to be written one per message
 // as before bundles. It returns scratch, grown, for the next entry.
 func (l *Ledger) sign(p *pending, scratch []byte) []byte {
-	defer p.signed.Done()
+	defer close(p.signed)
 	marshal := entry.Marshal
 	if p.event.fast || p.event.event != nil {
 		if completeEvent(p, scratch) {
@@ -38,7 +38,7 @@ func (l *Ledger) sign(p *pending, scratch []byte) []byte {
 			marshal = entry.MarshalCompactEvent
 		}
 	}
-	data, err := marshal(&p.entry)
+	data, err := marshal(p.entry)
 	if err != nil {
 		p.err = fmt.Errorf("encoding ledger entry %d: %w", p.index, err)
 		return scratch
@@ -49,7 +49,7 @@ func (l *Ledger) sign(p *pending, scratch []byte) []byte {
 		p.sig = l.signer.SignEntry(data)
 	}
 	// Only the bytes are needed from here on.
-	p.entry, p.event, p.msg = entry.Entry{}, decoded{}, nil
+	p.entry, p.event, p.msg = nil, decoded{}, nil
 	return scratch
 }
 
@@ -123,9 +123,11 @@ func (l *Ledger) publishLoop(ctx context.Context) error {
 			flush()
 			return nil
 		}
-		// Every entry queued here was handed to the sign workers first,
-		// and they sign each without waiting for anything.
-		p.signed.Wait()
+		select {
+		case <-p.signed:
+		case <-ctx.Done():
+			return nil
+		}
 		if p.err != nil {
 			return p.err
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -27,19 +26,17 @@ var deadLetterPrefix = events.SubjectPrefix + "." + events.KindDeadLetter + "."
 type pending struct {
 	// Set by the handler.
 	index     uint64
-	streamSeq uint64      // RAMPART sequence of the recorded message
-	entry     entry.Entry // until encoded
-	event     decoded     // the event, for completeEvent, until encoded; none for a dead letter
-	msg       storedMsg   // the RAMPART message, until encoded
+	streamSeq uint64       // RAMPART sequence of the recorded message
+	entry     *entry.Entry // until encoded
+	event     decoded      // the event, for completeEvent, until encoded; none for a dead letter
+	msg       storedMsg    // the RAMPART message, until encoded
 	// ack is the delivered RAMPART message, acknowledged once the entry is
 	// stored (the consumer acknowledges all before it); nil for a message
 	// read by fillGap.
 	ack      jetstream.Msg
 	kind     entry.Kind
 	received time.Time
-	// signed is done once the sign worker has set the fields below: it
-	// always does, for every entry handed to it.
-	signed sync.WaitGroup
+	signed   chan struct{} // closed by the sign worker when the fields below are set
 
 	// Set by the sign worker.
 	chainID string
@@ -154,22 +151,22 @@ type storedMsg interface {
 // recordMsg makes msg, at stream sequence seq, the next entry (or a
 // duplicate, or poison) and hands it on; see handle.
 func (l *Ledger) recordMsg(ctx context.Context, msg storedMsg, seq uint64) error {
-	// One allocation per entry: the pending holds the entry and the event.
-	p := &pending{index: l.next, streamSeq: seq, msg: msg, received: time.Now()}
-	dedupKey, dup, err := l.entryFor(p, msg, seq)
+	received := time.Now()
+	e, dedupKey, ev, err := l.entryFor(msg, seq)
 	if err != nil {
 		l.metrics.poison.Inc()
 		l.lastSeq = seq
 		return bus.Poison(err)
 	}
-	if dup {
+	if e == nil {
 		l.metrics.duplicates.Inc()
 		l.log.Debug("event already recorded", "subject", msg.Subject(), "seq", seq, "entry", l.dedup[dedupKey])
 		l.lastSeq = seq
 		return nil
 	}
-	p.entry.Index, p.kind = p.index, p.entry.Kind
-	p.signed.Add(1)
+	e.Index = l.next
+	p := &pending{index: e.Index, streamSeq: seq, entry: e, event: ev, msg: msg, kind: e.Kind,
+		received: received, signed: make(chan struct{})}
 	if d, ok := msg.(delivered); ok {
 		p.ack = d.Msg
 	}
@@ -206,13 +203,12 @@ type decoded struct {
 	event *cloudevents.Event // when not fast; nil for a dead letter
 }
 
-// entryFor builds p's entry for a RAMPART message, without its index and,
-// for an event, without the parts completeEvent adds from p.event. It says
-// dup for an event that is already recorded, and returns an error for a
-// message that is not a CloudEvent.
-func (l *Ledger) entryFor(p *pending, msg storedMsg, seq uint64) (dedupKey string, dup bool, err error) {
-	e, ev := &p.entry, &p.event
-	*e = entry.Entry{
+// entryFor builds the entry for a RAMPART message, without its index and,
+// for an event, without the parts completeEvent adds from the returned
+// event. It returns a nil entry for an event that is already recorded, and
+// an error for a message that is not a CloudEvent.
+func (l *Ledger) entryFor(msg storedMsg, seq uint64) (e *entry.Entry, dedupKey string, ev decoded, err error) {
+	e = &entry.Entry{
 		RecordedAt: l.opts.Now().UTC(),
 		Subject:    msg.Subject(),
 		StreamSeq:  seq,
@@ -227,7 +223,7 @@ func (l *Ledger) entryFor(p *pending, msg storedMsg, seq uint64) (dedupKey strin
 		e.OriginalSubject = h.Get(bus.HeaderOriginalSubject)
 		e.Headers = deadLetterHeaders(h)
 		e.Data = msg.Data()
-		return "", false, nil
+		return e, "", decoded{}, nil
 	}
 	// A message the transcoder takes is one FromMsg decodes, to these
 	// attributes; FromMsg decides about every other.
@@ -236,19 +232,19 @@ func (l *Ledger) entryFor(p *pending, msg storedMsg, seq uint64) (dedupKey strin
 	} else {
 		event, err := events.FromMsg(msg.Headers(), msg.Data())
 		if err != nil {
-			return "", false, err
+			return nil, "", decoded{}, err
 		}
 		ev.event = &event
 		e.EventID, e.Source, e.Type = event.ID(), event.Source(), event.Type()
 	}
 	dedupKey = e.Source + "\x00" + e.EventID
 	if _, dup := l.dedup[dedupKey]; dup {
-		return dedupKey, true, nil
+		return nil, dedupKey, decoded{}, nil
 	}
 	// The structured encoding and the chain id are left to the sign
 	// workers (completeEvent): they depend on nothing but the event.
 	e.Kind = entry.KindEvent
-	return dedupKey, false, nil
+	return e, dedupKey, ev, nil
 }
 
 // completeEvent fills in the structured-mode event and the chain id of an
@@ -260,7 +256,7 @@ func (l *Ledger) entryFor(p *pending, msg storedMsg, seq uint64) (dedupKey strin
 // that it still has its place in the ledger (it is not terminated on the
 // bus: it was already acknowledged).
 func completeEvent(p *pending, scratch []byte) (compact bool) {
-	e := &p.entry
+	e := p.entry
 	if p.event.fast {
 		out, chainID, ok := p.event.attrs.AppendStructured(scratch[:0], p.msg.Data())
 		if ok {
@@ -288,7 +284,7 @@ func completeEvent(p *pending, scratch []byte) (compact bool) {
 // deadLetterOf makes p's entry the dead-letter entry of an event that did
 // not encode.
 func deadLetterOf(p *pending, err error) {
-	e := &p.entry
+	e := p.entry
 	*e = entry.Entry{
 		Index:           e.Index,
 		RecordedAt:      e.RecordedAt,
