@@ -477,15 +477,8 @@ func (s *dataScanner) literal(lit string) bool {
 // sure of (escaped, non-ASCII, another case, repeated) or a value of
 // another type makes the scanner give up.
 func (s *dataScanner) object(role int) bool {
-	if s.depth++; s.depth > maxTranscodeDepth {
-		return false
-	}
-	s.i++
-	s.space()
-	if s.i < len(s.data) && s.data[s.i] == '}' {
-		s.i++
-		s.depth--
-		return true
+	if empty, ok := s.open('}'); empty || !ok {
+		return ok
 	}
 	found := false
 	for {
@@ -537,53 +530,59 @@ func (s *dataScanner) object(role int) bool {
 		if !ok {
 			return false
 		}
-		s.space()
-		if s.i >= len(s.data) {
-			return false
+		if more, ok := s.next('}'); !more {
+			return ok
 		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-			continue
-		case '}':
-			s.i++
-			s.depth--
-			return true
-		}
-		return false
 	}
 }
 
 func (s *dataScanner) array() bool {
-	if s.depth++; s.depth > maxTranscodeDepth {
-		return false
-	}
-	s.i++
-	s.space()
-	if s.i < len(s.data) && s.data[s.i] == ']' {
-		s.i++
-		s.depth--
-		return true
+	if empty, ok := s.open(']'); empty || !ok {
+		return ok
 	}
 	for {
 		if !s.value() {
 			return false
 		}
-		s.space()
-		if s.i >= len(s.data) {
-			return false
+		if more, ok := s.next(']'); !more {
+			return ok
 		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-			continue
-		case ']':
-			s.i++
-			s.depth--
-			return true
-		}
-		return false
 	}
+}
+
+// open steps into the object or array at s.i, which closing ends, and
+// says whether it is empty (and then already closed).
+func (s *dataScanner) open(closing byte) (empty, ok bool) {
+	if s.depth++; s.depth > maxTranscodeDepth {
+		return false, false
+	}
+	s.i++
+	s.space()
+	if s.i < len(s.data) && s.data[s.i] == closing {
+		s.i++
+		s.depth--
+		return true, true
+	}
+	return false, true
+}
+
+// next steps over what follows an element: more after a comma; not more,
+// but ok, after closing.
+func (s *dataScanner) next(closing byte) (more, ok bool) {
+	s.space()
+	if s.i >= len(s.data) {
+		return false, false
+	}
+	switch s.data[s.i] {
+	case ',':
+		s.i++
+		return true, true
+	case closing:
+		s.i++
+		s.depth--
+		return false, true
+	}
+	return false, false
 }
 
 // rawString is a string's text between its quotes, and whether it has
@@ -674,40 +673,11 @@ func (s *dataScanner) escape() bool {
 	return false
 }
 
-// number steps over a number in JSON's grammar, copied as written.
+// number steps over a number in JSON's grammar (the tree scanner's),
+// copied as written.
 func (s *dataScanner) number() bool {
-	if s.data[s.i] == '-' {
-		s.i++
-	}
-	switch {
-	case s.i < len(s.data) && s.data[s.i] == '0':
-		s.i++
-	case s.digits() == 0:
-		return false
-	}
-	if s.i < len(s.data) && s.data[s.i] == '.' {
-		s.i++
-		if s.digits() == 0 {
-			return false
-		}
-	}
-	if s.i < len(s.data) && (s.data[s.i] == 'e' || s.data[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.data) && (s.data[s.i] == '+' || s.data[s.i] == '-') {
-			s.i++
-		}
-		if s.digits() == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *dataScanner) digits() int {
-	n := 0
-	for s.i < len(s.data) && '0' <= s.data[s.i] && s.data[s.i] <= '9' {
-		s.i++
-		n++
-	}
-	return n
+	t := treeScanner{data: s.data, i: s.i, skim: true}
+	_, ok := t.number()
+	s.i = t.i
+	return ok
 }
