@@ -158,6 +158,20 @@ func (e *Entry) validateFields() error {
 // written by hand because the ledger encodes every entry it records, and
 // reflection plus validating the event twice was a large part of that cost.
 func Marshal(e *Entry) ([]byte, error) {
+	return marshal(e, false)
+}
+
+// MarshalCompactEvent is Marshal for an entry whose event is known to be
+// valid JSON in compact form, exactly as Marshal's compaction writes it:
+// the event is copied as it is, without that second pass over it. The
+// ledger's transcoder (events.Attributes.AppendStructured) writes events
+// so. Given an event in any other form it writes bytes that Marshal would
+// not, which Unmarshal then rejects.
+func MarshalCompactEvent(e *Entry) ([]byte, error) {
+	return marshal(e, true)
+}
+
+func marshal(e *Entry, compactEvent bool) ([]byte, error) {
 	if err := e.validateFields(); err != nil {
 		return nil, err
 	}
@@ -167,7 +181,10 @@ func Marshal(e *Entry) ([]byte, error) {
 	b = append(b, `{"index":`...)
 	b = strconv.AppendUint(b, e.Index, 10)
 	b = append(b, `,"recordedAt":`...)
-	b = appendString(b, e.RecordedAt.UTC().Format(time.RFC3339Nano))
+	// RFC 3339 is digits and "-:.TZ": nothing to escape.
+	b = append(b, '"')
+	b = e.RecordedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
 	b = append(b, `,"subject":`...)
 	b = appendString(b, e.Subject)
 	b = append(b, `,"streamSeq":`...)
@@ -178,7 +195,10 @@ func Marshal(e *Entry) ([]byte, error) {
 	b = appendField(b, "source", e.Source)
 	b = appendField(b, "type", e.Type)
 	b = appendField(b, "chainId", e.ChainID)
-	if len(e.Event) != 0 {
+	if len(e.Event) != 0 && compactEvent {
+		b = append(b, `,"event":`...)
+		b = append(b, e.Event...)
+	} else if len(e.Event) != 0 {
 		b = append(b, `,"event":`...)
 		buf.Write(b)
 		// Compact validates the event as it copies it, as encoding/json

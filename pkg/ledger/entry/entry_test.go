@@ -345,6 +345,17 @@ func FuzzMarshalMatchesEncodingJSON(f *testing.F) {
 		if gotErr == nil && !bytes.Equal(got, want) {
 			t.Fatalf("Marshal:\n got %s\nwant %s", got, want)
 		}
+		if gotErr == nil && !dead {
+			// The same entry with its event already compacted.
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, e.Event); err != nil {
+				t.Fatalf("Marshal took an event json.Compact refuses: %v", err)
+			}
+			e.Event = compact.Bytes()
+			if fast, err := MarshalCompactEvent(e); err != nil || !bytes.Equal(fast, got) {
+				t.Fatalf("MarshalCompactEvent:\n got %s (%v)\nwant %s", fast, err, got)
+			}
+		}
 	})
 }
 

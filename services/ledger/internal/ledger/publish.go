@@ -20,23 +20,28 @@ import (
 // channel is closed. Several run at once (GOMAXPROCS): an entry does not
 // depend on any other.
 func (l *Ledger) signLoop() {
+	var scratch []byte // the structured event, until the entry is encoded
 	for p := range l.toSign {
-		l.sign(p)
+		scratch = l.sign(p, scratch)
 	}
 }
 
 // sign fills in p's canonical bytes and leaf hash, and then closes p.signed.
 // Entries too long for a bundle are signed, to be written one per message
-// as before bundles.
-func (l *Ledger) sign(p *pending) {
+// as before bundles. It returns scratch, grown, for the next entry.
+func (l *Ledger) sign(p *pending, scratch []byte) []byte {
 	defer close(p.signed)
-	if p.event != nil {
-		completeEvent(p)
+	marshal := entry.Marshal
+	if p.event.fast || p.event.event != nil {
+		if completeEvent(p, scratch) {
+			scratch = p.entry.Event[:0]
+			marshal = entry.MarshalCompactEvent
+		}
 	}
-	data, err := entry.Marshal(p.entry)
+	data, err := marshal(p.entry)
 	if err != nil {
 		p.err = fmt.Errorf("encoding ledger entry %d: %w", p.index, err)
-		return
+		return scratch
 	}
 	p.data = data
 	p.leaf = tlog.RecordHash(data)
@@ -44,7 +49,8 @@ func (l *Ledger) sign(p *pending) {
 		p.sig = l.signer.SignEntry(data)
 	}
 	// Only the bytes are needed from here on.
-	p.entry, p.event, p.msg = nil, nil, nil
+	p.entry, p.event, p.msg = nil, decoded{}, nil
+	return scratch
 }
 
 // maxBundlesInFlight is how many bundles the publisher lets wait for their

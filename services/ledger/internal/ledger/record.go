@@ -26,10 +26,10 @@ var deadLetterPrefix = events.SubjectPrefix + "." + events.KindDeadLetter + "."
 type pending struct {
 	// Set by the handler.
 	index     uint64
-	streamSeq uint64             // RAMPART sequence of the recorded message
-	entry     *entry.Entry       // until encoded
-	event     *cloudevents.Event // the decoded event, for completeEvent; nil for a dead letter
-	msg       storedMsg          // the RAMPART message, until encoded
+	streamSeq uint64       // RAMPART sequence of the recorded message
+	entry     *entry.Entry // until encoded
+	event     decoded      // the event, for completeEvent, until encoded; none for a dead letter
+	msg       storedMsg    // the RAMPART message, until encoded
 	// ack is the delivered RAMPART message, acknowledged once the entry is
 	// stored (the consumer acknowledges all before it); nil for a message
 	// read by fillGap.
@@ -193,11 +193,21 @@ func (l *Ledger) recordMsg(ctx context.Context, msg storedMsg, seq uint64) error
 	return nil
 }
 
+// decoded is an event entry's event as the handler read it, for
+// completeEvent: its attributes, read by the transcoder (decision 0028,
+// "Append fast path"), or FromMsg's event for a message the transcoder
+// does not take.
+type decoded struct {
+	attrs events.Attributes // when fast
+	fast  bool
+	event *cloudevents.Event // when not fast; nil for a dead letter
+}
+
 // entryFor builds the entry for a RAMPART message, without its index and,
 // for an event, without the parts completeEvent adds from the returned
-// CloudEvent. It returns a nil entry for an event that is already recorded,
-// and an error for a message that is not a CloudEvent.
-func (l *Ledger) entryFor(msg storedMsg, seq uint64) (e *entry.Entry, dedupKey string, ev *cloudevents.Event, err error) {
+// event. It returns a nil entry for an event that is already recorded, and
+// an error for a message that is not a CloudEvent.
+func (l *Ledger) entryFor(msg storedMsg, seq uint64) (e *entry.Entry, dedupKey string, ev decoded, err error) {
 	e = &entry.Entry{
 		RecordedAt: l.opts.Now().UTC(),
 		Subject:    msg.Subject(),
@@ -213,40 +223,68 @@ func (l *Ledger) entryFor(msg storedMsg, seq uint64) (e *entry.Entry, dedupKey s
 		e.OriginalSubject = h.Get(bus.HeaderOriginalSubject)
 		e.Headers = deadLetterHeaders(h)
 		e.Data = msg.Data()
-		return e, "", nil, nil
+		return e, "", decoded{}, nil
 	}
-	decoded, err := events.FromMsg(msg.Headers(), msg.Data())
-	if err != nil {
-		return nil, "", nil, err
+	// A message the transcoder takes is one FromMsg decodes, to these
+	// attributes; FromMsg decides about every other.
+	if ev.attrs, ev.fast = events.ReadAttributes(msg.Headers()); ev.fast {
+		e.EventID, e.Source, e.Type = ev.attrs.ID, ev.attrs.Source, ev.attrs.Type
+	} else {
+		event, err := events.FromMsg(msg.Headers(), msg.Data())
+		if err != nil {
+			return nil, "", decoded{}, err
+		}
+		ev.event = &event
+		e.EventID, e.Source, e.Type = event.ID(), event.Source(), event.Type()
 	}
-	dedupKey = decoded.Source() + "\x00" + decoded.ID()
+	dedupKey = e.Source + "\x00" + e.EventID
 	if _, dup := l.dedup[dedupKey]; dup {
-		return nil, dedupKey, nil, nil
+		return nil, dedupKey, decoded{}, nil
 	}
 	// The structured encoding and the chain id are left to the sign
 	// workers (completeEvent): they depend on nothing but the event.
 	e.Kind = entry.KindEvent
-	e.EventID = decoded.ID()
-	e.Source = decoded.Source()
-	e.Type = decoded.Type()
-	return e, dedupKey, &decoded, nil
+	return e, dedupKey, ev, nil
 }
 
 // completeEvent fills in the structured-mode event and the chain id of an
-// event entry; a sign worker calls it before encoding the entry. An event
-// that FromMsg decoded always encodes; should it ever not, the message is
-// recorded as a dead-letter entry with the reason, so that it still has its
-// place in the ledger (it is not terminated on the bus: it was already
-// acknowledged).
-func completeEvent(p *pending) {
+// event entry; a sign worker calls it before encoding the entry. The
+// transcoder writes them into scratch, compact (compact is then true), for
+// the messages whose data it takes; FromMsg, Structured and ChainID for
+// every other. An event that FromMsg decoded always encodes; should it ever
+// not, the message is recorded as a dead-letter entry with the reason, so
+// that it still has its place in the ledger (it is not terminated on the
+// bus: it was already acknowledged).
+func completeEvent(p *pending, scratch []byte) (compact bool) {
 	e := p.entry
-	structured, err := events.Structured(*p.event)
+	if p.event.fast {
+		out, chainID, ok := p.event.attrs.AppendStructured(scratch[:0], p.msg.Data())
+		if ok {
+			e.Event, e.ChainID, p.chainID = out, chainID, chainID
+			return true
+		}
+		ev, err := events.FromMsg(p.msg.Headers(), p.msg.Data())
+		if err != nil { // ReadAttributes said it decodes: a bug
+			deadLetterOf(p, fmt.Errorf("decoding: %w", err))
+			return false
+		}
+		p.event.event = &ev
+	}
+	structured, err := events.Structured(*p.event.event)
 	if err == nil {
 		e.Event = structured
-		e.ChainID = events.ChainID(*p.event)
+		e.ChainID = events.ChainID(*p.event.event)
 		p.chainID = e.ChainID
-		return
+		return false
 	}
+	deadLetterOf(p, err)
+	return false
+}
+
+// deadLetterOf makes p's entry the dead-letter entry of an event that did
+// not encode.
+func deadLetterOf(p *pending, err error) {
+	e := p.entry
 	*e = entry.Entry{
 		Index:           e.Index,
 		RecordedAt:      e.RecordedAt,
