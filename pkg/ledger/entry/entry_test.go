@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -528,4 +529,25 @@ func FuzzPlainTime(f *testing.F) {
 			t.Fatalf("plainTime accepted %q: %v, %v", s, parsed, err)
 		}
 	})
+}
+
+func TestPositionAndIndexOf(t *testing.T) {
+	for _, tc := range []struct {
+		index uint64
+		pos   int64
+		ok    bool
+	}{{0, 0, true}, {41, 41, true}, {math.MaxInt64, math.MaxInt64, true}, {math.MaxInt64 + 1, 0, false}, {math.MaxUint64, 0, false}} {
+		if pos, ok := Position(tc.index); pos != tc.pos || ok != tc.ok {
+			t.Errorf("Position(%d) = %d, %v", tc.index, pos, ok)
+		}
+		if tc.ok && IndexOf(tc.pos) != tc.index {
+			t.Errorf("IndexOf(%d) = %d", tc.pos, IndexOf(tc.pos))
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("IndexOf(-1) did not panic")
+		}
+	}()
+	IndexOf(-1)
 }

@@ -123,7 +123,7 @@ func (l *Ledger) commit(b *bundleMsg) {
 	// The message before the tree grows: the query API finds every entry
 	// below the tree's size, and checkTail never sees a tree ahead of the
 	// end of LEDGER it knows.
-	l.addSegment(int64(b.first), b.seq)
+	l.addSegment(position(b.first), b.seq)
 	l.lastMsg.Store(b.seq)
 	var ack jetstream.Msg
 	for _, p := range b.ps {
@@ -131,12 +131,13 @@ func (l *Ledger) commit(b *bundleMsg) {
 			// The tree only fails on its own inconsistency.
 			panic(fmt.Sprintf("ledger tree: %v", err))
 		}
+		at := position(p.index)
 		if p.chainID != "" {
 			l.mu.Lock()
-			l.chains[p.chainID] = append(l.chains[p.chainID], int64(p.index))
+			l.chains[p.chainID] = append(l.chains[p.chainID], at)
 			l.mu.Unlock()
 		}
-		l.queueChainIndex(p.chainID, int64(p.index), int64(p.index)+1)
+		l.queueChainIndex(p.chainID, at, at+1)
 		l.metrics.appended.WithLabelValues(string(p.kind)).Inc()
 		l.metrics.appendLatency.Observe(time.Since(p.received).Seconds())
 		if p.ack != nil {

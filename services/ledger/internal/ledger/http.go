@@ -343,7 +343,7 @@ func (l *Ledger) writeMissing(w http.ResponseWriter, r *http.Request, i int64, s
 	if info, err := l.entries.Info(r.Context()); err == nil && info.State.FirstSeq > seq {
 		first := info.State.FirstSeq
 		msg = fmt.Sprintf("the first %s LEDGER messages are missing (the stream now starts at message %s): "+
-			"they were deleted or dropped by a limit set on the stream", verify.Count(int64(first-1)), verify.Count(int64(first)))
+			"they were deleted or dropped by a limit set on the stream", verify.Count(countOf(first-1)), verify.Count(countOf(first)))
 		l.mu.RLock()
 		skips := len(l.skipped)
 		// The entries missing are those before the first message left.
@@ -355,7 +355,7 @@ func (l *Ledger) writeMissing(w http.ResponseWriter, r *http.Request, i int64, s
 		l.mu.RUnlock()
 		if skips == 0 {
 			msg = fmt.Sprintf("the first %s entries are missing from LEDGER (the stream now starts at message %s): "+
-				"they were deleted or dropped by a limit set on the stream", verify.Count(missing), verify.Count(int64(first)))
+				"they were deleted or dropped by a limit set on the stream", verify.Count(missing), verify.Count(countOf(first)))
 		}
 	}
 	l.log.Error("ledger API: entries are missing", "entry", i, "seq", seq, "err", msg)
@@ -369,15 +369,15 @@ func (l *Ledger) serveCheckpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// LEDGER_CHECKPOINTS denies deletes: its sequences are 1..LastSeq.
-	count := int64(info.State.LastSeq)
-	from, end, to, err := l.pageParams(r, count, "checkpoint count")
+	n := countOf(info.State.LastSeq)
+	from, end, to, err := l.pageParams(r, n, "checkpoint count")
 	if err != nil {
 		l.writeError(w, err)
 		return
 	}
-	out := client.Checkpoints{Count: count, Checkpoints: make([]string, 0, end-from)}
+	out := client.Checkpoints{Count: n, Checkpoints: make([]string, 0, end-from)}
 	for i := from; i < end; i++ {
-		m, err := l.cps.GetMsg(r.Context(), uint64(i)+1)
+		m, err := l.cps.GetMsg(r.Context(), seqOf(i)+1)
 		if err != nil {
 			l.writeError(w, fmt.Errorf("reading checkpoint %d: %w", i, err))
 			return

@@ -46,6 +46,7 @@ import (
 
 	"github.com/rampartci/rampart/pkg/events"
 	"github.com/rampartci/rampart/pkg/ledger/checkpoint"
+	"github.com/rampartci/rampart/pkg/ledger/entry"
 	"github.com/rampartci/rampart/pkg/ledger/tree"
 	"github.com/rampartci/rampart/pkg/ledger/witness"
 	"github.com/rampartci/rampart/pkg/runtime/bus"
@@ -530,14 +531,15 @@ func (l *Ledger) settle(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 // rollback forgets the entries that were handled but not committed, so the
 // handler state again describes the committed prefix.
 func (l *Ledger) rollback() {
-	size := uint64(l.tree.Size())
-	l.published.Store(int64(size))
+	size := l.tree.Size()
+	l.published.Store(size)
+	next := entry.IndexOf(size)
 	for k, i := range l.dedup {
-		if i >= size {
+		if i >= next {
 			delete(l.dedup, k)
 		}
 	}
-	l.next = size
+	l.next = next
 	l.lastSeq = l.committedSeq
 	l.prevID = l.committedID
 	l.pubSeq = l.lastMsg.Load()

@@ -179,7 +179,7 @@ func (l *Ledger) newBundle(ps []*pending) *bundleMsg {
 		enc := bundle.EncodeLeaves(leaves)
 		sum := sha256.Sum256([]byte(enc))
 		b.id = hex.EncodeToString(sum[:])
-		first := int64(b.first)
+		first := position(b.first)
 		b.msg = &nats.Msg{Subject: streams.EntriesSubject, Data: data, Header: nats.Header{
 			bundle.FirstHeader:    []string{strconv.FormatInt(first, 10)},
 			bundle.LeavesHeader:   []string{enc},
@@ -195,7 +195,7 @@ func (l *Ledger) newBundle(ps []*pending) *bundleMsg {
 // when ctx ended first.
 func (l *Ledger) publish(ctx context.Context, b *bundleMsg) bool {
 	last := b.ps[len(b.ps)-1].index
-	l.published.Store(int64(last) + 1)
+	l.published.Store(position(last) + 1)
 	l.bundlesInFlight.Add(1)
 	fut, err := l.js.PublishMsgAsync(b.msg, l.expect(b.seq-1, b.prevID)...)
 	if err != nil {

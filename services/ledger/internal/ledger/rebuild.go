@@ -177,7 +177,7 @@ func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 			if _, err := l.tree.AppendHash(leaf); err != nil {
 				return err
 			}
-			at := int64(e.Index)
+			at := idx + int64(i) // trusted only at that index (trust.entries)
 			if e.Kind == entry.KindEvent {
 				l.dedup[e.Source+"\x00"+e.EventID] = e.Index
 			}
@@ -195,7 +195,7 @@ func (l *Ledger) catchUp(ctx context.Context, trustedSize int64) error {
 		return fmt.Errorf("reading %s from message %d: %w", streams.EntriesStream, from, err)
 	}
 	size := l.tree.Size()
-	l.next = uint64(size)
+	l.next = entry.IndexOf(size)
 	l.published.Store(size)
 	l.lastSeq, l.prevID = l.committedSeq, l.committedID
 	l.pubSeq = l.lastMsg.Load()

@@ -121,8 +121,8 @@ func (l *Ledger) classify(idx int64, m bundle.Message, checkSig bool) ([]*entry.
 		if err != nil {
 			return nil, err.Error()
 		}
-		if want := uint64(idx) + uint64(i); e.Index != want {
-			return nil, fmt.Sprintf("it says index %d where entry %d is next", e.Index, want)
+		if pos, ok := entry.Position(e.Index); !ok || pos != idx+int64(i) {
+			return nil, fmt.Sprintf("it says index %d where entry %d is next", e.Index, idx+int64(i))
 		}
 		out[i] = e
 	}
@@ -156,16 +156,16 @@ func (l *Ledger) skip(seq uint64, msg jetstream.Msg, why string) {
 func missingEntries(want, got uint64, next, at int64) error {
 	if want == 1 {
 		if at < 0 {
-			at = int64(got - 1)
+			at = countOf(got - 1)
 		}
 		return fmt.Errorf("%w: the first %s entries are missing from LEDGER (the stream starts at message %s): "+
-			"they were deleted or dropped by a limit set on the stream", ErrTampered, verify.Count(at), verify.Count(int64(got)))
+			"they were deleted or dropped by a limit set on the stream", ErrTampered, verify.Count(at), verify.Count(countOf(got)))
 	}
 	entries := ""
 	if at > next {
 		entries = fmt.Sprintf(" (entries %s to %s)", verify.Count(next), verify.Count(at-1))
 	}
-	return fmt.Errorf("%w: LEDGER messages %s to %s are missing%s: they were deleted", ErrTampered, verify.Count(int64(want)), verify.Count(int64(got-1)), entries)
+	return fmt.Errorf("%w: LEDGER messages %s to %s are missing%s: they were deleted", ErrTampered, verify.Count(countOf(want)), verify.Count(countOf(got-1)), entries)
 }
 
 // firstIndex is the index of the first entry LEDGER message m says it
@@ -181,7 +181,10 @@ func firstIndex(m bundle.Message, err error) int64 {
 	if err != nil {
 		return -1
 	}
-	return int64(e.Index)
+	if pos, ok := entry.Position(e.Index); ok {
+		return pos
+	}
+	return -1
 }
 
 // reportForeign publishes an anomaly for each foreign message found by

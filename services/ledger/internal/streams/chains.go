@@ -142,7 +142,7 @@ func Chain(ctx context.Context, js jetstream.JetStream, chainID string) ([]*entr
 		if err != nil {
 			return nil, fmt.Errorf("LEDGER message %d: %w", cur.seq, err)
 		}
-		if e.ChainID == chainID && e.Index == uint64(x) {
+		if pos, ok := entry.Position(e.Index); ok && e.ChainID == chainID && pos == x {
 			out = append(out, e)
 		}
 	}
@@ -162,7 +162,7 @@ func Chain(ctx context.Context, js jetstream.JetStream, chainID string) ([]*entr
 		return nil, err
 	}
 	for _, e := range rest {
-		if int64(e.Index) >= mark {
+		if pos, ok := entry.Position(e.Index); ok && pos >= mark {
 			out = append(out, e)
 		}
 	}
@@ -206,7 +206,11 @@ func readIndexed(ctx context.Context, s jetstream.Stream, seq uint64) (indexedMe
 	if err != nil {
 		return indexedMessage{}, false, nil
 	}
-	return indexedMessage{Message: m, firstIndex: int64(e.Index)}, true, nil
+	first, ok := entry.Position(e.Index)
+	if !ok {
+		return indexedMessage{}, false, nil
+	}
+	return indexedMessage{Message: m, firstIndex: first}, true, nil
 }
 
 // locate finds, among LEDGER messages lo..hi, the last one whose first entry
