@@ -51,9 +51,13 @@ const MaxEntry = 1<<16 - 1
 var ErrMalformed = errors.New("malformed entry bundle")
 
 // Append adds one entry to bundle data b. The entry must not be longer than
-// MaxEntry.
+// MaxEntry: a longer one is a bug of the caller, and panics.
 func Append(b, e []byte) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(e)))
+	n := len(e)
+	if n < 0 || n > MaxEntry {
+		panic(fmt.Sprintf("entry bundle: an entry of %d bytes, longer than %d", n, MaxEntry))
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(n))
 	return append(b, e...)
 }
 

@@ -307,16 +307,20 @@ func (c *Checker) check(batch []Entry) {
 		if c.entryErr != nil {
 			continue
 		}
+		idx, inLog := entry.Position(ck.index)
 		switch {
 		case ck.err != nil:
 			c.entryErr = ck.err
-		case pos == 0 && ck.index > 0:
+		case !inLog:
+			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryIndex,
+				Reason: fmt.Sprintf("entry at position %d says index %d, beyond any log", pos, ck.index)}
+		case pos == 0 && idx > 0:
 			c.entryErr = &Error{Index: 0, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntriesMissing, ErrEntryIndex),
-				Reason: fmt.Sprintf("the first %s entries are missing: the log starts at entry %s", Count(int64(ck.index)), Count(int64(ck.index)))}
-		case ck.index > uint64(pos):
+				Reason: fmt.Sprintf("the first %s entries are missing: the log starts at entry %s", Count(idx), Count(idx))}
+		case idx > pos:
 			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: fmt.Errorf("%w: %w", ErrEntriesMissing, ErrEntryIndex),
-				Reason: fmt.Sprintf("entries %s to %s are missing: entry %s follows entry %s", Count(pos), Count(int64(ck.index)-1), Count(int64(ck.index)), Count(pos-1))}
-		case ck.index != uint64(pos):
+				Reason: fmt.Sprintf("entries %s to %s are missing: entry %s follows entry %s", Count(pos), Count(idx-1), Count(idx), Count(pos-1))}
+		case idx != pos:
 			c.entryErr = &Error{Index: pos, Checkpoint: -1, Err: ErrEntryIndex,
 				Reason: fmt.Sprintf("entry at position %d says index %d", pos, ck.index)}
 		case pos > 0 && ck.streamSeq <= c.lastSeq:

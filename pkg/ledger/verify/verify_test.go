@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -267,6 +268,26 @@ type logTest struct {
 	// last checkpoint (Stream with pinned 20), as only an entry's own
 	// signature is wrong.
 	passesPinned bool
+}
+
+// An entry claiming an index beyond any log (2^64-1, which converted to
+// int64 would be -1) is named as a wrong index, not taken for entries
+// missing before it.
+func TestIndexBeyondAnyLog(t *testing.T) {
+	s, _, err := checkpoint.GenerateSigner(checkpoint.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, cps := goodLog(t, s, 20, 5, 12, 20)
+	e := makeEntry(t, 4, "e-4")
+	e.Index = math.MaxUint64
+	es[4] = signed(t, s, e)
+	_, err = Log(es, cps, s.Verifier())
+	var ve *Error
+	if !errors.As(err, &ve) || !errors.Is(err, ErrEntryIndex) || errors.Is(err, ErrEntriesMissing) || ve.Index != 4 ||
+		!strings.Contains(ve.Reason, "says index 18446744073709551615, beyond any log") {
+		t.Fatalf("Log = %v", err)
+	}
 }
 
 func testLog(t *testing.T, s *checkpoint.Signer, tests []logTest) {
