@@ -89,6 +89,9 @@ func Describe(ev cloudevents.Event) string {
 		}
 	case KindStage:
 		if s, err := StageDeploymentOf(ev); err == nil {
+			if s.Failed != "" {
+				return fmt.Sprintf("%s never served by %s: %s; it goes no further", ShortArtifact(s.ArtifactID), s.Stage, s.Failed)
+			}
 			return fmt.Sprintf("%s deployed to %s (%s), to be checked there", ShortArtifact(s.ArtifactID), s.Stage, s.URL)
 		}
 	case KindPage:

@@ -91,6 +91,10 @@ func sample(t *testing.T) map[string]cloudevents.Event {
 			return NewStageDeployed(meta("e-stage"), StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: "pkg:oci/shop@sha256:bb",
 				URL: "http://127.0.0.1:9000", VerdictID: "e-scan"})
 		},
+		"stage-failed": func() (cloudevents.Event, error) {
+			return NewStageDeployed(meta("e-stage-failed"), StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: "pkg:oci/shop@sha256:bb",
+				URL: "http://127.0.0.1:9000", VerdictID: "e-scan", Failed: "Deployment shop/shop-staging: not available within the progress deadline"})
+		},
 		"page": func() (cloudevents.Event, error) {
 			return NewPage(meta("e-page"), Page{App: "shop", Environment: "prod", TicketURI: "https://acme.pagerduty.com/incidents/Q1", DedupKey: "r-1", Description: "rollback of shop"})
 		},

@@ -479,6 +479,10 @@ type StageDeployment struct {
 	// VerdictID is the passing verdict that admitted the candidate: the
 	// image scan for the first stage, the previous stage's verdict after.
 	VerdictID string `json:"verdictId"`
+	// Failed says why the stage never served the candidate (its workload's
+	// progress deadline passed); empty for a candidate the stage serves. A
+	// failed deployment is not checked, and the candidate goes no further.
+	Failed string `json:"failed,omitempty"`
 }
 
 // NewStageDeployed builds an environment.modified event for a stage

@@ -307,6 +307,10 @@ func buildChange(id string, fs []*entryFacts) Change {
 				c.Rollback.AnomalyIndex = i
 			}
 			rolloutEvents = append(rolloutEvents, f)
+		case events.KindStage:
+			if sd, err := events.StageDeploymentOf(ev); err == nil && sd.Failed != "" && c.NotServed == nil {
+				c.NotServed = &NotServed{Index: f.index, At: ev.Time().UTC(), Stage: sd.Stage, Reason: sd.Failed}
+			}
 		case events.KindIntervention:
 			if iv, err := events.InterventionOf(ev); err == nil {
 				c.Interventions = append(c.Interventions, Intervention{Index: f.index, At: iv.AppliedAt.UTC(), Action: iv.Action, Who: iv.Actor,
@@ -393,6 +397,8 @@ func outcomeOf(c *Change) string {
 		return OutcomeReleased
 	case c.Rollout != nil:
 		return OutcomeInProgress
+	case c.NotServed != nil:
+		return OutcomeNotServed
 	}
 	for _, g := range c.Gates {
 		switch {
@@ -458,6 +464,9 @@ func (r *Report) exceptions(lone []*entryFacts, facts []entryFacts, in Input) {
 			if c.Rollback == nil && ro.ReleaseIndex < 0 {
 				add(ExceptionUnjudged, c.Chain, fmt.Sprintf("%s: rollout %s had neither completed nor rolled back at the checkpoint", name, ro.ID), ro.PromotedIndex)
 			}
+		}
+		if ns := c.NotServed; ns != nil {
+			add(ExceptionUnjudged, c.Chain, fmt.Sprintf("%s: never served by stage %s (%s): not checked there, not promoted", name, ns.Stage, ns.Reason), ns.Index)
 		}
 		for _, iv := range c.Interventions {
 			if iv.Action == "abort" && c.Rollback != nil && c.Rollback.Manual {

@@ -196,6 +196,46 @@ func TestInterventionsNameWhoActed(t *testing.T) {
 	}
 }
 
+// TestStageNeverServed: a candidate its stage never served is a change
+// stopped there, an exception naming the stage and why, and shown as such.
+func TestStageNeverServed(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	ev := mustEvent(t)
+	meta := func(id string) events.Meta {
+		return events.Meta{ID: id, Source: "/test", Time: t0, ChainID: "c1", App: "shop"}
+	}
+	purl := "pkg:oci/shop@sha256%3A" + strings.Repeat("d", 64)
+	all := []any{
+		ev(events.NewScanFinished(meta("scan"), events.Scan{Target: purl, TargetKind: "image", Environment: "prod", Outcome: events.OutcomePass, Reason: "no findings"})),
+		ev(events.NewStageDeployed(meta("sf"), events.StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: purl,
+			URL: "http://staging", VerdictID: "scan", Failed: "Deployment shop/shop-staging: not available within the progress deadline"})),
+	}
+	r, err := compliance.Build(compliance.Input{Period: compliance.Period{From: t0, To: t0.Add(time.Hour)}, Ledger: compliance.Ledger{Size: int64(len(all))},
+		Entries: entries(t, t0, nil, all...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Changes[0]
+	if c.Outcome != compliance.OutcomeNotServed || c.NotServed == nil || c.NotServed.Index != 1 || c.NotServed.Stage != "staging" {
+		t.Fatalf("change %+v (not served %+v)", c, c.NotServed)
+	}
+	found := false
+	for _, x := range r.Exceptions {
+		found = found || x.Kind == compliance.ExceptionUnjudged && strings.HasSuffix(x.Text,
+			"never served by stage staging (Deployment shop/shop-staging: not available within the progress deadline): not checked there, not promoted")
+	}
+	if !found {
+		t.Errorf("no exception for the stage that never served the candidate: %+v", r.Exceptions)
+	}
+	var md strings.Builder
+	if err := compliance.WriteMarkdown(&md, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "**Never served by stage staging** at entry 1") {
+		t.Errorf("markdown report without the failed stage:\n%s", md.String())
+	}
+}
+
 // TestBuildRefusesAWrappedIndex: an entry that says index 2^64-1, served as
 // index -1, is not the same entry (a conversion to int64 would wrap it to
 // -1 and let it through).

@@ -146,6 +146,7 @@ const (
 	OutcomeBlockedAtSource = "blocked at source scan"
 	OutcomeBlockedAtImage  = "blocked at image scan"
 	OutcomeScanError       = "scan error"
+	OutcomeNotServed       = "never served by a stage"
 	OutcomeInProgress      = "in progress"
 	OutcomePassed          = "passed"
 )
@@ -169,7 +170,19 @@ type Change struct {
 	Page     *Page     `json:"page,omitempty"`
 	// Interventions are the operators' actions on the change's rollout.
 	Interventions []Intervention `json:"interventions,omitempty"`
-	Events        []Event        `json:"events"`
+	// NotServed is a stage that never served the change's candidate (its
+	// deployment failed): the candidate was not checked there and went no
+	// further.
+	NotServed *NotServed `json:"notServed,omitempty"`
+	Events    []Event    `json:"events"`
+}
+
+// NotServed is a failed stage deployment.
+type NotServed struct {
+	Index  int64     `json:"index"`
+	At     time.Time `json:"at"`
+	Stage  string    `json:"stage"`
+	Reason string    `json:"reason"`
 }
 
 // Intervention is an operator's action on a rollout, as the deployer

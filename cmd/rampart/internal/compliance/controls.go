@@ -235,7 +235,7 @@ func (r *Report) tally() tally {
 			t.rolledBack++
 		case OutcomeInProgress:
 			t.inProgress++
-		case OutcomeBlockedAtSource, OutcomeBlockedAtImage, OutcomeScanError:
+		case OutcomeBlockedAtSource, OutcomeBlockedAtImage, OutcomeScanError, OutcomeNotServed:
 			t.blocked++
 		}
 		if ro := c.Rollout; ro != nil {

@@ -169,6 +169,13 @@ func (o *owner) stepStages(ctx context.Context, p *pass) (result, error) {
 				}
 				done = true
 			case pr.Failed != "":
+				// Announced, so that the ledger holds why the chain stops
+				// here; the scanner checks nothing for it.
+				sum := sha256.Sum256([]byte(s.Candidate.ScanEventID + "\x00" + s.Stage))
+				id := "stage-failed:" + app.Name + "-" + hex.EncodeToString(sum[:6])
+				if err := o.publishStage(ctx, app, stage, s.Candidate, id, pr.Failed); err != nil {
+					return resultEmpty, err
+				}
 				o.m.metrics.stages.WithLabelValues(s.Stage, "failed").Inc()
 				o.log.Error("candidate not served by its stage; it goes no further", "stage", s.Stage, "artifact", s.Candidate.Artifact, "reason", pr.Failed)
 				done = true
@@ -208,8 +215,20 @@ func (o *owner) announceStage(ctx context.Context, app policy.App, stage policy.
 	}); err != nil {
 		return fmt.Errorf("record stage %s: %w", stage.Name, err)
 	}
+	if err := o.publishStage(ctx, app, stage, c, id, ""); err != nil {
+		return err
+	}
+	o.m.metrics.stages.WithLabelValues(stage.Name, "deployed").Inc()
+	o.log.Info("candidate deployed to a stage; its checks decide what follows", "stage", stage.Name, "artifact", c.Artifact)
+	return nil
+}
+
+// publishStage announces c in stage under event id: deployed there, or,
+// with a failure, never served by it.
+func (o *owner) publishStage(ctx context.Context, app policy.App, stage policy.Stage, c Candidate, id, failed string) error {
 	ev, err := events.NewStageDeployed(events.Meta{ID: id, Source: Source, Time: o.m.now(), ChainID: c.ChainID, CausedBy: c.ScanEventID, App: app.Name},
-		events.StageDeployment{App: app.Name, Stage: stage.Name, Environment: stage.Environment, ArtifactID: c.Artifact, URL: stage.URL, VerdictID: c.ScanEventID})
+		events.StageDeployment{App: app.Name, Stage: stage.Name, Environment: stage.Environment, ArtifactID: c.Artifact, URL: stage.URL,
+			VerdictID: c.ScanEventID, Failed: failed})
 	if err != nil {
 		return err
 	}
@@ -218,8 +237,6 @@ func (o *owner) announceStage(ctx context.Context, app policy.App, stage policy.
 	if _, err := o.m.bus.Publish(ctx, ev); err != nil {
 		return fmt.Errorf("announce stage %s: %w", stage.Name, err)
 	}
-	o.m.metrics.stages.WithLabelValues(stage.Name, "deployed").Inc()
-	o.log.Info("candidate deployed to a stage; its checks decide what follows", "stage", stage.Name, "artifact", c.Artifact)
 	return nil
 }
 

@@ -217,7 +217,7 @@ func (s stageRunner) RunsStage(_ policy.App, stage string) bool {
 // With a workload that reports progress, a stage is announced (and so
 // checked) only once it serves the candidate; a newer candidate takes the
 // stage over while the older one is still on its way; a candidate its
-// stage never serves goes no further. A stage the workload does not run is
+// stage never serves goes no further, and that is announced. A stage the workload does not run is
 // announced at once, without a deploy.
 func TestStageAnnouncedOnceItServesTheCandidate(t *testing.T) {
 	h, _ := staged(t)
@@ -264,7 +264,8 @@ func TestStageAnnouncedOnceItServesTheCandidate(t *testing.T) {
 		t.Fatalf("calls %v: preprod deployed by the workload", got)
 	}
 
-	// A candidate its stage never serves is dropped, unannounced.
+	// A candidate its stage never serves is dropped, and announced as failed
+	// (the scanner checks nothing for it); the stage still runs the last one.
 	w.mu.Lock()
 	w.failed, w.failSlot = "progress deadline exceeded", staging
 	w.mu.Unlock()
@@ -275,8 +276,15 @@ func TestStageAnnouncedOnceItServesTheCandidate(t *testing.T) {
 		}
 		return nil
 	})
+	h.waitEvents("rampart.stage.>", 3)
+	if sd := h.stageDeployments()[2]; sd.Stage != "staging" || sd.ArtifactID != artifact(t, 3) || sd.Failed != "progress deadline exceeded" {
+		t.Fatalf("the failed stage deployment announced as %+v", sd)
+	}
 	h.consumed()
-	if n := len(h.published("rampart.stage.>")); n != 2 {
-		t.Fatalf("%d stage deployments announced, want none for the candidate its stage never served", n)
+	if n := len(h.published("rampart.stage.>")); n != 3 {
+		t.Fatalf("%d stage announcements, want the failure announced once", n)
+	}
+	if e, err := newStaged(h.kv).Get(t.Context(), stageKey("shop", "staging")); err != nil || e.Value.Artifact != artifact(t, 2) {
+		t.Fatalf("staging recorded as running %+v (%v), want the candidate it serves", e, err)
 	}
 }

@@ -131,6 +131,10 @@ func (c *Checker) Handle(ctx context.Context, d bus.Delivery) error {
 		return bus.Poison(err)
 	}
 	log := c.log.With("app", sd.App, "stage", sd.Stage, "artifact", sd.ArtifactID)
+	if sd.Failed != "" {
+		log.Info("the stage never served the candidate; nothing to check", "reason", sd.Failed)
+		return nil
+	}
 	app, ok := c.opts.Policy.Current().App(sd.App)
 	if !ok {
 		log.Warn("stage deployment of an application the policy does not name; not checked")

@@ -198,6 +198,26 @@ func TestStageVerdicts(t *testing.T) {
 	}
 }
 
+// A stage deployment the deployer announces as failed (the stage never
+// served the candidate) is not checked: no verdict could be about the
+// candidate. The consumer goes on in order, so the next deployment's
+// verdict is the first to come.
+func TestFailedStageIsNotChecked(t *testing.T) {
+	e := start(t, nil)
+	ev, err := events.NewStageDeployed(events.Meta{ID: "d-failed", Source: "/rampart/deployer", ChainID: "chain-d-failed", App: "shop"},
+		events.StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: artifact, URL: e.url, VerdictID: "scan-1",
+			Failed: "Deployment shop/shop-staging: not available within the progress deadline"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.deploy.Publish(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if v := e.deployed(t, "d-after"); v.Outcome != events.OutcomePass { // fails on a verdict of chain-d-failed
+		t.Fatalf("the deployment after: %+v", v)
+	}
+}
+
 // A waiver accepts a DAST finding as it accepts any other.
 func TestStageWaiver(t *testing.T) {
 	g, err := gate.Parse("gate.yaml", []byte("ignore_unfixed: true\nwaivers:\n  - id: rampart-dast/sql-error\n    package: GET /items\n    owner: dba@example.com\n    expires: 2099-01-01\n    reason: a test database\n"))
