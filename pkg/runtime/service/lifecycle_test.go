@@ -18,6 +18,7 @@ import (
 	"github.com/rampartci/rampart/pkg/runtime/natsauth"
 	"github.com/rampartci/rampart/pkg/runtime/natstest"
 	"github.com/rampartci/rampart/pkg/runtime/service"
+	"github.com/rampartci/rampart/pkg/runtime/service/servicetest"
 )
 
 // phoenix registers a counter at every start, counts its starts and stops,
@@ -74,18 +75,7 @@ func startChaosHost(t *testing.T, comps ...service.Component) *service.Host {
 	opts.NATSURL, opts.HTTPAddr = ns.ClientURL(), "127.0.0.1:0"
 	opts.NATS = natstest.Identity(t, ns, natsauth.Admin)
 	opts.ChaosToken = chaosToken
-	h, err := service.Start(t.Context(), opts, slog.New(slog.DiscardHandler), comps...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	return h
+	return servicetest.Start(t, opts, comps...)
 }
 
 func call(t *testing.T, h *service.Host, method, path, token, contentType, body string) (int, string) {

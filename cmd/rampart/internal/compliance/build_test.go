@@ -43,6 +43,17 @@ func entries(t *testing.T, t0 time.Time, seqs []uint64, items ...any) []complian
 	return out
 }
 
+// purl is the artifact of the tests' changes.
+var purl = "pkg:oci/shop@sha256%3A" + strings.Repeat("d", 64)
+
+// shopMeta returns the metadata of the application shop's events in
+// chain, at t0, by event id.
+func shopMeta(t0 time.Time, chain string) func(id string) events.Meta {
+	return func(id string) events.Meta {
+		return events.Meta{ID: id, Source: "/test", Time: t0, ChainID: chain, App: "shop"}
+	}
+}
+
 // mustEvent returns a function that takes an event constructor's results
 // and fails t on its error.
 func mustEvent(t *testing.T) func(cloudevents.Event, error) cloudevents.Event {
@@ -60,10 +71,7 @@ func mustEvent(t *testing.T) func(cloudevents.Event, error) cloudevents.Event {
 func TestExceptions(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 	ev := mustEvent(t)
-	meta := func(id, chain string) events.Meta {
-		return events.Meta{ID: id, Source: "/test", Time: t0, ChainID: chain, App: "shop"}
-	}
-	purl := "pkg:oci/shop@sha256%3A" + strings.Repeat("d", 64)
+	meta := func(id, chain string) events.Meta { return shopMeta(t0, chain)(id) }
 	promote := ev(events.NewPromoted(meta("p", "c1"), events.Promotion{RolloutID: "r1", App: "shop", Environment: "prod", ArtifactID: purl, Steps: []int{5, 100}}))
 	step := ev(events.NewCanaryStepped(meta("s", "c1"), events.CanaryStep{RolloutID: "r1", App: "shop", Environment: "prod", ArtifactID: purl, Weight: 5}))
 	operator := events.Anomaly{Target: events.TargetCanary, App: "shop", Environment: "prod", RolloutID: "r1", Rule: "operator", Origin: "operator",
@@ -136,10 +144,7 @@ func TestExceptions(t *testing.T) {
 func TestInterventionsNameWhoActed(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 	ev := mustEvent(t)
-	meta := func(id string) events.Meta {
-		return events.Meta{ID: id, Source: "/test", Time: t0, ChainID: "c1", App: "shop"}
-	}
-	purl := "pkg:oci/shop@sha256%3A" + strings.Repeat("d", 64)
+	meta := shopMeta(t0, "c1")
 	api, console := "operator sha256:0123456789ab", "operator sha256:ba9876543210"
 	intervention := func(id, action, who, via, before, after, reason string) cloudevents.Event {
 		return ev(events.NewInterventionApplied(meta(id), events.Intervention{InterventionID: id, Action: action, App: "shop", Environment: "prod",
@@ -201,10 +206,7 @@ func TestInterventionsNameWhoActed(t *testing.T) {
 func TestStageNeverServed(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 	ev := mustEvent(t)
-	meta := func(id string) events.Meta {
-		return events.Meta{ID: id, Source: "/test", Time: t0, ChainID: "c1", App: "shop"}
-	}
-	purl := "pkg:oci/shop@sha256%3A" + strings.Repeat("d", 64)
+	meta := shopMeta(t0, "c1")
 	all := []any{
 		ev(events.NewScanFinished(meta("scan"), events.Scan{Target: purl, TargetKind: "image", Environment: "prod", Outcome: events.OutcomePass, Reason: "no findings"})),
 		ev(events.NewStageDeployed(meta("sf"), events.StageDeployment{App: "shop", Stage: "staging", Environment: "staging", ArtifactID: purl,

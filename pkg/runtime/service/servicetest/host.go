@@ -23,6 +23,13 @@ func Host(t testing.TB, ns *server.Server, identity string, comps ...service.Com
 	opts.NATSURL, opts.HTTPAddr = ns.ClientURL(), "127.0.0.1:0"
 	opts.Identities = map[string]natsauth.Identity{identity: natstest.Identity(t, ns, identity)}
 	opts.Bootstrap = natstest.Identity(t, ns, natsauth.Admin)
+	return Start(t, opts, comps...)
+}
+
+// Start starts comps in a service host configured by opts. The host is
+// shut down when the test ends.
+func Start(t testing.TB, opts service.Options, comps ...service.Component) *service.Host {
+	t.Helper()
 	h, err := service.Start(t.Context(), opts, slog.New(slog.DiscardHandler), comps...)
 	if err != nil {
 		t.Fatal(err)

@@ -171,8 +171,7 @@ func (o *owner) stepStages(ctx context.Context, p *pass) (result, error) {
 			case pr.Failed != "":
 				// Announced, so that the ledger holds why the chain stops
 				// here; the scanner checks nothing for it.
-				sum := sha256.Sum256([]byte(s.Candidate.ScanEventID + "\x00" + s.Stage))
-				id := "stage-failed:" + app.Name + "-" + hex.EncodeToString(sum[:6])
+				id := stageEventID("stage-failed:", app.Name, s.Candidate, s.Stage)
 				if err := o.publishStage(ctx, app, stage, s.Candidate, id, pr.Failed); err != nil {
 					return resultEmpty, err
 				}
@@ -203,8 +202,7 @@ func (o *owner) stepStages(ctx context.Context, p *pass) (result, error) {
 // candidate is recorded as the stage's before it is announced, so its
 // verdict always finds it.
 func (o *owner) announceStage(ctx context.Context, app policy.App, stage policy.Stage, c Candidate) error {
-	sum := sha256.Sum256([]byte(c.ScanEventID + "\x00" + stage.Name))
-	id := "stage:" + app.Name + "-" + hex.EncodeToString(sum[:6])
+	id := stageEventID("stage:", app.Name, c, stage.Name)
 	rec := Staged{App: app.Name, Stage: stage.Name, Artifact: c.Artifact, VerdictID: c.ScanEventID, EventID: id, At: o.m.now().UTC()}
 	if _, _, err := o.m.staged.Update(ctx, stageKey(app.Name, stage.Name), func(s *Staged, _ bool) (bool, error) {
 		if s.EventID == id {
@@ -221,6 +219,15 @@ func (o *owner) announceStage(ctx context.Context, app policy.App, stage policy.
 	o.m.metrics.stages.WithLabelValues(stage.Name, "deployed").Inc()
 	o.log.Info("candidate deployed to a stage; its checks decide what follows", "stage", stage.Name, "artifact", c.Artifact)
 	return nil
+}
+
+// stageEventID is the id of what is announced about candidate c in stage
+// of app (prefix "stage:" for its deployment, "stage-failed:" for its
+// failure): the same for the same verdict and stage, so that a pass
+// repeated announces once.
+func stageEventID(prefix, app string, c Candidate, stage string) string {
+	sum := sha256.Sum256([]byte(c.ScanEventID + "\x00" + stage))
+	return prefix + app + "-" + hex.EncodeToString(sum[:6])
 }
 
 // publishStage announces c in stage under event id: deployed there, or,
